@@ -1,0 +1,19 @@
+"""sumi: run, train, evaluate and study uniform diffusion language models (Sumi-7B and kin)."""
+
+from transformers import AutoConfig, AutoModel, AutoModelForMaskGeneration
+
+from .configuration_sumi import PRESETS, SumiConfig
+from .generation_sumi import SumiGenerationOutput
+from .modeling_sumi import SumiForMaskGeneration, SumiModel, SumiPreTrainedModel
+
+__version__ = "0.1.0"
+
+# Make `AutoModelForMaskGeneration.from_pretrained(sumi_folder)` work without trust_remote_code
+# when sumi is installed.
+AutoConfig.register("sumi", SumiConfig, exist_ok=True)
+AutoModel.register(SumiConfig, SumiModel, exist_ok=True)
+AutoModelForMaskGeneration.register(SumiConfig, SumiForMaskGeneration, exist_ok=True)
+
+__all__ = [
+    "PRESETS", "SumiConfig", "SumiModel", "SumiForMaskGeneration", "SumiPreTrainedModel", "SumiGenerationOutput",
+]
