@@ -240,8 +240,44 @@ def nelbo_t_grid(
     raise ValueError(f"unknown NELBO method {method!r}; choose 'stratified' or 'quadrature'")
 
 
+def estimate_nelbo(
+    denoise,
+    x: torch.Tensor,
+    *,
+    vocab_size: int,
+    num_samples: int = 16,
+    method: str = "stratified",
+    noise_mask: torch.Tensor | None = None,
+    beta_is: float = 1.0,
+    min_log_snr: float = MIN_LOG_SNR,
+    max_log_snr: float = MAX_LOG_SNR,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Per-token NELBO in nats (spec §4): `E_t[loss_t / (t (1 - t))]` without the z-loss.
+
+    Args:
+        denoise: callable `z [B, S] -> logits [B, S, V']` (e.g. `lambda z: model(z).logits`).
+        x: clean ids `[B, S]`.
+        noise_mask: `[B, S]` bool, the positions to noise and score (default: all). The other
+            positions stay clean, as conditioning context (a prompt), and score 0.
+        num_samples / method: the t grid of `nelbo_t_grid` (one forward per sample).
+    Returns: `[B, S]` float32 per-token NELBO; `.sum(-1)` is a sequence's bound on -log p in nats.
+    """
+    if noise_mask is None:
+        noise_mask = torch.ones_like(x, dtype=torch.bool)
+    ts, weights = nelbo_t_grid(num_samples, method=method, min_log_snr=min_log_snr,
+                               max_log_snr=max_log_snr, generator=generator)
+    total = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
+    for t, w in zip(ts.tolist(), weights.tolist()):
+        z = torch.where(noise_mask, corrupt(x, t, vocab_size, generator=generator), x)
+        loss, _ = uniform_gidd_loss(denoise(z), z, x, t, vocab_size=vocab_size, beta_is=beta_is, z_loss_strength=0.0)
+        total += (w / (t * (1.0 - t))) * loss.double()
+    return torch.where(noise_mask, total, torch.zeros_like(total)).float()
+
+
 __all__ = [
     "MIN_LOG_SNR", "MAX_LOG_SNR", "SCHEDULES",
     "alpha_from_log_snr", "log_snr_from_alpha", "t_from_log_snr", "log_snr_from_t", "t_range",
     "sample_t", "corrupt", "sampling_schedule", "uniform_gidd_loss", "nelbo_weight", "nelbo_t_grid",
+    "estimate_nelbo",
 ]

@@ -206,6 +206,9 @@ class SumiPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, max_shard_size="5GB", **kwargs):
         self.config.auto_map = dict(AUTO_MAP)
         self.config.architectures = [type(self).__name__]
+        if getattr(self, "generation_config", None) is not None:
+            # a config marked "from model config" drops its custom fields (num_denoising_steps, ...) on load
+            self.generation_config._from_model_config = False
         super().save_pretrained(save_directory, *args, max_shard_size=max_shard_size, **kwargs)
         here = Path(__file__).parent
         for name in REMOTE_CODE_FILES:  # the very modules this model runs on: one source of truth

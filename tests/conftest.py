@@ -1,0 +1,31 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """A file under ../shared: fails in CI (CI=true) when missing, skips elsewhere."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{path} is missing; CI must have ../shared")
+        pytest.skip(f"{path} not present (../shared is absent outside the project machines)")
+    return path
+
+
+@pytest.fixture
+def tiny_model():
+    from sumi import SumiConfig, SumiForMaskGeneration
+
+    torch.manual_seed(0)
+    model = SumiForMaskGeneration(SumiConfig.from_preset("sumi-tiny"))
+    return model.eval()
