@@ -320,6 +320,19 @@ def _cut_at_stop_strings(sequences: torch.Tensor, prompt_len: int, tokenizer, st
 class SumiGenerationMixin:
     """Adds `generate()` to `SumiForMaskGeneration` (a diffusion sampler, not transformers' AR loop)."""
 
+    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path,
+                             **kwargs):
+        """Called by `from_pretrained`: adopt the folder's `generation_config.json` (sampler defaults)."""
+        if generation_config is not None:
+            self.generation_config = generation_config
+            return
+        hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "force_download", "local_files_only", "token",
+                                             "revision", "subfolder") if kwargs.get(k) is not None}
+        try:
+            self.generation_config = GenerationConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        except OSError:  # no generation_config.json: keep the one derived from the model config
+            pass
+
     def _resolve_generation_options(self, explicit: dict, generation_config) -> dict:
         resolved = {}
         model_config = getattr(self, "generation_config", None)
