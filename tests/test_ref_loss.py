@@ -21,7 +21,7 @@ EPS = 1e-12
 def ref_token_terms(logits_row: torch.Tensor, z: int, x: int, t: float, V: int) -> dict:
     """Spec §4 for one position. `logits_row` 1-D float64 (only the first V entries are used)."""
     lg = [logits_row[v] for v in range(V)]  # extra columns beyond V never enter
-    m = max(float(l) for l in lg)
+    m = max(float(l.detach()) for l in lg)  # a constant shift: exact, any value works
     sum_exp = sum(torch.exp(l - m) for l in lg)
     lse = m + torch.log(sum_exp)
     x_hat = [torch.exp(l - lse) for l in lg]
@@ -118,17 +118,28 @@ def test_loss_t_shapes(t_shape):
 @pytest.mark.parametrize("t_value", [1e-4, 1e-3, 0.5, 0.999, 0.9999])
 @pytest.mark.parametrize("peaked", [False, True])
 def test_loss_terms_at_both_ends(t_value, peaked):
-    """KL and IS terms separately (z-loss off) near t = 0 and t = 1, where they are tiny or
-    cancellation-prone, plus the full loss. Our fp32 code sees t rounded to fp32, so the reference
-    uses that same t; alpha = 1 - t is then rounded to fp32 inside, which costs up to ~3e-4 relative
-    accuracy in u = t / V at t = 1e-4 (hence the looser rtol at the small-t end)."""
+    """w*KL and w*IS separately (z-loss off) near t = 0 and t = 1, plus the full loss.
+
+    Tolerances are those of an fp32 computation (spec §4 computes the loss in fp32):
+    * small t: our code receives t as fp32 and forms alpha = 1 - t in fp32, so u = (1 - alpha)/V
+      carries up to ~3e-4 relative error at t = 1e-4 (half an fp32 ulp of 1 over 1e-4); w and the
+      IS term inherit it;
+    * large t: the KL is O(alpha^2) (1e-7 at t = 0.9999) but is assembled from O(1/V)-sized log
+      differences, so it is only good to an absolute ~2e-8 (measured 1.8e-8).
+    Either way a formula mistake (wrong weight, sign, missing term) shows up orders above these.
+    """
     V, B, S = 13, 2, 10
     logits, z, x = make_batch(B, S, V, seed=7)
     if peaked:  # a confident, correct denoiser: the KL is then small and cancellation-prone
         logits.scatter_(-1, x[..., None], 12.0)
     t = torch.full((B,), t_value)
-    t_full = t[:, None].expand(B, S).double()
-    rtol = 1e-3 if t_value < 1e-2 else 1e-4
+    t_full = t[:, None].expand(B, S).double()  # the fp32 t our code sees, exactly, in float64
+    if t_value < 1e-2:
+        rtol, atol = 5e-4, (lambda scale: 1e-4 * scale)
+    elif t_value <= 0.5:
+        rtol, atol = 1e-4, (lambda scale: 5e-7)
+    else:
+        rtol, atol = 1e-4, (lambda scale: 5e-8)
 
     kl_only, _ = uniform_gidd_loss(logits, z, x, t, vocab_size=V, beta_is=0.0, z_loss_strength=0.0)
     with_is, _ = uniform_gidd_loss(logits, z, x, t, vocab_size=V, beta_is=1.0, z_loss_strength=0.0)
@@ -139,13 +150,10 @@ def test_loss_terms_at_both_ends(t_value, peaked):
     ref_full, _ = ref_loss(logits, z, x, t_full, V, beta_is=1.0, z_loss=1e-5)
     ref_wis = ref_wkl_wis - ref_wkl
 
-    scale_kl = float(ref_wkl.abs().max())
-    scale_is = float(ref_wis.abs().max())
-    torch.testing.assert_close(kl_only.double(), ref_wkl, rtol=rtol, atol=1e-5 * scale_kl + 1e-12)
-    torch.testing.assert_close((with_is - kl_only).double(), ref_wis, rtol=rtol,
-                               atol=1e-5 * scale_is + 2e-7 * scale_kl + 1e-12)
-    torch.testing.assert_close(full.double(), ref_full, rtol=rtol, atol=1e-6 * float(ref_full.abs().max()))
-    assert bool((kl_only >= -1e-6 * scale_kl).all()), "a KL must not be negative"
+    for ours, ref in ((kl_only, ref_wkl), (with_is - kl_only, ref_wis), (full, ref_full)):
+        torch.testing.assert_close(ours.double(), ref, rtol=rtol, atol=atol(float(ref.abs().max())))
+    assert bool((kl_only >= -atol(float(ref_wkl.abs().max()))).all()), "a KL must not be negative"
+    assert bool((ref_wkl >= -1e-12).all())
 
 
 def test_loss_ignore_index_and_extra_columns():

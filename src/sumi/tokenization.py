@@ -1,0 +1,259 @@
+"""Sumi's tokenizer: OLMo's dolma2 BPE with id 100256 serving as `<|beginoftext|>` (spec §7).
+
+The dolma2 `tokenizer.json` ships inside the package (`assets/tokenizers/dolma2/tokenizer.json.gz`,
+byte-identical to the upstream file once decompressed), so `load_tokenizer("dolma2")` works offline
+on any machine. In the plain file id 100256 is the unused placeholder `<|extra_id_0|>`; Sumi uses
+that id as its BOS, so on load it is renamed `<|beginoftext|>` and marked special, and the roles
+of the official Sumi `tokenizer_config.json` are set: bos `<|beginoftext|>` (100256), eos and unk
+`<|endoftext|>` (100257), pad `<|pad|>` (100277), `model_max_length` 65536. Nothing is added
+automatically (no BOS/EOS post-processor): prepend BOS / append EOS yourself.
+
+```python
+>>> from sumi import load_tokenizer
+>>> tok = load_tokenizer("dolma2")
+>>> tok("Hello world").input_ids, tok.bos_token_id
+([9906, 1917], 100256)
+>>> tok.save_pretrained("my_tok")  # AutoTokenizer.from_pretrained("my_tok") gives the same roles
+```
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+DOLMA2 = "dolma2"
+BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, UNK_TOKEN = "<|beginoftext|>", "<|endoftext|>", "<|pad|>", "<|endoftext|>"
+BOS_ID, EOS_ID, PAD_ID = 100256, 100257, 100277
+VOCAB_SIZE = 100278
+MODEL_MAX_LENGTH = 65536
+DOLMA2_PLACEHOLDER = "<|extra_id_0|>"  # id 100256 in the upstream file
+DOLMA2_SHA256 = "3ca996cca8afea58b34e95c353e859333592642a5e51d695d7a6dbbaf692dfe9"  # of the decompressed file
+
+ASSETS = Path(__file__).parent / "assets"
+BUNDLED_DOLMA2 = ASSETS / "tokenizers" / "dolma2" / "tokenizer.json.gz"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+# ----------------------------------------------------------------------------- the bundled file
+def bundled_tokenizer_bytes() -> bytes:
+    """The bundled dolma2 `tokenizer.json`, decompressed: the exact bytes of the upstream file."""
+    return gzip.decompress(BUNDLED_DOLMA2.read_bytes())
+
+
+@lru_cache(maxsize=1)
+def _bundled_sumi_backend() -> Tokenizer:
+    # cached: the transformers wrapper deep-copies it, so every caller still gets its own copy
+    return Tokenizer.from_str(_to_sumi_json(bundled_tokenizer_bytes().decode("utf-8")))
+
+
+def _read_tokenizer_file(path: Path) -> str:
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        data = gzip.decompress(data)
+    return data.decode("utf-8")
+
+
+# ----------------------------------------------------------------------------- dolma2 -> Sumi
+def is_dolma2_vocabulary(tokenizer: Any) -> bool:
+    """True for a dolma2-family tokenizer (100,278 ids, `<|endoftext|>` at 100257, `<|pad|>` at
+    100277, `<|extra_id_0|>` or `<|beginoftext|>` at 100256). Accepts a `tokenizers.Tokenizer` or a
+    transformers fast tokenizer."""
+    backend = _backend(tokenizer)
+    return (backend.get_vocab_size(with_added_tokens=True) == VOCAB_SIZE
+            and backend.id_to_token(EOS_ID) == EOS_TOKEN
+            and backend.id_to_token(PAD_ID) == PAD_TOKEN
+            and backend.id_to_token(BOS_ID) in (DOLMA2_PLACEHOLDER, BOS_TOKEN))
+
+
+def _backend(tokenizer: Any) -> Tokenizer:
+    if isinstance(tokenizer, Tokenizer):
+        return tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if isinstance(backend, Tokenizer):
+        return backend
+    raise TypeError(f"expected a tokenizers.Tokenizer or a transformers fast tokenizer, got {type(tokenizer).__name__}")
+
+
+def _to_sumi_json(tokenizer_json: str) -> str:
+    """The dolma2 tokenizer JSON with id 100256 renamed `<|beginoftext|>` (special), and no
+    padding / truncation set."""
+    d = json.loads(tokenizer_json)
+    entries = [a for a in d.get("added_tokens", []) if a.get("id") == BOS_ID]
+    if len(entries) != 1 or entries[0]["content"] not in (DOLMA2_PLACEHOLDER, BOS_TOKEN):
+        raise ValueError(f"not a dolma2 tokenizer: id {BOS_ID} should be the added token {DOLMA2_PLACEHOLDER!r} "
+                         f"or {BOS_TOKEN!r}")
+    entries[0]["content"], entries[0]["special"] = BOS_TOKEN, True
+    vocab = d.get("model", {}).get("vocab")
+    if isinstance(vocab, dict):
+        if vocab.get(DOLMA2_PLACEHOLDER) == BOS_ID:
+            del vocab[DOLMA2_PLACEHOLDER]
+        vocab[BOS_TOKEN] = BOS_ID
+    d["padding"] = None
+    d["truncation"] = None
+    return json.dumps(d, ensure_ascii=False)
+
+
+def _wrap(tokenizer: str | Tokenizer, **roles: Any) -> PreTrainedTokenizerFast:
+    if isinstance(tokenizer, str):
+        tokenizer = Tokenizer.from_str(tokenizer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, clean_up_tokenization_spaces=False, **roles)
+
+
+def make_sumi_tokenizer(tokenizer: Any = DOLMA2) -> PreTrainedTokenizerFast:
+    """Sumi's tokenizer built from a dolma2 tokenizer: a `tokenizers.Tokenizer`, a transformers fast
+    tokenizer, a path to a `tokenizer.json` (or `.json.gz`), or the name "dolma2" (the bundled copy).
+
+    Id 100256 becomes the special token `<|beginoftext|>`; bos 100256, eos 100257, pad 100277,
+    unk `<|endoftext|>`, `model_max_length` 65536, nothing added automatically. The result saves
+    with `save_pretrained(dir)` and reloads with `AutoTokenizer.from_pretrained(dir)` unchanged.
+    """
+    if isinstance(tokenizer, (str, os.PathLike)):
+        if str(tokenizer) == DOLMA2 and not Path(tokenizer).exists():
+            source = _bundled_sumi_backend()
+        else:
+            source = _to_sumi_json(_read_tokenizer_file(Path(tokenizer)))
+    else:
+        backend = _backend(tokenizer)
+        if not is_dolma2_vocabulary(backend):
+            raise ValueError("make_sumi_tokenizer needs the dolma2 vocabulary (100,278 ids with <|endoftext|> at "
+                             f"{EOS_ID} and <|pad|> at {PAD_ID}); got a tokenizer of "
+                             f"{backend.get_vocab_size(with_added_tokens=True)} ids")
+        source = _to_sumi_json(backend.to_str())
+    return _wrap(source, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, unk_token=UNK_TOKEN,
+                 model_max_length=MODEL_MAX_LENGTH)
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerFast, save_directory: str | os.PathLike) -> tuple[str, ...]:
+    """Write `tokenizer.json` + `tokenizer_config.json` into `save_directory` (created if needed), so
+    that `AutoTokenizer.from_pretrained(save_directory)` and `load_tokenizer(save_directory)` give
+    the same tokenizer back (for Sumi's: bos 100256, eos 100257, pad 100277)."""
+    Path(save_directory).mkdir(parents=True, exist_ok=True)
+    return tuple(tokenizer.save_pretrained(str(save_directory)))
+
+
+# ----------------------------------------------------------------------------- loading
+def has_tokenizer_files(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds HF tokenizer files (`tokenizer.json` or `tokenizer_config.json`)."""
+    return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return (len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
+            and not any(c in name for c in "\\: "))
+
+
+def load_tokenizer(path_or_name: str | os.PathLike = DOLMA2, *, padding_side: str | None = None) -> PreTrainedTokenizerFast:
+    """Load a fast tokenizer (what `AutoTokenizer` gives in transformers 5).
+
+    `path_or_name` may be:
+      * "dolma2": Sumi's tokenizer from the copy bundled with sumi (offline, no download);
+      * a folder with HF tokenizer files (`tokenizer.json` [+ `tokenizer_config.json`]);
+      * a `tokenizer.json` file (or a gzipped `tokenizer.json.gz`);
+      * a Hub repo id ("owner/name"), when online or cached.
+    A dolma2-vocabulary tokenizer that carries no bos/eos roles (the bare upstream file, or a folder
+    without a config naming them) is turned into Sumi's (`make_sumi_tokenizer`); otherwise the
+    folder's own `tokenizer_config.json` is respected. `padding_side` ("left"/"right") is set if given.
+    """
+    name = os.fspath(path_or_name)
+    path = Path(name).expanduser()
+    if name == DOLMA2 and not path.exists():
+        tok = make_sumi_tokenizer(DOLMA2)
+    elif path.is_file():
+        text = _read_tokenizer_file(path)
+        try:
+            backend = Tokenizer.from_str(text)
+        except Exception as e:  # tokenizers raises its own exception type on malformed files
+            raise ValueError(f"{name!r} is not a valid tokenizer.json file: {e}") from e
+        tok = make_sumi_tokenizer(path) if is_dolma2_vocabulary(backend) else _wrap(text)
+    elif path.is_dir():
+        if not has_tokenizer_files(path):
+            raise ValueError(f"no tokenizer in {name!r}: the folder has neither tokenizer.json nor tokenizer_config.json")
+        if not (path / "tokenizer_config.json").is_file():
+            tok = load_tokenizer(path / "tokenizer.json")
+        else:
+            tok = AutoTokenizer.from_pretrained(str(path))
+            if getattr(tok, "backend_tokenizer", None) is not None and is_dolma2_vocabulary(tok) and (
+                    tok.bos_token_id is None or tok.eos_token_id is None):
+                tok = make_sumi_tokenizer(tok)
+    elif _looks_like_hub_id(name):
+        try:
+            tok = AutoTokenizer.from_pretrained(name)
+        except OSError as e:
+            raise ValueError(f"cannot load the tokenizer {name!r} from the Hugging Face Hub"
+                             f"{' (offline: HF_HUB_OFFLINE is set)' if _offline() else ''}: {e}") from e
+    else:
+        raise ValueError(f"unknown tokenizer {name!r}: not 'dolma2', not a folder with tokenizer files, "
+                         "not a tokenizer.json file, not a Hub id")
+    if padding_side is not None:
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        tok.padding_side = padding_side
+    return tok
+
+
+def _offline() -> bool:
+    try:
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            return True
+    except Exception:  # pragma: no cover - very old huggingface_hub
+        pass
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+# ----------------------------------------------------------------------------- byte fallback
+class ByteTokenizer:
+    """The fallback for models without a tokenizer (e.g. the `sumi-tiny` preset, vocabulary 256):
+    UTF-8 bytes as ids (id = byte value). Decoding turns ids < 256 back into bytes (invalid UTF-8
+    becomes U+FFFD) and shows any id >= 256 as `<|id|>`; `skip_special_tokens` drops the model's
+    bos/eos/pad ids. Needs `vocab_size >= 256`."""
+
+    def __init__(self, vocab_size: int, bos_token_id: int | None = None, eos_token_id: int | None = None,
+                 pad_token_id: int | None = None):
+        if vocab_size < 256:
+            raise ValueError(f"a byte-level fallback needs vocab_size >= 256 (one id per byte), got {vocab_size}")
+        self.vocab_size = vocab_size
+        self.bos_token_id, self.eos_token_id, self.pad_token_id = bos_token_id, eos_token_id, pad_token_id
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return [i for i in (self.bos_token_id, self.eos_token_id, self.pad_token_id) if i is not None]
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids, skip_special_tokens: bool = False, **_: Any) -> str:
+        ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
+        if skip_special_tokens:
+            special = set(self.all_special_ids)
+            ids = [i for i in ids if i not in special]
+        out, run = [], bytearray()
+        for i in ids:
+            if 0 <= i < 256:
+                run.append(i)
+            else:
+                out.append(run.decode("utf-8", errors="replace"))
+                run = bytearray()
+                out.append(f"<|{i}|>")
+        out.append(run.decode("utf-8", errors="replace"))
+        return "".join(out)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+
+__all__ = [
+    "DOLMA2", "BOS_TOKEN", "EOS_TOKEN", "PAD_TOKEN", "UNK_TOKEN", "BOS_ID", "EOS_ID", "PAD_ID", "VOCAB_SIZE",
+    "MODEL_MAX_LENGTH", "DOLMA2_SHA256", "BUNDLED_DOLMA2", "bundled_tokenizer_bytes", "is_dolma2_vocabulary",
+    "make_sumi_tokenizer", "save_tokenizer", "has_tokenizer_files", "load_tokenizer", "ByteTokenizer",
+]
