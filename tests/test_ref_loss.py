@@ -17,6 +17,15 @@ from sumi.diffusion import uniform_gidd_loss
 EPS = 1e-12
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny tensors: one intra-op thread is much faster (and immune to a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # ----------------------------------------------------------------------------- reference
 def ref_token_terms(logits_row: torch.Tensor, z: int, x: int, t: float, V: int) -> dict:
     """Spec §4 for one position. `logits_row` 1-D float64 (only the first V entries are used)."""
@@ -251,3 +260,16 @@ def test_model_labels_without_t_raises():
     z = torch.randint(0, model.config.vocab_size, (2, 5), generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError):
         model(input_ids=z, labels=z)
+
+
+def test_loss_from_bf16_logits_is_computed_in_fp32():
+    """bf16 logits (a bf16 model's output) are upcast before any arithmetic: the loss equals the
+    reference evaluated on the bf16 values themselves, to fp32 accuracy."""
+    V, B, S = 19, 2, 8
+    logits, z, x = make_batch(B, S, V, extra_cols=1, seed=31)
+    logits = logits.to(torch.bfloat16)
+    t = torch.tensor([0.25, 0.8])
+    loss, _ = uniform_gidd_loss(logits, z, x, t, vocab_size=V, z_loss_strength=1e-3)
+    assert loss.dtype == torch.float32
+    ref, _ = ref_loss(logits, z, x, t[:, None].expand(B, S), V, z_loss=1e-3)
+    torch.testing.assert_close(loss.double(), ref, rtol=2e-5, atol=1e-6)

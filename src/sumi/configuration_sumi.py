@@ -29,7 +29,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         pad_token_id=100277,
         dtype="bfloat16",
     ),
-    "sumi-1b": dict(  # 1.35B parameters (0.94B non-embedding), dolma2 vocabulary: the GPU scaling preset
+    "sumi-1b": dict(  # 1.28B parameters (0.87B non-embedding), dolma2 vocabulary: the GPU scaling preset
         vocab_size=100278,
         hidden_size=2048,
         intermediate_size=6144,
@@ -44,7 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         eos_token_id=100257,
         pad_token_id=100277,
     ),
-    "sumi-57m": dict(  # 57.2M parameters: the CPU benchmark shape of the performance notes
+    "sumi-57m": dict(  # 56.9M parameters: the CPU benchmark shape of the performance notes
         vocab_size=32000,
         hidden_size=512,
         intermediate_size=1536,
@@ -59,7 +59,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         eos_token_id=2,
         pad_token_id=0,
     ),
-    "sumi-tiny": dict(  # 0.10M parameters: unit tests and smoke runs
+    "sumi-tiny": dict(  # 0.11M parameters: unit tests and smoke runs
         vocab_size=256,
         hidden_size=64,
         intermediate_size=128,

@@ -170,19 +170,20 @@ def uniform_gidd_loss(
     valid = x != ignore_index
     x = torch.where(valid, x, torch.zeros_like(x))
 
-    t = _broadcast_t(t, x.shape, x.device)
-    alpha = (1.0 - t).clamp(eps, 1.0 - eps)
-    u = (1.0 - alpha) / V
+    # Per-token scalars ([B, S]) in float64, from t directly (u = t/V, not (1 - alpha)/V), so
+    # that both ends of the noise range keep their precision; only the [B, S, V] work is fp32.
+    t = _broadcast_t(t, x.shape, x.device).double().clamp(eps, 1.0 - eps)
+    alpha, u = 1.0 - t, t / V
+    log_alpha, log_u = torch.log1p(-t), torch.log(t) - math.log(V)
 
     lse = torch.logsumexp(logits, dim=-1)  # [B, S]
     log_xhat = logits - lse[..., None]  # [B, S, V]
-    log_xhat_x = log_xhat.gather(-1, x[..., None]).squeeze(-1)
-    log_xhat_z = log_xhat.gather(-1, z_t[..., None]).squeeze(-1)
+    log_xhat_x = log_xhat.gather(-1, x[..., None]).squeeze(-1).double()
+    log_xhat_z = log_xhat.gather(-1, z_t[..., None]).squeeze(-1).double()
 
-    log_alpha, log_u = torch.log(alpha), torch.log(u)
     # sum_{v != x} softplus(log(alpha/u) + log x_hat_v)
-    sp = F.softplus((log_alpha - log_u)[..., None] + log_xhat)
-    sp_sum = sp.sum(-1) - sp.gather(-1, x[..., None]).squeeze(-1)
+    sp = F.softplus((log_alpha - log_u).float()[..., None] + log_xhat)
+    sp_sum = sp.sum(-1).double() - sp.gather(-1, x[..., None]).squeeze(-1).double()
     log_qhat_x = torch.logaddexp(log_alpha + log_xhat_x, log_u)
     kl = (alpha + u) * (torch.log(alpha + u) - log_qhat_x) - u * sp_sum
 
@@ -191,8 +192,8 @@ def uniform_gidd_loss(
     log_r = log_num - torch.logaddexp(log_alpha + log_xhat_z, log_u)
     itakura_saito = torch.expm1(log_r) - log_r
 
-    w = torch.where(same, (1.0 - alpha) / (1.0 + (V - 1) * alpha), torch.ones_like(alpha))
-    loss = w * kl + beta_is * w * itakura_saito + z_loss_strength * lse.square()
+    w = torch.where(same, t / (1.0 + (V - 1) * alpha), torch.ones_like(alpha))
+    loss = (w * kl + beta_is * w * itakura_saito).float() + z_loss_strength * lse.square()
     return torch.where(valid, loss, torch.zeros_like(loss)), valid
 
 
