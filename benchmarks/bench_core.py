@@ -18,7 +18,7 @@ best of `--repeats` runs (`time.perf_counter`, with `torch.cuda.synchronize()` a
 CUDA). The two sides of a row are run alternately, so that load from other processes hits both.
 
     python benchmarks/bench_core.py                       # canvas 512 2048, float32 bfloat16, K=2
-    python benchmarks/bench_core.py --quick               # smoke run, a few seconds
+    python benchmarks/bench_core.py --quick               # smoke run (sumi-tiny, canvas 64), a few seconds
     python benchmarks/bench_core.py --device cuda --repeats 5 --json bench_core.json
 """
 
@@ -386,16 +386,25 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=2, help="best of N timed runs after one warm-up (default 2)")
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", default="sumi-57m", help="model preset (default sumi-57m)")
+    p.add_argument("--preset", default=None, help="model preset (default sumi-57m; sumi-tiny with --quick)")
     p.add_argument("--mid-step", type=int, default=64, help="sampling-only row at step MID_STEP of MID_OF (64)")
     p.add_argument("--mid-of", type=int, default=128, help="... of an MID_OF-step schedule (128, the default N)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads (default os.cpu_count(); 1 with --quick)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: canvas 64, one repeat, small matmul probe (a few seconds)")
+                   help="smoke run: sumi-tiny preset, canvas 64, one repeat, one thread, small matmul probe "
+                        "(a few seconds; the timings mean nothing)")
     p.add_argument("--json", metavar="PATH", help="also write the machine info and all rows as JSON")
     args = p.parse_args(argv)
     if args.quick:
         args.canvas, args.repeats = [64], 1
+    if args.threads is None:
+        args.threads = 1 if args.quick else (os.cpu_count() or 1)
+    if args.threads < 1:
+        p.error("--threads must be >= 1")
+    if args.preset is None:
+        args.preset = "sumi-tiny" if args.quick else "sumi-57m"
     if args.steps < 1 or args.repeats < 1 or args.batch < 1:
         p.error("--steps, --repeats and --batch must be >= 1")
     if not 0 <= args.mid_step < args.mid_of:
@@ -408,14 +417,14 @@ def main(argv=None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
     device = torch.device(args.device)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     max_pos = SumiConfig.from_preset(args.preset).max_position_embeddings
     for c in args.canvas:
         if not 8 <= c <= max_pos:
             raise SystemExit(f"--canvas {c}: must lie in [8, max_position_embeddings={max_pos}]")
     t_start = time.perf_counter()
     with torch.inference_mode():
-        info = machine_info(device, 512 if args.quick else 2048)
+        info = machine_info(device, 256 if args.quick else 2048)
         log(f"bench_core: {info['gpu'] or info['cpu']}, torch {info['torch']}, {info['torch_threads']} threads")
         base = build_model(args.preset, args.seed, device)
         rows = []

@@ -93,15 +93,21 @@ class _Randomness:
         return self._per_row((B, S), 0, lambda n, g: torch.randint(0, high, (n,), generator=g, device=self.device))
 
     def categorical(self, probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """One draw per row of `probs` `[n, V]`; `rows` `[n]` says which batch row each belongs to."""
+        """One draw per row of `probs` `[n, V]` (unnormalised is fine); `rows` `[n]` says which batch
+        row each belongs to. Inverse-CDF sampling: one uniform per draw, where CPU `multinomial`
+        draws an exponential per vocabulary entry (~8x slower at V = 32000)."""
         if not self.per_row:
-            return torch.multinomial(probs, 1, generator=self.generators[0]).squeeze(-1)
-        out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
-        for i, g in enumerate(self.generators):
-            sel = rows == i
-            if bool(sel.any()):
-                out[sel] = torch.multinomial(probs[sel], 1, generator=g).squeeze(-1)
-        return out
+            u = torch.rand(probs.shape[0], generator=self.generators[0], device=probs.device)
+        else:
+            u = torch.empty(probs.shape[0], device=probs.device)
+            for i, g in enumerate(self.generators):
+                sel = (rows == i).nonzero().squeeze(-1)
+                if sel.numel():
+                    u[sel] = torch.rand(sel.numel(), generator=g, device=probs.device)
+        cdf = probs.float().cumsum(-1)
+        # side="right" never lands on a zero-probability entry
+        idx = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], side="right").squeeze(-1)
+        return idx.clamp_(max=probs.shape[-1] - 1)
 
 
 # ----------------------------------------------------------------------------- distributions

@@ -123,9 +123,12 @@ def sdpa_sink_attention(
     mask = None
     if key_mask is not None:
         mask = torch.cat([key_mask, key_mask.new_ones(B, 1)], dim=1)[:, None, None, :]
-    return F.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask, scale=scale, enable_gqa=q.shape[1] != n_kv
-    )
+    gqa = q.shape[1] != n_kv
+    if gqa and q.device.type != "cpu":
+        # CUDA's memory-efficient kernel rejects enable_gqa (fp32 would fall back to the math
+        # kernel and its [S, S] scores); expanded K/V keep every fused kernel eligible.
+        k, v, gqa = repeat_kv(k, q.shape[1] // n_kv), repeat_kv(v, q.shape[1] // n_kv), False
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
 
 
 class SumiAttention(nn.Module):

@@ -1,0 +1,107 @@
+"""Train a small byte-level BPE tokenizer (`train_tokenizer`), saved as HF tokenizer files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+DEFAULT_SPECIAL_TOKENS = ("<|pad|>", "<|endoftext|>", "<|beginoftext|>")
+TRAINING_INFO_FILE = "sumi_tokenizer_training.json"
+_CHUNK_CHARS = 1 << 20
+
+
+def _iter_texts(files: Sequence[Path]) -> Iterator[str]:
+    """Each file's text (UTF-8, invalid bytes -> U+FFFD, line ends kept), in pieces of about
+    1 MiB cut at line ends (BPE pre-tokenization never crosses a line end's split anyway)."""
+    for path in files:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        start = 0
+        while start < len(text):
+            end = min(len(text), start + _CHUNK_CHARS)
+            if end < len(text):
+                nl = text.rfind("\n", start, end)
+                end = nl + 1 if nl >= start else end
+            yield text[start:end]
+            start = end
+
+
+def train_tokenizer(
+    files: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    vocab_size: int,
+    *,
+    special_tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS,
+    min_frequency: int = 2,
+    seed: int = 0,
+    bos_token: str = "<|beginoftext|>",
+    eos_token: str = "<|endoftext|>",
+    pad_token: str = "<|pad|>",
+):
+    """Train a byte-level BPE tokenizer on `files` and save it in `out_dir` as HF tokenizer files
+    (``tokenizer.json`` + ``tokenizer_config.json``); returns the transformers fast tokenizer.
+
+    Model: BPE over the 256 byte symbols (GPT-2 style ``ByteLevel`` pre-tokenizer with its regex,
+    no prefix space, ``ByteLevel`` decoder, no normalizer), so any text encodes without unknown
+    tokens and ``decode(encode(text)) == text`` exactly.
+
+    Ids: the `special_tokens` come first, in order — with the defaults ``<|pad|>`` = 0,
+    ``<|endoftext|>`` = 1 (EOS), ``<|beginoftext|>`` = 2 (BOS) — then the 256 byte symbols
+    (3..258, in code-point order of their ByteLevel characters), then the merges, up to
+    `vocab_size` ids in all (fewer if the corpus runs out of pairs seen `min_frequency` times).
+    The config names ``bos_token``, ``eos_token`` and ``pad_token`` (each must be one of the
+    special tokens), so ``AutoTokenizer.from_pretrained(out_dir)`` has bos/eos/pad ids; nothing
+    is added automatically when encoding.
+
+    Deterministic: files are read in the given order and BPE training breaks ties by pair ids, so
+    the same files and settings give a byte-identical ``tokenizer.json``. BPE training draws no
+    random numbers; `seed` is only recorded (in ``sumi_tokenizer_training.json``) for bookkeeping.
+    """
+    import tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise ValueError("train_tokenizer needs at least one training file")
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"tokenizer training file {str(p)!r} does not exist")
+    special_tokens = list(special_tokens)
+    if len(set(special_tokens)) != len(special_tokens):
+        raise ValueError(f"duplicate special tokens: {special_tokens}")
+    for role, tok in (("bos_token", bos_token), ("eos_token", eos_token), ("pad_token", pad_token)):
+        if tok not in special_tokens:
+            raise ValueError(f"{role}={tok!r} is not one of the special tokens {special_tokens}")
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if vocab_size < len(special_tokens) + len(alphabet):
+        raise ValueError(f"vocab_size={vocab_size} is too small: a byte-level BPE needs at least "
+                         f"{len(special_tokens) + len(alphabet)} ids ({len(special_tokens)} specials + 256 bytes)")
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=int(vocab_size), min_frequency=int(min_frequency),
+                                  special_tokens=special_tokens, initial_alphabet=sorted(alphabet),
+                                  show_progress=False)
+    tok.train_from_iterator(_iter_texts(paths), trainer=trainer)
+    for i, s in enumerate(special_tokens):
+        assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
+
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos_token, eos_token=eos_token,
+                                   pad_token=pad_token, clean_up_tokenization_spaces=False)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(out))
+    info = {
+        "model": "byte-level BPE", "vocab_size_requested": int(vocab_size),
+        "vocab_size": tok.get_vocab_size(with_added_tokens=True), "min_frequency": int(min_frequency),
+        "seed": int(seed), "special_tokens": {s: i for i, s in enumerate(special_tokens)},
+        "bos_token": bos_token, "eos_token": eos_token, "pad_token": pad_token,
+        "files": [{"path": os.fspath(p), "bytes": p.stat().st_size} for p in paths],
+        "tokenizers_version": tokenizers.__version__,
+    }
+    (out / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return fast
