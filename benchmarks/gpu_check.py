@@ -54,7 +54,7 @@ def main():
         mask[1, : S // 3] = 0
         refs = {m: ref_model(x, attention_mask=(mask if m else None)).logits.float() for m in (False, True)}
         del ref_model
-        for dtype, tol in [(torch.float32, 1e-3), (torch.bfloat16, 3e-2)]:
+        for dtype, tol in [(torch.float32, 1e-3), (torch.bfloat16, 5e-2)]:
             model = build(preset, dtype, dev)
             for masked in (False, True):
                 am = mask if masked else None
@@ -66,14 +66,22 @@ def main():
         torch.cuda.empty_cache()
 
     # --- which SDPA kernels run the sink trick (no padding mask)
+    # each kernel against a float64 eager reference; bf16 rounding alone gives ~3e-2 on sumi-1b
+    ref_model = build("sumi-1b", torch.float64, dev)
+    ref_model.config._attn_implementation = "eager"
+    x = torch.randint(0, ref_model.config.vocab_size, (1, 2048), device=dev)
+    ref = ref_model(x).logits.float()
+    del ref_model
     model = build("sumi-1b", torch.bfloat16, dev)
-    x = torch.randint(0, model.config.vocab_size, (1, 2048), device=dev)
-    base = model(x).logits
+    model.config._attn_implementation = "eager"
+    eager_err = rel_err(model(x).logits, ref)
+    model.config._attn_implementation = "sdpa"
     for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION):
         try:
             with sdpa_kernel([backend]):
-                err = rel_err(model(x).logits, base)
-            check(f"sdpa backend {backend.name}", err < 2e-2, f"runs, rel err vs default {err:.1e}")
+                err = rel_err(model(x).logits, ref)
+            check(f"sdpa backend {backend.name} (bf16, sumi-1b)", err < 1.2 * eager_err + 1e-3,
+                  f"rel err vs fp64 {err:.2e} (bf16 eager: {eager_err:.2e})")
         except RuntimeError as e:
             rows.append((f"sdpa backend {backend.name}", "n/a", str(e).splitlines()[0][:80]))
 

@@ -114,6 +114,7 @@ def test_sequences_are_right_padded_per_row(tiny_model):
     out = run(tiny_model, [[5, 6], [7, 8]], frozen=[[(2 + 1, EOS)], [(2 + 5, EOS)]], seed=0, sampler="greedy")
     assert out.sequences.shape == (2, 7)
     assert out.sequences[0, 3:].tolist() == [PAD] * 4
+    assert out.lengths.tolist() == [3, 7]
 
 
 def test_frozen_and_denoise_end(tiny_model):
@@ -246,6 +247,7 @@ def test_stop_strings_cut_the_sequences(tiny_model):
               tokenizer=ByteTokenizer())
     assert out.sequences[0, :4].tolist() == [5, 6, ord("x"), ord("y")]
     assert set(out.sequences[0, 4:].tolist()) == {PAD}
+    assert out.lengths.tolist() == [4]
     with pytest.raises(ValueError, match="tokenizer"):
         run(tiny_model, [[5, 6]], stop_strings=["!"])
 

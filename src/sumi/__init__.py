@@ -17,3 +17,9 @@ AutoModelForMaskGeneration.register(SumiConfig, SumiForMaskGeneration, exist_ok=
 __all__ = [
     "PRESETS", "SumiConfig", "SumiModel", "SumiForMaskGeneration", "SumiPreTrainedModel", "SumiGenerationOutput",
 ]
+
+# Loading helpers (appended): `sumi.load(name)` -> (model, tokenizer), `sumi.load_tokenizer(name)`.
+from .loading import DEFAULT_MODEL, load  # noqa: E402
+from .tokenization import load_tokenizer, make_sumi_tokenizer  # noqa: E402
+
+__all__ += ["load", "load_tokenizer", "make_sumi_tokenizer", "DEFAULT_MODEL"]

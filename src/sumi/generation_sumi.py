@@ -58,12 +58,14 @@ GENERATION_DEFAULTS: dict[str, Any] = dict(
 
 @dataclass
 class SumiGenerationOutput(ModelOutput):
-    """`sequences` `[B, L]`: prompt + text up to the first EOS (pad-filled); `canvas` `[B, S]`: the
-    final canvas; `num_forwards`: forwards actually run (fewer than the steps after an early stop)."""
+    """`sequences` `[B, L]`: prompt + text up to the first EOS (pad-filled); `lengths` `[B]`: each
+    row's real length in `sequences` (prompt included); `canvas` `[B, S]`: the final canvas;
+    `num_forwards`: forwards actually run (fewer than the steps after an early stop)."""
 
     sequences: torch.LongTensor | None = None
     canvas: torch.LongTensor | None = None
     num_forwards: int | None = None
+    lengths: torch.LongTensor | None = None
 
 
 # ----------------------------------------------------------------------------- random draws
@@ -284,9 +286,10 @@ def _normalise_frozen(frozen, B: int) -> list[list[tuple[int, int]]]:
 
 
 def trim_sequences(canvas: torch.Tensor, prompt_len: int, gen_lens: list[int], eos_id: int | None,
-                   pad_id: int, trim_at_eos: bool) -> torch.Tensor:
+                   pad_id: int, trim_at_eos: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompt + generated tokens, each row cut at its first EOS after the prompt (EOS dropped) when
-    `trim_at_eos`, else at its generation budget; right-padded with `pad_id`. `[B, L]`."""
+    `trim_at_eos`, else at its generation budget; right-padded with `pad_id`.
+    Returns: sequences `[B, L]` and each row's length `[B]`."""
     rows = []
     for i, n in enumerate(gen_lens):
         gen = canvas[i, prompt_len:prompt_len + n + 1] if trim_at_eos else canvas[i, prompt_len:prompt_len + n]
@@ -299,15 +302,15 @@ def trim_sequences(canvas: torch.Tensor, prompt_len: int, gen_lens: list[int], e
     out = canvas.new_full((len(rows), width), pad_id)
     for i, r in enumerate(rows):
         out[i, :r.numel()] = r
-    return out
+    return out, torch.tensor([r.numel() for r in rows])
 
 
-def _cut_at_stop_strings(sequences: torch.Tensor, prompt_len: int, tokenizer, stop_strings: list[str],
-                         pad_id: int) -> torch.Tensor:
-    """Cut each row before the first token whose decoded text completes a stop string."""
-    out = sequences.clone()
+def _cut_at_stop_strings(sequences: torch.Tensor, lengths: torch.Tensor, prompt_len: int, tokenizer,
+                         stop_strings: list[str], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut each row before the first token whose decoded text contains the start of a stop string."""
+    out, lengths = sequences.clone(), lengths.clone()
     for i in range(out.shape[0]):
-        gen = [t for t in out[i, prompt_len:].tolist()]
+        gen = out[i, prompt_len:int(lengths[i])].tolist()
         text = tokenizer.decode(gen)
         starts = [text.find(s) for s in stop_strings if s and s in text]
         if not starts:
@@ -319,7 +322,8 @@ def _cut_at_stop_strings(sequences: torch.Tensor, prompt_len: int, tokenizer, st
                 break
             keep = j
         out[i, prompt_len + keep:] = pad_id
-    return out
+        lengths[i] = prompt_len + keep
+    return out, lengths
 
 
 # ----------------------------------------------------------------------------- generate
@@ -339,7 +343,10 @@ class SumiGenerationMixin:
         except OSError:  # no generation_config.json: keep the one derived from the model config
             pass
 
-    def _resolve_generation_options(self, explicit: dict, generation_config) -> dict:
+    def resolve_generation_options(self, explicit: dict | None = None, generation_config=None) -> dict:
+        """The options `generate()` would use: `explicit` values (None = unset), else
+        `generation_config`'s, else the model's generation config, else `GENERATION_DEFAULTS`."""
+        explicit = explicit or {}
         resolved = {}
         model_config = getattr(self, "generation_config", None)
         for name, default in GENERATION_DEFAULTS.items():
@@ -427,7 +434,7 @@ class SumiGenerationMixin:
             top_p=top_p, min_p=min_p, stop_strings=stop_strings, align_rows=align_rows,
             early_stop_patience=early_stop_patience,
         )
-        o = self._resolve_generation_options(explicit, generation_config)
+        o = self.resolve_generation_options(explicit, generation_config)
         cfg = self.config
         device = next(self.parameters()).device
         V = cfg.vocab_size
@@ -465,7 +472,8 @@ class SumiGenerationMixin:
         if not isinstance(mnt, int) or mnt < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {mnt!r}")
         if mnt == 0:
-            return SumiGenerationOutput(sequences=input_ids, canvas=input_ids, num_forwards=0)
+            return SumiGenerationOutput(sequences=input_ids, canvas=input_ids, num_forwards=0,
+                                        lengths=attention_mask.new_full((B,), P).long())
         sampler_name, steps, T = o["sampler"], o["num_denoising_steps"], o["temperature"]
         if sampler_name not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler_name!r}; choose one of {SAMPLERS}")
@@ -582,15 +590,16 @@ class SumiGenerationMixin:
 
         # ---- output: with align_rows, `.canvas` holds each row's own C columns (as if it ran alone)
         canvas_out = torch.stack([canvas[i, s:s + C] for i, s in enumerate(starts)]) if align else canvas
-        sequences = trim_sequences(canvas, P, budgets, cfg.eos_token_id, pad_id if pad_id is not None else 0,
+        sequences, lengths = trim_sequences(canvas, P, budgets, cfg.eos_token_id, pad_id if pad_id is not None else 0,
                                    bool(o["trim_at_eos"]))
         stops = o["stop_strings"]
         if stops:
             if tokenizer is None:
                 raise ValueError("stop_strings need `tokenizer=` to decode the generated text")
             stops = [stops] if isinstance(stops, str) else list(stops)
-            sequences = _cut_at_stop_strings(sequences, P, tokenizer, stops, pad_id if pad_id is not None else 0)
-        return SumiGenerationOutput(sequences=sequences, canvas=canvas_out, num_forwards=forwards)
+            sequences, lengths = _cut_at_stop_strings(sequences, lengths, P, tokenizer, stops,
+                                                      pad_id if pad_id is not None else 0)
+        return SumiGenerationOutput(sequences=sequences, canvas=canvas_out, num_forwards=forwards, lengths=lengths)
 
 
 __all__ = [

@@ -6,7 +6,9 @@ on any machine. In the plain file id 100256 is the unused placeholder `<|extra_i
 that id as its BOS, so on load it is renamed `<|beginoftext|>` and marked special, and the roles
 of the official Sumi `tokenizer_config.json` are set: bos `<|beginoftext|>` (100256), eos and unk
 `<|endoftext|>` (100257), pad `<|pad|>` (100277), `model_max_length` 65536. Nothing is added
-automatically (no BOS/EOS post-processor): prepend BOS / append EOS yourself.
+automatically (no BOS/EOS post-processor): prepend BOS / append EOS yourself. The converted JSON
+is cached (`$SUMI_CACHE_DIR`, default `~/.cache/sumi`) so later loads just read it; an unwritable
+cache only costs time.
 
 ```python
 >>> from sumi import load_tokenizer
@@ -20,9 +22,9 @@ automatically (no BOS/EOS post-processor): prepend BOS / append EOS yourself.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +50,22 @@ def bundled_tokenizer_bytes() -> bytes:
     return gzip.decompress(BUNDLED_DOLMA2.read_bytes())
 
 
-@lru_cache(maxsize=1)
-def _bundled_sumi_backend() -> Tokenizer:
-    # cached: the transformers wrapper deep-copies it, so every caller still gets its own copy
-    return Tokenizer.from_str(_to_sumi_json(bundled_tokenizer_bytes().decode("utf-8")))
-
-
-def _read_tokenizer_file(path: Path) -> str:
+def _read_tokenizer_file(path: Path) -> bytes:
     data = path.read_bytes()
-    if path.suffix == ".gz":
-        data = gzip.decompress(data)
-    return data.decode("utf-8")
+    return gzip.decompress(data) if path.suffix == ".gz" else data
+
+
+def cache_dir() -> Path:
+    """Where sumi caches derived files: `$SUMI_CACHE_DIR`, else `$XDG_CACHE_HOME/sumi`, else `~/.cache/sumi`."""
+    if os.environ.get("SUMI_CACHE_DIR"):
+        return Path(os.environ["SUMI_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sumi"
 
 
 # ----------------------------------------------------------------------------- dolma2 -> Sumi
+_CONVERSION = "v1"  # bump when `_to_sumi_json` changes, so that stale cached files are not reused
+
+
 def is_dolma2_vocabulary(tokenizer: Any) -> bool:
     """True for a dolma2-family tokenizer (100,278 ids, `<|endoftext|>` at 100257, `<|pad|>` at
     100277, `<|extra_id_0|>` or `<|beginoftext|>` at 100256). Accepts a `tokenizers.Tokenizer` or a
@@ -73,6 +77,14 @@ def is_dolma2_vocabulary(tokenizer: Any) -> bool:
             and backend.id_to_token(BOS_ID) in (DOLMA2_PLACEHOLDER, BOS_TOKEN))
 
 
+def _is_dolma2_json(d: dict) -> bool:
+    added = {a.get("id"): a.get("content") for a in d.get("added_tokens", []) if isinstance(a, dict)}
+    vocab = d.get("model", {}).get("vocab")
+    size = len(set(vocab.values()) | set(added)) if isinstance(vocab, dict) else None
+    return (size == VOCAB_SIZE and added.get(EOS_ID) == EOS_TOKEN and added.get(PAD_ID) == PAD_TOKEN
+            and added.get(BOS_ID) in (DOLMA2_PLACEHOLDER, BOS_TOKEN))
+
+
 def _backend(tokenizer: Any) -> Tokenizer:
     if isinstance(tokenizer, Tokenizer):
         return tokenizer
@@ -82,29 +94,59 @@ def _backend(tokenizer: Any) -> Tokenizer:
     raise TypeError(f"expected a tokenizers.Tokenizer or a transformers fast tokenizer, got {type(tokenizer).__name__}")
 
 
-def _to_sumi_json(tokenizer_json: str) -> str:
-    """The dolma2 tokenizer JSON with id 100256 renamed `<|beginoftext|>` (special), and no
-    padding / truncation set."""
-    d = json.loads(tokenizer_json)
-    entries = [a for a in d.get("added_tokens", []) if a.get("id") == BOS_ID]
-    if len(entries) != 1 or entries[0]["content"] not in (DOLMA2_PLACEHOLDER, BOS_TOKEN):
-        raise ValueError(f"not a dolma2 tokenizer: id {BOS_ID} should be the added token {DOLMA2_PLACEHOLDER!r} "
-                         f"or {BOS_TOKEN!r}")
-    entries[0]["content"], entries[0]["special"] = BOS_TOKEN, True
-    vocab = d.get("model", {}).get("vocab")
-    if isinstance(vocab, dict):
-        if vocab.get(DOLMA2_PLACEHOLDER) == BOS_ID:
-            del vocab[DOLMA2_PLACEHOLDER]
-        vocab[BOS_TOKEN] = BOS_ID
+def _to_sumi_json(d: dict) -> str:
+    """The dolma2 tokenizer (parsed JSON) with id 100256 renamed `<|beginoftext|>` (special), and
+    no padding / truncation set, as a JSON string."""
+    if not _is_dolma2_json(d):
+        raise ValueError(f"not a dolma2 tokenizer: expected {VOCAB_SIZE} ids with {EOS_TOKEN} at {EOS_ID}, "
+                         f"{PAD_TOKEN} at {PAD_ID} and {DOLMA2_PLACEHOLDER} or {BOS_TOKEN} at {BOS_ID}")
+    for entry in d["added_tokens"]:
+        if entry.get("id") == BOS_ID:
+            entry["content"], entry["special"] = BOS_TOKEN, True
+    vocab = d["model"]["vocab"]
+    if vocab.get(DOLMA2_PLACEHOLDER) == BOS_ID:
+        del vocab[DOLMA2_PLACEHOLDER]
+    vocab[BOS_TOKEN] = BOS_ID
     d["padding"] = None
     d["truncation"] = None
     return json.dumps(d, ensure_ascii=False)
 
 
-def _wrap(tokenizer: str | Tokenizer, **roles: Any) -> PreTrainedTokenizerFast:
-    if isinstance(tokenizer, str):
-        tokenizer = Tokenizer.from_str(tokenizer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, clean_up_tokenization_spaces=False, **roles)
+def _cached_sumi_file(key: str) -> Path:
+    return cache_dir() / "tokenizers" / f"sumi-dolma2-{key[:16]}-{_CONVERSION}.json"
+
+
+def _sumi_source(raw: bytes | None, key: str, parsed: dict | None = None) -> Path | str:
+    """Sumi's tokenizer JSON for the dolma2 file `raw` (sha256 `key`): the path of a cached copy
+    (written on first use; loading a file skips a deep copy of the backend), or, if the cache is
+    not writable, the JSON string."""
+    path = _cached_sumi_file(key)
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    if parsed is None:
+        parsed = json.loads(raw if raw is not None else bundled_tokenizer_bytes())
+    sumi_json = _to_sumi_json(parsed)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(sumi_json, encoding="utf-8")
+        os.replace(tmp, path)  # atomic: concurrent loaders never see a half-written file
+        return path
+    except OSError:
+        return sumi_json
+
+
+def _wrap(source: Path | str | Tokenizer, **roles: Any) -> PreTrainedTokenizerFast:
+    """A transformers fast tokenizer from a tokenizer.json path, a JSON string or a backend."""
+    if isinstance(source, Path):
+        return PreTrainedTokenizerFast(tokenizer_file=str(source), clean_up_tokenization_spaces=False, **roles)
+    if isinstance(source, str):
+        source = Tokenizer.from_str(source)
+    return PreTrainedTokenizerFast(tokenizer_object=source, clean_up_tokenization_spaces=False, **roles)
+
+
+_SUMI_ROLES = dict(bos_token=BOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, unk_token=UNK_TOKEN,
+                   model_max_length=MODEL_MAX_LENGTH)
 
 
 def make_sumi_tokenizer(tokenizer: Any = DOLMA2) -> PreTrainedTokenizerFast:
@@ -114,21 +156,22 @@ def make_sumi_tokenizer(tokenizer: Any = DOLMA2) -> PreTrainedTokenizerFast:
     Id 100256 becomes the special token `<|beginoftext|>`; bos 100256, eos 100257, pad 100277,
     unk `<|endoftext|>`, `model_max_length` 65536, nothing added automatically. The result saves
     with `save_pretrained(dir)` and reloads with `AutoTokenizer.from_pretrained(dir)` unchanged.
+    Converted files are cached under `cache_dir()` (keyed by the source file's sha256).
     """
     if isinstance(tokenizer, (str, os.PathLike)):
-        if str(tokenizer) == DOLMA2 and not Path(tokenizer).exists():
-            source = _bundled_sumi_backend()
+        if os.fspath(tokenizer) == DOLMA2 and not Path(tokenizer).exists():
+            source = _sumi_source(None, DOLMA2_SHA256)
         else:
-            source = _to_sumi_json(_read_tokenizer_file(Path(tokenizer)))
+            raw = _read_tokenizer_file(Path(tokenizer))
+            source = _sumi_source(raw, hashlib.sha256(raw).hexdigest())
     else:
         backend = _backend(tokenizer)
         if not is_dolma2_vocabulary(backend):
             raise ValueError("make_sumi_tokenizer needs the dolma2 vocabulary (100,278 ids with <|endoftext|> at "
                              f"{EOS_ID} and <|pad|> at {PAD_ID}); got a tokenizer of "
                              f"{backend.get_vocab_size(with_added_tokens=True)} ids")
-        source = _to_sumi_json(backend.to_str())
-    return _wrap(source, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, unk_token=UNK_TOKEN,
-                 model_max_length=MODEL_MAX_LENGTH)
+        source = _to_sumi_json(json.loads(backend.to_str()))  # in memory: objects vary, not worth caching
+    return _wrap(source, **_SUMI_ROLES)
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, save_directory: str | os.PathLike) -> tuple[str, ...]:
@@ -168,12 +211,21 @@ def load_tokenizer(path_or_name: str | os.PathLike = DOLMA2, *, padding_side: st
     if name == DOLMA2 and not path.exists():
         tok = make_sumi_tokenizer(DOLMA2)
     elif path.is_file():
-        text = _read_tokenizer_file(path)
-        try:
-            backend = Tokenizer.from_str(text)
-        except Exception as e:  # tokenizers raises its own exception type on malformed files
-            raise ValueError(f"{name!r} is not a valid tokenizer.json file: {e}") from e
-        tok = make_sumi_tokenizer(path) if is_dolma2_vocabulary(backend) else _wrap(text)
+        raw = _read_tokenizer_file(path)
+        key = hashlib.sha256(raw).hexdigest()
+        if _cached_sumi_file(key).is_file():  # converted before: a dolma2 file
+            tok = _wrap(_cached_sumi_file(key), **_SUMI_ROLES)
+        else:
+            try:
+                parsed = json.loads(raw)
+                if not isinstance(parsed, dict):
+                    raise ValueError("not a JSON object")
+                if _is_dolma2_json(parsed):
+                    tok = _wrap(_sumi_source(raw, key, parsed), **_SUMI_ROLES)
+                else:
+                    tok = _wrap(raw.decode("utf-8"))
+            except Exception as e:  # JSON errors, and tokenizers' own exception type for malformed files
+                raise ValueError(f"{name!r} is not a valid tokenizer.json file: {' '.join(str(e).split())}") from e
     elif path.is_dir():
         if not has_tokenizer_files(path):
             raise ValueError(f"no tokenizer in {name!r}: the folder has neither tokenizer.json nor tokenizer_config.json")
@@ -189,7 +241,7 @@ def load_tokenizer(path_or_name: str | os.PathLike = DOLMA2, *, padding_side: st
             tok = AutoTokenizer.from_pretrained(name)
         except OSError as e:
             raise ValueError(f"cannot load the tokenizer {name!r} from the Hugging Face Hub"
-                             f"{' (offline: HF_HUB_OFFLINE is set)' if _offline() else ''}: {e}") from e
+                             f"{' (offline: HF_HUB_OFFLINE is set)' if _offline() else ''}: {' '.join(str(e).split())}") from e
     else:
         raise ValueError(f"unknown tokenizer {name!r}: not 'dolma2', not a folder with tokenizer files, "
                          "not a tokenizer.json file, not a Hub id")
@@ -255,5 +307,5 @@ class ByteTokenizer:
 __all__ = [
     "DOLMA2", "BOS_TOKEN", "EOS_TOKEN", "PAD_TOKEN", "UNK_TOKEN", "BOS_ID", "EOS_ID", "PAD_ID", "VOCAB_SIZE",
     "MODEL_MAX_LENGTH", "DOLMA2_SHA256", "BUNDLED_DOLMA2", "bundled_tokenizer_bytes", "is_dolma2_vocabulary",
-    "make_sumi_tokenizer", "save_tokenizer", "has_tokenizer_files", "load_tokenizer", "ByteTokenizer",
+    "make_sumi_tokenizer", "save_tokenizer", "cache_dir", "has_tokenizer_files", "load_tokenizer", "ByteTokenizer",
 ]
