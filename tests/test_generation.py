@@ -281,3 +281,19 @@ def test_missing_length_and_unknown_option(tiny_model):
         tiny_model.generate(torch.tensor([[5]]))
     with pytest.raises(TypeError, match="num_beams"):
         tiny_model.generate(torch.tensor([[5]]), max_new_tokens=2, num_beams=4)
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "adaptive", "greedy"])
+def test_recording_a_trajectory_changes_nothing(tiny_model, sampler):
+    plain = run(tiny_model, [[5, 6, 7]], sampler=sampler, seed=9, tokens_per_step=3)
+    rec = run(tiny_model, [[5, 6, 7]], sampler=sampler, seed=9, tokens_per_step=3, record_trajectory=True)
+    assert torch.equal(plain.canvas, rec.canvas) and torch.equal(plain.sequences, rec.sequences)
+    traj = rec.trajectory
+    assert plain.trajectory is None and traj.num_steps == 6 and len(traj.log_snrs) == 7
+    seen = []
+    run(tiny_model, [[5, 6, 7]], sampler=sampler, seed=9, tokens_per_step=3,
+        progress_callback=lambda info: seen.append(info["z"].clone()))
+    canvases = traj.canvases()
+    assert all(torch.equal(canvases[k + 1], z) for k, z in enumerate(seen))
+    assert torch.equal(traj.canvas(traj.num_steps - 1), rec.canvas)
+    assert traj.top1_prob[0].shape == (1, 40) and traj.entropy[0].dtype == torch.float16

@@ -234,15 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_extra_commands(sub) -> None:
-    """Commands that live in other sumi modules: `sumi data ...` and `sumi tokenizer train`
-    (`sumi.data.cli.register_cli`), when that module is part of this install."""
-    try:
-        from .data.cli import register_cli
-    except ModuleNotFoundError as e:
-        if e.name in (f"{__package__}.data", f"{__package__}.data.cli"):
-            return
-        raise
-    register_cli(sub)
+    """Commands whose code lives with the concept they serve; each module has `register_cli(sub)`."""
+    from .data import cli as data_cli
+
+    for module in (data_cli,):
+        module.register_cli(sub)
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -66,6 +66,45 @@ class SumiGenerationOutput(ModelOutput):
     canvas: torch.LongTensor | None = None
     num_forwards: int | None = None
     lengths: torch.LongTensor | None = None
+    trajectory: "Trajectory | None" = None
+
+
+@dataclass
+class Trajectory:
+    """What a run did, compactly (`generate(..., record_trajectory=True)`): the initial canvas and,
+    per step, only the positions that changed, plus the denoiser's confidence and entropy.
+
+    initial `[B, S]`; free `[B, S]` (positions the sampler could change); log_snrs: the N+1
+    schedule; changes[k] = (rows, cols, new ids) of step k; top1_prob[k] / entropy[k] `[B, S]`
+    float16 (untempered softmax of the logits step k saw); selected[k] `[B, tokens_per_step]`
+    for the adaptive sampler, else None. `canvas(k)` rebuilds the canvas after step k (-1 = initial).
+    """
+
+    initial: torch.LongTensor
+    free: torch.BoolTensor
+    log_snrs: list
+    changes: list
+    top1_prob: list
+    entropy: list
+    selected: list
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.changes)
+
+    def canvas(self, step: int = -1) -> torch.LongTensor:
+        z = self.initial.clone()
+        for rows, cols, values in self.changes[: step + 1]:
+            z[rows, cols] = values
+        return z
+
+    def canvases(self) -> torch.LongTensor:
+        """`[N + 1, B, S]`: the initial canvas, then the canvas after each step."""
+        z, out = self.initial.clone(), [self.initial.clone()]
+        for rows, cols, values in self.changes:
+            z[rows, cols] = values
+            out.append(z.clone())
+        return torch.stack(out)
 
 
 # ----------------------------------------------------------------------------- random draws
@@ -388,6 +427,7 @@ class SumiGenerationMixin:
         tokenizer=None,
         align_rows: bool | None = None,
         early_stop_patience: int | None = None,
+        record_trajectory: bool = False,
         **kwargs,
     ) -> SumiGenerationOutput:
         """Write `max_new_tokens` tokens after `input_ids` by denoising a random canvas.
@@ -420,6 +460,8 @@ class SumiGenerationMixin:
             early_stop_patience: stop after this many consecutive steps without a change. With
                 greedy, and adaptive at T = 0, an unchanged canvas is a fixed point, so patience 1
                 never changes the result.
+            record_trajectory: also return `.trajectory` (initial canvas, per-step changes,
+                confidence and entropy; see `Trajectory`). Costs one extra softmax per step.
         Returns: `SumiGenerationOutput` with `.sequences`, `.canvas` and `.num_forwards`.
         """
         kwargs.pop("token_type_ids", None)  # some tokenizers return it; the model has no segments
@@ -553,6 +595,8 @@ class SumiGenerationMixin:
                 canvas[i, starts[i] + pos] = tok
                 free[i, starts[i] + pos] = False
 
+        trajectory = Trajectory(canvas.cpu(), free.cpu(), log_snrs, [], [], [], []) if record_trajectory else None
+
         # ---- the denoising loop
         was_training = self.training
         self.eval()
@@ -575,6 +619,15 @@ class SumiGenerationMixin:
                                                   top_k=o["top_k"], top_p=o["top_p"], min_p=o["min_p"])
                 else:
                     new = greedy_step(logits, canvas, free, vocab_size=V)
+                if record_trajectory:
+                    probs = torch.softmax(logits[..., :V].float(), dim=-1)
+                    entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum(-1)
+                    rows, cols = (new != canvas).nonzero(as_tuple=True)
+                    trajectory.changes.append((rows.cpu(), cols.cpu(), new[rows, cols].cpu()))
+                    trajectory.top1_prob.append(probs.amax(-1).half().cpu())
+                    trajectory.entropy.append(entropy.half().cpu())
+                    trajectory.selected.append(None if selected is None else selected.cpu())
+                    del probs, entropy
                 if progress_callback is not None:
                     top1_prob, top1_z = torch.softmax(logits[..., :V].float(), dim=-1).max(-1)
                     progress_callback(dict(step=k, num_steps=steps, log_snr_t=lam_t, log_snr_s=lam_s, z=new,
@@ -599,10 +652,11 @@ class SumiGenerationMixin:
             stops = [stops] if isinstance(stops, str) else list(stops)
             sequences, lengths = _cut_at_stop_strings(sequences, lengths, P, tokenizer, stops,
                                                       pad_id if pad_id is not None else 0)
-        return SumiGenerationOutput(sequences=sequences, canvas=canvas_out, num_forwards=forwards, lengths=lengths)
+        return SumiGenerationOutput(sequences=sequences, canvas=canvas_out, num_forwards=forwards, lengths=lengths,
+                                    trajectory=trajectory)
 
 
 __all__ = [
-    "SAMPLERS", "GENERATION_DEFAULTS", "SumiGenerationOutput", "SumiGenerationMixin", "filter_probs",
+    "SAMPLERS", "GENERATION_DEFAULTS", "SumiGenerationOutput", "Trajectory", "SumiGenerationMixin", "filter_probs",
     "denoiser_probs", "dense_posterior", "ancestral_step", "adaptive_step", "greedy_step", "trim_sequences",
 ]
