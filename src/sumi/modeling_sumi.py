@@ -20,7 +20,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 
 from .configuration_sumi import SumiConfig
-from .diffusion import uniform_gidd_loss
+from .diffusion import fused_linear_gidd_loss, uniform_gidd_loss
 from .generation_sumi import SumiGenerationMixin
 
 
@@ -321,18 +321,30 @@ class SumiForMaskGeneration(SumiGenerationMixin, SumiPreTrainedModel):
         labels: torch.LongTensor | None = None,
         t: torch.Tensor | float | None = None,
         return_dict: bool | None = None,
+        loss_chunk_size: int | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
-        """Returns `.logits` `[B, S, V]` and, with `labels` (clean x) and `t`, `.loss` (scalar)."""
+        """Returns `.logits` `[B, S, V]` and, with `labels` (clean x) and `t`, `.loss` (scalar).
+
+        `loss_chunk_size` (training): compute the loss chunk by chunk from the hidden states
+        (`fused_linear_gidd_loss`) without materialising the logits; `.logits` is then None.
+        """
         if labels is not None and t is None:
             raise ValueError("`labels` were given without `t`: the GIDD loss needs the noise level t "
                              "([B], [B, 1] or [B, S]) at which `input_ids` were noised")
+        if labels is not None and input_ids is None:
+            raise ValueError("the loss needs `input_ids` (the noised z_t), not only `inputs_embeds`")
         hidden = self.model(input_ids, attention_mask, position_ids, inputs_embeds).last_hidden_state
+        if labels is not None and loss_chunk_size:
+            total, count = fused_linear_gidd_loss(
+                hidden, self.lm_head.weight, input_ids, labels, t, vocab_size=self.config.vocab_size,
+                beta_is=self.config.uniform_diffusion_beta_is,
+                z_loss_strength=self.config.uniform_diffusion_z_loss_strength, chunk_size=loss_chunk_size,
+            )
+            return MaskedLMOutput(loss=total / count.clamp(min=1), logits=None)
         logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
-            if input_ids is None:
-                raise ValueError("the loss needs `input_ids` (the noised z_t), not only `inputs_embeds`")
             per_token, valid = uniform_gidd_loss(
                 logits, input_ids, labels, t,
                 vocab_size=self.config.vocab_size,
