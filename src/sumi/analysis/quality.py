@@ -1,0 +1,116 @@
+"""Quality of generated text, self-contained: the model's own NELBO, and (optionally) the
+generative perplexity under an external autoregressive judge (any transformers causal LM folder)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..diffusion import estimate_nelbo
+
+
+@torch.no_grad()
+def self_nelbo(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], *,
+               num_samples: int = 16, seed: int = 0, method: str = "stratified") -> dict[str, Any]:
+    """The model's own NELBO (spec §4) of each completion given its clean prompt, nats per token.
+
+    Row b is scored alone (no padding): `x = prompt_b + completion_b`, only the completion positions
+    are noised and scored (`estimate_nelbo`, `num_samples` noise levels, the same seeded draws for
+    every call so that runs compare like for like). Lower = the model finds the text more likely.
+    Returns `per_row` (None for an empty completion), `mean` (over rows) and `pooled`
+    (token-weighted) nats/token, and `tokens`.
+    """
+    device = next(model.parameters()).device
+    V = model.config.vocab_size
+    per_row, total, tokens = [], 0.0, 0
+    for prompt, completion in zip(prompt_ids, completion_ids):
+        prompt, completion = list(prompt), list(completion)
+        if not completion:
+            per_row.append(None)
+            continue
+        x = torch.tensor([prompt + completion], device=device)
+        noise_mask = torch.zeros_like(x, dtype=torch.bool)
+        noise_mask[:, len(prompt):] = True
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        gen_device = torch.Generator(device=device).manual_seed(seed) if device.type != "cpu" else g
+        nelbo = _estimate(model, x, noise_mask, V, num_samples, method, g, gen_device)
+        s = float(nelbo[noise_mask].sum())
+        per_row.append(s / len(completion))
+        total += s
+        tokens += len(completion)
+    scored = [v for v in per_row if v is not None]
+    return dict(per_row=per_row, mean=sum(scored) / len(scored) if scored else None,
+                pooled=total / tokens if tokens else None, tokens=tokens, num_samples=num_samples, method=method)
+
+
+def _estimate(model, x, noise_mask, V, num_samples, method, g_cpu, g_device):
+    # estimate_nelbo draws the t grid on the CPU and the corruption on x's device with one generator;
+    # on CPU one generator serves both.
+    if x.device.type == "cpu":
+        return estimate_nelbo(lambda z: model(input_ids=z).logits, x, vocab_size=V, num_samples=num_samples,
+                              method=method, noise_mask=noise_mask, generator=g_cpu)
+    from ..diffusion import corrupt, nelbo_t_grid, uniform_gidd_loss
+
+    ts, weights = nelbo_t_grid(num_samples, method=method, generator=g_cpu)
+    total = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
+    for t, w in zip(ts.tolist(), weights.tolist()):
+        z = torch.where(noise_mask, corrupt(x, t, V, generator=g_device), x)
+        loss, _ = uniform_gidd_loss(model(input_ids=z).logits, z, x, t, vocab_size=V, z_loss_strength=0.0)
+        total += (w / (t * (1.0 - t))) * loss.double()
+    return torch.where(noise_mask, total, torch.zeros_like(total)).float()
+
+
+class ARJudge:
+    """Generative perplexity under an autoregressive judge: a local transformers causal-LM folder
+    (config + weights + tokenizer), loaded with `AutoModelForCausalLM` / `AutoTokenizer`."""
+
+    def __init__(self, path: str | os.PathLike, *, device: str | torch.device | None = None,
+                 dtype: torch.dtype | None = None):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(path).expanduser()
+        if not (path / "config.json").is_file():
+            raise ValueError(f"judge {str(path)!r} is not a transformers model folder (no config.json)")
+        self.path = str(path)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        kwargs = {"dtype": dtype} if dtype is not None else {}
+        self.model = AutoModelForCausalLM.from_pretrained(self.path, **kwargs).eval()
+        if device is not None:
+            self.model.to(device)
+
+    @torch.no_grad()
+    def perplexity(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, Any]:
+        """exp(mean NLL per completion token), the completion scored after its prompt; token-pooled
+        over rows; empty completions are skipped."""
+        device = next(self.model.parameters()).device
+        tok = self.tokenizer
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        nll, count, per_row = 0.0, 0, []
+        for prompt, completion in zip(prompts, completions):
+            c_ids = tok(completion, add_special_tokens=False).input_ids
+            if not c_ids:
+                per_row.append(None)
+                continue
+            p_ids = tok(prompt, add_special_tokens=False).input_ids if prompt else []
+            if start is not None:
+                p_ids = [start] + p_ids
+            ids = torch.tensor([p_ids + c_ids], device=device)
+            logits = self.model(input_ids=ids).logits[0].float()
+            logp = torch.log_softmax(logits[:-1], -1)
+            targets = ids[0, 1:]
+            token_nll = -logp.gather(-1, targets[:, None]).squeeze(-1)
+            first = max(len(p_ids) - 1, 0)
+            scored = token_nll[first:]
+            s = float(scored.sum())
+            per_row.append(math.exp(s / scored.numel()) if scored.numel() else None)
+            nll += s
+            count += int(scored.numel())
+        return dict(judge=self.path, perplexity=math.exp(nll / count) if count else None,
+                    nll_per_token=nll / count if count else None, tokens=count, per_row=per_row)
+
+
+__all__ = ["self_nelbo", "ARJudge"]

@@ -1,0 +1,217 @@
+"""Trajectory files: a recorded generation run and its metadata in one compact `.pt` file.
+
+A file stores the initial canvas, the free mask, the schedule, the per-step *changes* (not every
+canvas), optionally the denoiser's per-step top-1 probability and entropy (float16) and the
+adaptive sampler's selected positions, plus a JSON metadata object (model, sampler options, seed,
+prompt, canvas layout, sumi version, ...). It is a plain `torch.save` of tensors, numbers and
+strings, so it loads with `torch.load(..., weights_only=True)`.
+
+```python
+out, record = record_generation(model, input_ids, tokenizer=tok, model_name="sumi-tiny",
+                                max_new_tokens=32, num_denoising_steps=64, sampler="greedy", seed=0)
+save_trajectory("run.pt", record.trajectory, record.metadata)
+record = load_trajectory("run.pt")          # .trajectory (a sumi Trajectory), .metadata (dict)
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..generation_sumi import Trajectory
+
+FORMAT = "sumi-trajectory"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TrajectoryRecord:
+    """A trajectory with its metadata (and the file it came from, if any)."""
+
+    trajectory: Trajectory
+    metadata: dict = field(default_factory=dict)
+    path: str | None = None
+
+
+def _sumi_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _small_int(t: torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(t).long()
+    if t.numel() and (int(t.min()) < -(2**31) or int(t.max()) >= 2**31):
+        return t
+    return t.to(torch.int32)
+
+
+def _decode(tokenizer, ids: list[int]) -> str:
+    try:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+    except TypeError:
+        return tokenizer.decode(ids)
+
+
+def save_trajectory(path: str | os.PathLike, trajectory: Trajectory, metadata: dict | None = None, *,
+                    tokenizer=None, include_confidence: bool = True) -> Path:
+    """Write `trajectory` and `metadata` to `path` (a `.pt` file; parents are created).
+
+    With a `tokenizer`, the metadata also gets `prompt_texts` (decoded `prompt_ids`) and
+    `completion_texts` (decoded `completion_ids`) where those ids are present and texts are not.
+    `include_confidence=False` drops the per-step top-1 probability and entropy (the bulk of the
+    file: 4 bytes per position per step). Returns the path.
+    """
+    meta = dict(metadata or {})
+    meta.setdefault("sumi_version", _sumi_version())
+    if tokenizer is not None:
+        for ids_key, text_key in (("prompt_ids", "prompt_texts"), ("completion_ids", "completion_texts")):
+            if meta.get(ids_key) is not None and meta.get(text_key) is None:
+                meta[text_key] = [_decode(tokenizer, list(r)) for r in meta[ids_key]]
+    try:
+        meta_json = json.dumps(meta, ensure_ascii=False)
+    except TypeError as e:
+        raise ValueError(f"trajectory metadata must be JSON-serialisable: {e}") from e
+    changes = trajectory.changes
+    counts = torch.tensor([int(torch.as_tensor(r).numel()) for r, _, _ in changes], dtype=torch.long)
+    cat = lambda i: torch.cat([torch.as_tensor(c[i]).long().reshape(-1) for c in changes]) if changes else \
+        torch.zeros(0, dtype=torch.long)
+    payload: dict[str, Any] = dict(
+        format=FORMAT, version=FORMAT_VERSION, metadata_json=meta_json,
+        initial=_small_int(trajectory.initial), free=torch.as_tensor(trajectory.free).bool(),
+        log_snrs=torch.tensor([float(x) for x in trajectory.log_snrs], dtype=torch.float64),
+        change_counts=counts, change_rows=_small_int(cat(0)), change_cols=_small_int(cat(1)),
+        change_values=_small_int(cat(2)),
+    )
+    if include_confidence and trajectory.top1_prob:
+        payload["top1_prob"] = torch.stack([torch.as_tensor(x).half() for x in trajectory.top1_prob])
+        payload["entropy"] = torch.stack([torch.as_tensor(x).half() for x in trajectory.entropy])
+    selected = trajectory.selected
+    if selected and all(s is not None for s in selected):
+        payload["selected"] = _small_int(torch.stack([torch.as_tensor(s) for s in selected]))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, path)
+    return path
+
+
+def load_trajectory(path: str | os.PathLike) -> TrajectoryRecord:
+    """Read a file written by `save_trajectory`; the trajectory's tensors come back as int64 / bool
+    / float16 on the CPU, exactly as `generate(record_trajectory=True)` returns them."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a corrupt or foreign file: say so in one line
+        raise ValueError(f"{str(path)!r} is not a readable sumi trajectory file ({type(e).__name__}: {e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{str(path)!r} is not a sumi trajectory file")
+    if int(payload.get("version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"{str(path)!r} has trajectory format version {payload['version']}; this sumi reads "
+                         f"up to {FORMAT_VERSION}: upgrade sumi")
+    counts = payload["change_counts"].tolist()
+    rows = payload["change_rows"].long().split(counts)
+    cols = payload["change_cols"].long().split(counts)
+    values = payload["change_values"].long().split(counts)
+    N = len(counts)
+    top1 = list(payload["top1_prob"].unbind(0)) if "top1_prob" in payload else []
+    entropy = list(payload["entropy"].unbind(0)) if "entropy" in payload else []
+    selected = list(payload["selected"].long().unbind(0)) if "selected" in payload else [None] * N
+    trajectory = Trajectory(
+        initial=payload["initial"].long(), free=payload["free"].bool(),
+        log_snrs=payload["log_snrs"].tolist(), changes=list(zip(rows, cols, values)),
+        top1_prob=top1, entropy=entropy, selected=selected,
+    )
+    return TrajectoryRecord(trajectory, json.loads(payload["metadata_json"]), str(path))
+
+
+# ----------------------------------------------------------------------------- recording a run
+def canvas_layout(model, options: dict, prompt_lens: list[int], P: int) -> dict[str, Any]:
+    """Where generate() puts things (spec §6), from resolved options: each row's answer budget, its
+    canvas start column, its generated columns `[P, P + budget)` and its pinned columns after the
+    prompt (EOS/BOS anchors or `frozen` tokens), as plain lists."""
+    cfg = model.config
+    B = len(prompt_lens)
+    mnt = options.get("max_new_tokens")
+    if mnt is None and options.get("max_length") is not None:
+        mnt = options["max_length"] - P
+    C = min(int(options["canvas_length"]), cfg.max_position_embeddings)
+    anchors = bool(options["anchor_eosbos"]) and options.get("frozen") is None
+    reserve = 2 if anchors else 0
+    align = bool(options.get("align_rows"))
+    row_prompt = prompt_lens if align else [P] * B
+    budgets = [max(1, min(int(mnt), C - p - reserve)) for p in row_prompt]
+    starts = [P - p for p in row_prompt] if align else [0] * B
+    if anchors:
+        pinned = [[s + p + n, s + p + n + 1] for s, p, n in zip(starts, row_prompt, budgets)]
+    elif options.get("frozen") is not None:
+        from ..generation_sumi import _normalise_frozen
+
+        pinned = [sorted(s + pos for pos, _ in rows if s + pos >= P)
+                  for s, rows in zip(starts, _normalise_frozen(options["frozen"], B))]
+    else:
+        pinned = [[] for _ in range(B)]
+    return dict(canvas_length=C, prompt_len=P, row_prompt_lens=list(prompt_lens), budgets=budgets,
+                row_starts=starts, generated_columns=[[P, P + n] for n in budgets], anchor_columns=pinned)
+
+
+GENERATE_OPTION_KEYS = ("num_denoising_steps", "sampler", "schedule", "temperature", "tokens_per_step",
+                        "min_log_snr", "max_log_snr", "top_k", "top_p", "min_p", "anchor_eosbos", "trim_at_eos",
+                        "align_rows", "early_stop_patience", "denoise_end", "frozen", "max_new_tokens",
+                        "canvas_length", "seed")
+
+
+def record_generation(model, input_ids=None, attention_mask=None, *, tokenizer=None, model_name: str | None = None,
+                      extra_metadata: dict | None = None, **generate_kwargs):
+    """Run `model.generate(..., record_trajectory=True)` and return `(output, TrajectoryRecord)`;
+    the metadata holds the resolved sampler options, the canvas layout (`canvas_layout`), the
+    unpadded prompt and completion ids (and texts, with a tokenizer), the model name, dtype and
+    device, and the sumi version."""
+    generate_kwargs.pop("record_trajectory", None)
+    device = next(model.parameters()).device
+    if input_ids is None:
+        input_ids = torch.tensor([[model.config.bos_token_id]])
+    input_ids = torch.as_tensor(input_ids)
+    if input_ids.dim() == 1:
+        input_ids = input_ids[None]
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    attention_mask = torch.as_tensor(attention_mask)
+    out = model.generate(input_ids.to(device), attention_mask=attention_mask.to(device), record_trajectory=True,
+                         **generate_kwargs)
+    if out.trajectory is None:
+        raise ValueError("nothing was generated (max_new_tokens = 0): no trajectory to record")
+    explicit = {k: v for k, v in generate_kwargs.items() if k in GENERATE_OPTION_KEYS or k == "max_length"}
+    options = model.resolve_generation_options(explicit, generate_kwargs.get("generation_config"))
+    B, P = input_ids.shape
+    prompt_lens = attention_mask.long().sum(-1).tolist()
+    layout = canvas_layout(model, options, prompt_lens, P)
+    prompt_ids = [input_ids[b, P - p:].tolist() for b, p in enumerate(prompt_lens)]
+    sequences = out.sequences.cpu()
+    completion_ids = [sequences[b, P:int(out.lengths[b])].tolist() for b in range(B)]
+    meta: dict[str, Any] = dict(
+        sumi_version=_sumi_version(), model=model_name or getattr(model.config, "_name_or_path", None) or None,
+        vocab_size=model.config.vocab_size, eos_token_id=model.config.eos_token_id,
+        bos_token_id=model.config.bos_token_id, dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+        device=str(device), **{k: options.get(k) for k in GENERATE_OPTION_KEYS},
+        prompt_ids=prompt_ids, completion_ids=completion_ids, num_forwards=int(out.num_forwards or 0),
+    )
+    meta.update(layout)  # canvas_length: the one actually used (capped at max_position_embeddings)
+    meta["frozen"] = [list(map(list, r)) if isinstance(r, (list, tuple)) else r for r in meta["frozen"]] \
+        if meta.get("frozen") is not None else None
+    if tokenizer is not None:
+        meta["prompt_texts"] = [_decode(tokenizer, r) for r in prompt_ids]
+        meta["completion_texts"] = [_decode(tokenizer, r) for r in completion_ids]
+    meta.update(extra_metadata or {})
+    return out, TrajectoryRecord(out.trajectory, json.loads(json.dumps(meta, default=str)))
+
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "TrajectoryRecord", "save_trajectory", "load_trajectory", "canvas_layout",
+           "record_generation", "GENERATE_OPTION_KEYS"]
