@@ -1,0 +1,271 @@
+"""Training checkpoints: DCP model + optimizer state, trainer state, a manifest, atomic install.
+
+Layout of ``{checkpoint.dir}``::
+
+    step_0001000/
+        .metadata, __0_0.distcp, __1_0.distcp, ...   torch.distributed.checkpoint (model + optimizer,
+                                                     from get_state_dict: sharded, any world size
+                                                     can load it)
+        trainer_state.json                           step, config, model config, data position, world size
+        manifest.json                                written last: every other file's size and sha256
+    step_0002000/ ...
+
+Saving writes into ``step_XXXXXXX.tmp/``; each rank hashes the ``.distcp`` files it wrote, rank 0
+writes the trainer state and then the manifest, and renames the folder to ``step_XXXXXXX/`` after a
+barrier. A checkpoint folder without a ``.tmp`` suffix therefore always has a manifest, and a
+checkpoint is *complete* when every file in its manifest exists with the recorded size and hash.
+Resuming picks the newest complete checkpoint; a truncated or corrupted one is reported (logged as
+an error naming the file) and the previous one is used. Only the last `keep_last` are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger("sumi.training")
+
+MANIFEST = "manifest.json"
+TRAINER_STATE = "trainer_state.json"
+FORMAT = "sumi-train-checkpoint"
+_STEP_RE = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: missing, incomplete or corrupted (the message says why)."""
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:07d}"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _write_json_durably(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def list_checkpoints(root: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(step, folder) of every installed (non-.tmp) checkpoint under `root`, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _STEP_RE.match(p.name)
+        if m and p.is_dir():
+            found.append((int(m.group(1)), p))
+    return sorted(found, reverse=True)
+
+
+def verify_checkpoint(path: str | os.PathLike, *, checksum: bool = True) -> dict[str, Any]:
+    """Check a checkpoint folder against its manifest; returns the manifest or raises CheckpointError."""
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} has no {MANIFEST} (an interrupted save?)")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r}: {MANIFEST} is unreadable: {e}") from None
+    if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
+        raise CheckpointError(f"checkpoint {str(path)!r}: {MANIFEST} is not a {FORMAT} manifest")
+    for name, entry in manifest["files"].items():
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: file {name!r} is missing")
+        size = f.stat().st_size
+        if size != entry["size"]:
+            raise CheckpointError(f"checkpoint {str(path)!r} is corrupted: file {name!r} has {size} bytes, "
+                                  f"the manifest says {entry['size']} (truncated?)")
+        if checksum:
+            digest = sha256_file(f)
+            if digest != entry["sha256"]:
+                raise CheckpointError(f"checkpoint {str(path)!r} is corrupted: file {name!r} has sha256 "
+                                      f"{digest[:16]}..., the manifest says {entry['sha256'][:16]}...")
+    return manifest
+
+
+def find_latest_checkpoint(root: str | os.PathLike, *, checksum: bool = True) -> Path | None:
+    """The newest complete checkpoint under `root` (None if there is none). Each newer one that fails
+    verification is logged as an error and skipped."""
+    root = Path(root)
+    if root.is_dir():
+        for p in sorted(root.glob("step_*.tmp")):
+            logger.warning("ignoring %s: an interrupted checkpoint save", p)
+    for step, path in list_checkpoints(root):
+        try:
+            verify_checkpoint(path, checksum=checksum)
+        except CheckpointError as e:
+            logger.error("%s; falling back to the previous checkpoint", e)
+            continue
+        return path
+    return None
+
+
+def read_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads((Path(path) / TRAINER_STATE).read_text(encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------------- save / load (collective)
+def save_checkpoint(root: str | os.PathLike, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    trainer_state: dict[str, Any], *, keep_last: int = 0, barrier=None) -> Path:
+    """Collective: every rank calls it. Returns the installed folder ``root/step_XXXXXXX``."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    root = Path(root)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    barrier = barrier or (dist.barrier if dist.is_initialized() else (lambda: None))
+    final = root / checkpoint_name(step)
+    tmp = root / (checkpoint_name(step) + ".tmp")
+    if rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    barrier()
+
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+    barrier()
+
+    # each rank hashes the data files it wrote (DCP names them __{rank}_{i}.distcp)
+    mine = {p.name: _file_entry(p) for p in sorted(tmp.glob(f"__{rank}_*.distcp"))}
+    gathered: list[Any] = [None] * (dist.get_world_size() if dist.is_initialized() else 1)
+    if dist.is_initialized():
+        dist.all_gather_object(gathered, mine)
+    else:
+        gathered = [mine]
+    if rank == 0:
+        _write_json_durably(tmp / TRAINER_STATE, trainer_state)
+        files: dict[str, Any] = {}
+        for part in gathered:
+            files.update(part)
+        for p in sorted(tmp.iterdir()):
+            if p.is_file() and p.name not in files and p.name != MANIFEST:
+                files[p.name] = _file_entry(p)
+        for p in tmp.iterdir():  # flush the data before the manifest makes the checkpoint "complete"
+            if p.is_file():
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        _write_json_durably(tmp / MANIFEST, {"format": FORMAT, "version": 1, "step": step,
+                                             "files": dict(sorted(files.items()))})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        if keep_last > 0:
+            for _, old in list_checkpoints(root)[keep_last:]:
+                shutil.rmtree(old, ignore_errors=True)
+    barrier()
+    return final
+
+
+def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None
+                    ) -> dict[str, Any]:
+    """Collective: load model (and optimizer) state from a checkpoint folder; returns its trainer state."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    path = Path(path)
+    if optimizer is None:
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+
+        state = {"model": get_model_state_dict(model)}
+        dcp.load(state, checkpoint_id=str(path))
+        set_model_state_dict(model, state["model"])
+    else:
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        state = {"model": model_sd, "optim": optim_sd}
+        dcp.load(state, checkpoint_id=str(path))
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    return read_trainer_state(path)
+
+
+# ----------------------------------------------------------------------------- export
+def export_checkpoint(ckpt_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dtype: str | None = None,
+                      verify: bool = True) -> Path:
+    """Write a normal HF folder (`SumiForMaskGeneration.save_pretrained`: safetensors, config, generation
+    config and the remote code) from a training checkpoint, in this one process (no process group).
+
+    `ckpt_dir` is a ``step_XXXXXXX`` folder or a checkpoint root (then its newest complete checkpoint).
+    `dtype` ("float32" / "bfloat16"; default: the training weights' float32) casts the weights.
+    """
+    import torch.distributed.checkpoint as dcp
+
+    from ..configuration_sumi import SumiConfig
+    from ..modeling_sumi import SumiForMaskGeneration
+
+    ckpt = Path(ckpt_dir)
+    if not (ckpt / MANIFEST).is_file() and not (ckpt / TRAINER_STATE).is_file():
+        latest = find_latest_checkpoint(ckpt, checksum=verify)
+        if latest is None:
+            raise CheckpointError(f"no complete checkpoint in {str(ckpt)!r}")
+        ckpt = latest
+    elif verify:
+        verify_checkpoint(ckpt)
+    state = read_trainer_state(ckpt)
+    config = SumiConfig.from_dict(dict(state["model_config"]))
+    config._attn_implementation = "sdpa"
+    with torch.device("meta"):
+        model = SumiForMaskGeneration(config)
+    model = model.to_empty(device="cpu")
+    sd = model.state_dict()
+    with warnings.catch_warnings():  # "torch.distributed is ... uninitialized, assuming ... a single process": yes
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        dcp.load({"model": sd}, checkpoint_id=str(ckpt), no_dist=True)
+    model.load_state_dict(sd)
+    if dtype is not None:
+        model = model.to({"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype])
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    return out
+
+
+__all__ = [
+    "CheckpointError", "checkpoint_name", "list_checkpoints", "verify_checkpoint", "find_latest_checkpoint",
+    "read_trainer_state", "save_checkpoint", "load_checkpoint", "export_checkpoint",
+]

@@ -1,0 +1,440 @@
+"""The training loop: FSDP2 over a 1-D DeviceMesh, AdamW, WSD/cosine, accumulation, eval, DCP checkpoints.
+
+One code path for 1 process (a world-size-1 group is created), N CPU processes (gloo) and N GPUs
+(nccl). Step s of a run:
+
+1. lr = `lr_at(s)`; the noise of the whole global batch of step s is drawn from generators seeded
+   by (seed, s) (`noise.draw_step_noise`), so every rank knows the number of scored tokens
+   ``n_s`` of the global batch before any backward;
+2. for each of the ``accum = global / (micro * world)`` micro-steps m, each rank reads its rows of
+   global data batch ``s * accum + m``, noises them with its slice of the step's noise, and
+   back-propagates ``loss_sum * world / n_s``; FSDP averages gradients over ranks (divides by
+   world) and the micro-steps add up, so the gradient is that of the mean loss over all scored
+   tokens of the global batch, whatever the layout;
+3. the global gradient norm is clipped (`clip_grad_norm_` on the DTensor gradients), AdamW steps,
+   the logged loss is the all-reduced loss sum / ``n_s``.
+
+Checkpoints hold the model and optimizer (DCP) and the step; data order and noise are functions of
+(seed, step), so a resumed run continues exactly like an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+
+from ..diffusion import corrupt, nelbo_t_grid, uniform_gidd_loss
+from .checkpoint import find_latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig
+from .distributed import DistContext, init_distributed, shutdown
+from .dryrun import build_model_config
+from .loss import DiffusionTrainingModule
+from .metrics import RunLogger
+from .noise import draw_step_noise
+from .optim import build_optimizer, lr_at, set_lr
+from .sources import BatchSource, make_source, mix_seed
+
+logger = logging.getLogger("sumi.training")
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns (on every rank; `model` only on rank 0 and only if asked for)."""
+
+    start_step: int
+    step: int  # optimizer steps completed
+    losses: list[float] = field(default_factory=list)  # per step of this invocation
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: Path | None = None  # the last checkpoint written
+    resumed_from: Path | None = None
+    model: Any = None  # a plain (unsharded, CPU, fp32) SumiForMaskGeneration when return_model=True
+
+
+# ----------------------------------------------------------------------------- model
+def build_training_module(config: TrainConfig, model_config, ctx: DistContext) -> DiffusionTrainingModule:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    from ..modeling_sumi import SumiForMaskGeneration
+
+    if config.model.init == "meta":
+        # Big models: no rank ever holds the full fp32 model. Build on the meta device, shard, then
+        # allocate only the local shards on the device and either initialise them in place with the
+        # same rules as the model's own init (linear/embedding weights ~ N(0, initializer_range),
+        # norm weights = 1; on CUDA, DTensor's random ops give each shard its slice of one global
+        # stream, so the values differ from the "cpu" init of the same seed), or, with model.path,
+        # fill them from the folder's safetensors, read by rank 0 only and broadcast shard-wise.
+        with torch.device("meta"):
+            model = SumiForMaskGeneration(model_config)
+    elif config.model.path is not None:
+        model = SumiForMaskGeneration.from_pretrained(config.model.path, config=model_config, dtype=torch.float32)
+    else:
+        torch.manual_seed(mix_seed("init", config.seed) % (2**62))
+        model = SumiForMaskGeneration(model_config)  # seeded full init on CPU: identical on every rank
+    model.config._attn_implementation = config.model.attn_implementation
+    model.train()
+    if config.activation_checkpointing:
+        enable_activation_checkpointing(model)
+    if config.compile:
+        for layer in model.model.layers:
+            layer.compile()
+
+    module = DiffusionTrainingModule(model, fused_loss=config.fused_loss, chunk_tokens=config.loss_chunk_tokens)
+    mesh = init_device_mesh(ctx.device.type, (ctx.world_size,), mesh_dim_names=("dp",))
+    layer_mp = root_mp = MixedPrecisionPolicy()
+    if config.dtype == "bfloat16" and ctx.device.type == "cuda":
+        layer_mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        # keep t (a float input of the root) in fp32: the loss weights depend on it
+        root_mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32,
+                                       cast_forward_inputs=False)
+    for layer in model.model.layers:
+        fully_shard(layer, mesh=mesh, mp_policy=layer_mp)
+    fully_shard(module, mesh=mesh, mp_policy=root_mp)
+    if config.model.init == "meta" and config.model.path is not None:
+        module.to_empty(device=ctx.device)
+        _load_full_weights_from_rank0(model, config.model.path, ctx)
+    elif config.model.init == "meta":
+        module.to_empty(device=ctx.device)
+        torch.manual_seed(mix_seed("init", config.seed, "meta", ctx.rank if ctx.device.type == "cpu" else 0) % (2**62))
+        std = model_config.initializer_range
+        with torch.no_grad():
+            for p in module.parameters():
+                if p.ndim >= 2:
+                    p.normal_(0.0, std)
+                else:
+                    p.fill_(1.0)
+    return module
+
+
+def _load_full_weights_from_rank0(model, path: str, ctx: DistContext) -> None:
+    """Fill a sharded model from an HF folder's safetensors: rank 0 reads them (as fp32), every rank
+    receives its shards (`set_model_state_dict(..., broadcast_from_rank0=True)`)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    full: dict[str, torch.Tensor] = {}
+    if ctx.is_main:
+        from safetensors.torch import load_file
+
+        files = sorted(Path(path).glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"model.path {path!r} has no *.safetensors weights")
+        for f in files:
+            full.update({k: v.float() for k, v in load_file(str(f)).items()})
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute each decoder layer in the backward (transformers' GradientCheckpointingLayer,
+    non-reentrant torch.utils.checkpoint)."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    if config.dtype == "bfloat16" and device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _total_norm(params, max_norm: float) -> torch.Tensor:
+    params = [p for p in params if p.grad is not None]
+    if max_norm > 0:
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    else:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+
+
+def train_step(module: DiffusionTrainingModule, optimizer: torch.optim.Optimizer, params: list, data, step: int,
+               lr: float, config: TrainConfig, ctx: DistContext, accum: int, vocab_size: int
+               ) -> tuple[float, int, torch.Tensor]:
+    """One optimizer step (see the module docstring): returns (mean loss over the global batch's
+    scored tokens, their number, the global gradient norm before clipping)."""
+    G, mb, W, S = config.batch.global_batch_size, config.batch.micro_batch_size, ctx.world_size, config.data.seq_len
+    set_lr(optimizer, lr)
+    noise = draw_step_noise(step, G, S, vocab_size, config.data, config.seed, ctx.device)
+    n_scored = noise.num_scored
+    scale = W / max(1, n_scored)
+    loss_sum = torch.zeros((), dtype=torch.float32, device=ctx.device)
+    for m in range(accum):
+        x = next(data).to(ctx.device, non_blocking=True)
+        first = m * mb * W + ctx.rank * mb
+        z, labels, t = noise.apply(x, slice(first, first + mb))
+        with _autocast(config, ctx.device):
+            ls = module(z, labels, t)
+        (ls * scale).backward()
+        loss_sum += ls.detach().float()
+    grad_norm = _total_norm(params, config.optim.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    dist.all_reduce(loss_sum)
+    return loss_sum.item() / max(1, n_scored), n_scored, grad_norm
+
+
+# ----------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate(module: DiffusionTrainingModule, source: BatchSource, config: TrainConfig, ctx: DistContext
+             ) -> dict[str, float]:
+    """Validation NELBO (nats/token) over `eval.batches` fixed batches.
+
+    The estimator of `sumi.diffusion.estimate_nelbo` (per token ``sum_k w_k loss(t_k) / (t_k (1-t_k))``,
+    no z-loss, on the `nelbo_t_grid` of `eval.nelbo_samples` points), with the corruption of each
+    (batch, grid point) drawn for the whole global eval batch from a fixed seed: the same number for
+    any world size.
+    """
+    V = module.model.config.vocab_size
+    beta = module.model.config.uniform_diffusion_beta_is
+    S = config.data.seq_len
+    gb = config.eval_batch_size(ctx.world_size)
+    b = gb // ctx.world_size
+    ts, ws = nelbo_t_grid(config.eval.nelbo_samples, method=config.eval.nelbo_method,
+                          min_log_snr=config.data.min_log_snr, max_log_snr=config.data.max_log_snr,
+                          generator=torch.Generator().manual_seed(mix_seed("eval-grid", config.seed)))
+    was_training = module.training
+    module.eval()
+    total = torch.zeros((), dtype=torch.float64, device=ctx.device)
+    count = 0
+    it = source.batches(S, b, seed=mix_seed("eval-data", config.seed) % (2**31), rank=ctx.rank,
+                        world_size=ctx.world_size, start_step=0)
+    rows = slice(ctx.rank * b, (ctx.rank + 1) * b)
+    with _autocast(config, ctx.device):
+        for i in range(config.eval.batches):
+            x = next(it).to(ctx.device)
+            for k, (t, w) in enumerate(zip(ts.tolist(), ws.tolist())):
+                g = torch.Generator(device=ctx.device).manual_seed(mix_seed("eval-noise", config.seed, i, k))
+                rep = corrupt(torch.full((gb, S), -1, dtype=torch.long, device=ctx.device), t, V, generator=g)[rows]
+                z = torch.where(rep >= 0, rep, x)
+                logits = module(z)
+                loss, _ = uniform_gidd_loss(logits, z, x, t, vocab_size=V, beta_is=beta, z_loss_strength=0.0)
+                total += (w / (t * (1.0 - t))) * loss.double().sum()
+            count += x.numel()
+    stats = torch.tensor([total.item(), float(count)], dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(stats)
+    module.train(was_training)
+    nelbo = float(stats[0] / stats[1])
+    return {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 700.0)), "val_tokens": int(stats[1])}
+
+
+# ----------------------------------------------------------------------------- resume
+def _choose_resume(config: TrainConfig, ctx: DistContext, resume: bool) -> Path | None:
+    root = config.checkpoint_dir()
+    choice: list[Any] = [None]
+    if ctx.is_main:
+        if resume:
+            path = find_latest_checkpoint(root, checksum=config.checkpoint.verify == "sha256")
+            choice[0] = str(path) if path else None
+            if path is None:
+                logger.info("resume: no complete checkpoint in %s; starting from step 0", root)
+            resumed = int(path.name.split("_")[1]) if path else -1
+            for step, bad in list_checkpoints(root):  # newer than the one used: failed verification
+                if step > resumed:
+                    aside = bad.with_name(bad.name + ".corrupt")
+                    shutil.rmtree(aside, ignore_errors=True)
+                    os.replace(bad, aside)
+                    logger.warning("moved the unusable checkpoint %s aside to %s", bad, aside.name)
+        elif list_checkpoints(root):
+            choice[0] = ("error", f"{root} already holds checkpoints (newest {list_checkpoints(root)[0][1].name}); "
+                                  "pass --resume (checkpoint.resume=true) to continue that run, or set "
+                                  "out_dir / checkpoint.dir to a new folder")
+    dist.broadcast_object_list(choice, src=0)
+    if isinstance(choice[0], (tuple, list)):
+        raise ConfigError(choice[0][1])
+    return Path(choice[0]) if choice[0] else None
+
+
+def _check_resumed_state(state: dict[str, Any], config: TrainConfig) -> None:
+    old = state.get("config", {})
+    for section, key in (("batch", "global_batch_size"), ("data", "seq_len"), ("data", "source"),
+                         ("data", "path"), (None, "seed"), (None, "steps")):
+        before = old.get(key) if section is None else old.get(section, {}).get(key)
+        now = getattr(config, key) if section is None else getattr(getattr(config, section), key)
+        if before is not None and before != now:
+            name = key if section is None else f"{section}.{key}"
+            logger.warning("resume: %s changed from %r to %r; the run will not continue exactly like the "
+                           "original (data order, noise or schedule differ)", name, before, now)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = f"{record.levelname}: " if record.levelno >= logging.WARNING else ""
+        return f"[sumi.train] {level}{record.getMessage()}"
+
+
+# ----------------------------------------------------------------------------- train
+def train(config: TrainConfig | str | os.PathLike, overrides: Sequence[str] = (), *, resume: bool | None = None,
+          source: BatchSource | None = None, val_source: BatchSource | None = None,
+          return_model: bool = False) -> TrainResult:
+    """Train according to `config` (a TrainConfig or a recipe path plus ``key=value`` overrides).
+
+    Joins the default process group (torchrun) or creates a world-size-1 one. `resume` overrides
+    ``checkpoint.resume``. `source` / `val_source` replace the data the config describes with any
+    object implementing the `BatchSource` protocol. With `return_model`, rank 0 gets the trained
+    weights as a plain CPU `SumiForMaskGeneration` in `TrainResult.model`.
+    """
+    if not isinstance(config, TrainConfig):
+        config = TrainConfig.from_yaml(config, overrides)
+    elif overrides:
+        config = config.with_overrides(overrides)
+    if resume is not None:
+        config.checkpoint.resume = bool(resume)
+    config.validate()
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
+    ctx = init_distributed(config.device)
+    try:
+        return _train(config, ctx, source, val_source, return_model)
+    finally:
+        shutdown(ctx)
+
+
+def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_model) -> TrainResult:
+    if ctx.is_main and not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(_Formatter())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    config.validate(ctx.world_size)
+    accum = config.grad_accum_steps(ctx.world_size)
+    model_config = build_model_config(config)
+    V, S = model_config.vocab_size, config.data.seq_len
+    G, mb, W = config.batch.global_batch_size, config.batch.micro_batch_size, ctx.world_size
+
+    module = build_training_module(config, model_config, ctx)
+    optimizer = build_optimizer(module.model, config.optim)
+
+    start_step = 0
+    resumed_from = _choose_resume(config, ctx, config.checkpoint.resume)
+    if resumed_from is not None:
+        state = load_checkpoint(resumed_from, module.model, optimizer)
+        start_step = int(state["step"])
+        _check_resumed_state(state, config)
+        if ctx.is_main:
+            logger.info("resumed from %s (step %d)", resumed_from, start_step)
+
+    source = source if source is not None else make_source(config.data, "train", V)
+    if val_source is None and (config.eval.every or config.eval.at_end):
+        try:
+            val_source = make_source(config.data, "validation", V)
+        except (ValueError, FileNotFoundError) as e:
+            if ctx.is_main:
+                logger.warning("no validation data (%s): evaluation is off", e)
+            val_source = None
+
+    run_log = RunLogger(config.jsonl_path(), enabled=ctx.is_main, start_step=start_step,
+                        tensorboard_dir=config.tensorboard_dir() if config.log.tensorboard else None,
+                        progress=config.log.progress, total_steps=config.steps)
+    if ctx.is_main:
+        Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(config.out_dir) / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+        n_params = sum(p.numel() for p in module.parameters())
+        run_log.message(f"{n_params:,} parameters, world size {W}, device {ctx.device}, "
+                        f"{G}x{S} tokens/step, micro-batch {mb}, accumulation {accum}, steps {start_step}->"
+                        f"{config.steps}")
+
+    result = TrainResult(start_step=start_step, step=start_step, resumed_from=resumed_from)
+    params = list(module.parameters())
+    delay = float(os.environ.get("SUMI_TRAIN_STEP_DELAY", "0") or 0)  # test hook: slow a run down
+    t_start = time.perf_counter()
+
+    def checkpoint(step_done: int) -> None:
+        state = {
+            "format": "sumi-train-state", "step": step_done, "world_size": W, "grad_accum_steps": accum,
+            "config": config.to_dict(), "model_config": model_config.to_dict(),
+            "data": {"source": config.data.source, "path": config.data.path, "seq_len": S,
+                     "global_batch_size": G, "micro_batch_size": mb, "seed": config.seed,
+                     "next_batch_index": step_done * accum, "batch_rows": mb * W,
+                     "rows_consumed": step_done * G, "tokens_consumed": step_done * G * S},
+            "torch_version": torch.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        path = save_checkpoint(config.checkpoint_dir(), step_done, module.model, optimizer, state,
+                               keep_last=config.checkpoint.keep_last, barrier=ctx.barrier)
+        result.checkpoint = path
+        run_log.message(f"checkpoint {path}")
+
+    def run_eval(step_done: int) -> None:
+        if val_source is None:
+            return
+        t0 = time.perf_counter()
+        stats = evaluate(module, val_source, config, ctx)
+        rec = {"kind": "eval", "step": step_done, **stats, "eval_time_s": round(time.perf_counter() - t0, 4)}
+        result.evals.append(rec)
+        run_log.write(rec)
+        run_log.message(f"step {step_done}: val NELBO {stats['val_nelbo']:.4f} nats/token")
+
+    try:
+        data = source.batches(S, mb, seed=config.seed, rank=ctx.rank, world_size=W, start_step=start_step * accum)
+        for step in range(start_step, config.steps):
+            t0 = time.perf_counter()
+            lr = lr_at(step, config.steps, config.optim)
+            loss, n_scored, grad_norm = train_step(module, optimizer, params, data, step, lr, config, ctx, accum, V)
+            gn = float(grad_norm)
+            if delay:
+                time.sleep(delay)
+            dt = time.perf_counter() - t0
+            step_done = step + 1
+            result.step = step_done
+            result.losses.append(loss)
+            tok_s = G * S / dt
+            if step_done % config.log.every == 0 or step_done == config.steps:
+                run_log.write({"step": step_done, "loss": loss, "lr": lr, "grad_norm": gn,
+                               "tokens": step_done * G * S, "tokens_per_s": round(tok_s, 2),
+                               "step_time_s": round(dt, 5), "elapsed_s": round(time.perf_counter() - t_start, 3),
+                               "scored_tokens": n_scored})
+            run_log.progress(loss, tok_s)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} at step {step_done}")
+            last = step_done == config.steps
+            if (config.eval.every and step_done % config.eval.every == 0) or (last and config.eval.at_end):
+                run_eval(step_done)
+            if (config.checkpoint.every and step_done % config.checkpoint.every == 0) or \
+                    (last and config.checkpoint.at_end):
+                checkpoint(step_done)
+    finally:
+        run_log.close()
+
+    if return_model:
+        result.model = _gather_model(module, model_config, ctx)
+    return result
+
+
+def _gather_model(module: DiffusionTrainingModule, model_config, ctx: DistContext):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    from ..modeling_sumi import SumiForMaskGeneration
+
+    sd = get_model_state_dict(module.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not ctx.is_main:
+        return None
+    with torch.device("meta"):
+        model = SumiForMaskGeneration(model_config)
+    model = model.to_empty(device="cpu")
+    model.load_state_dict(sd)
+    return model.eval()
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Records of a run's JSONL log (lines cut by a kill are skipped)."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+__all__ = ["train", "train_step", "build_training_module", "enable_activation_checkpointing", "evaluate",
+           "TrainResult", "read_jsonl"]
