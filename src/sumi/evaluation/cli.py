@@ -1,0 +1,395 @@
+"""`sumi eval` and `sumi perplexity` (registered by `sumi.cli` through `register_cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .core import EVAL_DEFAULTS
+from .execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
+from .nelbo import NELBO_METHODS
+
+EVAL_DESCRIPTION = """\
+Evaluate a Sumi model on benchmarks, with the paper's protocol (spec §9): multiple-choice answers
+are ranked by their NELBO log-likelihood given the clean context; generation tasks fill an anchored
+2048-token canvas with the adaptive sampler and cut the output at the first EOS / stop string.
+
+Two back ends:
+  --offline TASKS   sumi's own implementation over the JSONL benchmark copies in --data-dir
+                    (default: $SUMI_EVAL_DATA_DIR or ../shared/data/benchmarks). TASKS: all, or a
+                    comma-separated list of mmlu, hellaswag, piqa, arc_easy, arc_challenge,
+                    winogrande, gsm8k, humaneval, mbpp, nelbo (the latter needs --nelbo-file).
+  --tasks TASKS     lm-evaluation-harness tasks by name (needs `pip install sumi[eval]`; lm-eval
+                    downloads its data sets, so this is the online path; --include-path adds
+                    local task YAMLs).
+"""
+
+EVAL_EPILOG = """\
+presets (offline; the paper's settings where the spec states them):
+  mmlu 5-shot acc | hellaswag, piqa, arc_easy, arc_challenge 0-shot acc/acc_norm | winogrande 0-shot acc
+  gsm8k 5-shot CoT exact match (max 256 new tokens) | humaneval 0-shot pass@1, mbpp 3-shot pass@1 (512)
+
+generated code runs only with --allow-code-execution: each program in its own subprocess with a
+timeout and memory/CPU/file-size limits (no network isolation: use a container for untrusted runs).
+
+examples:
+  sumi eval --offline all --model PATH --limit 50 --output-dir results/ --allow-code-execution
+  sumi eval --offline gsm8k --model PATH --limit 100 --canvas-lengths 256,512,1024,2048 --output-dir study/
+  sumi eval --offline nelbo --nelbo-file docs.jsonl --canvas-lengths 256,512,1024,2048 --output-dir study/
+  sumi eval --tasks hellaswag,arc_easy --model PATH --limit 100
+"""
+
+PPL_EPILOG = """\
+The NELBO bounds the negative log-likelihood from above, so the perplexity printed is an upper
+bound. Each document is scored as [BOS] + text in windows of --canvas-length tokens; the 95%
+confidence interval is a bootstrap over documents (or over windows when there are fewer than 10
+documents).
+
+examples:
+  sumi perplexity notes.txt --model PATH
+  sumi perplexity corpus.jsonl --field text --limit 200 --num-samples 32 --json
+"""
+
+
+def _cli():
+    from .. import cli as main_cli
+
+    return main_cli
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers, got {text!r}") from None
+    if not values or any(v < 4 for v in values):
+        raise argparse.ArgumentTypeError(f"must be comma-separated canvas lengths >= 4, got {text!r}")
+    return values
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from ..loading import DEFAULT_MODEL
+
+    c = _cli()
+    p.add_argument("--model", "-m", default=DEFAULT_MODEL, metavar="PATH_OR_PRESET",
+                   help=f"checkpoint folder, preset name (RANDOM weights) or Hub id (default: {DEFAULT_MODEL})")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="weight dtype (default: the checkpoint's)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--attn", dest="attn_implementation", choices=("sdpa", "eager"), help="attention implementation")
+    s = p.add_argument_group("likelihood (NELBO)")
+    s.add_argument("--num-samples", type=c.positive_int, metavar="K",
+                   help=f"t samples per scored continuation / window, one forward each (default: {EVAL_DEFAULTS['num_samples']})")
+    s.add_argument("--nelbo-method", choices=NELBO_METHODS,
+                   help=f"t grid (default: {EVAL_DEFAULTS['nelbo_method']}, unbiased, low variance)")
+    s.add_argument("--batch-size", type=c.positive_int, metavar="N",
+                   help=f"canvases per forward (default: {EVAL_DEFAULTS['batch_size']})")
+    s.add_argument("--seed", type=c.nonneg_int, help=f"base seed of all randomness (default: {EVAL_DEFAULTS['seed']})")
+    s.add_argument("--canvas-length", type=c.positive_int, metavar="N",
+                   help="generation canvas, longest scoring canvas and rolling window (default: 2048, capped at "
+                        "the model's max_position_embeddings)")
+    s.add_argument("--rolling-context", type=c.nonneg_int, metavar="N",
+                   help="clean context tokens carried into each rolling window (default: 0)")
+    s.add_argument("--no-bos", action="store_true", help="do not start canvases with BOS")
+    s.add_argument("--score-canvas", choices=("exact", "anchored"),
+                   help="multiple-choice canvas: exact = [BOS] context continuation (default); anchored = "
+                        "then EOS, BOS and random tokens up to --canvas-length, like a generation canvas")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+
+
+def _evaluator_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts = dict(num_samples=args.num_samples, nelbo_method=args.nelbo_method, batch_size=args.batch_size,
+                seed=args.seed, canvas_length=args.canvas_length, rolling_context=args.rolling_context,
+                score_canvas=args.score_canvas)
+    if args.no_bos:
+        opts["add_bos"] = False
+    for name in ("sampler", "num_denoising_steps", "temperature", "tokens_per_step", "max_gen_toks",
+                 "early_stop_patience", "gen_batch_size", "greedy_check"):
+        if hasattr(args, name):
+            opts[name] = getattr(args, name)
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def _load_evaluator(args: argparse.Namespace):
+    from .core import SumiEvaluator
+
+    c = _cli()
+    device = c._resolve_device(args.device)
+    if c._model_source(args.model) == "preset":
+        c._note(f"note: '{args.model}' is a preset with RANDOM weights (seed 0), not a trained model: its scores "
+                "are chance-level by construction. Pass --model PATH for a trained checkpoint.")
+    model, tok = c._load_model(args.model, dtype=args.dtype, device=device, attn_implementation=args.attn_implementation)
+    if tok is None:
+        c._note("note: the model has no tokenizer: using a byte-level fallback (UTF-8 bytes as ids).")
+    try:
+        return SumiEvaluator(model, tok, progress=not args.no_progress, name=args.model, **_evaluator_options(args))
+    except ValueError as e:
+        raise c.CLIError(str(e)) from None
+
+
+# ----------------------------------------------------------------------------- sumi eval
+def add_eval_parser(sub) -> argparse.ArgumentParser:
+    c = _cli()
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("eval", formatter_class=fmt, description=EVAL_DESCRIPTION, epilog=EVAL_EPILOG,
+                       help="evaluate on benchmarks (offline JSONL copies or lm-evaluation-harness tasks)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--offline", metavar="TASKS", help="offline tasks: all, or a comma-separated list")
+    which.add_argument("--tasks", metavar="TASKS", help="lm-evaluation-harness task names (comma-separated)")
+    p.add_argument("--data-dir", metavar="DIR", help="folder with the benchmark JSONL files (offline)")
+    p.add_argument("--limit", type=c.positive_int, metavar="N",
+                   help="at most N items per task (offline: spread evenly over the task; lm-eval: the first N)")
+    p.add_argument("--num-fewshot", type=c.nonneg_int, metavar="N", help="override the preset's number of shots")
+    p.add_argument("--output-dir", "-o", metavar="DIR",
+                   help="write results.json, results.md (and samples, plots) here; default: print the table only")
+    p.add_argument("--log-samples", action="store_true", help="also write per-item predictions (samples_<task>.jsonl)")
+    p.add_argument("--include-path", metavar="DIR", help="extra lm-eval task YAMLs (with --tasks)")
+    _add_model_args(p)
+    g = p.add_argument_group("generation (GSM8K, HumanEval, MBPP)")
+    g.add_argument("--sampler", choices=("adaptive", "ancestral", "greedy"), help="default: adaptive (the paper's)")
+    g.add_argument("--steps", dest="num_denoising_steps", type=c.positive_int, metavar="N",
+                   help=f"denoising steps (default: {EVAL_DEFAULTS['num_denoising_steps']})")
+    g.add_argument("--temperature", type=c.nonneg_float, metavar="T", help="0 = argmax (default: 0)")
+    g.add_argument("--tokens-per-step", type=c.positive_int, metavar="K",
+                   help="adaptive edits per step (default: ceil(canvas_length / steps))")
+    g.add_argument("--max-gen-toks", type=c.positive_int, metavar="N",
+                   help="answer budget (default: the task's: GSM8K 256, code 512)")
+    g.add_argument("--early-stop", dest="early_stop_patience", type=c.positive_int, metavar="PATIENCE",
+                   help="stop after PATIENCE unchanged steps (default: 1 for adaptive/greedy at T=0, else off)")
+    g.add_argument("--gen-batch-size", type=c.positive_int, metavar="N", help="prompts per generate() call "
+                   "(default: --batch-size)")
+    x = p.add_argument_group("code execution")
+    x.add_argument("--allow-code-execution", "--confirm-run-unsafe-code", "--confirm_run_unsafe_code",
+                   dest="allow_code_execution", action="store_true",
+                   help="run model-generated code (HumanEval, MBPP) in a resource-limited subprocess")
+    x.add_argument("--code-timeout", type=c.nonneg_float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help=f"seconds per program (default: {DEFAULT_TIMEOUT_S:g})")
+    x.add_argument("--code-memory-mb", type=c.positive_int, default=DEFAULT_MEMORY_MB, metavar="MB",
+                   help=f"address-space limit per program (default: {DEFAULT_MEMORY_MB})")
+    s = p.add_argument_group("canvas-length study and NELBO task")
+    s.add_argument("--canvas-lengths", type=_int_list, metavar="L1,L2,...",
+                   help="run every task at each canvas length; writes a table and canvas_length.png")
+    s.add_argument("--nelbo-file", metavar="FILE", help="text or JSONL file for the 'nelbo' task")
+    s.add_argument("--nelbo-field", default="text", metavar="NAME", help="JSONL field of the documents (default: text)")
+    s.add_argument("--nelbo-split", default="auto", choices=("auto", "jsonl", "none", "paragraphs", "lines"),
+                   help="how a text file splits into documents (default: auto = the whole file, or JSONL)")
+    p.set_defaults(func=cmd_eval)
+    return p
+
+
+def _log(args):
+    c = _cli()
+    return None if args.no_progress else (lambda msg: c._note(msg))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    c = _cli()
+    from .tasks import default_data_dir, resolve_task_names
+
+    if args.offline is not None:
+        try:
+            names = resolve_task_names(args.offline)
+        except ValueError as e:
+            raise c.CLIError(f"argument --offline: {e}") from None
+        if "nelbo" in names and not args.nelbo_file:
+            raise c.CLIError("argument --offline: task 'nelbo' needs --nelbo-file FILE")
+        data_dir = None
+        if any(n != "nelbo" for n in names):
+            data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+            if data_dir is None or not data_dir.is_dir():
+                raise c.CLIError(f"argument --data-dir: {'no benchmark folder found (set --data-dir or $SUMI_EVAL_DATA_DIR)' if data_dir is None else repr(str(data_dir)) + ' is not a folder'}")
+        if args.nelbo_file and not Path(args.nelbo_file).is_file():
+            raise c.CLIError(f"argument --nelbo-file: {args.nelbo_file!r} is not a file")
+    else:
+        try:
+            import lm_eval  # noqa: F401
+        except ImportError:
+            raise c.CLIError("--tasks needs lm-evaluation-harness: pip install 'sumi[eval]' (lm-eval==0.4.13)") from None
+        names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        data_dir = None
+    if args.canvas_lengths and not args.output_dir:
+        args.output_dir = "sumi-eval-results"
+        c._note(f"note: the canvas-length study writes its table and plot to {args.output_dir}/")
+
+    evaluator = _load_evaluator(args)
+    config = dict(model=args.model, dtype=args.dtype, device=str(evaluator.device), backend="offline"
+                  if args.offline is not None else "lm-eval", command=" ".join(sys.argv))
+    log = _log(args)
+    if args.offline is not None:
+        from .runner import canvas_study, data_file_hashes, run_offline
+
+        kwargs = dict(limit=args.limit, num_fewshot=args.num_fewshot, max_gen_toks=args.max_gen_toks,
+                      allow_code_execution=args.allow_code_execution, code_timeout=args.code_timeout,
+                      code_memory_mb=args.code_memory_mb, nelbo_file=args.nelbo_file, nelbo_split=args.nelbo_split,
+                      nelbo_field=args.nelbo_field, progress=not args.no_progress)
+        try:
+            if args.canvas_lengths:
+                study = canvas_study(evaluator, names, args.canvas_lengths, data_dir, log=log, **kwargs)
+                results = run_offline(evaluator, [], data_dir, config=config, **kwargs)
+                results["config"]["tasks"] = names
+                results["data_files"] = data_file_hashes(names, data_dir) if data_dir else {}
+                results["canvas_study"] = study
+            else:
+                results = run_offline(evaluator, names, data_dir, config=config, log=log, **kwargs)
+        except (KeyError, ValueError) as e:
+            raise c.CLIError(str(e)) from None
+    else:
+        results = _run_lm_eval(evaluator, names, args, config, log)
+    _finish(results, args)
+    return 0
+
+
+def _run_lm_eval(evaluator, names, args, config, log) -> dict:
+    """lm-eval tasks through `simple_evaluate`, converted to sumi's results format."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from .harness import SumiLM
+    from .runner import RESULTS_FORMAT, environment_versions
+
+    lm = SumiLM(evaluator)
+    task_manager = TaskManager(include_path=args.include_path) if args.include_path else TaskManager()
+
+    def one_run() -> dict:
+        start = time.perf_counter()
+        out = lm_eval.simple_evaluate(model=lm, tasks=names, num_fewshot=args.num_fewshot, limit=args.limit,
+                                      task_manager=task_manager, log_samples=False,
+                                      confirm_run_unsafe_code=args.allow_code_execution)
+        seconds = time.perf_counter() - start
+        if out is None:
+            raise _cli().CLIError("lm-eval returned no results")
+        return _convert_lm_eval(out, seconds)
+
+    if args.canvas_lengths:
+        old = evaluator.options["canvas_length"]
+        study = dict(canvas_lengths=list(args.canvas_lengths), effective={}, tasks={})
+        try:
+            for L in args.canvas_lengths:
+                evaluator.set(canvas_length=L)
+                study["effective"][str(L)] = evaluator.max_length
+                if log:
+                    log(f"canvas {L}: running {', '.join(names)} ...")
+                for name, r in one_run().items():
+                    study["tasks"].setdefault(name, {})[str(L)] = r
+        finally:
+            evaluator.set(canvas_length=old)
+        results: dict = {}
+    else:
+        study, results = None, one_run()
+    import datetime as _dt
+
+    out = dict(format=RESULTS_FORMAT, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               config=dict(config, tasks=names, limit=args.limit, num_fewshot=args.num_fewshot,
+                           include_path=args.include_path), model=evaluator.info(), versions=environment_versions(),
+               data_files={}, results=results)
+    if study is not None:
+        out["canvas_study"] = study
+    return out
+
+
+def _convert_lm_eval(out: dict, seconds: float) -> dict:
+    results = {}
+    total_items = sum(int(v.get("effective", 0)) for v in out.get("n-samples", {}).values()) or 1
+    for task, metrics in out.get("results", {}).items():
+        clean: dict[str, Any] = {}
+        for key, value in metrics.items():
+            if "," not in key or not isinstance(value, (int, float)):  # "metric,filter" entries only
+                continue
+            name, _, _filter = key.partition(",")
+            clean[name if _filter in ("none", "") else f"{name}[{_filter}]"] = value
+        values = [k for k in clean if "_stderr" not in k]
+        n = int(out.get("n-samples", {}).get(task, {}).get("effective", metrics.get("sample_len", 0)))
+        results[task] = dict(metrics=clean, primary=values[0] if values else None, n=n,
+                             seconds=seconds * n / total_items, seconds_per_item=seconds / total_items,
+                             settings=dict(num_fewshot=out.get("n-shot", {}).get(task)), samples=[])
+    return results
+
+
+def _finish(results: dict, args: argparse.Namespace) -> None:
+    from .runner import canvas_study_markdown, plot_canvas_study, results_markdown, write_results
+
+    c = _cli()
+    md = results_markdown(results) if results.get("results") else ""
+    if results.get("canvas_study"):
+        md += ("\n" if md else "") + canvas_study_markdown(results["canvas_study"])
+    if args.output_dir:
+        paths = write_results(results, args.output_dir, log_samples=args.log_samples)
+        if results.get("canvas_study"):
+            png = plot_canvas_study(results["canvas_study"], Path(args.output_dir) / "canvas_length.png",
+                                    title=f"{args.model}: metric vs canvas length")
+            c._note(f"wrote {png}")
+        c._note(f"wrote {paths['json']} and {paths['md']}")
+    sys.stdout.write(md)
+    sys.stdout.flush()
+
+
+# ----------------------------------------------------------------------------- sumi perplexity
+def add_perplexity_parser(sub) -> argparse.ArgumentParser:
+    c = _cli()
+    p = sub.add_parser("perplexity", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PPL_EPILOG,
+                       help="NELBO perplexity of a text or JSONL file (nats/token, bits/byte, 95%% CI)",
+                       description="Score a text or JSONL file with the NELBO (spec §4): nats/token, bits/byte "
+                                   "and perplexity,\nwith a bootstrap 95% confidence interval.")
+    p.add_argument("file", metavar="FILE", help="a text file (the whole file is one document) or JSONL (one per line)")
+    p.add_argument("--field", default="text", metavar="NAME", help="JSONL field holding the text (default: text)")
+    p.add_argument("--split", default="auto", choices=("auto", "jsonl", "none", "paragraphs", "lines"),
+                   help="how the file splits into documents (default: auto)")
+    p.add_argument("--limit", type=c.positive_int, metavar="N", help="score at most N documents (spread evenly)")
+    _add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--output", metavar="FILE", help="also write the JSON report to FILE")
+    p.set_defaults(func=cmd_perplexity)
+    return p
+
+
+def cmd_perplexity(args: argparse.Namespace) -> int:
+    c = _cli()
+    from .perplexity import perplexity_report, read_documents
+    from .runner import environment_versions
+    from .tasks import select
+
+    if not Path(args.file).is_file():
+        raise c.CLIError(f"argument FILE: {args.file!r} is not a file")
+    try:
+        docs = select(read_documents(args.file, field=args.field, split=args.split), args.limit)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise c.CLIError(f"argument FILE: {e}") from None
+    evaluator = _load_evaluator(args)
+    report = perplexity_report(evaluator, docs, seed=evaluator.options["seed"])
+    report = dict(file=args.file, model=args.model, canvas_length=evaluator.max_length,
+                  num_samples=evaluator.options["num_samples"], nelbo_method=evaluator.options["nelbo_method"],
+                  seed=evaluator.options["seed"], **report, versions=environment_versions())
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    r = report
+    lo, hi = r["nats_per_token_ci95"]
+    blo, bhi = r["bits_per_byte_ci95"]
+    plo, phi = r["perplexity_ci95"]
+    print("\n".join([
+        f"file        {r['file']}",
+        f"model       {r['model']}",
+        f"documents   {r['num_documents']} ({r['num_windows']} windows of <= {r['canvas_length']} tokens, "
+        f"{r['num_tokens']} tokens, {r['num_bytes']} bytes)",
+        f"estimator   {r['num_samples']} t samples per window ({r['nelbo_method']}), seed {r['seed']}",
+        f"NELBO       {r['nats_per_token']:.4f} nats/token   95% CI [{lo:.4f}, {hi:.4f}] "
+        f"(bootstrap over {r['num_units']} {r['ci_units']})",
+        f"bits/byte   {r['bits_per_byte']:.4f}   95% CI [{blo:.4f}, {bhi:.4f}]",
+        f"perplexity  {r['perplexity']:.3f} (an upper bound)   95% CI [{plo:.3f}, {phi:.3f}]",
+        f"time        {r['seconds']:.2f} s" + (f" ({r['tokens_per_second']:.0f} tokens/s)" if r['tokens_per_second'] else ""),
+    ]))
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """Add `sumi eval` and `sumi perplexity` to the `sumi` command's subparsers."""
+    add_eval_parser(subparsers)
+    add_perplexity_parser(subparsers)
+
+
+__all__ = ["register_cli", "cmd_eval", "cmd_perplexity"]

@@ -1,0 +1,348 @@
+"""The offline benchmark runner, results files and the canvas-length study.
+
+`evaluate_task` runs one task of `sumi.evaluation.tasks.TASKS` (or "nelbo": rolling NELBO of a
+text/JSONL file) with a `SumiEvaluator`; `run_offline` runs several and returns a results dict
+(config, versions, data-file hashes, per-task metrics with standard errors and time per item);
+`canvas_study` repeats tasks at several canvas lengths (spec §10) and `plot_canvas_study` draws
+metric vs canvas length (matplotlib, Agg backend).
+
+Multiple-choice scoring (lm-eval's conventions): every choice's continuation gets its NELBO
+log-likelihood given the clean context; `acc` = the argmax is the gold choice; `acc_norm` = the
+argmax of log-likelihood / UTF-8 bytes of the choice text is gold.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, run_programs
+from .tasks import TASKS, GenItem, MCItem, extract_gsm8k_answer, gsm8k_correct, humaneval_program, load_task, \
+    mbpp_program, select
+
+RESULTS_FORMAT = "sumi-eval/1"
+LOWER_IS_BETTER = {"nats_per_token", "bits_per_byte", "perplexity"}
+
+
+def _mean_stderr(values: Sequence[float]) -> tuple[float, float | None]:
+    n = len(values)
+    if n == 0:
+        return float("nan"), None
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def _argmax(xs: Sequence[float]) -> int:
+    return max(range(len(xs)), key=lambda i: (xs[i], -i))
+
+
+# ----------------------------------------------------------------------------- tasks
+def evaluate_mc(evaluator, items: Sequence[MCItem], task: str = "mc") -> tuple[dict, list[dict]]:
+    pairs, spans, keys = [], [], []
+    for it in items:
+        p = it.pairs()
+        spans.append((len(pairs), len(p)))
+        pairs += p
+        keys += [(task, repr(it.id))] * len(p)  # the choices of an item share their random numbers
+    lls = [ll for ll, _ in evaluator.loglikelihood(pairs, keys)] if pairs else []
+    acc, acc_norm, samples = [], [], []
+    for it, (a, n) in zip(items, spans):
+        scores = lls[a:a + n]
+        norm = [s / max(1, len(c.encode("utf-8"))) for s, c in zip(scores, it.choices)]
+        pred, pred_norm = _argmax(scores), _argmax(norm)
+        acc.append(float(pred == it.gold))
+        acc_norm.append(float(pred_norm == it.gold))
+        samples.append(dict(id=it.id, gold=it.gold, pred=pred, pred_norm=pred_norm, loglikelihoods=scores))
+    m, se = _mean_stderr(acc)
+    mn, sen = _mean_stderr(acc_norm)
+    return {"acc": m, "acc_stderr": se, "acc_norm": mn, "acc_norm_stderr": sen}, samples
+
+
+def evaluate_gsm8k(evaluator, items: Sequence[GenItem], max_gen_toks: int) -> tuple[dict, list[dict]]:
+    outs = evaluator.generate([it.prompt for it in items], until=items[0].until if items else None,
+                              max_gen_toks=max_gen_toks, desc="gsm8k") if items else []
+    flex, strict, samples = [], [], []
+    for it, out in zip(items, outs):
+        s, f = extract_gsm8k_answer(out)
+        flex.append(float(gsm8k_correct(f, it.gold)))
+        strict.append(float(gsm8k_correct(s, it.gold)))
+        samples.append(dict(id=it.id, gold=it.gold, completion=out, answer_flexible=f, answer_strict=s))
+    m, se = _mean_stderr(flex)
+    ms, ses = _mean_stderr(strict)
+    return {"exact_match": m, "exact_match_stderr": se, "exact_match_strict": ms,
+            "exact_match_strict_stderr": ses}, samples
+
+
+def evaluate_code(evaluator, name: str, items: Sequence[GenItem], max_gen_toks: int, *, allow_code_execution: bool,
+                  code_timeout: float, code_memory_mb: int, progress: bool) -> tuple[dict, list[dict]]:
+    outs = evaluator.generate([it.prompt for it in items], until=items[0].until if items else None,
+                              max_gen_toks=max_gen_toks, desc=name) if items else []
+    build = humaneval_program if name == "humaneval" else mbpp_program
+    programs = [build(it.meta, out) for it, out in zip(items, outs)]
+    samples = [dict(id=it.id, completion=out) for it, out in zip(items, outs)]
+    if not allow_code_execution:
+        return {"pass@1": None, "note": "generated code not executed (pass --allow-code-execution)"}, samples
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(programs), desc=f"{name}: executing", disable=not progress, file=sys.stderr, leave=False) as bar:
+        results = run_programs(programs, timeout=code_timeout, memory_mb=code_memory_mb, progress=bar.update)
+    passed = [float(r.passed) for r in results]
+    for s, r in zip(samples, results):
+        s.update(passed=r.passed, status=r.status)
+    m, se = _mean_stderr(passed)
+    return {"pass@1": m, "pass@1_stderr": se}, samples
+
+
+def evaluate_task(evaluator, name: str, data_dir: str | os.PathLike | None = None, *, limit: int | None = None,
+                  num_fewshot: int | None = None, max_gen_toks: int | None = None, allow_code_execution: bool = False,
+                  code_timeout: float = DEFAULT_TIMEOUT_S, code_memory_mb: int = DEFAULT_MEMORY_MB,
+                  nelbo_file: str | os.PathLike | None = None, nelbo_split: str = "auto", nelbo_field: str = "text",
+                  progress: bool = False) -> dict:
+    """Run one offline task; returns {metrics, primary, n, seconds, seconds_per_item, settings, samples}."""
+    start = time.perf_counter()
+    if name == "nelbo":
+        from .perplexity import perplexity_report, read_documents
+
+        if nelbo_file is None:
+            raise ValueError("task 'nelbo' needs a text or JSONL file (--nelbo-file)")
+        docs = select(read_documents(nelbo_file, field=nelbo_field, split=nelbo_split), limit)
+        report = perplexity_report(evaluator, docs, seed=evaluator.options["seed"])
+        seconds = time.perf_counter() - start
+        metrics = {k: report[k] for k in ("nats_per_token", "nats_per_token_ci95", "bits_per_byte",
+                                           "bits_per_byte_ci95", "perplexity", "perplexity_ci95")}
+        return dict(metrics=metrics, primary="bits_per_byte", n=len(docs), seconds=seconds,
+                    seconds_per_item=seconds / max(1, len(docs)),
+                    settings=dict(file=str(nelbo_file), canvas_length=evaluator.max_length,
+                                  num_tokens=report["num_tokens"], num_windows=report["num_windows"],
+                                  ci_units=report["ci_units"]),
+                    samples=[])
+    spec = TASKS[name]
+    if data_dir is None:
+        raise ValueError("no benchmark data directory (--data-dir)")
+    shots = spec.num_fewshot if num_fewshot is None else num_fewshot
+    items = select(load_task(name, data_dir, shots), limit)
+    gen_toks = max_gen_toks or spec.max_gen_toks
+    if spec.kind == "mc":
+        metrics, samples = evaluate_mc(evaluator, items, name)
+        if spec.metrics == ("acc",):
+            metrics = {k: v for k, v in metrics.items() if not k.startswith("acc_norm")}
+    elif spec.kind == "gen":
+        metrics, samples = evaluate_gsm8k(evaluator, items, gen_toks)
+    else:
+        metrics, samples = evaluate_code(evaluator, name, items, gen_toks, allow_code_execution=allow_code_execution,
+                                         code_timeout=code_timeout, code_memory_mb=code_memory_mb, progress=progress)
+    seconds = time.perf_counter() - start
+    settings = dict(num_fewshot=shots, canvas_length=evaluator.max_length, description=spec.description)
+    if spec.kind != "mc":
+        settings.update(max_gen_toks=gen_toks, until=items[0].until if items else None)
+    return dict(metrics=metrics, primary=spec.primary, n=len(items), seconds=seconds,
+                seconds_per_item=seconds / max(1, len(items)), settings=settings, samples=samples)
+
+
+# ----------------------------------------------------------------------------- provenance
+def environment_versions() -> dict:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("sumi", "torch", "transformers", "tokenizers", "numpy", "lm_eval"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    try:
+        import torch
+
+        out["cuda"] = torch.version.cuda
+        out["device_name"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    except Exception:  # pragma: no cover
+        pass
+    try:
+        here = Path(__file__).resolve().parent
+        out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                           timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = None
+    return out
+
+
+def data_file_hashes(names: Sequence[str], data_dir: str | os.PathLike) -> dict:
+    out = {}
+    for name in names:
+        if name not in TASKS:
+            continue
+        for f in TASKS[name].files:
+            p = Path(data_dir) / f
+            if p.is_file() and f not in out:
+                out[f] = {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size}
+    return out
+
+
+def run_offline(evaluator, names: Sequence[str], data_dir=None, *, config: dict | None = None,
+                log: Callable[[str], None] | None = None, **task_kwargs: Any) -> dict:
+    """Run offline tasks in order; returns the results dict (see the module docstring)."""
+    results = {}
+    for name in names:
+        if log:
+            log(f"running {name} ...")
+        results[name] = evaluate_task(evaluator, name, data_dir, **task_kwargs)
+        if log:
+            r = results[name]
+            log(f"{name}: {format_metric(r['metrics'].get(r['primary']))} {r['primary']} "
+                f"({r['n']} items, {r['seconds_per_item']:.3f} s/item)")
+    return dict(
+        format=RESULTS_FORMAT,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        config=dict(config or {}, tasks=list(names), data_dir=str(data_dir) if data_dir else None,
+                    **{k: (str(v) if isinstance(v, Path) else v) for k, v in task_kwargs.items() if k != "progress"}),
+        model=evaluator.info(),
+        versions=environment_versions(),
+        data_files=data_file_hashes(names, data_dir) if data_dir else {},
+        results=results,
+    )
+
+
+# ----------------------------------------------------------------------------- canvas-length study
+def canvas_study(evaluator, names: Sequence[str], lengths: Sequence[int], data_dir=None, *,
+                 log: Callable[[str], None] | None = None, **task_kwargs: Any) -> dict:
+    """Each task at each canvas length (the generation canvas, the scoring canvas cap and the
+    rolling window). Returns {canvas_lengths, effective: {str(L): capped L}, tasks: {name: {str(L): result}}}."""
+    old = evaluator.options["canvas_length"]
+    per_task: dict[str, dict[str, dict]] = {n: {} for n in names}
+    effective = {}
+    try:
+        for L in lengths:
+            evaluator.set(canvas_length=int(L))
+            effective[str(L)] = evaluator.max_length
+            for name in names:
+                if log:
+                    log(f"canvas {L}: running {name} ...")
+                per_task[name][str(L)] = evaluate_task(evaluator, name, data_dir, **task_kwargs)
+    finally:
+        evaluator.set(canvas_length=old)
+    return dict(canvas_lengths=[int(x) for x in lengths], effective=effective, tasks=per_task)
+
+
+def canvas_study_markdown(study: dict) -> str:
+    names = list(study["tasks"])
+    head = ["canvas length"]
+    for n in names:
+        first = next(iter(study["tasks"][n].values()))
+        head.append(f"{n} {first['primary']}")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for L in study["canvas_lengths"]:
+        eff = study["effective"][str(L)]
+        cells = [f"{L}" + (f" (capped at {eff})" if eff != L else "")]
+        for n in names:
+            r = study["tasks"][n][str(L)]
+            cells.append(format_metric(r["metrics"].get(r["primary"])))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_canvas_study(study: dict, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Metric vs canvas length, one panel per task (PNG, matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    names = list(study["tasks"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    xs = study["canvas_lengths"]
+    for ax, name in zip(axes[0], names):
+        rows = study["tasks"][name]
+        primary = next(iter(rows.values()))["primary"]
+        ys = [rows[str(L)]["metrics"].get(primary) for L in xs]
+        ys = [float("nan") if y is None else y for y in ys]
+        ax.plot(xs, ys, marker="o")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([str(x) for x in xs])
+        ax.set_xlabel("canvas length (tokens)")
+        ax.set_ylabel(primary + (" (lower is better)" if primary in LOWER_IS_BETTER else ""))
+        ax.set_title(name)
+        ax.grid(True, alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- reporting
+def format_metric(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.4f}"
+    return str(value)
+
+
+def results_markdown(results: dict) -> str:
+    """One row per task and metric: value, stderr, items, time per item."""
+    lines = ["| task | metric | value | stderr | n | s/item |", "|---|---|---|---|---|---|"]
+    for name, r in results["results"].items():
+        m = r["metrics"]
+        keys = [k for k in m if not k.endswith(("_stderr", "_ci95")) and k != "note"]
+        for k in keys:
+            err = m.get(f"{k}_stderr")
+            if err is None and f"{k}_ci95" in m:
+                lo, hi = m[f"{k}_ci95"]
+                err_text = f"95% CI [{lo:.4f}, {hi:.4f}]"
+            else:
+                err_text = format_metric(err) if err is not None else ""
+            lines.append(f"| {name} | {k} | {format_metric(m[k])} | {err_text} | {r['n']} | {r['seconds_per_item']:.3f} |")
+        if "note" in m:
+            lines.append(f"| {name} | note | {m['note']} | | {r['n']} | {r['seconds_per_item']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict, out_dir: str | os.PathLike, *, log_samples: bool = False) -> dict[str, Path]:
+    """results.json (samples stripped), results.md and, with log_samples, samples_<task>.jsonl."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    slim = json.loads(json.dumps(results, default=str))
+    for name, r in slim.get("results", {}).items():
+        samples = r.pop("samples", [])
+        if log_samples:
+            p = out / f"samples_{name}.jsonl"
+            with open(p, "w", encoding="utf-8") as f:
+                for s in samples:
+                    f.write(json.dumps(s, ensure_ascii=False, default=str) + "\n")
+            paths[f"samples_{name}"] = p
+    study = slim.get("canvas_study")
+    if study:
+        for rows in study["tasks"].values():
+            for r in rows.values():
+                r.pop("samples", None)
+    paths["json"] = out / "results.json"
+    paths["json"].write_text(json.dumps(slim, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    md = results_markdown(slim) if slim.get("results") else ""
+    if study:
+        md += "\n## Canvas-length study\n\n" + canvas_study_markdown(study)
+    paths["md"] = out / "results.md"
+    paths["md"].write_text(md, encoding="utf-8")
+    return paths
+
+
+__all__ = [
+    "evaluate_task", "evaluate_mc", "run_offline", "canvas_study", "canvas_study_markdown", "plot_canvas_study",
+    "results_markdown", "write_results", "environment_versions", "format_metric", "RESULTS_FORMAT",
+]
