@@ -636,20 +636,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- info
-def parameter_counts(config) -> dict[str, int]:
-    """Parameter counts of `SumiForMaskGeneration(config)`, built on the meta device (no memory)."""
-    import torch
-
-    from .modeling_sumi import SumiForMaskGeneration
-
-    with torch.device("meta"):
-        model = SumiForMaskGeneration(config)
-    total = sum(p.numel() for p in model.parameters())
-    embed = model.model.embed_tokens.weight.numel()
-    head = model.lm_head.weight.numel()
-    return dict(total=total, embedding=embed, lm_head=head, non_embedding=total - embed - head)
-
-
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -701,6 +687,7 @@ def _short(n: int) -> str:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .configuration_sumi import SumiConfig
+    from .modeling_sumi import parameter_counts
     name = args.model
     source = _model_source(name, "PATH_OR_PRESET")
     files = None

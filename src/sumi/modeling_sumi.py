@@ -355,4 +355,17 @@ class SumiForMaskGeneration(SumiGenerationMixin, SumiPreTrainedModel):
         return MaskedLMOutput(loss=loss, logits=logits)
 
 
-__all__ = ["REMOTE_CODE_FILES", "AUTO_MAP", "SumiPreTrainedModel", "SumiModel", "SumiForMaskGeneration"]
+def parameter_counts(config: SumiConfig) -> dict[str, int]:
+    """Parameter counts of `SumiForMaskGeneration(config)`, built on the meta device (no memory):
+    total, embedding, lm_head, non_embedding, per_layer and matrices (all >= 2-D weights)."""
+    with torch.device("meta"):
+        model = SumiForMaskGeneration(config)
+    total = sum(p.numel() for p in model.parameters())
+    embed = model.model.embed_tokens.weight.numel()
+    head = model.lm_head.weight.numel()
+    return dict(total=total, embedding=embed, lm_head=head, non_embedding=total - embed - head,
+                per_layer=sum(p.numel() for p in model.model.layers[0].parameters()),
+                matrices=sum(p.numel() for p in model.parameters() if p.ndim >= 2))
+
+
+__all__ = ["parameter_counts", "REMOTE_CODE_FILES", "AUTO_MAP", "SumiPreTrainedModel", "SumiModel", "SumiForMaskGeneration"]

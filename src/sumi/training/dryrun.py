@@ -36,19 +36,11 @@ def build_model_config(config: TrainConfig):
 
 
 def parameter_counts(model_config) -> dict[str, int]:
-    import torch
+    """`sumi.modeling_sumi.parameter_counts` plus `weight_decayed` (AdamW decays every >= 2-D weight)."""
+    from ..modeling_sumi import parameter_counts as model_counts
 
-    from ..modeling_sumi import SumiForMaskGeneration
-
-    with torch.device("meta"):
-        model = SumiForMaskGeneration(model_config)
-    total = sum(p.numel() for p in model.parameters())
-    embed = model.model.embed_tokens.weight.numel()
-    head = model.lm_head.weight.numel()
-    per_layer = sum(p.numel() for p in model.model.layers[0].parameters())
-    decay = sum(p.numel() for p in model.parameters() if p.ndim >= 2)
-    return dict(total=total, embedding=embed, lm_head=head, non_embedding=total - embed - head,
-                per_layer=per_layer, weight_decayed=decay)
+    counts = model_counts(model_config)
+    return dict(counts, weight_decayed=counts["matrices"])
 
 
 def memory_per_rank(config: TrainConfig, model_config, counts: dict[str, int], world_size: int) -> dict[str, Any]:
