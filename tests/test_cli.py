@@ -62,7 +62,7 @@ def test_generate_text_on_random_preset(capsys):
 
 
 def test_generate_jsonl(capsys):
-    rc, out, err = run(capsys, "generate", *FAST, "--format", "jsonl", "Hello", "a longer prompt")
+    rc, out, err = run(capsys, "generate", "--model", "sumi-tiny", *FAST, "--format", "jsonl", "Hello", "a longer prompt")
     assert rc == 0
     records = jsonl(out)
     assert [r["prompt"] for r in records] == ["Hello", "a longer prompt"]
@@ -130,7 +130,7 @@ def test_generate_stop_strings_cut_the_text(capsys, dolma2_folder):
 
 
 def test_generate_every_sampler_option(capsys):
-    rc, out, err = run(capsys, "generate", "--steps", "3", "--canvas-length", "32", "-n", "6", "--seed", "1,2",
+    rc, out, err = run(capsys, "generate", "--model", "sumi-tiny", "--steps", "3", "--canvas-length", "32", "-n", "6", "--seed", "1,2",
                        "--sampler", "adaptive", "--temperature", "0.7", "--tokens-per-step", "4", "--top-k", "5",
                        "--top-p", "0.9", "--min-p", "0.05", "--schedule", "cosine", "--min-log-snr", "-8",
                        "--max-log-snr", "8", "--early-stop", "2", "--align-rows", "--no-trim", "--dtype", "bfloat16",
@@ -144,15 +144,15 @@ def test_generate_every_sampler_option(capsys):
     assert (s["align_rows"], s["trim_at_eos"], s["early_stop_patience"], s["dtype"]) == (True, False, 2, "bfloat16")
     assert (s["min_log_snr"], s["max_log_snr"], s["temperature"]) == (-8.0, 8.0, 0.7)
     assert all(len(x["completion_ids"]) == 6 for x in r)        # --no-trim: the whole budget
-    rc, out, err = run(capsys, "generate", "--steps", "2", "--canvas-length", "32", "-n", "5", "--seed", "0",
+    rc, out, err = run(capsys, "generate", "--model", "sumi-tiny", "--steps", "2", "--canvas-length", "32", "-n", "5", "--seed", "0",
                        "--sampler", "greedy", "--no-anchors", "--frozen", "3:65", "--denoise-end", "20",
                        "--format", "jsonl", "hi")
     assert rc == 0, err
     r = jsonl(out)[0]
     assert r["completion_ids"][0] == 65 and r["settings"]["frozen"] == [[3, 65]]  # BOS h i | A
-    rc, out, err = run(capsys, "generate", "--steps", "2", "--canvas-length", "32", "-n", "0", "--seed", "0", "hi")
+    rc, out, err = run(capsys, "generate", "--model", "sumi-tiny", "--steps", "2", "--canvas-length", "32", "-n", "0", "--seed", "0", "hi")
     assert rc == 0 and out == "hi\n"                            # 0 new tokens: the prompt back
-    rc, out, err = run(capsys, "generate", "--steps", "2", "--canvas-length", "32", "-n", "4", "--seed", "0",
+    rc, out, err = run(capsys, "generate", "--model", "sumi-tiny", "--steps", "2", "--canvas-length", "32", "-n", "4", "--seed", "0",
                        "--no-bos", "--format", "jsonl")
     assert rc == 0, err
     assert jsonl(out)[0]["prompt_ids"] == [] and jsonl(out)[0]["settings"]["bos_prepended"] is False
@@ -250,9 +250,9 @@ def test_info_on_a_saved_folder(capsys, dolma2_folder):
     (["generate", "--max-new-tokens", "lots", "x"], "argument --max-new-tokens/-n: must be an integer >= 0"),
     (["generate", "--model", "./no/such/dir", "x"], "argument --model: unknown model './no/such/dir'"),
     (["generate", "--model", "nope", "x"], "argument --model: unknown model 'nope'"),
-    (["generate", "--canvas-length", "8", "--steps", "2", "a prompt that is far too long"],
+    (["generate", "--model", "sumi-tiny", "--canvas-length", "8", "--steps", "2", "a prompt that is far too long"],
      "argument PROMPT: prompt 1 is 30 tokens"),
-    (["generate", "--ids", "--steps", "2", "--canvas-length", "32", "1 2 999"],
+    (["generate", "--model", "sumi-tiny", "--ids", "--steps", "2", "--canvas-length", "32", "1 2 999"],
      "argument PROMPT: prompt 1 has token id 999 outside the model's vocabulary [0, 256)"),
     (["generate", "--ids", "--steps", "2", "1 two"], "argument PROMPT: prompt 1 is not a list of token ids"),
     (["generate", "--seed", "1,2", "--steps", "2", "x"], "argument --seed: 2 seeds for 1 prompt(s)"),

@@ -32,13 +32,13 @@ def dolma2_folder(tmp_path_factory):
 def test_exports():
     assert sumi.load is load and sumi.load_tokenizer is load_tokenizer
     assert {"load", "load_tokenizer"} <= set(sumi.__all__)
-    assert DEFAULT_MODEL == "sumi-tiny" == sumi.DEFAULT_MODEL
+    assert DEFAULT_MODEL == "demo" == sumi.DEFAULT_MODEL
 
 
-def test_default_is_a_seeded_random_preset(caplog):
+def test_preset_is_seeded_random_weights(caplog):
     state = torch.random.get_rng_state()
     with caplog.at_level(logging.WARNING, logger="sumi.loading"):
-        model, tok = load()
+        model, tok = load("sumi-tiny")
     assert "random weights" in caplog.text
     assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is left alone
     assert isinstance(model, SumiForMaskGeneration) and not model.training
@@ -132,3 +132,20 @@ def test_model_source_and_dtypes(tmp_path):
     assert model_source("tohoku-nlp/sumi-7b") == "hub"
     assert resolve_dtype("bfloat16") is torch.bfloat16 and resolve_dtype("torch.float16") is torch.float16
     assert resolve_dtype(None) is None and resolve_dtype("auto") == "auto"
+
+
+def test_bundled_demo_model_loads_with_its_tokenizer():
+    from sumi.loading import BUNDLED_DIR, bundled_models
+
+    assert "demo" in bundled_models() and model_source("demo") == "bundled"
+    model, tok = sumi.load("demo")
+    assert model.dtype == torch.float32 and tok is not None
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (model.config.bos_token_id,
+                                                                       model.config.eos_token_id,
+                                                                       model.config.pad_token_id)
+    assert model.generation_config.canvas_length == 256  # shipped sampler defaults
+    size = sum(f.stat().st_size for f in (BUNDLED_DIR / "demo").iterdir())
+    assert size < 30 * 2**20
+    ids = tok("def add(a, b):", return_tensors="pt").input_ids
+    out = model.generate(ids, max_new_tokens=8, num_denoising_steps=4, seed=0)
+    assert torch.equal(out.sequences[0, : ids.shape[1]], ids[0])

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 # The model `sumi generate` (and `load()`) use when none is named. Switch it here (one place) when a
 # bundled trained demo model exists.
-DEFAULT_MODEL = "sumi-tiny"
+DEFAULT_MODEL = "demo"
 
 # Seed of the random weights of a preset: the same preset always gives the same model.
 PRESET_SEED = 0
