@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # On CPU machines torch comes first, from plain pip, pinned (a local CPU wheel here). Set
 # TORCH_SPEC to your own build (e.g. a CUDA one) on a GPU machine, or empty to keep what is installed.
 TORCH_SPEC ?= torch==2.13.0
-PROMPT ?= def fibonacci(n):
+PROMPT ?= def read_config(path):
 
 .PHONY: setup setup-dev demo test clean
 
