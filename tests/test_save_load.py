@@ -142,3 +142,15 @@ def test_meta_device_7b_shape_builds_instantly():
         model = SumiForMaskGeneration(SumiConfig.from_preset("sumi-7b"))
     n = sum(p.numel() for p in model.parameters())
     assert 7.7e9 < n < 7.8e9
+
+
+def test_bundled_model_remote_code_is_the_package_modules():
+    """The bundled demo folder is a remote-code folder; its copies must not drift from the package.
+    Refresh them with `python -c "from sumi.modeling_sumi import write_remote_code;
+    write_remote_code('src/sumi/assets/models/demo')"`."""
+    import sumi
+    from sumi.loading import BUNDLED_DIR
+
+    pkg = Path(sumi.__file__).parent
+    for name in REMOTE_CODE_FILES:
+        assert (BUNDLED_DIR / "demo" / name).read_bytes() == (pkg / name).read_bytes(), name

@@ -193,6 +193,14 @@ AUTO_MAP = {
 }
 
 
+def write_remote_code(folder) -> None:
+    """Copy the very modules this model runs on into `folder` (one source of truth; also refreshes
+    the remote code of a folder saved by an older version)."""
+    here = Path(__file__).parent
+    for name in REMOTE_CODE_FILES:
+        shutil.copyfile(here / name, Path(folder) / name)
+
+
 class SumiPreTrainedModel(PreTrainedModel):
     """Weight init (transformers' rules: Linear/Embedding ~ N(0, initializer_range), norms = 1) and
     saving in the official format: safetensors (sharded with an index past `max_shard_size`) plus
@@ -213,9 +221,7 @@ class SumiPreTrainedModel(PreTrainedModel):
             # a config marked "from model config" drops its custom fields (num_denoising_steps, ...) on load
             self.generation_config._from_model_config = False
         super().save_pretrained(save_directory, *args, max_shard_size=max_shard_size, **kwargs)
-        here = Path(__file__).parent
-        for name in REMOTE_CODE_FILES:  # the very modules this model runs on: one source of truth
-            shutil.copyfile(here / name, Path(save_directory) / name)
+        write_remote_code(save_directory)
 
 
 def _key_mask(attention_mask: torch.Tensor | None, shape: torch.Size) -> torch.Tensor | None:
@@ -368,4 +374,4 @@ def parameter_counts(config: SumiConfig) -> dict[str, int]:
                 matrices=sum(p.numel() for p in model.parameters() if p.ndim >= 2))
 
 
-__all__ = ["parameter_counts", "REMOTE_CODE_FILES", "AUTO_MAP", "SumiPreTrainedModel", "SumiModel", "SumiForMaskGeneration"]
+__all__ = ["parameter_counts", "write_remote_code", "REMOTE_CODE_FILES", "AUTO_MAP", "SumiPreTrainedModel", "SumiModel", "SumiForMaskGeneration"]
