@@ -6,7 +6,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Test models are tiny: one intra-op thread is as fast, and immune to stalls on a busy shared CPU
+# (two threads made small matmuls up to ~100x slower there). Subprocess tests set their own.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

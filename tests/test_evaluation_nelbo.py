@@ -12,14 +12,6 @@ from sumi.diffusion import estimate_nelbo, t_range, uniform_gidd_loss
 from sumi.evaluation.nelbo import NELBO_METHODS, ScoreRequest, nelbo_scores, rolling_windows, t_grid
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models on a shared 2-core machine: one thread avoids oversubscription stalls
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 V = 4
 CANVAS = (1, 3, 0, 2, 1)  # position 0 and 4 stay clean (context); [1, 4) is scored

@@ -21,19 +21,10 @@ DOCS = FIXTURES / "lm_eval_tasks" / "docs.jsonl"
 CONTEXT, ANSWER = "The cat sat on", " the mat."
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: one thread avoids oversubscription stalls on shared CPUs
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def overfit_model():
     """sumi-tiny overfit on one byte sequence ([BOS] text [EOS][BOS]) with the GIDD loss (~5 s)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     model = SumiForMaskGeneration(SumiConfig.from_preset("sumi-tiny"))
     x = torch.tensor([[1] + list((CONTEXT + ANSWER).encode()) + [2, 1]]).repeat(32, 1)
@@ -46,7 +37,6 @@ def overfit_model():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    torch.set_num_threads(old)
     return model.eval()
 
 

@@ -15,14 +15,6 @@ import sumi
 import sumi.modeling_sumi as modeling
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread is much faster (and immune to a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # ----------------------------------------------------------------------------- reference
 def ref_forward(model, input_ids, attention_mask=None, position_ids=None):

@@ -10,13 +10,6 @@ import torch
 from sumi.diffusion import corrupt, nelbo_t_grid, nelbo_weight, sample_t, sampling_schedule
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def sigmoid(v: float) -> float:
     return 1.0 / (1.0 + math.exp(-v))

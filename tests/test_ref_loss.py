@@ -17,14 +17,6 @@ from sumi.diffusion import uniform_gidd_loss
 EPS = 1e-12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread is much faster (and immune to a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # ----------------------------------------------------------------------------- reference
 def ref_token_terms(logits_row: torch.Tensor, z: int, x: int, t: float, V: int) -> dict:

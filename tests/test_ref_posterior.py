@@ -17,13 +17,6 @@ import torch
 from sumi.generation_sumi import _Randomness, adaptive_step, ancestral_step, dense_posterior, greedy_step
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # ----------------------------------------------------------------------------- references
 def sigmoid(v: float) -> float:
