@@ -168,6 +168,71 @@ def test_early_stop_never_changes_a_converged_result(tiny_model, sampler, extra)
     assert full.num_forwards == 40 and 2 < early.num_forwards < 40
 
 
+def _settling(model):
+    """Make a random tiny model settle on fixed points (see the test above)."""
+    with torch.no_grad():
+        model.lm_head.weight.copy_(model.model.embed_tokens.weight)
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.mul_(3.0)
+            layer.mlp.down_proj.weight.mul_(3.0)
+    return model
+
+
+@pytest.mark.parametrize("sampler,extra", [("greedy", {}), ("adaptive", {"temperature": 0.0, "tokens_per_step": 8})])
+def test_rows_leave_the_batch_one_by_one(tiny_model, sampler, extra):
+    model = _settling(tiny_model)
+    prompts = torch.tensor([[5, 6, 7], [8, 9, 10], [11, 12, 13], [14, 15, 16]])
+    full = model.generate(prompts, max_new_tokens=12, canvas_length=40, num_denoising_steps=40, sampler=sampler,
+                          seed=[1, 2, 3, 4], **extra)
+    early = model.generate(prompts, max_new_tokens=12, canvas_length=40, num_denoising_steps=40, sampler=sampler,
+                           seed=[1, 2, 3, 4], early_stop_patience=1, **extra)
+    assert torch.equal(full.canvas, early.canvas)  # fixed points: stopping a row changes nothing
+    assert full.row_forwards.tolist() == [40] * 4
+    per_row = early.row_forwards.tolist()
+    assert early.num_forwards == max(per_row) and len(set(per_row)) > 1 and sum(per_row) < 4 * 40, per_row
+
+
+def test_a_row_that_stops_early_matches_the_row_alone(tiny_model):
+    # ancestral: stopping is a heuristic, but a row's result must not depend on its batch
+    prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    padded = torch.tensor([[5, 6, 7, 8, 9], [PAD, PAD, PAD, 10, 11], [PAD, PAD, 12, 13, 14]])
+    mask = (padded != PAD).long()
+    kw = dict(max_new_tokens=12, num_denoising_steps=30, canvas_length=40, early_stop_patience=2,
+              min_log_snr=-2.0, max_log_snr=12.0)  # a late schedule, so rows stop at different steps
+    batch = tiny_model.generate(padded, attention_mask=mask, seed=[11, 22, 33], align_rows=True, **kw)
+    for i, (p, s) in enumerate(zip(prompts, [11, 22, 33])):
+        alone = tiny_model.generate(torch.tensor([p]), seed=s, **kw)
+        assert torch.equal(batch.canvas[i], alone.canvas[0]), i
+        assert int(batch.row_forwards[i]) == alone.num_forwards, i
+    assert int(batch.row_forwards.min()) < 30
+
+
+def test_skip_tail_runs_the_canvas_up_to_the_bos_anchor(tiny_model):
+    P, n = 3, 12
+    kw = dict(max_new_tokens=n, num_denoising_steps=6, seed=4)
+    full = run(tiny_model, [[5, 6, 7]], sampler="greedy", **kw)
+    skip = run(tiny_model, [[5, 6, 7]], sampler="greedy", skip_tail=True, **kw)
+    traj = run(tiny_model, [[5, 6, 7]], sampler="greedy", record_trajectory=True, **kw).trajectory
+    assert torch.equal(skip.canvas[0, P + n + 2:], traj.initial[0, P + n + 2:])  # tail: random init, untouched
+    assert not torch.equal(full.canvas[0, P + n + 2:], traj.initial[0, P + n + 2:])
+    # the same as a canvas that ends at the anchor (one row: the first columns of the initial draw agree)
+    short = run(tiny_model, [[5, 6, 7]], sampler="greedy", canvas_length=P + n + 2, **kw)
+    assert torch.equal(skip.canvas[0, :P + n + 2], short.canvas[0])
+    assert torch.equal(skip.sequences, short.sequences)
+    with pytest.raises(ValueError, match="skip_tail needs the EOS/BOS anchors"):
+        run(tiny_model, [[5, 6, 7]], frozen=[(9, EOS)], skip_tail=True, **kw)
+
+
+def test_skip_tail_batch_row_equals_the_row_alone(tiny_model):
+    prompts = [[5, 6, 7, 8, 9], [10, 11]]
+    padded = torch.tensor([[5, 6, 7, 8, 9], [PAD, PAD, PAD, 10, 11]])
+    kw = dict(max_new_tokens=10, num_denoising_steps=5, canvas_length=40, skip_tail=True)
+    batch = tiny_model.generate(padded, attention_mask=(padded != PAD).long(), seed=[3, 4], align_rows=True, **kw)
+    for i, (p, s) in enumerate(zip(prompts, [3, 4])):
+        alone = tiny_model.generate(torch.tensor([p]), seed=s, **kw)
+        assert torch.equal(batch.canvas[i], alone.canvas[0]), i
+
+
 def test_progress_callback_keys(tiny_model):
     infos = []
     run(tiny_model, [[5]], sampler="adaptive", num_denoising_steps=4, progress_callback=infos.append, seed=0)

@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-log-snr", type=_float, metavar="L", help="lowest log-SNR of the schedule (default: -9)")
     s.add_argument("--max-log-snr", type=_float, metavar="L", help="highest log-SNR of the schedule (default: 9)")
     s.add_argument("--early-stop", dest="early_stop_patience", type=positive_int, metavar="PATIENCE",
-                   help="stop after PATIENCE consecutive steps that change nothing")
+                   help="a row stops after PATIENCE consecutive steps that change nothing in it (exact for "
+                        "greedy and adaptive at temperature 0 with PATIENCE 1; a heuristic for ancestral)")
     s.add_argument("--seed", type=seed_list, metavar="SEED",
                    help="random seed, or one seed per prompt (1,2,3); default: a fresh seed, reported in "
                         "--format jsonl and on stderr")
@@ -200,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also cut the output before TEXT (repeatable)")
     c.add_argument("--align-rows", action="store_true",
                    help="give each left-padded prompt the positions and anchors it would have alone")
+    c.add_argument("--skip-tail", action="store_true",
+                   help="leave the canvas after the BOS anchor out of every forward (faster; the official "
+                        "code denoises it as context, which changes the result)")
     c.add_argument("--denoise-end", type=nonneg_int, metavar="POS",
                    help="canvas positions from POS on keep their random initial tokens")
     c.add_argument("--frozen", action="append", type=frozen_pair, metavar="POS:ID",
@@ -550,6 +554,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         options["trim_at_eos"] = False
     if args.align_rows:
         options["align_rows"] = True
+    if args.skip_tail:
+        options["skip_tail"] = True
     options = {k: v for k, v in options.items() if v is not None}
     resolved = model.resolve_generation_options(options)
 
@@ -616,7 +622,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     settings = {k: resolved[k] for k in ("num_denoising_steps", "sampler", "schedule", "temperature",
                                          "tokens_per_step", "min_log_snr", "max_log_snr", "top_k", "top_p",
                                          "min_p", "stop_strings", "align_rows", "early_stop_patience",
-                                         "anchor_eosbos", "trim_at_eos", "denoise_end", "frozen")}
+                                         "skip_tail", "anchor_eosbos", "trim_at_eos", "denoise_end", "frozen")}
     settings.update(model=args.model, model_source=source, max_new_tokens=mnt, canvas_length=C, seed=seed,
                     dtype=str(next(model.parameters()).dtype).removeprefix("torch."), device=str(device),
                     tokenizer="bytes" if byte_level else type(tok).__name__, bos_prepended=bos is not None)

@@ -12,7 +12,8 @@ The default behaviour and signature follow the official `tohoku-nlp/sumi-7b` rem
 and adaptive at temperature 0 replay it token for token given the same seed (same initial
 `randint`). Extensions, all off by default: top-k / top-p / min-p, stop strings, per-row seeds,
 `align_rows` (left-padded rows get the positions and anchors they would have alone) and
-`early_stop_patience` (stop once the canvas stops changing).
+`early_stop_patience` (a row leaves the batch once its canvas stops changing) and `skip_tail`
+(leave the canvas after the BOS anchor out of the forward).
 
 Exported verbatim as a checkpoint's remote code: imports only torch, transformers and siblings.
 """
@@ -53,6 +54,7 @@ GENERATION_DEFAULTS: dict[str, Any] = dict(
     stop_strings=None,
     align_rows=False,
     early_stop_patience=None,
+    skip_tail=False,
 )
 
 
@@ -60,13 +62,16 @@ GENERATION_DEFAULTS: dict[str, Any] = dict(
 class SumiGenerationOutput(ModelOutput):
     """`sequences` `[B, L]`: prompt + text up to the first EOS (pad-filled); `lengths` `[B]`: each
     row's real length in `sequences` (prompt included); `canvas` `[B, S]`: the final canvas;
-    `num_forwards`: forwards actually run (fewer than the steps after an early stop)."""
+    `num_forwards`: forward calls actually run (fewer than the steps after an early stop);
+    `row_forwards` `[B]`: how many of them each row took part in (rows leave the batch one by one
+    with `early_stop_patience`)."""
 
     sequences: torch.LongTensor | None = None
     canvas: torch.LongTensor | None = None
     num_forwards: int | None = None
     lengths: torch.LongTensor | None = None
     trajectory: "Trajectory | None" = None
+    row_forwards: torch.LongTensor | None = None
 
 
 @dataclass
@@ -116,6 +121,15 @@ class _Randomness:
     def __init__(self, generators: list[torch.Generator | None], spans: list[tuple[int, int]], device):
         self.generators, self.spans, self.device = generators, spans, device
         self.per_row = len(generators) > 1
+
+    def select(self, rows: torch.Tensor) -> "_Randomness":
+        """The randomness of a subset of rows (the rows still denoised after others stopped)."""
+        if not self.per_row:
+            return self
+        keep = rows.tolist()
+        sub = _Randomness([self.generators[i] for i in keep], [self.spans[i] for i in keep], self.device)
+        sub.per_row = True  # even a single remaining row keeps drawing from its own generator
+        return sub
 
     def _per_row(self, shape, fill, draw) -> torch.Tensor:
         out = torch.full(shape, fill, device=self.device, dtype=torch.float32 if isinstance(fill, float) else torch.long)
@@ -427,6 +441,7 @@ class SumiGenerationMixin:
         tokenizer=None,
         align_rows: bool | None = None,
         early_stop_patience: int | None = None,
+        skip_tail: bool | None = None,
         record_trajectory: bool = False,
         **kwargs,
     ) -> SumiGenerationOutput:
@@ -457,12 +472,20 @@ class SumiGenerationMixin:
             stop_strings (+ tokenizer): also cut `.sequences` before the first stop string.
             align_rows: give each left-padded row the positions, anchors and canvas it would have
                 alone (batch output == per-row output); off = the official layout.
-            early_stop_patience: stop after this many consecutive steps without a change. With
-                greedy, and adaptive at T = 0, an unchanged canvas is a fixed point, so patience 1
-                never changes the result.
+            early_stop_patience: a row leaves the batch after this many consecutive steps in which
+                its canvas did not change, and generation ends when no row is left. With greedy,
+                and adaptive at T = 0, an unchanged canvas is a fixed point, so patience 1 never
+                changes the result; with ancestral it is a heuristic (measured in
+                benchmarks/bench_early_exit.py). With `record_trajectory` or `progress_callback`
+                every row stays in the batch until all have stopped (their records keep one shape).
+            skip_tail: leave the canvas after the BOS anchor out of every forward (it keeps its
+                random initial tokens). The official code denoises that tail each step as free
+                context; skipping it saves that share of each forward (most of it at the default
+                canvas of 2048) and changes the result. Needs the EOS/BOS anchors.
             record_trajectory: also return `.trajectory` (initial canvas, per-step changes,
                 confidence and entropy; see `Trajectory`). Costs one extra softmax per step.
-        Returns: `SumiGenerationOutput` with `.sequences`, `.canvas` and `.num_forwards`.
+        Returns: `SumiGenerationOutput` with `.sequences`, `.lengths`, `.canvas`, `.num_forwards`,
+            `.row_forwards` (and `.trajectory`).
         """
         kwargs.pop("token_type_ids", None)  # some tokenizers return it; the model has no segments
         if kwargs:
@@ -474,7 +497,7 @@ class SumiGenerationMixin:
             temperature=temperature, tokens_per_step=tokens_per_step, frozen=frozen, denoise_end=denoise_end,
             canvas_length=canvas_length, anchor_eosbos=anchor_eosbos, trim_at_eos=trim_at_eos, top_k=top_k,
             top_p=top_p, min_p=min_p, stop_strings=stop_strings, align_rows=align_rows,
-            early_stop_patience=early_stop_patience,
+            early_stop_patience=early_stop_patience, skip_tail=skip_tail,
         )
         o = self.resolve_generation_options(explicit, generation_config)
         cfg = self.config
@@ -515,7 +538,8 @@ class SumiGenerationMixin:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {mnt!r}")
         if mnt == 0:
             return SumiGenerationOutput(sequences=input_ids, canvas=input_ids, num_forwards=0,
-                                        lengths=attention_mask.new_full((B,), P).long())
+                                        lengths=attention_mask.new_full((B,), P).long(),
+                                        row_forwards=torch.zeros(B, dtype=torch.long))
         sampler_name, steps, T = o["sampler"], o["num_denoising_steps"], o["temperature"]
         if sampler_name not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler_name!r}; choose one of {SAMPLERS}")
@@ -595,49 +619,83 @@ class SumiGenerationMixin:
                 canvas[i, starts[i] + pos] = tok
                 free[i, starts[i] + pos] = False
 
-        trajectory = Trajectory(canvas.cpu(), free.cpu(), log_snrs, [], [], [], []) if record_trajectory else None
+        # ---- skip_tail: each row's forward ends at its BOS anchor; the columns after it are masked
+        # out of attention (rows of an aligned batch end at different columns) and never change
+        width = S  # columns fed to the model
+        if o["skip_tail"]:
+            if not anchors:
+                raise ValueError("skip_tail needs the EOS/BOS anchors (anchor_eosbos=True and no `frozen`)")
+            row_ends = [s + p + n + 2 for s, p, n in zip(starts, row_prompt, budgets)]
+            width = max(row_ends)
+            for i, e in enumerate(row_ends):
+                free[i, e:] = False
+                key_mask[i, e:] = False
+            rng.spans = [(s, e) for s, e in zip(starts, row_ends)]
+
+        # (clones: on CPU `.cpu()` returns the same tensor, and the canvas is updated in place below)
+        trajectory = Trajectory(canvas.cpu().clone(), free.cpu().clone(), log_snrs, [], [], [], []) if record_trajectory else None
 
         # ---- the denoising loop
         was_training = self.training
         self.eval()
         patience = o["early_stop_patience"]
-        unchanged, forwards = 0, 0
-        mask_arg = None if bool(key_mask.all()) else key_mask.long()
-        pos_arg = position_ids if align else None
+        per_row_exit = patience is not None and patience > 0 and not record_trajectory and progress_callback is None
+        unchanged = torch.zeros(B, dtype=torch.long, device=device)  # consecutive steps without a change
+        active = torch.ones(B, dtype=torch.bool, device=device)  # rows still in the batch
+        row_forwards = torch.zeros(B, dtype=torch.long, device=device)
+        forwards = 0
+        key_mask, free, position_ids = key_mask[:, :width], free[:, :width], position_ids[:, :width]
         try:
             for k in range(steps):
                 lam_t, lam_s = log_snrs[k], log_snrs[k + 1]
-                logits = self(input_ids=canvas, attention_mask=mask_arg, position_ids=pos_arg).logits
+                # the rows still being denoised: all of them unless some have stopped
+                rows_in = None if bool(active.all()) else active.nonzero().squeeze(-1)
+                pick = (lambda x: x) if rows_in is None else (lambda x: x.index_select(0, rows_in))
+                z, free_k, mask_k = pick(canvas[:, :width]), pick(free), pick(key_mask)
+                rng_k = rng if rows_in is None else rng.select(rows_in)
+                logits = self(input_ids=z, attention_mask=None if bool(mask_k.all()) else mask_k.long(),
+                              position_ids=pick(position_ids) if align else None).logits
                 forwards += 1
+                row_forwards += active.long()
                 selected = None
                 if sampler_name == "ancestral":
-                    new = ancestral_step(logits, canvas, free, lam_t, lam_s, rng, vocab_size=V, temperature=T,
+                    new = ancestral_step(logits, z, free_k, lam_t, lam_s, rng_k, vocab_size=V, temperature=T,
                                          top_k=o["top_k"], top_p=o["top_p"], min_p=o["min_p"])
                 elif sampler_name == "adaptive":
-                    new, selected = adaptive_step(logits, canvas, free, rng, vocab_size=V,
+                    new, selected = adaptive_step(logits, z, free_k, rng_k, vocab_size=V,
                                                   tokens_per_step=o["tokens_per_step"], temperature=T,
                                                   top_k=o["top_k"], top_p=o["top_p"], min_p=o["min_p"])
                 else:
-                    new = greedy_step(logits, canvas, free, vocab_size=V)
-                if record_trajectory:
+                    new = greedy_step(logits, z, free_k, vocab_size=V)
+                if record_trajectory:  # (all rows are in the batch here, see per_row_exit)
                     probs = torch.softmax(logits[..., :V].float(), dim=-1)
                     entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum(-1)
-                    rows, cols = (new != canvas).nonzero(as_tuple=True)
+                    pad = (0, S - width)  # skipped tail columns: zeros (they are never free)
+                    rows, cols = (new != z).nonzero(as_tuple=True)
                     trajectory.changes.append((rows.cpu(), cols.cpu(), new[rows, cols].cpu()))
-                    trajectory.top1_prob.append(probs.amax(-1).half().cpu())
-                    trajectory.entropy.append(entropy.half().cpu())
+                    trajectory.top1_prob.append(torch.nn.functional.pad(probs.amax(-1), pad).half().cpu())
+                    trajectory.entropy.append(torch.nn.functional.pad(entropy, pad).half().cpu())
                     trajectory.selected.append(None if selected is None else selected.cpu())
                     del probs, entropy
+                row_changed = (new != z).any(-1)
+                if rows_in is None:
+                    canvas[:, :width] = new
+                    unchanged = torch.where(row_changed, 0, unchanged + 1)
+                else:
+                    canvas[rows_in, :width] = new
+                    unchanged[rows_in] = torch.where(row_changed, 0, unchanged[rows_in] + 1)
                 if progress_callback is not None:
                     top1_prob, top1_z = torch.softmax(logits[..., :V].float(), dim=-1).max(-1)
                     progress_callback(dict(step=k, num_steps=steps, log_snr_t=lam_t, log_snr_s=lam_s, z=new,
-                                           top1_z=top1_z, top1_prob=top1_prob, noise_mask=free,
+                                           top1_z=top1_z, top1_prob=top1_prob, noise_mask=free_k,
                                            selected_pos=selected))
-                changed = bool((new != canvas).any())
-                canvas = new
-                unchanged = 0 if changed else unchanged + 1
-                if patience is not None and patience > 0 and unchanged >= patience:
-                    break
+                if patience is not None and patience > 0:
+                    if per_row_exit:
+                        active &= unchanged < patience
+                        if not bool(active.any()):
+                            break
+                    elif bool((unchanged >= patience).all()):
+                        break
         finally:
             self.train(was_training)
 
@@ -653,7 +711,7 @@ class SumiGenerationMixin:
             sequences, lengths = _cut_at_stop_strings(sequences, lengths, P, tokenizer, stops,
                                                       pad_id if pad_id is not None else 0)
         return SumiGenerationOutput(sequences=sequences, canvas=canvas_out, num_forwards=forwards, lengths=lengths,
-                                    trajectory=trajectory)
+                                    trajectory=trajectory, row_forwards=row_forwards.cpu())
 
 
 __all__ = [
