@@ -28,6 +28,8 @@ def test_save_load_round_trip(tiny_model, tmp_path):
     assert config["model_type"] == "sumi"
     for name in REMOTE_CODE_FILES:
         assert (tmp_path / name).exists()
+    # the weights are as readable as the config (transformers' temp file would leave them 0600)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == (tmp_path / "config.json").stat().st_mode & 0o777
 
 
 def test_sharded_save_writes_an_index(tiny_model, tmp_path):

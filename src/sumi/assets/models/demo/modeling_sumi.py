@@ -9,6 +9,7 @@ d head dim.
 """
 
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -222,6 +223,18 @@ class SumiPreTrainedModel(PreTrainedModel):
             self.generation_config._from_model_config = False
         super().save_pretrained(save_directory, *args, max_shard_size=max_shard_size, **kwargs)
         write_remote_code(save_directory)
+        # transformers writes the weight files through a private temp file (mode 0600): give them
+        # the permissions of every other file in the folder
+        mode = 0o666 & ~_umask()
+        for f in os.listdir(save_directory):
+            if f.endswith(".safetensors"):
+                os.chmod(os.path.join(save_directory, f), mode)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _key_mask(attention_mask: torch.Tensor | None, shape: torch.Size) -> torch.Tensor | None:
