@@ -116,8 +116,10 @@ def test_perplexity_report(random_evaluator):
 def test_offline_runner_on_fixtures(random_evaluator):
     r = evaluate_task(random_evaluator, "mmlu", BENCH, limit=1)
     assert r["n"] == 1 and r["metrics"]["acc"] in (0.0, 1.0) and "acc_norm" not in r["metrics"]
+    assert r["settings"]["truncated_inputs"] == 4  # a 5-shot context and each of 4 answers overflow 96 tokens
     r = evaluate_task(random_evaluator, "gsm8k", BENCH)
     assert r["n"] == 2 and 0.0 <= r["metrics"]["exact_match"] <= 1.0 and r["settings"]["max_gen_toks"] == 256
+    assert r["settings"]["truncated_inputs"] == 2  # both few-shot prompts lose their oldest tokens
     assert r["seconds_per_item"] > 0 and len(r["samples"]) == 2
     r = evaluate_task(random_evaluator, "nelbo", nelbo_file=DOCS)
     assert r["primary"] == "bits_per_byte" and r["metrics"]["bits_per_byte"] > 0

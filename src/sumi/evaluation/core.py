@@ -92,6 +92,8 @@ class SumiEvaluator:
         cfg = model.config
         self.config = cfg
         self.options = dict(EVAL_DEFAULTS)
+        # how many inputs did not fit the canvas and lost their oldest tokens (reported per task)
+        self.truncated = {"contexts": 0, "prompts": 0}
         self.options.update({k: v for k, v in options.items() if v is not None})
         self.progress = progress
         self.name = name or getattr(cfg, "_name_or_path", None) or None
@@ -240,6 +242,7 @@ class SumiEvaluator:
                 cont = cont[-(L - 1 - reserve):]
             if len(ctx) + len(cont) + reserve > L:
                 ctx = ctx[len(ctx) + len(cont) + reserve - L:]
+                self.truncated["contexts"] += 1
             tail: list[int] = []
             if anchored:
                 g = torch.Generator().manual_seed(derive_seed(self.options["seed"], "tail", tuple(ctx)))
@@ -319,6 +322,7 @@ class SumiEvaluator:
         max_prompt = max(1, L - 2 - reserve)
         if len(prompt) > max_prompt:
             prompt = prompt[-max_prompt:]
+            self.truncated["prompts"] += 1
         return prompt, max(1, min(max_gen_toks, L - 2 - len(prompt)))
 
     def generate_tokens(self, prompts: Sequence[Sequence[int]], *, max_gen_toks: int | None = None,

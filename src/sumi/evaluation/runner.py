@@ -130,6 +130,7 @@ def evaluate_task(evaluator, name: str, data_dir: str | os.PathLike | None = Non
                                   ci_units=report["ci_units"]),
                     samples=[])
     spec = TASKS[name]
+    truncated_before = dict(getattr(evaluator, "truncated", {}))
     if data_dir is None:
         raise ValueError("no benchmark data directory (--data-dir)")
     shots = spec.num_fewshot if num_fewshot is None else num_fewshot
@@ -146,6 +147,9 @@ def evaluate_task(evaluator, name: str, data_dir: str | os.PathLike | None = Non
                                          code_timeout=code_timeout, code_memory_mb=code_memory_mb, progress=progress)
     seconds = time.perf_counter() - start
     settings = dict(num_fewshot=shots, canvas_length=evaluator.max_length, description=spec.description)
+    # contexts (scored) or prompts (generated) left-truncated to fit the canvas during this task
+    settings["truncated_inputs"] = sum(v - truncated_before.get(k, 0)
+                                       for k, v in getattr(evaluator, "truncated", {}).items())
     if spec.kind != "mc":
         settings.update(max_gen_toks=gen_toks, until=items[0].until if items else None)
     return dict(metrics=metrics, primary=spec.primary, n=len(items), seconds=seconds,
@@ -295,8 +299,8 @@ def format_metric(value) -> str:
 
 
 def results_markdown(results: dict) -> str:
-    """One row per task and metric: value, stderr, items, time per item."""
-    lines = ["| task | metric | value | stderr | n | s/item |", "|---|---|---|---|---|---|"]
+    """One row per task and metric: value, stderr, items, time per item, inputs truncated to fit."""
+    lines = ["| task | metric | value | stderr | n | s/item | truncated |", "|---|---|---|---|---|---|---|"]
     for name, r in results["results"].items():
         m = r["metrics"]
         keys = [k for k in m if not k.endswith(("_stderr", "_ci95")) and k != "note"]
@@ -307,9 +311,11 @@ def results_markdown(results: dict) -> str:
                 err_text = f"95% CI [{lo:.4f}, {hi:.4f}]"
             else:
                 err_text = format_metric(err) if err is not None else ""
-            lines.append(f"| {name} | {k} | {format_metric(m[k])} | {err_text} | {r['n']} | {r['seconds_per_item']:.3f} |")
+            cut = r.get("settings", {}).get("truncated_inputs", "")
+            lines.append(f"| {name} | {k} | {format_metric(m[k])} | {err_text} | {r['n']} | "
+                         f"{r['seconds_per_item']:.3f} | {cut} |")
         if "note" in m:
-            lines.append(f"| {name} | note | {m['note']} | | {r['n']} | {r['seconds_per_item']:.3f} |")
+            lines.append(f"| {name} | note | {m['note']} | | {r['n']} | {r['seconds_per_item']:.3f} | |")
     return "\n".join(lines) + "\n"
 
 
