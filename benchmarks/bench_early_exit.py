@@ -48,6 +48,7 @@ def main():
     ap.add_argument("--canvas", type=int, default=512)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--patience", default="1,1,1", help="early-stop patience for ancestral,adaptive,greedy")
+    ap.add_argument("--samplers", default="ancestral,adaptive,greedy")
     ap.add_argument("--judge", default="smollm2", help="'none' skips the judge")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="smoke run: sumi-tiny random weights, 2 samples, 4 steps")
@@ -66,7 +67,7 @@ def main():
     patience = dict(zip(("ancestral", "adaptive", "greedy"), (int(p) for p in args.patience.split(","))))
     prompt = torch.full((args.samples, 1), bos)
     started, rows = time.time(), []
-    for sampler in ("ancestral", "adaptive", "greedy"):
+    for sampler in args.samplers.split(","):
         base_kw = dict(max_new_tokens=args.new_tokens, num_denoising_steps=args.steps, canvas_length=C,
                        sampler=sampler, seed=[args.seed + i for i in range(args.samples)])
         if sampler == "adaptive":  # enough edits per step to fill the canvas within the budget

@@ -128,7 +128,7 @@ def test_offline_runner_on_fixtures(random_evaluator):
 def test_sumi_eval_offline_all_and_canvas_study(tmp_path, capsys):
     out = tmp_path / "res"
     rc = main(["eval", "--offline", "all", "--data-dir", str(BENCH), "--model", "sumi-tiny", "--limit", "2",
-               "--steps", "4", "--num-samples", "2", "--max-gen-toks", "16", "--allow-code-execution",
+               "--limit-gen", "1", "--steps", "4", "--num-samples", "2", "--max-gen-toks", "16", "--allow-code-execution",
                "--output-dir", str(out), "--log-samples", "--no-progress"])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
@@ -136,9 +136,11 @@ def test_sumi_eval_offline_all_and_canvas_study(tmp_path, capsys):
         "mmlu", "hellaswag", "piqa", "arc_easy", "arc_challenge", "winogrande", "gsm8k", "humaneval", "mbpp"}
     for name, r in results["results"].items():
         value = r["metrics"][r["primary"]]
-        assert 0.0 <= value <= 1.0 and r["n"] == 2 and r["seconds_per_item"] > 0, name
+        n = 1 if name in ("gsm8k", "humaneval", "mbpp") else 2  # --limit-gen 1, --limit 2
+        assert 0.0 <= value <= 1.0 and r["n"] == n and r["seconds_per_item"] > 0, name
     assert results["versions"]["torch"] and results["versions"]["sumi"] == "0.1.0"
-    assert results["config"]["limit"] == 2 and results["model"]["num_denoising_steps"] == 4
+    assert results["config"]["limit"] == 2 and results["config"]["limit_gen"] == 1
+    assert results["model"]["num_denoising_steps"] == 4
     assert len(results["data_files"]["humaneval.jsonl"]["sha256"]) == 64
     assert (out / "samples_gsm8k.jsonl").is_file()
     table = capsys.readouterr().out

@@ -142,6 +142,9 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR", help="folder with the benchmark JSONL files (offline)")
     p.add_argument("--limit", type=c.positive_int, metavar="N",
                    help="at most N items per task (offline: spread evenly over the task; lm-eval: the first N)")
+    p.add_argument("--limit-gen", type=c.positive_int, metavar="N",
+                   help="offline: at most N items per generation task (gsm8k, humaneval, mbpp), which cost far "
+                        "more per item (default: --limit)")
     p.add_argument("--num-fewshot", type=c.nonneg_int, metavar="N", help="override the preset's number of shots")
     p.add_argument("--output-dir", "-o", metavar="DIR",
                    help="write results.json, results.md (and samples, plots) here; default: print the table only")
@@ -221,7 +224,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.offline is not None:
         from .runner import canvas_study, data_file_hashes, run_offline
 
-        kwargs = dict(limit=args.limit, num_fewshot=args.num_fewshot, max_gen_toks=args.max_gen_toks,
+        kwargs = dict(limit=args.limit, limit_gen=args.limit_gen, num_fewshot=args.num_fewshot, max_gen_toks=args.max_gen_toks,
                       allow_code_execution=args.allow_code_execution, code_timeout=args.code_timeout,
                       code_memory_mb=args.code_memory_mb, nelbo_file=args.nelbo_file, nelbo_split=args.nelbo_split,
                       nelbo_field=args.nelbo_field, progress=not args.no_progress)
@@ -237,6 +240,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except (KeyError, ValueError) as e:
             raise c.CLIError(str(e)) from None
     else:
+        if args.limit_gen is not None:
+            raise c.CLIError("--limit-gen applies to --offline tasks; with --tasks use --limit")
         results = _run_lm_eval(evaluator, names, args, config, log)
     _finish(results, args)
     return 0

@@ -107,11 +107,15 @@ def evaluate_code(evaluator, name: str, items: Sequence[GenItem], max_gen_toks: 
 
 
 def evaluate_task(evaluator, name: str, data_dir: str | os.PathLike | None = None, *, limit: int | None = None,
+                  limit_gen: int | None = None,
                   num_fewshot: int | None = None, max_gen_toks: int | None = None, allow_code_execution: bool = False,
                   code_timeout: float = DEFAULT_TIMEOUT_S, code_memory_mb: int = DEFAULT_MEMORY_MB,
                   nelbo_file: str | os.PathLike | None = None, nelbo_split: str = "auto", nelbo_field: str = "text",
                   progress: bool = False) -> dict:
-    """Run one offline task; returns {metrics, primary, n, seconds, seconds_per_item, settings, samples}."""
+    """Run one offline task; returns {metrics, primary, n, seconds, seconds_per_item, settings, samples}.
+
+    `limit`: at most this many items (spread evenly); `limit_gen`: the same for the generation tasks
+    (GSM8K, HumanEval, MBPP), which cost 10-100x more per item (default: `limit`)."""
     start = time.perf_counter()
     if name == "nelbo":
         from .perplexity import perplexity_report, read_documents
@@ -134,7 +138,7 @@ def evaluate_task(evaluator, name: str, data_dir: str | os.PathLike | None = Non
     if data_dir is None:
         raise ValueError("no benchmark data directory (--data-dir)")
     shots = spec.num_fewshot if num_fewshot is None else num_fewshot
-    items = select(load_task(name, data_dir, shots), limit)
+    items = select(load_task(name, data_dir, shots), limit if spec.kind == "mc" or limit_gen is None else limit_gen)
     gen_toks = max_gen_toks or spec.max_gen_toks
     if spec.kind == "mc":
         metrics, samples = evaluate_mc(evaluator, items, name)
