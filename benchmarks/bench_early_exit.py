@@ -30,14 +30,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 import sumi  # noqa: E402
-
-
-def sample_entropy(ids):
-    if not ids:
-        return 0.0
-    counts = np.bincount(np.asarray(ids))
-    p = counts[counts > 0] / len(ids)
-    return float(-(p * np.log(p)).sum())
+from sumi.analysis.quality import token_entropy  # noqa: E402
 
 
 def main():
@@ -87,7 +80,7 @@ def main():
                        row_forwards=float(out.row_forwards.float().mean()),
                        forward_tokens=float(out.row_forwards.float().mean()) * width,
                        identical=ids == reference[bool(extra.get("skip_tail"))], seconds=dt / args.samples,
-                       entropy=float(np.mean([sample_entropy(i) for i in ids])), gen_ppl=None)
+                       entropy=float(np.mean([token_entropy(i) for i in ids])), gen_ppl=None)
             if judge is not None:
                 texts = [tok.decode(i, skip_special_tokens=True) for i in ids]
                 row["gen_ppl"] = judge.perplexity([""] * len(texts), texts)["perplexity"]

