@@ -331,6 +331,10 @@ def bench_cell(base: SumiForMaskGeneration, canvas_len: int, dtype_name: str, ar
         row(f"sampling only, step {k}/{n}", t_dense, t_mix,
             note=f"given logits: softmax + dense posterior + multinomial vs ancestral_step; "
                  f"~{100 * frac:.1f}% of positions draw from x_hat", xhat_draw_fraction=frac)
+        if k == args.mid_step:
+            # a typical step of a real N-step run; the generate row's K = 2 steps are the worst case
+            row(f"whole step {k}/{n} (forward + sampling)", t_eager + t_dense, t_sdpa + t_mix,
+                note="sum of the forward row and the sampling row above, each side")
     set_attention(model, "sdpa")
     return rows
 

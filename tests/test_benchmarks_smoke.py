@@ -9,20 +9,47 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_core_quick(tmp_path):
-    out_json = tmp_path / "bench_core.json"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+def run_quick(script: str, tmp_path: Path, timeout: float, **env_extra) -> tuple[str, dict]:
+    """Run `benchmarks/<script> --quick --json ...`; returns its stdout and the JSON it wrote."""
+    out_json = tmp_path / f"{script}.json"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **env_extra)
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_core.py"), "--quick", "--json", str(out_json)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out_json)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    out = proc.stdout
+    return proc.stdout, json.loads(out_json.read_text())
+
+
+def test_bench_core_quick(tmp_path):
+    out, data = run_quick("bench_core.py", tmp_path, 120)
     assert "| measurement | canvas | dtype | official-style | sumi | ratio | notes |" in out
     assert "matmul" in out and "torch" in out
     for dtype in ("float32", "bfloat16"):
         for what in ("forward", "attention scores, 1 layer", "generate, per step (K=2)",
-                     "sampling only, step 64/128", "sampling only, step 0/2"):
+                     "sampling only, step 64/128", "whole step 64/128 (forward + sampling)", "sampling only, step 0/2"):
             assert f"| {what} | 64 | {dtype} |" in out, f"missing row {what!r} / {dtype}:\n{out}"
-    data = json.loads(out_json.read_text())
-    assert len(data["rows"]) == 10 and data["machine"]["torch"]
+    assert len(data["rows"]) == 12 and data["machine"]["torch"]
+
+
+def test_bench_load_quick(tmp_path):
+    out, data = run_quick("bench_load.py", tmp_path, 180, TMPDIR=str(tmp_path))
+    assert "| file → model | layout | loader | load | load + first read | peak RSS |" in out
+    assert "cores" in out and "torch" in out
+    for case in ("bf16 → bfloat16", "bf16 → float32", "fp32 → float32", "fp32 → bfloat16"):
+        for layout in ("sharded", "single"):
+            for loader in ("sumi", "transformers"):
+                assert f"| {case} | {layout} | {loader} |" in out, f"missing row {case} / {layout} / {loader}:\n{out}"
+    assert len(data["rows"]) == 16 and data["machine"]["torch"]
+    assert all(r["same_weights"] for r in data["rows"])
+    assert not list(tmp_path.glob("bench_load_*")), "the temporary checkpoints were not removed"
+
+
+def test_bench_early_exit_quick(tmp_path):
+    out, data = run_quick("bench_early_exit.py", tmp_path, 180)
+    assert "| sampler | variant | row-forwards |" in out and "torch" in out
+    variants = {(r["sampler"], r["variant"]) for r in data["rows"]}
+    assert variants == {(s, v) for s in ("ancestral", "adaptive", "greedy")
+                        for v in ("official", "early exit", "skip tail", "both")}
+    for r in data["rows"]:
+        assert r["forward_tokens"] <= 4 * 48 and (r["variant"] in ("skip tail", "both")) == (r["forward_tokens"] < 4 * 48)

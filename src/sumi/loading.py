@@ -9,16 +9,22 @@
 
 Names resolve in this order: an existing local path, then a preset name (`sumi.PRESETS`), then a
 Hugging Face Hub id ("owner/name").
+
+A local safetensors checkpoint loads with peak memory about the size of the weights, whatever the
+file's and the model's dtypes (`load_safetensors_folder`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from .configuration_sumi import PRESETS, SumiConfig
 from .modeling_sumi import SumiForMaskGeneration
@@ -104,6 +110,120 @@ def build_preset(name: str, *, dtype: str | torch.dtype | None = None, attn_impl
     return model.eval()
 
 
+# A tensor converted to another dtype is read in blocks of rows of about 1/64 of the model's bytes
+# (at least 1 MiB): a block's source is what a conversion adds to the peak (a few % of the model per
+# worker). Not smaller: each block is one parallel torch op, and on a busy 2-core machine each op
+# waits several ms for its threads (16 MiB blocks converted a 784 MiB tensor 1.5x slower than 64 MiB).
+CONVERT_BLOCK_FRACTION, CONVERT_BLOCK_MIN = 1 / 64, 2**20
+# Tensors converted at a time, in worker threads (transformers uses up to 4): their page faults and
+# copies overlap; one at a time on the main thread was 4-6x slower than transformers on a busy
+# 2-core machine (sumi-57m, fp32 -> bf16), two at a time about as fast. Each adds a block in flight.
+CONVERT_WORKERS = 2
+
+# safetensors' names of the float dtypes. `get_slice(name).get_dtype()` tells a tensor's dtype without
+# touching it; `get_tensor` maps its first pages (about 1 MiB with a warm page cache) into this process.
+SAFETENSORS_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64}
+
+
+def safetensors_files(folder: str | os.PathLike) -> list[Path]:
+    """The weight files of a checkpoint folder: `model.safetensors`, else the shards its
+    `model.safetensors.index.json` names; [] when it has neither (e.g. only `pytorch_model.bin`)."""
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file():
+        return [folder / "model.safetensors"]
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    return []
+
+
+def _read_converted(file: Path, name: str, dtype: torch.dtype, block_bytes: int) -> torch.Tensor:
+    """Tensor `name` of `file` converted to `dtype`, in blocks of rows of about `block_bytes` each
+    read through a memory map of its own that is closed right after: the source pages a block
+    touched then leave this process's RSS, so a conversion costs one block on top of its result
+    (not the whole source file)."""
+    with safe_open(file, framework="pt", device="cpu") as f:
+        out = torch.empty(f.get_slice(name).get_shape(), dtype=dtype)
+        if out.dim() == 0 or out.numel() == 0:
+            return out.copy_(f.get_tensor(name))
+    step = max(1, block_bytes // out[0].nbytes)
+    for start in range(0, out.shape[0], step):
+        with safe_open(file, framework="pt", device="cpu") as f:
+            out[start:start + step].copy_(f.get_slice(name)[start:start + step])
+    return out
+
+
+def load_safetensors_folder(folder: str | os.PathLike, *, dtype: str | torch.dtype | None = None,
+                            attn_implementation: str | None = None) -> SumiForMaskGeneration:
+    """`SumiForMaskGeneration.from_pretrained(folder, dtype=dtype or "auto")` for a local folder of
+    safetensors weights (one file or shards with an index), with peak memory about the size of the
+    loaded weights for any pair of file and model dtypes:
+
+    * the model is built on the meta device (no memory, no random init);
+    * a tensor already in the model's dtype becomes its parameter as is: a zero-copy view into the
+      memory-mapped file, whose pages are read on first use and shared with the page cache (the
+      mapping is private, copy-on-write: writing to a parameter never changes the file);
+    * a tensor in another dtype is converted block by block (`_read_converted`). transformers keeps
+      every file mapped, with every source page it touched, until the whole model is in: an fp32
+      file loaded as bf16 peaks at 3x the bf16 weights, bf16 loaded as fp32 at 1.5x the fp32 ones.
+
+    Weights that the model lacks are ignored with a warning; weights that the files lack are an error.
+    """
+    folder = Path(folder).expanduser()
+    files = safetensors_files(folder)
+    if not files:
+        raise ValueError(f"{str(folder)!r} has no model.safetensors or model.safetensors.index.json")
+    config = SumiConfig.from_pretrained(folder)
+    torch_dtype = resolve_dtype(dtype)
+    if torch_dtype in (None, "auto"):  # as from_pretrained's "auto": the config's, else the weights'
+        torch_dtype = config.dtype if config.dtype is not None else _first_float_dtype(files[0])
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    with torch.device("meta"):
+        model = SumiForMaskGeneration._from_config(config, **kwargs)
+    wanted = model.state_dict()  # meta tensors: each weight's name, shape and dtype
+    model_bytes = sum(t.numel() * t.element_size() for t in wanted.values())
+    block_bytes = max(int(model_bytes * CONVERT_BLOCK_FRACTION), CONVERT_BLOCK_MIN)
+    unexpected = []
+    with ThreadPoolExecutor(CONVERT_WORKERS) as pool:
+        for file in files:
+            with safe_open(file, framework="pt", device="cpu") as f:
+                tensors = {}
+                for name in f.keys():
+                    if name not in wanted:
+                        unexpected.append(name)
+                    elif SAFETENSORS_DTYPES.get(f.get_slice(name).get_dtype()) == wanted[name].dtype:
+                        tensors[name] = f.get_tensor(name)  # a view into the mapping: nothing is copied
+                    else:
+                        tensors[name] = pool.submit(_read_converted, file, name, wanted[name].dtype, block_bytes)
+                tensors = {k: v.result() if isinstance(v, Future) else v for k, v in tensors.items()}
+                # assign=True: the tensors become the parameters (no copy into the meta ones)
+                model.load_state_dict(tensors, strict=False, assign=True)
+    missing = [name for name, tensor in model.state_dict().items() if tensor.is_meta]
+    if missing:
+        raise ValueError(f"{str(folder)!r}: the checkpoint lacks {len(missing)} weight(s) of the model: "
+                         f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        logger.warning("%s: ignored %d weight(s) that the model does not have: %s", folder, len(unexpected),
+                       ", ".join(unexpected[:5]))
+    model.config.name_or_path = str(folder)
+    # the folder's generation_config.json (sampler defaults), read by the hook from_pretrained calls
+    model.adjust_generation_fn(generation_config=None, from_auto_class=False, from_pipeline=False,
+                               pretrained_model_name_or_path=str(folder))
+    return model.eval()
+
+
+def _first_float_dtype(file: Path) -> torch.dtype:
+    """The dtype of the first floating-point tensor of a safetensors file (what transformers' "auto"
+    falls back to when the config names no dtype)."""
+    with safe_open(file, framework="pt", device="cpu") as f:
+        for name in f.keys():
+            if (dtype := SAFETENSORS_DTYPES.get(f.get_slice(name).get_dtype())) is not None:
+                return dtype
+    return torch.get_default_dtype()
+
+
 def load(
     name_or_path: str | os.PathLike = DEFAULT_MODEL,
     *,
@@ -116,9 +236,10 @@ def load(
     `name_or_path`:
       * "demo" (or another name in `bundled_models()`): a trained model shipped in the package,
         loaded in float32 unless `dtype` says otherwise;
-      * a local folder saved by sumi (`save_pretrained`) or in the official format: weights and
-        config via `SumiForMaskGeneration.from_pretrained`; the tokenizer from the same folder if
-        it has tokenizer files, else None;
+      * a local folder saved by sumi (`save_pretrained`) or in the official format: safetensors
+        weights via `load_safetensors_folder` (as `from_pretrained`, with peak memory about the
+        size of the weights), other formats via `SumiForMaskGeneration.from_pretrained`; the
+        tokenizer from the same folder if it has tokenizer files, else None;
       * a preset name (`sumi.PRESETS`, e.g. "sumi-tiny", "sumi-7b"): RANDOM weights (seed 0), with
         a logged warning; tokenizer: Sumi's dolma2 for presets with the 100,278-id vocabulary,
         else None;
@@ -148,7 +269,10 @@ def load(
         if source == "folder":
             if not (Path(name).expanduser() / "config.json").is_file():
                 raise ValueError(f"{name!r} is not a model folder: it has no config.json")
-            model = SumiForMaskGeneration.from_pretrained(str(Path(name).expanduser()), **kwargs)
+            if safetensors_files(Path(name).expanduser()):
+                model = load_safetensors_folder(name, dtype=torch_dtype, attn_implementation=attn_implementation)
+            else:  # e.g. pytorch_model.bin
+                model = SumiForMaskGeneration.from_pretrained(str(Path(name).expanduser()), **kwargs)
             if has_tokenizer_files(Path(name).expanduser()):
                 tokenizer = load_tokenizer(Path(name).expanduser())
         else:
@@ -169,4 +293,4 @@ def load(
 
 
 __all__ = ["DEFAULT_MODEL", "BUNDLED_DIR", "bundled_models", "PRESET_SEED", "DTYPES", "resolve_dtype", "model_source", "preset_tokenizer",
-           "build_preset", "load"]
+           "build_preset", "safetensors_files", "load_safetensors_folder", "load"]
