@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from .format import DTYPES, FORMAT_NAME, FORMAT_VERSION, METADATA_FILE, SPLITS, shard_names
+from .jsonl import iter_json_lines
 
 # whole-file documents (optionally gzipped)
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".rst", ".py")
@@ -165,13 +166,7 @@ def _iter_source(src: _Source, text_field: str) -> Iterator[str]:
             yield _decode(f.read())
     elif src.kind == "jsonl":
         with _open_text(src.path) as f:
-            for lineno, raw in enumerate(f, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    obj = json.loads(raw)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{src.path}:{lineno}: not valid JSON ({e.msg})") from None
+            for lineno, obj in iter_json_lines(f, str(src.path)):
                 if not isinstance(obj, dict) or text_field not in obj:
                     raise ValueError(f"{src.path}:{lineno}: no field {text_field!r} in the JSON object "
                                      "(pass text_field= to name the text field)")

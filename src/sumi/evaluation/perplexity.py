@@ -13,7 +13,6 @@ unit's estimate.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from ..data.jsonl import iter_json_lines
 
 LN2 = math.log(2.0)
 
@@ -38,13 +39,7 @@ def read_documents(path: str | os.PathLike, *, field: str = "text", split: str =
         split = "jsonl" if str(path).endswith(".jsonl") or looks_json else "none"
     if split == "jsonl":
         docs = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        for n, obj in iter_json_lines(text.splitlines(), str(path)):
             if isinstance(obj, str):
                 docs.append(obj)
             elif isinstance(obj, dict) and isinstance(obj.get(field), str):

@@ -20,12 +20,13 @@ Presets (`TASKS`), the paper's settings where the spec states them:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from ..data.jsonl import iter_json_lines
 
 # ----------------------------------------------------------------------------- data location
 DATA_ENV = "SUMI_EVAL_DATA_DIR"
@@ -52,13 +53,7 @@ def load_jsonl(path: str | os.PathLike) -> list[dict]:
     """Rows of a JSONL file (blank lines skipped); errors name the file and line."""
     rows = []
     with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        for n, obj in iter_json_lines(f, str(path)):
             if not isinstance(obj, dict):
                 raise ValueError(f"{path}:{n}: expected a JSON object")
             rows.append(obj)

@@ -1,0 +1,18 @@
+"""JSON Lines reading shared by data preparation and evaluation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Iterator
+
+
+def iter_json_lines(lines: Iterable[str], where: str) -> Iterator[tuple[int, Any]]:
+    """`(line number, parsed value)` for each non-blank line; a line that is not valid JSON raises
+    ValueError naming `where` (the file) and the line."""
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where}:{n}: not valid JSON ({e.msg})") from None
