@@ -8,7 +8,10 @@ samples is generated four ways, side by side in one run:
   * early exit: `early_stop_patience` (a row leaves the batch after PATIENCE steps without a
     change; exact for adaptive T = 0 and greedy with patience 1, a heuristic for ancestral);
   * skip tail: `skip_tail=True` (the canvas after the BOS anchor is left out of every forward);
-  * both.
+  * both;
+  * stop on cycle (greedy and adaptive at T = 0 only): `stop_on_cycle=True` (a row leaves once its
+    canvas repeats one of its last 8 canvases, holding the canvas the remaining steps would end
+    on; exact), alone and with skip tail.
 Columns: row-forwards (forwards each sample took part in, mean), forward tokens (row-forwards x the
 columns each forward saw, relative to official), judge generative perplexity (SmolLM2-135M) and
 sample entropy (nats, low = repetitive), wall seconds per sample. "Equal quality" is read off the
@@ -66,9 +69,13 @@ def main():
         if sampler == "adaptive":  # enough edits per step to fill the canvas within the budget
             base_kw.update(temperature=0.0, tokens_per_step=max(1, math.ceil((C - 1) / args.steps)))
         reference = {}  # samples without early exit, per skip_tail setting
-        for variant, extra in (("official", {}), ("early exit", dict(early_stop_patience=patience[sampler])),
-                               ("skip tail", dict(skip_tail=True)),
-                               ("both", dict(skip_tail=True, early_stop_patience=patience[sampler]))):
+        variants = [("official", {}), ("early exit", dict(early_stop_patience=patience[sampler])),
+                    ("skip tail", dict(skip_tail=True)),
+                    ("both", dict(skip_tail=True, early_stop_patience=patience[sampler]))]
+        if sampler in ("adaptive", "greedy"):  # deterministic here (adaptive at T = 0)
+            variants.insert(2, ("stop on cycle", dict(stop_on_cycle=True)))
+            variants.append(("skip tail + stop on cycle", dict(skip_tail=True, stop_on_cycle=True)))
+        for variant, extra in variants:
             t0 = time.perf_counter()
             with torch.no_grad():
                 out = model.generate(prompt, **base_kw, **extra)

@@ -150,6 +150,13 @@ def test_generate_every_sampler_option(capsys):
     assert rc == 0, err
     r = jsonl(out)[0]
     assert r["completion_ids"][0] == 65 and r["settings"]["frozen"] == [[3, 65]]  # BOS h i | A
+    rc, out, err = run(capsys, "generate", "--model", "sumi-tiny", "--steps", "9", "--canvas-length", "32", "-n", "5",
+                       "--seed", "0", "--sampler", "greedy", "--stop-on-cycle", "--format", "jsonl", "hi")
+    assert rc == 0, err
+    assert jsonl(out)[0]["settings"]["stop_on_cycle"] is True
+    rc, _, err = run(capsys, "generate", "--model", "sumi-tiny", "--steps", "2", "--canvas-length", "32", "-n", "5",
+                     "--stop-on-cycle", "hi")  # ancestral by default: random draws, no exact cycles
+    assert rc != 0 and "stop_on_cycle needs a deterministic sampler" in err
     rc, out, err = run(capsys, "generate", "--model", "sumi-tiny", "--steps", "2", "--canvas-length", "32", "-n", "0", "--seed", "0", "hi")
     assert rc == 0 and out == "hi\n"                            # 0 new tokens: the prompt back
     rc, out, err = run(capsys, "generate", "--model", "sumi-tiny", "--steps", "2", "--canvas-length", "32", "-n", "4", "--seed", "0",
@@ -303,7 +310,7 @@ def test_help_explains_uniform_diffusion(capsys):
     assert rc == 0
     for flag in ("--max-new-tokens", "--steps", "--sampler", "--schedule", "--temperature", "--tokens-per-step",
                  "--canvas-length", "--no-anchors", "--no-trim", "--top-k", "--top-p", "--min-p", "--stop",
-                 "--align-rows", "--early-stop", "--min-log-snr", "--max-log-snr", "--seed", "--dtype", "--device",
+                 "--align-rows", "--early-stop", "--stop-on-cycle", "--min-log-snr", "--max-log-snr", "--seed", "--dtype", "--device",
                  "--prompts-file", "--format", "--show-steps"):
         assert flag in out
     assert "denoises every" in out.replace("\n", " ") and "ancestral" in out

@@ -192,6 +192,32 @@ def test_rows_leave_the_batch_one_by_one(tiny_model, sampler, extra):
     assert early.num_forwards == max(per_row) and len(set(per_row)) > 1 and sum(per_row) < 4 * 40, per_row
 
 
+@pytest.mark.parametrize("sampler,extra", [("greedy", {}), ("adaptive", {"temperature": 0.0, "tokens_per_step": 4})])
+@pytest.mark.parametrize("steps", [37, 38])  # both phases of a period-2 oscillation
+def test_stop_on_cycle_ends_on_the_full_runs_canvas(tiny_model, sampler, extra, steps):
+    # The random tiny model's deterministic samplers oscillate instead of settling (see above).
+    prompts = torch.tensor([[5, 6, 7], [8, 9, 10], [11, 12, 13], [14, 15, 16]])
+    kw = dict(max_new_tokens=12, canvas_length=40, num_denoising_steps=steps, sampler=sampler, seed=[1, 2, 3, 4], **extra)
+    full = tiny_model.generate(prompts, record_trajectory=True, **kw)
+    early = tiny_model.generate(prompts, stop_on_cycle=True, **kw)
+    assert torch.equal(full.canvas, early.canvas) and torch.equal(full.sequences, early.sequences)
+    per_row = early.row_forwards.tolist()
+    assert sum(per_row) < 4 * steps and early.num_forwards == max(per_row), per_row
+    # at least one row that left early was still changing at the full run's last step: an
+    # oscillation (period >= 2), not a fixed point that early_stop_patience=1 would also catch
+    rows_changed_last = set(full.trajectory.changes[-1][0].tolist())
+    assert any(per_row[r] < steps and r in rows_changed_last for r in range(4)), (per_row, rows_changed_last)
+    # with a trajectory every step runs (records keep one shape) and the result is the same
+    both = tiny_model.generate(prompts, stop_on_cycle=True, record_trajectory=True, **kw)
+    assert both.num_forwards == steps and torch.equal(both.canvas, full.canvas)
+
+
+@pytest.mark.parametrize("sampler,extra", [("ancestral", {}), ("adaptive", {"temperature": 0.5})])
+def test_stop_on_cycle_refuses_random_samplers(tiny_model, sampler, extra):
+    with pytest.raises(ValueError, match="stop_on_cycle needs a deterministic sampler"):
+        run(tiny_model, [[5, 6, 7]], sampler=sampler, stop_on_cycle=True, num_denoising_steps=2, **extra)
+
+
 def test_a_row_that_stops_early_matches_the_row_alone(tiny_model):
     # ancestral: stopping is a heuristic, but a row's result must not depend on its batch
     prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]

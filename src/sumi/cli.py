@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--early-stop", dest="early_stop_patience", type=positive_int, metavar="PATIENCE",
                    help="a row stops after PATIENCE consecutive steps that change nothing in it (exact for "
                         "greedy and adaptive at temperature 0 with PATIENCE 1; a heuristic for ancestral)")
+    s.add_argument("--stop-on-cycle", action="store_true",
+                   help="greedy / adaptive at temperature 0: a row stops once its canvas repeats a recent state, "
+                        "keeping the canvas the remaining steps would end on (exact, fewer forwards)")
     s.add_argument("--seed", type=seed_list, metavar="SEED",
                    help="random seed, or one seed per prompt (1,2,3); default: a fresh seed, reported in "
                         "--format jsonl and on stderr")
@@ -556,6 +559,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         options["align_rows"] = True
     if args.skip_tail:
         options["skip_tail"] = True
+    if args.stop_on_cycle:
+        options["stop_on_cycle"] = True
     options = {k: v for k, v in options.items() if v is not None}
     resolved = model.resolve_generation_options(options)
 
@@ -622,7 +627,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     settings = {k: resolved[k] for k in ("num_denoising_steps", "sampler", "schedule", "temperature",
                                          "tokens_per_step", "min_log_snr", "max_log_snr", "top_k", "top_p",
                                          "min_p", "stop_strings", "align_rows", "early_stop_patience",
-                                         "skip_tail", "anchor_eosbos", "trim_at_eos", "denoise_end", "frozen")}
+                                         "stop_on_cycle", "skip_tail", "anchor_eosbos", "trim_at_eos", "denoise_end", "frozen")}
     settings.update(model=args.model, model_source=source, max_new_tokens=mnt, canvas_length=C, seed=seed,
                     dtype=str(next(model.parameters()).dtype).removeprefix("torch."), device=str(device),
                     tokenizer="bytes" if byte_level else type(tok).__name__, bos_prepended=bos is not None)

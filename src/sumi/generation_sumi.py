@@ -12,12 +12,15 @@ The default behaviour and signature follow the official `tohoku-nlp/sumi-7b` rem
 and adaptive at temperature 0 replay it token for token given the same seed (same initial
 `randint`). Extensions, all off by default: top-k / top-p / min-p, stop strings, per-row seeds,
 `align_rows` (left-padded rows get the positions and anchors they would have alone) and
-`early_stop_patience` (a row leaves the batch once its canvas stops changing) and `skip_tail`
-(leave the canvas after the BOS anchor out of the forward).
+`early_stop_patience` (a row leaves the batch once its canvas stops changing), `stop_on_cycle`
+(a row of a deterministic sampler leaves once its canvas repeats a recent state, with the canvas
+the remaining steps would end on) and `skip_tail` (leave the canvas after the BOS anchor out of
+the forward).
 
 Exported verbatim as a checkpoint's remote code: imports only torch, transformers and siblings.
 """
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -54,8 +57,14 @@ GENERATION_DEFAULTS: dict[str, Any] = dict(
     stop_strings=None,
     align_rows=False,
     early_stop_patience=None,
+    stop_on_cycle=False,
     skip_tail=False,
 )
+
+# How many past canvases `stop_on_cycle` compares against: cycles up to this period are caught.
+# Greedy and adaptive at T = 0 settle into period-2 oscillations (two tokens swapping back and
+# forth) far more often than into fixed points (measured in benchmarks/bench_early_exit.py).
+CYCLE_WINDOW = 8
 
 
 @dataclass
@@ -355,6 +364,22 @@ def _normalise_frozen(frozen, B: int) -> list[list[tuple[int, int]]]:
                      f"or one such list per row ({B} rows)")
 
 
+def _leave_cycles(canvas: torch.Tensor, width: int, history: deque, active: torch.Tensor, k: int,
+                  steps: int) -> None:
+    """stop_on_cycle, after step k: an active row whose new canvas s_{k+1} equals s_{k+1-p}
+    (p <= len(history), smallest p) repeats with period p from i = k+1-p on, so after the last
+    step it holds s_{i + (steps - i) % p}, which is still in `history`. That row gets that
+    canvas and leaves the batch (`active` and `canvas` `[B, S]` are updated in place)."""
+    now = canvas[:, :width]
+    for p in range(1, len(history) + 1):
+        past = history[-p]  # s_{k+1-p}
+        hit = (active & (now == past).all(-1)).nonzero().squeeze(-1).tolist()
+        for r in hit:
+            offset = (steps - (k + 1 - p)) % p
+            canvas[r, :width] = history[offset - p][r]  # s_{k+1-p+offset}
+            active[r] = False
+
+
 def trim_sequences(canvas: torch.Tensor, prompt_len: int, gen_lens: list[int], eos_id: int | None,
                    pad_id: int, trim_at_eos: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompt + generated tokens, each row cut at its first EOS after the prompt (EOS dropped) when
@@ -458,6 +483,7 @@ class SumiGenerationMixin:
         tokenizer=None,
         align_rows: bool | None = None,
         early_stop_patience: int | None = None,
+        stop_on_cycle: bool | None = None,
         skip_tail: bool | None = None,
         record_trajectory: bool = False,
         **kwargs,
@@ -495,6 +521,13 @@ class SumiGenerationMixin:
                 changes the result; with ancestral it is a heuristic (measured in
                 benchmarks/bench_early_exit.py). With `record_trajectory` or `progress_callback`
                 every row stays in the batch until all have stopped (their records keep one shape).
+            stop_on_cycle: for the deterministic samplers (greedy, adaptive at T = 0; an error for
+                the others). Each step is then a function of the canvas alone (the network has no
+                time input, these samplers no randomness), so once a row's canvas equals one of
+                its last `CYCLE_WINDOW` canvases its future repeats with that period: the row
+                leaves the batch holding the canvas it would have after the last step. The
+                result is the full run's, with fewer forwards. Ignored (every step runs) with
+                `record_trajectory` or `progress_callback`.
             skip_tail: leave the canvas after the BOS anchor out of every forward (it keeps its
                 random initial tokens). The official code denoises that tail each step as free
                 context; skipping it saves that share of each forward (most of it at the default
@@ -514,7 +547,7 @@ class SumiGenerationMixin:
             temperature=temperature, tokens_per_step=tokens_per_step, frozen=frozen, denoise_end=denoise_end,
             canvas_length=canvas_length, anchor_eosbos=anchor_eosbos, trim_at_eos=trim_at_eos, top_k=top_k,
             top_p=top_p, min_p=min_p, stop_strings=stop_strings, align_rows=align_rows,
-            early_stop_patience=early_stop_patience, skip_tail=skip_tail,
+            early_stop_patience=early_stop_patience, stop_on_cycle=stop_on_cycle, skip_tail=skip_tail,
         )
         o = self.resolve_generation_options(explicit, generation_config)
         cfg = self.config
@@ -571,6 +604,11 @@ class SumiGenerationMixin:
         for name in ("top_p", "min_p"):
             if o[name] is not None and not 0.0 < o[name] <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {o[name]!r}")
+        cycle_exit = bool(o["stop_on_cycle"])
+        if cycle_exit and not (sampler_name == "greedy" or (sampler_name == "adaptive" and T == 0)):
+            raise ValueError(f"stop_on_cycle needs a deterministic sampler (greedy, or adaptive with temperature=0), "
+                             f"got sampler={sampler_name!r} at temperature={T}: with random draws a repeated canvas "
+                             f"does not repeat its future (early_stop_patience is the heuristic for those)")
         log_snrs = sampling_schedule(steps, o["schedule"], o["min_log_snr"], o["max_log_snr"]).tolist()
 
         # ---- canvas layout: each row owns columns [start_i, start_i + C) of a [B, S] tensor
@@ -656,12 +694,16 @@ class SumiGenerationMixin:
         was_training = self.training
         self.eval()
         patience = o["early_stop_patience"]
-        per_row_exit = patience is not None and patience > 0 and not record_trajectory and progress_callback is None
+        per_row_exit = ((patience is not None and patience > 0) or cycle_exit) \
+            and not record_trajectory and progress_callback is None
+        cycle_exit = cycle_exit and per_row_exit
         unchanged = torch.zeros(B, dtype=torch.long, device=device)  # consecutive steps without a change
         active = torch.ones(B, dtype=torch.bool, device=device)  # rows still in the batch
         row_forwards = torch.zeros(B, dtype=torch.long, device=device)
         forwards = 0
         key_mask, free, position_ids = key_mask[:, :width], free[:, :width], position_ids[:, :width]
+        # canvases after steps k+1-CYCLE_WINDOW .. k (oldest first), for stop_on_cycle
+        history = deque([canvas[:, :width].clone()], maxlen=CYCLE_WINDOW) if cycle_exit else None
         try:
             for k in range(steps):
                 lam_t, lam_s = log_snrs[k], log_snrs[k + 1]
@@ -706,13 +748,16 @@ class SumiGenerationMixin:
                     progress_callback(dict(step=k, num_steps=steps, log_snr_t=lam_t, log_snr_s=lam_s, z=new,
                                            top1_z=top1_z, top1_prob=top1_prob, noise_mask=free_k,
                                            selected_pos=selected))
+                if cycle_exit:
+                    _leave_cycles(canvas, width, history, active, k, steps)
+                    history.append(canvas[:, :width].clone())
                 if patience is not None and patience > 0:
                     if per_row_exit:
                         active &= unchanged < patience
-                        if not bool(active.any()):
-                            break
                     elif bool((unchanged >= patience).all()):
                         break
+                if per_row_exit and not bool(active.any()):
+                    break
         finally:
             self.train(was_training)
 

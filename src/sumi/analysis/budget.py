@@ -120,7 +120,7 @@ def revision_budget_study(model, input_ids=None, attention_mask=None, *, tokeniz
     """
     if input_ids is None:
         input_ids = torch.tensor([[model.config.bos_token_id]])
-    generate_kwargs = dict(generate_kwargs, early_stop_patience=0)
+    generate_kwargs = dict(generate_kwargs, early_stop_patience=0, stop_on_cycle=False)
     generate_kwargs.pop("record_trajectory", None)
     explicit = {k: v for k, v in generate_kwargs.items() if v is not None}
     options = model.resolve_generation_options(explicit, generate_kwargs.get("generation_config"))

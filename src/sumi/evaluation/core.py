@@ -27,8 +27,9 @@ Defaults (`EVAL_DEFAULTS`) and why:
   num_denoising_steps=256, tokens_per_step=None (= ceil(canvas_length / steps), so the sampler can
     rewrite every canvas position at least once; the official default of 1 token per step leaves
     most of a 2048 canvas random, spec §6).
-  early_stop_patience=None (= 1 for adaptive/greedy at T = 0, where an unchanged canvas is a fixed
-    point, so stopping never changes the result; off otherwise).
+  early_stop_patience=None (off); adaptive/greedy at T = 0 always run with `stop_on_cycle` (a row
+    leaves once its canvas repeats a recent state, with the canvas the remaining steps would end
+    on, so stopping never changes the result).
   max_gen_toks=256 (lm-eval's default); seed=1234.
 """
 
@@ -281,7 +282,7 @@ class SumiEvaluator:
             seed = derive_seed(self.options["seed"], "greedy", tuple(prompt))
             res = self.model.generate(torch.tensor([prompt], device=self.device), max_new_tokens=len(cont),
                                       num_denoising_steps=steps, sampler="greedy", canvas_length=L,
-                                      seed=seed % (2**63), trim_at_eos=False, early_stop_patience=1)
+                                      seed=seed % (2**63), trim_at_eos=False, stop_on_cycle=True)
             gen = res.canvas[0, len(prompt):len(prompt) + len(cont)].tolist()
             out.append(gen == cont)
         return out
@@ -341,8 +342,7 @@ class SumiEvaluator:
         steps = int(o["num_denoising_steps"])
         k = o["tokens_per_step"] or math.ceil(L / steps)
         patience = o["early_stop_patience"]
-        if patience is None and o["sampler"] in ("adaptive", "greedy") and float(o["temperature"]) == 0:
-            patience = 1
+        cycles = o["sampler"] == "greedy" or (o["sampler"] == "adaptive" and float(o["temperature"]) == 0)
         fitted = [self._fit_prompt(self._prefix(p), max_gen_toks) for p in prompts]
         bs = int(o["gen_batch_size"] or o["batch_size"])
         order = sorted(range(len(fitted)), key=lambda i: -len(fitted[i][0]))
@@ -363,7 +363,7 @@ class SumiEvaluator:
                     ids.to(self.device), attention_mask=mask.to(self.device), max_new_tokens=max_gen_toks,
                     num_denoising_steps=steps, seed=seeds, sampler=o["sampler"], schedule=o["schedule"],
                     temperature=float(o["temperature"]), tokens_per_step=int(k), canvas_length=L,
-                    anchor_eosbos=True, trim_at_eos=True, align_rows=True, early_stop_patience=patience,
+                    anchor_eosbos=True, trim_at_eos=True, align_rows=True, early_stop_patience=patience, stop_on_cycle=cycles,
                     top_k=o["top_k"], top_p=o["top_p"], min_p=o["min_p"])
                 for r, i in enumerate(idx):
                     out[i] = res.sequences[r, P:int(res.lengths[r])].tolist()

@@ -25,7 +25,7 @@ or, in Python, `import sumi.evaluation.harness` before `lm_eval.simple_evaluate(
   score_canvas=exact   or anchored: continuation + EOS/BOS + random tail up to canvas_length
   rolling_context=0    clean context tokens carried into each rolling window
   sampler=adaptive, num_denoising_steps=256, temperature=0, tokens_per_step (auto),
-  schedule=linear, early_stop_patience (auto), max_gen_toks=256, gen_batch_size, top_k, top_p, min_p
+  schedule=linear, early_stop_patience (off; T = 0 runs stop on a cycle, exactly), max_gen_toks=256, gen_batch_size, top_k, top_p, min_p
 A task's `gen_kwargs` may override `until`, `max_gen_toks`, and (when `do_sample` is true)
 `temperature`; any of the generation options above may also be passed through `--gen_kwargs`.
 """
