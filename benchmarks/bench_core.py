@@ -10,8 +10,13 @@ For the `sumi-57m` config (random, seeded weights), batch 1, at each canvas leng
   ancestral sampler) against an official-style loop written below (eager attention, dense fp32
   x_hat, dense posterior, one `torch.multinomial` over all B*S rows), time per step;
 * the sampling part alone, given logits: dense posterior + multinomial against `ancestral_step`;
-* attention memory: the eager `[B, h, S, S+1]` fp32 score tensor (analytic), and on CUDA the
-  measured peak memory of one forward.
+* the adaptive sampler's step at T = 0 alone, given logits: a dense fp32 softmax (official style)
+  against `adaptive_step`;
+* attention memory: the eager `[B, h, S, S+1]` fp32 score tensor (analytic); on CPU the measured
+  peak memory of one layer's attention call (the process's peak resident memory, reset through
+  /proc/self/clear_refs), on CUDA the measured peak memory of one forward;
+* the forward's FLOP rate against the matmul probe's, and on CPU where sumi's forward spends its
+  time (torch.profiler: matmuls of the linear layers and head, the attention kernel, the rest).
 
 Method: `torch.set_num_threads(os.cpu_count())`, `torch.inference_mode()`, one warm-up, then the
 best of `--repeats` runs (`time.perf_counter`, with `torch.cuda.synchronize()` around each on
@@ -44,7 +49,8 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 from sumi import SumiConfig, SumiForMaskGeneration  # noqa: E402
 from sumi.diffusion import alpha_from_log_snr, sampling_schedule  # noqa: E402
-from sumi.generation_sumi import _Randomness, ancestral_step, dense_posterior  # noqa: E402
+from sumi.generation_sumi import _Randomness, adaptive_step, ancestral_step, dense_posterior  # noqa: E402
+from sumi.modeling_sumi import eager_sink_attention, sdpa_sink_attention  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MIB = 2**20
@@ -183,6 +189,17 @@ def official_ancestral_step(logits: torch.Tensor, z_t: torch.Tensor, free: torch
     return torch.where(free, z_s, z_t)
 
 
+def official_adaptive_step(logits: torch.Tensor, z_t: torch.Tensor, free: torch.Tensor, vocab_size: int,
+                           tokens_per_step: int) -> torch.Tensor:
+    """The official adaptive step at T = 0: a dense fp32 softmax `[B, S, V]`, confidence
+    `p_max - p(z_t)`, the top `tokens_per_step` free positions per row take their argmax."""
+    probs = torch.softmax(logits[..., :vocab_size].float(), dim=-1)
+    p_max, top1 = probs.max(-1)
+    conf = (p_max - probs.gather(-1, z_t[..., None]).squeeze(-1)).masked_fill(~free, float("-inf"))
+    selected = conf.topk(tokens_per_step, dim=-1).indices
+    return z_t.scatter(1, selected, top1.gather(1, selected))
+
+
 def official_canvas(model, input_ids: torch.Tensor, max_new_tokens: int, canvas_length: int,
                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompt + one `randint` canvas, EOS/BOS anchors frozen after the budget (spec §6).
@@ -233,6 +250,59 @@ def xhat_draw_fraction(logits: torch.Tensor, z_t: torch.Tensor, free: torch.Tens
     return float(((1 - keep) * a_s)[free].mean())
 
 
+def cpu_peak_extra_mib(fn) -> float | None:
+    """Peak resident memory (MiB) that `fn()` adds to this process, or None where Linux's
+    /proc/self/clear_refs cannot reset the high-water mark. Blocks of 64 KiB and more are fresh
+    pages (mmap) that count in the resident set while they live, so this measures what `fn` holds
+    at once (smaller blocks may reuse freed memory and go uncounted)."""
+    try:  # glibc: serve every block >= 64 KiB from fresh pages (no reuse of touched heap memory)
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+    def status(key: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])  # kB
+        raise KeyError(key)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak resident set size
+        before = status("VmRSS")
+        out = fn()
+        peak = status("VmHWM")
+    except (OSError, KeyError):
+        return None
+    del out
+    return max(0, peak - before) / 1024
+
+
+def forward_flops(cfg, batch: int, canvas: int) -> tuple[float, float]:
+    """FLOPs of one forward: (linear layers + head, attention), 2 per multiply-add. Attention
+    counts QK^T and PV over the S real keys: 4 B h S^2 d per layer."""
+    H, I, d = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+    h, k = cfg.num_attention_heads, cfg.num_key_value_heads
+    per_token = cfg.num_hidden_layers * (H * (h + 2 * k) * d + h * d * H + 3 * H * I) + H * cfg.vocab_size
+    return 2.0 * batch * canvas * per_token, 4.0 * batch * h * canvas**2 * d * cfg.num_hidden_layers
+
+
+def forward_time_split(model, canvas: torch.Tensor) -> dict[str, float]:
+    """Seconds of one forward by kind of op (CPU, torch.profiler self times): "matmul" (linear
+    layers and head), "attention" (the SDPA kernel), "other", "total"."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model(input_ids=canvas)
+    split = dict(matmul=0.0, attention=0.0, other=0.0)
+    for e in prof.key_averages():
+        kind = ("matmul" if e.key in ("aten::mm", "aten::addmm", "aten::bmm") else
+                "attention" if "scaled_dot_product" in e.key else "other")
+        split[kind] += e.self_cpu_time_total / 1e6
+    split["total"] = sum(split.values())
+    return split
+
+
 # ----------------------------------------------------------------------------- one (canvas, dtype) cell
 def bench_cell(base: SumiForMaskGeneration, canvas_len: int, dtype_name: str, args, device) -> list[dict]:
     dtype = DTYPES[dtype_name]
@@ -249,8 +319,8 @@ def bench_cell(base: SumiForMaskGeneration, canvas_len: int, dtype_name: str, ar
     rows = []
 
     def row(what, baseline, ours, unit="s", note="", **extra):
-        r = dict(cell, what=what, baseline=baseline, ours=ours, unit=unit,
-                 ratio=(baseline / ours if baseline is not None and ours else None), note=note, **extra)
+        ratio = baseline / ours if baseline is not None and ours and unit != "GFLOP/s" else None
+        r = dict(cell, what=what, baseline=baseline, ours=ours, unit=unit, ratio=ratio, note=note, **extra)
         rows.append(r)
         log(f"  {what:<32} canvas {canvas_len:>5} {dtype_name:<9} official-style {fmt(baseline, unit):>10}  "
             f"sumi {fmt(ours, unit):>10}  ratio {fmt_ratio(r['ratio'])}")
@@ -270,6 +340,23 @@ def bench_cell(base: SumiForMaskGeneration, canvas_len: int, dtype_name: str, ar
         f"SDPA kernel {backend}", max_abs_logit_diff=diff, max_abs_logit=scale, sdpa_kernel=backend)
     logits = lg_sdpa
     del lg_eager
+    lin_flop, att_flop = forward_flops(cfg, B, canvas_len)
+    flop = lin_flop + att_flop
+    peak = args.matmul_peak.get(dtype_name)
+    share = (lambda rate: f"{100 * rate / peak:.0f}%") if peak else (lambda rate: "n/a")
+    note = (f"{flop / 1e9:.0f} GFLOP ({lin_flop / 1e9:.0f} linear + head, {att_flop / 1e9:.0f} attention); "
+            f"official-style {share(flop / t_eager / 1e9)}, sumi {share(flop / t_sdpa / 1e9)} of the {dtype_name} "
+            f"matmul probe ({peak or 0:.0f} GFLOP/s)")
+    split = None
+    if device.type == "cpu":
+        set_attention(model, "sdpa")
+        split = forward_time_split(model, canvas)
+        note += (f"; sumi's time (profiler): linear + head {100 * split['matmul'] / split['total']:.0f}% at "
+                 f"{lin_flop / split['matmul'] / 1e9:.0f} GFLOP/s, attention kernel "
+                 f"{100 * split['attention'] / split['total']:.0f}% at {att_flop / max(split['attention'], 1e-9) / 1e9:.0f} "
+                 f"GFLOP/s, other {100 * split['other'] / split['total']:.0f}%")
+    row("forward FLOP rate", flop / t_eager / 1e9, flop / t_sdpa / 1e9, unit="GFLOP/s", note=note,
+        flop=flop, linear_flop=lin_flop, attention_flop=att_flop, time_split=split)
 
     # -- attention memory: the eager score tensor, analytic; the forward's peak, measured on CUDA
     h = cfg.num_attention_heads
@@ -279,6 +366,19 @@ def bench_cell(base: SumiForMaskGeneration, canvas_len: int, dtype_name: str, ar
     row("attention scores, 1 layer", score_mib, sdpa_mib, unit="MiB",
         note=f"analytic: eager fp32 [B,h,S,S+1] (~3 such tensors live at its softmax); "
              f"SDPA {'tiled, no S x S tensor' if sdpa_mib == 0 else 'math kernel, ' + dtype_name + ' [B,h,S,S+1]'}")
+    if device.type == "cpu":
+        layer = model.model.layers[0].self_attn
+        g_att = torch.Generator(device=device).manual_seed(seed)
+        q = torch.randn(B, h, canvas_len, cfg.head_dim, generator=g_att).to(dtype)
+        kv = [torch.randn(B, cfg.num_key_value_heads, canvas_len, cfg.head_dim, generator=g_att).to(dtype)
+              for _ in range(2)]
+        measured = {name: cpu_peak_extra_mib(lambda f=f: f(q, kv[0], kv[1], None, layer.scale))
+                    for name, f in (("eager", eager_sink_attention), ("sdpa", sdpa_sink_attention))}
+        if None not in measured.values():
+            row("attention peak memory, 1 layer", measured["eager"], measured["sdpa"], unit="MiB",
+                note=f"measured: peak resident memory of one attention call above its inputs "
+                     f"(output [B,h,S,d] {dtype_name} included: {q.numel() * q.element_size() / MIB:.1f} MiB)")
+        del q, kv
     if device.type == "cuda":
         peaks = {}
         for impl in ("eager", "sdpa"):
@@ -335,6 +435,20 @@ def bench_cell(base: SumiForMaskGeneration, canvas_len: int, dtype_name: str, ar
             # a typical step of a real N-step run; the generate row's K = 2 steps are the worst case
             row(f"whole step {k}/{n} (forward + sampling)", t_eager + t_dense, t_sdpa + t_mix,
                 note="sum of the forward row and the sampling row above, each side")
+    # -- the adaptive sampler at T = 0 alone (the evaluation protocol's sampler)
+    tps = max(1, math.ceil(canvas_len / 256))  # the evaluation default: the canvas over 256 steps
+
+    def adaptive_dense():
+        return official_adaptive_step(logits, canvas, free, V, tps)
+
+    def adaptive_ours():
+        return adaptive_step(logits, canvas, free, _Randomness([None], [(0, canvas_len)], device),
+                             vocab_size=V, tokens_per_step=tps, temperature=0.0)[0]
+
+    t_dense, t_ad, z_dense, z_ad = time_pair(adaptive_dense, adaptive_ours, args.repeats, device)
+    row("adaptive sampling only, T = 0", t_dense, t_ad,
+        note=f"given logits: dense fp32 softmax + gap + top-{tps} vs adaptive_step (block-wise softmax "
+             f"statistics); same canvas: {'yes' if torch.equal(z_dense, z_ad) else 'NO'}")
     set_attention(model, "sdpa")
     return rows
 
@@ -345,6 +459,8 @@ def fmt(value, unit: str) -> str:
         return "n/a"
     if unit == "s":
         return f"{value * 1e3:.2f} ms" if value < 1.0 else f"{value:.3f} s"
+    if unit == "GFLOP/s":
+        return f"{value:.0f} {unit}"
     return f"{value:.1f} {unit}"
 
 
@@ -429,6 +545,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     with torch.inference_mode():
         info = machine_info(device, 256 if args.quick else 2048)
+        args.matmul_peak = {name: info[f"matmul_gflops_{name}"] for name in ("float32", "bfloat16")}
         log(f"bench_core: {info['gpu'] or info['cpu']}, torch {info['torch']}, {info['torch_threads']} threads")
         base = build_model(args.preset, args.seed, device)
         rows = []

@@ -27,9 +27,11 @@ def test_bench_core_quick(tmp_path):
     assert "matmul" in out and "torch" in out
     for dtype in ("float32", "bfloat16"):
         for what in ("forward", "attention scores, 1 layer", "generate, per step (K=2)",
-                     "sampling only, step 64/128", "whole step 64/128 (forward + sampling)", "sampling only, step 0/2"):
+                     "sampling only, step 64/128", "whole step 64/128 (forward + sampling)", "sampling only, step 0/2",
+                     "forward FLOP rate", "attention peak memory, 1 layer", "adaptive sampling only, T = 0"):
             assert f"| {what} | 64 | {dtype} |" in out, f"missing row {what!r} / {dtype}:\n{out}"
-    assert len(data["rows"]) == 12 and data["machine"]["torch"]
+    assert len(data["rows"]) == 18 and data["machine"]["torch"]
+    assert "same canvas: yes" in out  # the adaptive rows: dense reference and adaptive_step agree
 
 
 def test_bench_load_quick(tmp_path):
@@ -49,7 +51,10 @@ def test_bench_early_exit_quick(tmp_path):
     out, data = run_quick("bench_early_exit.py", tmp_path, 180)
     assert "| sampler | variant | row-forwards |" in out and "torch" in out
     variants = {(r["sampler"], r["variant"]) for r in data["rows"]}
+    cycles = {"stop on cycle", "skip tail + stop on cycle"}
     assert variants == {(s, v) for s in ("ancestral", "adaptive", "greedy")
-                        for v in ("official", "early exit", "skip tail", "both")}
+                        for v in ["official", "early exit", "skip tail", "both"] + ([] if s == "ancestral" else sorted(cycles))}
     for r in data["rows"]:
-        assert r["forward_tokens"] <= 4 * 48 and (r["variant"] in ("skip tail", "both")) == (r["forward_tokens"] < 4 * 48)
+        skips = r["variant"] in ("skip tail", "both", "skip tail + stop on cycle")
+        assert r["forward_tokens"] <= 4 * 48 and skips == (r["forward_tokens"] < 4 * 48)
+        assert r["identical"] or r["sampler"] == "ancestral"  # exact early exits: the same samples

@@ -324,3 +324,29 @@ def test_greedy_step_matches_reference():
         for s in range(S):
             expected = argmax_list(logits[b, s, :V].tolist()) if bool(free[b, s]) else int(z_t[b, s])
             assert int(z_s[b, s]) == expected
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_softmax_summary_matches_float64_softmax(dtype, temperature):
+    # V large enough that the CPU path works in several row blocks (2^20 // V = 20 rows each,
+    # 66 rows in all: three full blocks and a partial one)
+    from sumi.generation_sumi import softmax_summary
+
+    g = torch.Generator().manual_seed(7)
+    B, S, V = 2, 33, 50000
+    logits = (torch.randn(B, S, V, generator=g) * 3).to(dtype)
+    z = torch.randint(0, V, (B, S), generator=g)
+    z[0, :5] = logits[0, :5].float().argmax(-1)  # some positions already hold their argmax
+    got = softmax_summary(logits, z, temperature, top1=True, entropy=True)
+    x = logits.double() / temperature
+    p = torch.exp(x - x.max(-1, keepdim=True).values)
+    p = p / p.sum(-1, keepdim=True)
+    want_at_z = p.gather(-1, z[..., None]).squeeze(-1)
+    want_max, want_arg = p.max(-1)
+    want_entropy = -(p * torch.log(p)).sum(-1)
+    assert torch.allclose(got["at_z"].double(), want_at_z, rtol=1e-5, atol=1e-12)
+    assert torch.allclose(got["max"].double(), want_max, rtol=1e-5, atol=1e-12)
+    assert torch.equal(got["argmax"], want_arg)
+    assert torch.allclose(got["entropy"].double(), want_entropy, rtol=1e-5, atol=1e-6)
+    assert torch.equal(got["at_z"][0, :5], got["max"][0, :5])  # gap exactly 0 where z is the argmax
