@@ -225,22 +225,38 @@ def dense_posterior(x_hat: torch.Tensor, z_t: torch.Tensor, log_snr_t: float, lo
     return p / p.sum(-1, keepdim=True)
 
 
-def _softmax_at(logits: torch.Tensor, z: torch.Tensor, temperature: float) -> torch.Tensor:
-    """`softmax(logits / T)[z]` in fp32: logits `[B, S, V]`, z `[B, S]` -> `[B, S]`.
+def softmax_summary(logits: torch.Tensor, z: torch.Tensor, temperature: float = 1.0, *, top1: bool = False,
+                    entropy: bool = False) -> dict[str, torch.Tensor]:
+    """What the samplers read of `softmax(logits / T)` over the vocabulary, never the whole of it.
 
-    On CPU in row blocks of ~4 MiB: an fp32 copy of all the logits at once (262 MB at S = 2048,
-    V = 32000) costs more in fresh-page faults than the arithmetic, while a small block is reused
-    from the cache. Each row's value is computed exactly as without blocks."""
+    logits `[B, S, V]`, z `[B, S]` -> dict of fp32 `[B, S]` tensors: "at_z" (the probability of z),
+    with `top1` also "max" (the top-1 probability) and "argmax" (int64), with `entropy` also
+    "entropy" (nats). On CPU in row blocks of ~4 MiB: an fp32 copy of all the logits at once
+    (262 MB at S = 2048, V = 32000) costs more in fresh-page faults than the arithmetic, while a
+    small block is reused from the cache. Each row's values are computed exactly as without blocks.
+    """
     B, S, V = logits.shape
     flat, z_flat = logits.reshape(B * S, V), z.reshape(B * S, 1)
     n = B * S if logits.device.type != "cpu" else max(1, (1 << 20) // V)
-    out = torch.empty(B * S, dtype=torch.float32, device=logits.device)
+    out = {"at_z": torch.empty(B * S, dtype=torch.float32, device=logits.device)}
+    if top1:
+        out["max"] = torch.empty_like(out["at_z"])
+        out["argmax"] = torch.empty(B * S, dtype=torch.long, device=logits.device)
+    if entropy:
+        out["entropy"] = torch.empty_like(out["at_z"])
     for a in range(0, B * S, n):
         block = flat[a:a + n].float()
         if temperature != 1.0:
             block = block / temperature
-        out[a:a + n] = torch.exp(block.gather(-1, z_flat[a:a + n]).squeeze(-1) - torch.logsumexp(block, dim=-1))
-    return out.view(B, S)
+        lse = torch.logsumexp(block, dim=-1)
+        out["at_z"][a:a + n] = torch.exp(block.gather(-1, z_flat[a:a + n]).squeeze(-1) - lse)
+        if top1:
+            top, arg = block.max(-1)
+            out["max"][a:a + n] = torch.exp(top - lse)
+            out["argmax"][a:a + n] = arg
+        if entropy:  # H = lse - sum_v p_v l_v
+            out["entropy"][a:a + n] = lse - (torch.exp(block - lse[:, None]) * block).sum(-1)
+    return {k: v.view(B, S) for k, v in out.items()}
 
 
 def ancestral_step(
@@ -278,7 +294,7 @@ def ancestral_step(
         x_hat = denoiser_probs(logits, temperature, top_k, top_p, min_p)
         xhat_z = x_hat.gather(-1, z_t[..., None]).squeeze(-1)
     else:
-        xhat_z = _softmax_at(logits, z_t, temperature)
+        xhat_z = softmax_summary(logits, z_t, temperature)["at_z"]
     q_s_z = a_s * xhat_z + (1 - a_s) / V
     keep_prob = a_ts * q_s_z / ((1 - a_ts) / V + a_ts * q_s_z)
 
@@ -315,11 +331,10 @@ def adaptive_step(
 
     Returns: z_s `[B, S]` and the selected positions `[B, k]` (-1 where a row had too few free ones).
     """
-    logits = logits[..., :vocab_size].float()
-    probs = torch.softmax(logits, dim=-1)
-    p_max, top1 = probs.max(-1)
-    conf = p_max - probs.gather(-1, z_t[..., None]).squeeze(-1)
-    conf = conf.masked_fill(~free, float("-inf"))
+    logits = logits[..., :vocab_size]
+    summary = softmax_summary(logits, z_t, top1=True)
+    top1 = summary["argmax"]
+    conf = (summary["max"] - summary["at_z"]).masked_fill(~free, float("-inf"))
     k = min(tokens_per_step, z_t.shape[1])
     conf_k, selected = conf.topk(k, dim=-1)
     valid = conf_k > float("-inf")
@@ -726,16 +741,16 @@ class SumiGenerationMixin:
                                                   top_k=o["top_k"], top_p=o["top_p"], min_p=o["min_p"])
                 else:
                     new = greedy_step(logits, z, free_k, vocab_size=V)
+                summary = None
+                if record_trajectory or progress_callback is not None:
+                    summary = softmax_summary(logits[..., :V], z, top1=True, entropy=record_trajectory)
                 if record_trajectory:  # (all rows are in the batch here, see per_row_exit)
-                    probs = torch.softmax(logits[..., :V].float(), dim=-1)
-                    entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum(-1)
                     pad = (0, S - width)  # skipped tail columns: zeros (they are never free)
                     rows, cols = (new != z).nonzero(as_tuple=True)
                     trajectory.changes.append((rows.cpu(), cols.cpu(), new[rows, cols].cpu()))
-                    trajectory.top1_prob.append(torch.nn.functional.pad(probs.amax(-1), pad).half().cpu())
-                    trajectory.entropy.append(torch.nn.functional.pad(entropy, pad).half().cpu())
+                    trajectory.top1_prob.append(torch.nn.functional.pad(summary["max"], pad).half().cpu())
+                    trajectory.entropy.append(torch.nn.functional.pad(summary["entropy"], pad).half().cpu())
                     trajectory.selected.append(None if selected is None else selected.cpu())
-                    del probs, entropy
                 row_changed = (new != z).any(-1)
                 if rows_in is None:
                     canvas[:, :width] = new
@@ -744,9 +759,8 @@ class SumiGenerationMixin:
                     canvas[rows_in, :width] = new
                     unchanged[rows_in] = torch.where(row_changed, 0, unchanged[rows_in] + 1)
                 if progress_callback is not None:
-                    top1_prob, top1_z = torch.softmax(logits[..., :V].float(), dim=-1).max(-1)
                     progress_callback(dict(step=k, num_steps=steps, log_snr_t=lam_t, log_snr_s=lam_s, z=new,
-                                           top1_z=top1_z, top1_prob=top1_prob, noise_mask=free_k,
+                                           top1_z=summary["argmax"], top1_prob=summary["max"], noise_mask=free_k,
                                            selected_pos=selected))
                 if cycle_exit:
                     _leave_cycles(canvas, width, history, active, k, steps)
@@ -778,5 +792,6 @@ class SumiGenerationMixin:
 
 __all__ = [
     "SAMPLERS", "GENERATION_DEFAULTS", "SumiGenerationOutput", "Trajectory", "SumiGenerationMixin", "filter_probs",
-    "denoiser_probs", "dense_posterior", "ancestral_step", "adaptive_step", "greedy_step", "trim_sequences",
+    "denoiser_probs", "dense_posterior", "softmax_summary", "ancestral_step", "adaptive_step", "greedy_step",
+    "trim_sequences",
 ]
