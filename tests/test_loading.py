@@ -149,3 +149,32 @@ def test_bundled_demo_model_loads_with_its_tokenizer():
     ids = tok("def add(a, b):", return_tensors="pt").input_ids
     out = model.generate(ids, max_new_tokens=8, num_denoising_steps=4, seed=0)
     assert torch.equal(out.sequences[0, : ids.shape[1]], ids[0])
+
+
+def test_hub_id_loads_from_the_cache_through_the_safetensors_loader(tmp_path, monkeypatch):
+    # A Hub cache holding one snapshot of a repo, as huggingface_hub lays it out; offline, the
+    # snapshot is found by its ref and loaded like a local folder (not by from_pretrained).
+    import huggingface_hub.constants
+
+    torch.manual_seed(3)
+    model = SumiForMaskGeneration(SumiConfig.from_preset("sumi-tiny")).to(torch.bfloat16)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--sumi-test-owner--tiny"
+    model.save_pretrained(repo / "snapshots" / commit, max_shard_size="100KB")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("from_pretrained was called")
+
+    monkeypatch.setattr(SumiForMaskGeneration, "from_pretrained", refuse)
+    loaded, tok = load("sumi-test-owner/tiny", dtype="float32")
+    assert tok is None and next(loaded.parameters()).dtype == torch.float32
+    got = loaded.state_dict()
+    assert got.keys() == model.state_dict().keys()
+    for name, a in model.state_dict().items():
+        assert torch.equal(a.float(), got[name]), name
+    with pytest.raises(ValueError, match="offline"):
+        load("sumi-test-owner/not-cached")

@@ -10,8 +10,8 @@
 Names resolve in this order: an existing local path, then a preset name (`sumi.PRESETS`), then a
 Hugging Face Hub id ("owner/name").
 
-A local safetensors checkpoint loads with peak memory about the size of the weights, whatever the
-file's and the model's dtypes (`load_safetensors_folder`).
+A safetensors checkpoint, local or from the Hub, loads with peak memory about the size of the
+weights, whatever the file's and the model's dtypes (`load_safetensors_folder`).
 """
 
 from __future__ import annotations
@@ -224,6 +224,26 @@ def _first_float_dtype(file: Path) -> torch.dtype:
     return torch.get_default_dtype()
 
 
+# What a model needs from a Hub repo: config and generation config, remote code, tokenizer files,
+# safetensors weights (and their index). Other weight formats are left to `from_pretrained`.
+HUB_PATTERNS = ["*.json", "*.py", "*.txt", "*.model", "*.safetensors"]
+
+
+def hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
+    """The local folder of a Hub model repo (`huggingface_hub.snapshot_download` of `HUB_PATTERNS`:
+    downloaded once, then read from the local cache, also offline). Raises a ValueError that says
+    why when the repo is neither reachable nor cached."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_PATTERNS))
+    except Exception as e:  # network, auth, missing repo, offline without a cached copy
+        why = ("offline (HF_HUB_OFFLINE is set) and not in the local cache" if _offline()
+               else "not found or unreachable")
+        raise ValueError(f"cannot load the model {repo_id!r}: no such local folder, and from the Hugging Face "
+                         f"Hub: {why} ({type(e).__name__}: {' '.join(str(e).split())})") from e
+
+
 def load(
     name_or_path: str | os.PathLike = DEFAULT_MODEL,
     *,
@@ -243,8 +263,10 @@ def load(
       * a preset name (`sumi.PRESETS`, e.g. "sumi-tiny", "sumi-7b"): RANDOM weights (seed 0), with
         a logged warning; tokenizer: Sumi's dolma2 for presets with the 100,278-id vocabulary,
         else None;
-      * a Hugging Face Hub id ("owner/name"), downloaded by `from_pretrained` (needs network or
-        the local cache; offline this raises a clear ValueError).
+      * a Hugging Face Hub id ("owner/name"): its config, code, tokenizer and safetensors files
+        are fetched into the Hub cache (`hub_snapshot`; offline, the cached copy is used), then
+        loaded as a local folder, with the same memory bound; a repo without safetensors
+        weights goes through `from_pretrained`. Not reachable and not cached: a clear ValueError.
     `dtype`: "float32" / "bfloat16" / "float16" (or a torch.dtype); None = the checkpoint's dtype.
     `device`: where to put the model (default: CPU). `attn_implementation`: "sdpa" (default) or "eager".
     """
@@ -276,21 +298,19 @@ def load(
             if has_tokenizer_files(Path(name).expanduser()):
                 tokenizer = load_tokenizer(Path(name).expanduser())
         else:
-            try:
+            folder = hub_snapshot(name)
+            if safetensors_files(folder):
+                model = load_safetensors_folder(folder, dtype=torch_dtype, attn_implementation=attn_implementation)
+            else:  # e.g. pytorch_model.bin only
                 model = SumiForMaskGeneration.from_pretrained(name, **kwargs)
-            except OSError as e:
-                why = ("offline (HF_HUB_OFFLINE is set) and not in the local cache" if _offline()
-                       else "not found or unreachable")
-                raise ValueError(f"cannot load the model {name!r}: no such local folder, and from the Hugging Face "
-                                 f"Hub: {why} ({' '.join(str(e).split())})") from e
-            try:
-                tokenizer = load_tokenizer(name)
-            except ValueError:
-                logger.warning("sumi.load(%r): the repo has no loadable tokenizer; returning None", name)
+            if has_tokenizer_files(folder):
+                tokenizer = load_tokenizer(folder)
+            else:
+                logger.warning("sumi.load(%r): the repo has no tokenizer files; returning None", name)
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer
 
 
 __all__ = ["DEFAULT_MODEL", "BUNDLED_DIR", "bundled_models", "PRESET_SEED", "DTYPES", "resolve_dtype", "model_source", "preset_tokenizer",
-           "build_preset", "safetensors_files", "load_safetensors_folder", "load"]
+           "build_preset", "safetensors_files", "load_safetensors_folder", "HUB_PATTERNS", "hub_snapshot", "load"]
