@@ -259,3 +259,23 @@ def test_bf16_sdpa_close_to_fp32(bigger):
     assert rel < 6e-2, rel  # measured 2.8e-2 (bf16 eps is 7.8e-3; three layers, O(1) weights)
     agree = float((got.float().argmax(-1) == ref.argmax(-1)).float().mean())
     assert agree > 0.9, agree
+
+
+def test_training_path_matches_reference_and_eager_gradients(tiny):
+    """With gradients on, the SDPA path is the appended-zero-key one (the CPU inference path's
+    logsumexp has no gradient): same logits as the reference, same weight gradients as eager."""
+    mask = _padding_mask()
+    x = ids(*mask.shape, 64, 9)
+    ref = ref_forward(tiny, x, attention_mask=mask)
+    grads = {}
+    for impl in ("eager", "sdpa"):
+        tiny.config._attn_implementation = impl
+        tiny.zero_grad()
+        logits = tiny(input_ids=x, attention_mask=mask).logits
+        assert logits.requires_grad
+        assert_close_rel(logits.detach(), ref)
+        (logits * torch.linspace(-1, 1, 64)).sum().backward()
+        grads[impl] = {n: p.grad.clone() for n, p in tiny.named_parameters() if "self_attn" in n}
+    tiny.zero_grad()
+    for name, g in grads["eager"].items():
+        torch.testing.assert_close(grads["sdpa"][name], g, rtol=1e-4, atol=1e-5 * float(g.abs().max()))
