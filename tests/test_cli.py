@@ -150,10 +150,14 @@ def test_generate_every_sampler_option(capsys):
     assert rc == 0, err
     r = jsonl(out)[0]
     assert r["completion_ids"][0] == 65 and r["settings"]["frozen"] == [[3, 65]]  # BOS h i | A
-    rc, out, err = run(capsys, "generate", "--model", "sumi-tiny", "--steps", "9", "--canvas-length", "32", "-n", "5",
-                       "--seed", "0", "--sampler", "greedy", "--stop-on-cycle", "--format", "jsonl", "hi")
+    full = jsonl(run(capsys, "generate", "--model", "sumi-tiny", "--steps", "60", "--canvas-length", "32", "-n", "5",
+                     "--seed", "1", "--sampler", "greedy", "--format", "jsonl", "hi")[1])[0]
+    rc, out, err = run(capsys, "generate", "--model", "sumi-tiny", "--steps", "60", "--canvas-length", "32", "-n", "5",
+                       "--seed", "1", "--sampler", "greedy", "--stop-on-cycle", "--format", "jsonl", "hi")
     assert rc == 0, err
-    assert jsonl(out)[0]["settings"]["stop_on_cycle"] is True
+    early = jsonl(out)[0]  # (with the progress bar on: every row stays in until all have cycled)
+    assert early["settings"]["stop_on_cycle"] is True and early["completion_ids"] == full["completion_ids"]
+    assert full["num_forwards"] == 60 and early["num_forwards"] < 60
     rc, _, err = run(capsys, "generate", "--model", "sumi-tiny", "--steps", "2", "--canvas-length", "32", "-n", "5",
                      "--stop-on-cycle", "hi")  # ancestral by default: random draws, no exact cycles
     assert rc != 0 and "stop_on_cycle needs a deterministic sampler" in err

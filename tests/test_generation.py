@@ -207,9 +207,29 @@ def test_stop_on_cycle_ends_on_the_full_runs_canvas(tiny_model, sampler, extra, 
     # oscillation (period >= 2), not a fixed point that early_stop_patience=1 would also catch
     rows_changed_last = set(full.trajectory.changes[-1][0].tolist())
     assert any(per_row[r] < steps and r in rows_changed_last for r in range(4)), (per_row, rows_changed_last)
-    # with a trajectory every step runs (records keep one shape) and the result is the same
+    # with a trajectory (or a progress callback) every row stays in the batch until all have
+    # cycled and hold their last canvas: the same result, and the records end on it
     both = tiny_model.generate(prompts, stop_on_cycle=True, record_trajectory=True, **kw)
-    assert both.num_forwards == steps and torch.equal(both.canvas, full.canvas)
+    assert torch.equal(both.canvas, full.canvas)
+    assert torch.equal(both.trajectory.canvas(both.trajectory.num_steps - 1), full.canvas)
+    assert both.num_forwards == both.trajectory.num_steps <= steps
+    seen = []
+    called = tiny_model.generate(prompts, stop_on_cycle=True, progress_callback=seen.append, **kw)
+    assert torch.equal(called.canvas, full.canvas) and len(seen) == called.num_forwards == both.num_forwards
+    assert torch.equal(seen[-1]["z"], full.canvas)
+
+
+def test_stop_on_cycle_with_a_callback_stops_once_every_row_has_cycled(tiny_model):
+    kw = dict(max_new_tokens=12, canvas_length=40, num_denoising_steps=60, sampler="greedy", seed=[3, 4])
+    prompts = torch.tensor([[5, 6, 7], [11, 12, 13]])  # rows that cycle from steps 26 and 32
+    full = tiny_model.generate(prompts, **kw)
+    per_row = tiny_model.generate(prompts, stop_on_cycle=True, **kw)
+    seen = []
+    called = tiny_model.generate(prompts, stop_on_cycle=True, progress_callback=seen.append, **kw)
+    assert torch.equal(called.canvas, full.canvas) and torch.equal(per_row.canvas, full.canvas)
+    # all rows cycle here; the batch runs until the last one has (plus at most a period's phase)
+    assert int(per_row.row_forwards.max()) < 60, per_row.row_forwards
+    assert int(per_row.row_forwards.max()) <= called.num_forwards <= int(per_row.row_forwards.max()) + 8 < 60
 
 
 @pytest.mark.parametrize("sampler,extra", [("ancestral", {}), ("adaptive", {"temperature": 0.5})])

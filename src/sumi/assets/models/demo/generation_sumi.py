@@ -379,20 +379,19 @@ def _normalise_frozen(frozen, B: int) -> list[list[tuple[int, int]]]:
                      f"or one such list per row ({B} rows)")
 
 
-def _leave_cycles(canvas: torch.Tensor, width: int, history: deque, active: torch.Tensor, k: int,
-                  steps: int) -> None:
-    """stop_on_cycle, after step k: an active row whose new canvas s_{k+1} equals s_{k+1-p}
-    (p <= len(history), smallest p) repeats with period p from i = k+1-p on, so after the last
-    step it holds s_{i + (steps - i) % p}, which is still in `history`. That row gets that
-    canvas and leaves the batch (`active` and `canvas` `[B, S]` are updated in place)."""
-    now = canvas[:, :width]
+def _find_cycles(now: torch.Tensor, history: deque, pending: torch.Tensor, k: int, steps: int) -> dict[int, torch.Tensor]:
+    """stop_on_cycle, after step k: rows (among `pending` `[B]` bool) whose new canvas
+    s_{k+1} = `now[r]` equals s_{k+1-p} = `history[-p][r]` for some p <= len(history) (the
+    smallest) repeat with period p from i = k+1-p on, so after the last step they hold
+    s_{i + (steps - i) % p}, still in `history`. Returns {row: that final canvas `[width]`}."""
+    found: dict[int, torch.Tensor] = {}
     for p in range(1, len(history) + 1):
-        past = history[-p]  # s_{k+1-p}
-        hit = (active & (now == past).all(-1)).nonzero().squeeze(-1).tolist()
+        hit = (pending & (now == history[-p]).all(-1)).nonzero().squeeze(-1).tolist()
         for r in hit:
-            offset = (steps - (k + 1 - p)) % p
-            canvas[r, :width] = history[offset - p][r]  # s_{k+1-p+offset}
-            active[r] = False
+            if r not in found:
+                offset = (steps - (k + 1 - p)) % p
+                found[r] = history[offset - p][r].clone()  # s_{k+1-p+offset}
+    return found
 
 
 def trim_sequences(canvas: torch.Tensor, prompt_len: int, gen_lens: list[int], eos_id: int | None,
@@ -541,8 +540,9 @@ class SumiGenerationMixin:
                 time input, these samplers no randomness), so once a row's canvas equals one of
                 its last `CYCLE_WINDOW` canvases its future repeats with that period: the row
                 leaves the batch holding the canvas it would have after the last step. The
-                result is the full run's, with fewer forwards. Ignored (every step runs) with
-                `record_trajectory` or `progress_callback`.
+                result is the full run's, with fewer forwards. With `record_trajectory` or
+                `progress_callback` every row stays in the batch, and generation ends at the first
+                step at which every row has cycled and holds its last canvas.
             skip_tail: leave the canvas after the BOS anchor out of every forward (it keeps its
                 random initial tokens). The official code denoises that tail each step as free
                 context; skipping it saves that share of each forward (most of it at the default
@@ -711,7 +711,6 @@ class SumiGenerationMixin:
         patience = o["early_stop_patience"]
         per_row_exit = ((patience is not None and patience > 0) or cycle_exit) \
             and not record_trajectory and progress_callback is None
-        cycle_exit = cycle_exit and per_row_exit
         unchanged = torch.zeros(B, dtype=torch.long, device=device)  # consecutive steps without a change
         active = torch.ones(B, dtype=torch.bool, device=device)  # rows still in the batch
         row_forwards = torch.zeros(B, dtype=torch.long, device=device)
@@ -719,6 +718,7 @@ class SumiGenerationMixin:
         key_mask, free, position_ids = key_mask[:, :width], free[:, :width], position_ids[:, :width]
         # canvases after steps k+1-CYCLE_WINDOW .. k (oldest first), for stop_on_cycle
         history = deque([canvas[:, :width].clone()], maxlen=CYCLE_WINDOW) if cycle_exit else None
+        finals: dict[int, torch.Tensor] = {}  # stop_on_cycle with every row kept: each row's last canvas
         try:
             for k in range(steps):
                 lam_t, lam_s = log_snrs[k], log_snrs[k + 1]
@@ -763,8 +763,20 @@ class SumiGenerationMixin:
                                            top1_z=summary["argmax"], top1_prob=summary["max"], noise_mask=free_k,
                                            selected_pos=selected))
                 if cycle_exit:
-                    _leave_cycles(canvas, width, history, active, k, steps)
-                    history.append(canvas[:, :width].clone())
+                    now = canvas[:, :width]
+                    pending = active.clone()
+                    pending[list(finals)] = False
+                    for r, final in _find_cycles(now, history, pending, k, steps).items():
+                        if per_row_exit:  # the row takes its last canvas now and leaves
+                            canvas[r, :width] = final
+                            active[r] = False
+                        else:
+                            finals[r] = final
+                    history.append(now.clone())
+                    # with callbacks or a trajectory every row stays in: stop at a step where each
+                    # row already holds its last canvas, so the records end on the result
+                    if len(finals) == B and all(torch.equal(now[r], f) for r, f in finals.items()):
+                        break
                 if patience is not None and patience > 0:
                     if per_row_exit:
                         active &= unchanged < patience
