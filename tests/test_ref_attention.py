@@ -262,8 +262,8 @@ def test_bf16_sdpa_close_to_fp32(bigger):
 
 
 def test_training_path_matches_reference_and_eager_gradients(tiny):
-    """With gradients on, the SDPA path is the appended-zero-key one (the CPU inference path's
-    logsumexp has no gradient): same logits as the reference, same weight gradients as eager."""
+    """With gradients on (training): the SDPA path gives the reference logits and the same weight
+    gradients as the eager path's explicit softmax."""
     mask = _padding_mask()
     x = ids(*mask.shape, 64, 9)
     ref = ref_forward(tiny, x, attention_mask=mask)

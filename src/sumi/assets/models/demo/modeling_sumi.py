@@ -118,9 +118,6 @@ def sdpa_sink_attention(
     Shapes as `eager_sink_attention`.
     """
     B, n_kv, S, d = k.shape
-    if q.device.type == "cpu" and not (q.requires_grad or k.requires_grad or v.requires_grad) \
-            and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
-        return _cpu_flash_sink_attention(q, k, v, key_mask, scale)
     zeros = k.new_zeros(B, n_kv, 1, d)
     k = torch.cat([k, zeros], dim=2)
     v = torch.cat([v, zeros], dim=2)
@@ -133,28 +130,6 @@ def sdpa_sink_attention(
         # kernel and its [S, S] scores); expanded K/V keep every fused kernel eligible.
         k, v, gqa = repeat_kv(k, q.shape[1] // n_kv), repeat_kv(v, q.shape[1] // n_kv), False
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
-
-
-def _cpu_flash_sink_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, scale: float
-) -> torch.Tensor:
-    """Inference on CPU: PyTorch's flash kernel over the S real keys, then the sink in closed form.
-
-    With `Z = sum_j exp(s_j)` (the kernel's logsumexp is `log Z`), the off-by-one softmax is the
-    ordinary one times `Z / (1 + Z) = sigmoid(log Z)`. No appended key: K/V are not copied to
-    length S+1, and the kernel's key blocks stay aligned (~5-10% faster than the zero-row trick on
-    a 2-core CPU at S = 2048). Its logsumexp output has no gradient, hence inference only.
-    Shapes as `eager_sink_attention`.
-    """
-    n_rep = q.shape[1] // k.shape[1]
-    mask = None
-    if key_mask is not None:  # the kernel takes an additive mask of q's dtype
-        mask = torch.zeros(key_mask.shape, dtype=q.dtype, device=q.device).masked_fill(~key_mask, float("-inf"))
-        mask = mask[:, None, None, :]
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), attn_mask=mask, scale=scale)
-    # (a query row with every key masked gets out = 0 from the kernel, as the sink gives it)
-    return (out.float() * torch.sigmoid(lse)[..., None]).to(q.dtype)
 
 
 class SumiAttention(nn.Module):
