@@ -50,7 +50,6 @@ except ImportError:  # run from a checkout without `pip install -e .`
 from sumi import SumiConfig, SumiForMaskGeneration  # noqa: E402
 from sumi.diffusion import alpha_from_log_snr, sampling_schedule  # noqa: E402
 from sumi.generation_sumi import _Randomness, adaptive_step, ancestral_step, dense_posterior  # noqa: E402
-from sumi.modeling_sumi import eager_sink_attention, sdpa_sink_attention  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MIB = 2**20
@@ -250,32 +249,50 @@ def xhat_draw_fraction(logits: torch.Tensor, z_t: torch.Tensor, free: torch.Tens
     return float(((1 - keep) * a_s)[free].mean())
 
 
-def cpu_peak_extra_mib(fn) -> float | None:
-    """Peak resident memory (MiB) that `fn()` adds to this process, or None where Linux's
-    /proc/self/clear_refs cannot reset the high-water mark. Blocks of 64 KiB and more are fresh
-    pages (mmap) that count in the resident set while they live, so this measures what `fn` holds
-    at once (smaller blocks may reuse freed memory and go uncounted)."""
-    try:  # glibc: serve every block >= 64 KiB from fresh pages (no reuse of touched heap memory)
-        import ctypes
+# Run in a child process: it sets glibc's mmap threshold, which would slow down every later
+# allocation of the benchmark itself.
+ATTENTION_MEMORY_CHILD = r"""
+import ctypes, json, sys
+from pathlib import Path
+import torch
+from sumi.modeling_sumi import eager_sink_attention, sdpa_sink_attention
+B, h, kv, S, d, dtype, impl, threads = json.loads(sys.argv[1])
+torch.set_num_threads(threads)
+# glibc: serve every block >= 64 KiB from fresh pages, so each tensor counts while it lives
+ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # -3: M_MMAP_THRESHOLD
+def status(key):
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key + ":"))
+    return int(line.split()[1]) * 1024
+g = torch.Generator().manual_seed(0)
+q = torch.randn(B, h, S, d, generator=g).to(getattr(torch, dtype))
+k, v = (torch.randn(B, kv, S, d, generator=g).to(q.dtype) for _ in range(2))
+fn = {"eager": eager_sink_attention, "sdpa": sdpa_sink_attention}[impl]
+with torch.inference_mode():
+    fn(q, k, v, None, d ** -0.5)  # warm-up: one-time buffers of the kernel
+    Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak resident set size
+    before = status("VmRSS")
+    out = fn(q, k, v, None, d ** -0.5)
+    print(json.dumps(dict(peak_extra=status("VmHWM") - before, output=out.numel() * out.element_size())))
+"""
 
-        ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
 
-    def status(key: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])  # kB
-        raise KeyError(key)
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak resident set size
-        before = status("VmRSS")
-        out = fn()
-        peak = status("VmHWM")
-    except (OSError, KeyError):
+def attention_peak_mib(cfg, batch: int, canvas: int, dtype_name: str, impl: str, threads: int) -> float | None:
+    """Peak resident memory (MiB) one layer's attention call (`impl`: "eager" or "sdpa") adds,
+    measured in a child process on random inputs; None where Linux's /proc/self/clear_refs (which
+    resets the high-water mark) or glibc is missing. Output tensor included."""
+    import subprocess
+
+    if not Path("/proc/self/clear_refs").exists():
         return None
-    del out
-    return max(0, peak - before) / 1024
+    spec = [batch, cfg.num_attention_heads, cfg.num_key_value_heads, canvas, cfg.head_dim, dtype_name, impl, threads]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src")]
+                                                      + sys.path))
+    proc = subprocess.run([sys.executable, "-c", ATTENTION_MEMORY_CHILD, json.dumps(spec)], capture_output=True,
+                          text=True, env=env)
+    if proc.returncode != 0:
+        log(f"attention memory child failed: {proc.stderr.strip().splitlines()[-1:]}")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])["peak_extra"] / MIB
 
 
 def forward_flops(cfg, batch: int, canvas: int) -> tuple[float, float]:
@@ -367,18 +384,13 @@ def bench_cell(base: SumiForMaskGeneration, canvas_len: int, dtype_name: str, ar
         note=f"analytic: eager fp32 [B,h,S,S+1] (~3 such tensors live at its softmax); "
              f"SDPA {'tiled, no S x S tensor' if sdpa_mib == 0 else 'math kernel, ' + dtype_name + ' [B,h,S,S+1]'}")
     if device.type == "cpu":
-        layer = model.model.layers[0].self_attn
-        g_att = torch.Generator(device=device).manual_seed(seed)
-        q = torch.randn(B, h, canvas_len, cfg.head_dim, generator=g_att).to(dtype)
-        kv = [torch.randn(B, cfg.num_key_value_heads, canvas_len, cfg.head_dim, generator=g_att).to(dtype)
-              for _ in range(2)]
-        measured = {name: cpu_peak_extra_mib(lambda f=f: f(q, kv[0], kv[1], None, layer.scale))
-                    for name, f in (("eager", eager_sink_attention), ("sdpa", sdpa_sink_attention))}
+        measured = {impl: attention_peak_mib(cfg, B, canvas_len, dtype_name, impl, args.threads)
+                    for impl in ("eager", "sdpa")}
+        out_mib = B * h * canvas_len * cfg.head_dim * torch.finfo(dtype).bits / 8 / MIB
         if None not in measured.values():
             row("attention peak memory, 1 layer", measured["eager"], measured["sdpa"], unit="MiB",
-                note=f"measured: peak resident memory of one attention call above its inputs "
-                     f"(output [B,h,S,d] {dtype_name} included: {q.numel() * q.element_size() / MIB:.1f} MiB)")
-        del q, kv
+                note=f"measured in a child process: peak resident memory one attention call adds to its "
+                     f"inputs (its output [B,h,S,d] {dtype_name} included: {out_mib:.1f} MiB)")
     if device.type == "cuda":
         peaks = {}
         for impl in ("eager", "sdpa"):
