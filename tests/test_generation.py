@@ -232,6 +232,21 @@ def test_stop_on_cycle_with_a_callback_stops_once_every_row_has_cycled(tiny_mode
     assert int(per_row.row_forwards.max()) <= called.num_forwards <= int(per_row.row_forwards.max()) + 8 < 60
 
 
+def test_stop_on_cycle_batch_rows_equal_the_rows_alone(tiny_model):
+    # left-padded prompts with align_rows: each row as if alone, rows leaving at different steps
+    prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    padded = torch.tensor([[5, 6, 7, 8, 9], [PAD, PAD, PAD, 10, 11], [PAD, PAD, 12, 13, 14]])
+    kw = dict(max_new_tokens=12, num_denoising_steps=45, canvas_length=40, sampler="greedy", stop_on_cycle=True)
+    batch = tiny_model.generate(padded, attention_mask=(padded != PAD).long(), seed=[3, 4, 5], align_rows=True, **kw)
+    per_row = batch.row_forwards.tolist()  # (measured: [45, 26, 29])
+    assert min(per_row) < 45 and len(set(per_row)) > 1, per_row  # rows leave at different steps
+    for i, (p, s) in enumerate(zip(prompts, [3, 4, 5])):
+        alone = tiny_model.generate(torch.tensor([p]), seed=s, **kw)
+        full = tiny_model.generate(torch.tensor([p]), seed=s, **dict(kw, stop_on_cycle=False))
+        assert torch.equal(batch.canvas[i], alone.canvas[0]) and torch.equal(alone.canvas, full.canvas), i
+        assert int(batch.row_forwards[i]) == alone.num_forwards, i
+
+
 @pytest.mark.parametrize("sampler,extra", [("ancestral", {}), ("adaptive", {"temperature": 0.5})])
 def test_stop_on_cycle_refuses_random_samplers(tiny_model, sampler, extra):
     with pytest.raises(ValueError, match="stop_on_cycle needs a deterministic sampler"):
