@@ -1,0 +1,143 @@
+"""Optional native kernels, compiled on first use with the system's C compiler.
+
+`sink_attention(q, k, v, key_mask, scale)`: the off-by-one softmax attention of the model for bf16
+inference on x86 CPUs with AVX512-BF16 (`sink_attention_avx512bf16.c`). PyTorch's CPU flash kernel
+runs bf16 at about its fp32 speed on such CPUs without AMX; this one uses the bf16 dot-product
+instruction (measured in `benchmarks/bench_core.py`). `install()` (run by `import sumi`) makes
+the model use it: the model file (also a checkpoint's standalone remote code) only looks up
+`modeling_sumi.SINK_ATTENTION_HOOK`.
+
+Everything else falls back to SDPA: other dtypes, gradients, CUDA, head dims that are not a
+multiple of 64, CPUs without the instructions, no compiler (`available()` says why not; set
+`SUMI_NATIVE_KERNELS=0` to turn it off). The shared library is built once into the sumi cache
+directory (`$SUMI_CACHE_DIR`, default `~/.cache/sumi/kernels`), keyed by the source's hash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("sink_attention_avx512bf16.c")
+CFLAGS = ["-O3", "-mavx512f", "-mavx512bf16", "-mavx512bw", "-mavx512vl", "-mfma", "-fopenmp", "-shared", "-fPIC"]
+CPU_FLAGS = ("avx512f", "avx512_bf16", "avx512bw", "avx512vl")
+
+_lib: ctypes.CDLL | None = None
+_why_not: str | None = None
+
+
+def _cpu_has_flags() -> bool:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return all(f in flags for f in CPU_FLAGS)
+
+
+def _build() -> ctypes.CDLL:
+    from ..tokenization import cache_dir
+
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:16]
+    target = cache_dir() / "kernels" / f"sink_attention_{digest}.so"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+        if cc is None:
+            raise RuntimeError("no C compiler (gcc) found")
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # then an atomic rename
+            built = Path(tmp) / target.name
+            proc = subprocess.run([cc, *CFLAGS, "-o", str(built), str(SOURCE)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[-500:]}")
+            os.replace(built, target)
+    lib = ctypes.CDLL(str(target))
+    fn = lib.sink_attention_bf16
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int] * 5 + [ctypes.c_float, ctypes.c_int]
+    return lib
+
+
+def available() -> bool:
+    """Whether the native CPU kernel can run here (built on the first call). `why_not()` says why not."""
+    global _lib, _why_not
+    if _lib is not None:
+        return True
+    if _why_not is not None:
+        return False
+    if os.environ.get("SUMI_NATIVE_KERNELS", "1") == "0":
+        _why_not = "turned off by SUMI_NATIVE_KERNELS=0"
+    elif platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        _why_not = f"needs Linux on x86-64, not {platform.system()} on {platform.machine()}"
+    elif not _cpu_has_flags():
+        _why_not = f"the CPU lacks one of {', '.join(CPU_FLAGS)}"
+    else:
+        try:
+            _lib = _build()
+            return True
+        except (OSError, RuntimeError) as e:
+            _why_not = f"could not build the kernel: {e}"
+    return False
+
+
+def why_not() -> str | None:
+    """Why `available()` is False (None when it is True or was not asked yet)."""
+    return _why_not
+
+
+def supports(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether `sink_attention` takes these inputs (else use SDPA)."""
+    return (q.device.type == "cpu" and q.dtype == k.dtype == v.dtype == torch.bfloat16 and q.dim() == 4
+            and q.shape[-1] % 64 == 0 and not (q.requires_grad or k.requires_grad or v.requires_grad)
+            and available())
+
+
+def sink_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+                   scale: float) -> torch.Tensor:
+    """Off-by-one softmax attention, bf16, on CPU: q `[B, h, S, d]`, k/v `[B, k, S, d]`, key_mask
+    `[B, S]` bool (True = attend) or None -> `[B, h, S, d]` bf16. Check `supports(q, k, v)` first."""
+    if not supports(q, k, v):
+        raise ValueError("sink_attention needs bf16 CPU tensors without gradients, head dim a multiple of 64, "
+                         f"and the native kernel ({why_not() or 'available'})")
+    B, H, S, D = q.shape
+    HK = k.shape[1]
+    if k.shape != (B, HK, S, D) or v.shape != k.shape or H % HK:
+        raise ValueError(f"q {tuple(q.shape)} and k/v {tuple(k.shape)}/{tuple(v.shape)} do not fit [B, h, S, d] "
+                         f"/ [B, k, S, d] with k dividing h")
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    mask = None if key_mask is None else key_mask.to(torch.uint8).contiguous()
+    out = torch.empty_like(q)
+    with torch.profiler.record_function("sumi::sink_attention"):  # (visible to the profiler as one op)
+        failed = _lib.sink_attention_bf16(q.data_ptr(), k.data_ptr(), v.data_ptr(),
+                                          0 if mask is None else mask.data_ptr(), out.data_ptr(),
+                                          B, H, HK, S, D, float(scale), torch.get_num_threads())
+    if failed:
+        raise MemoryError(f"sink_attention: out of memory for B={B} h={H} S={S} d={D}")
+    return out
+
+
+def install() -> None:
+    """Route the model's bf16 CPU inference attention through `sink_attention` (`import sumi`
+    does this). Cheap: the kernel is built at the first call that `supports`, and anything it
+    does not support (or a machine where it cannot run) goes on through SDPA."""
+    from .. import modeling_sumi
+
+    modeling_sumi.SINK_ATTENTION_HOOK = (supports, sink_attention)
+
+
+def uninstall() -> None:
+    """Back to SDPA for everything (for comparisons)."""
+    from .. import modeling_sumi
+
+    modeling_sumi.SINK_ATTENTION_HOOK = None
+
+
+__all__ = ["available", "why_not", "supports", "sink_attention", "install", "uninstall"]
