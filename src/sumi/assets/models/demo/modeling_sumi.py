@@ -107,6 +107,12 @@ def eager_sink_attention(
     return torch.matmul(probs.to(v.dtype), v)
 
 
+# An optional native kernel for what SDPA does below, as `(supports(q, k, v) -> bool, attention)`
+# with `sdpa_sink_attention`'s signature: `sumi.kernels` installs its bf16 CPU kernel here when
+# the package is imported (a checkpoint's standalone remote code runs without it).
+SINK_ATTENTION_HOOK = None
+
+
 def sdpa_sink_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, scale: float
 ) -> torch.Tensor:
@@ -117,6 +123,8 @@ def sdpa_sink_attention(
     no padding mask SDPA may pick a flash / memory-efficient kernel (no `[S, S]` tensor at all).
     Shapes as `eager_sink_attention`.
     """
+    if SINK_ATTENTION_HOOK is not None and SINK_ATTENTION_HOOK[0](q, k, v):
+        return SINK_ATTENTION_HOOK[1](q, k, v, key_mask, scale)
     B, n_kv, S, d = k.shape
     zeros = k.new_zeros(B, n_kv, 1, d)
     k = torch.cat([k, zeros], dim=2)
