@@ -48,8 +48,14 @@ def _build() -> ctypes.CDLL:
 
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:16]
     target = cache_dir() / "kernels" / f"sink_attention_{digest}.so"
-    if not target.is_file():
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(target.parent, os.W_OK):
+            raise PermissionError(target.parent)
+    except OSError:  # a read-only home: build into the temporary directory instead
+        target = Path(tempfile.gettempdir()) / f"sumi-kernels-{os.getuid()}" / target.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.is_file():
         cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
         if cc is None:
             raise RuntimeError("no C compiler (gcc) found")
