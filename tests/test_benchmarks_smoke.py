@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,3 +60,13 @@ def test_bench_early_exit_quick(tmp_path):
         skips = r["variant"] in ("skip tail", "both", "skip tail + stop on cycle")
         assert r["forward_tokens"] <= 4 * 48 and skips == (r["forward_tokens"] < 4 * 48)
         assert r["identical"] or r["sampler"] == "ancestral"  # exact early exits: the same samples
+
+
+def test_bench_attention_quick(tmp_path):
+    from sumi import kernels
+
+    if not kernels._cpu_has_flags():
+        pytest.skip("needs a CPU with AVX512-BF16 (the script exits 1 and says so elsewhere)")
+    out, data = run_quick("bench_attention.py", tmp_path, 120)
+    assert "| shape | B, h / KV heads, S, d | SDPA | sumi kernel | ratio | max abs diff |" in out and "torch" in out
+    assert len(data["rows"]) == 2 and all(r["max_abs_diff"] < 0.05 for r in data["rows"])
