@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -118,16 +119,29 @@ def sink_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: 
     if k.shape != (B, HK, S, D) or v.shape != k.shape or H % HK:
         raise ValueError(f"q {tuple(q.shape)} and k/v {tuple(k.shape)}/{tuple(v.shape)} do not fit [B, h, S, d] "
                          f"/ [B, k, S, d] with k dividing h")
+    mask = None if key_mask is None else key_mask.to(torch.uint8)
+    return torch.ops.sumi.sink_attention(q, k, v, mask, float(scale))
+
+
+# A registered op (not a bare ctypes call), so that torch.compile and the profiler see one opaque
+# operation with a known output instead of tracing into the pointer arithmetic.
+@torch.library.custom_op("sumi::sink_attention", mutates_args=())
+def _sink_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor],
+                       scale: float) -> torch.Tensor:
+    B, H, S, D = q.shape
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    mask = None if key_mask is None else key_mask.to(torch.uint8).contiguous()
+    mask = None if key_mask is None else key_mask.contiguous()
     out = torch.empty_like(q)
-    with torch.profiler.record_function("sumi::sink_attention"):  # (visible to the profiler as one op)
-        failed = _lib.sink_attention_bf16(q.data_ptr(), k.data_ptr(), v.data_ptr(),
-                                          0 if mask is None else mask.data_ptr(), out.data_ptr(),
-                                          B, H, HK, S, D, float(scale), torch.get_num_threads())
+    failed = _lib.sink_attention_bf16(q.data_ptr(), k.data_ptr(), v.data_ptr(), 0 if mask is None else mask.data_ptr(),
+                                      out.data_ptr(), B, H, k.shape[1], S, D, scale, torch.get_num_threads())
     if failed:
         raise MemoryError(f"sink_attention: out of memory for B={B} h={H} S={S} d={D}")
     return out
+
+
+@_sink_attention_op.register_fake
+def _(q, k, v, key_mask, scale):
+    return torch.empty_like(q, memory_format=torch.contiguous_format)
 
 
 def install() -> None:
