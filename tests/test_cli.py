@@ -250,6 +250,9 @@ def test_info_on_a_saved_folder(capsys, dolma2_folder):
     assert report["activations"]["canvas_length"] == 256         # capped at max_position_embeddings
     rc, out, _ = run(capsys, "info", dolma2_folder)
     assert rc == 0 and "tokenizer present" in out and "(folder)" in out
+    # which attention bf16 inference gets here: the tiny folder's head_dim 16 rules the kernel out
+    assert report["cpu_bf16_attention"]["kernel"] == "SDPA" and "bf16 on CPU   attention through SDPA" in out
+    assert report["cpu_bf16_attention"]["why_not"]
 
 
 # ----------------------------------------------------------------------------- errors and help

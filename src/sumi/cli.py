@@ -740,6 +740,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     )
     if files is not None:
         report["files"] = files
+    from . import kernels  # which attention bf16 inference gets on this machine
+
+    native = config.head_dim % 64 == 0 and kernels.available()
+    report["cpu_bf16_attention"] = dict(
+        kernel="sumi native (AVX512-BF16)" if native else "SDPA",
+        why_not=None if native else (kernels.why_not() or f"head_dim {config.head_dim} is not a multiple of 64"))
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -761,6 +767,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     if files is not None:
         lines.append(f"files         {files['count']} weight file(s), {_human(files['bytes'])} on disk; "
                      f"tokenizer {'present' if files['tokenizer'] else 'absent'}")
+    att = report["cpu_bf16_attention"]
+    lines.append(f"bf16 on CPU   attention through {att['kernel']}" + (f" ({att['why_not']})" if att["why_not"] else ""))
     S = mem["canvas_length"]
     lines.append(f"inference     rough activations of one denoising step, canvas {S} x batch 1 "
                  f"(logits [{S}, {c['vocab_size']}] + two fp32 sampler copies, or the largest layer transient; "
