@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import sumi  # noqa: E402
 from sumi.analysis.quality import token_entropy  # noqa: E402
+from sumi.generation_sumi import is_deterministic  # noqa: E402
 
 
 def main():
@@ -72,7 +73,7 @@ def main():
         variants = [("official", {}), ("early exit", dict(early_stop_patience=patience[sampler])),
                     ("skip tail", dict(skip_tail=True)),
                     ("both", dict(skip_tail=True, early_stop_patience=patience[sampler]))]
-        if sampler in ("adaptive", "greedy"):  # deterministic here (adaptive at T = 0)
+        if is_deterministic(sampler, base_kw.get("temperature", 1.0)):  # greedy; adaptive at T = 0 here
             variants.insert(2, ("stop on cycle", dict(stop_on_cycle=True)))
             variants.append(("skip tail + stop on cycle", dict(skip_tail=True, stop_on_cycle=True)))
         for variant, extra in variants:

@@ -742,10 +742,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         report["files"] = files
     from . import kernels  # which attention bf16 inference gets on this machine
 
-    native = config.head_dim % 64 == 0 and kernels.available()
-    report["cpu_bf16_attention"] = dict(
-        kernel="sumi native (AVX512-BF16)" if native else "SDPA",
-        why_not=None if native else (kernels.why_not() or f"head_dim {config.head_dim} is not a multiple of 64"))
+    why = kernels.why_not_for(config.head_dim)
+    report["cpu_bf16_attention"] = dict(kernel="SDPA" if why else "sumi native (AVX512-BF16)", why_not=why)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0

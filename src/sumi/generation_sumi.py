@@ -350,6 +350,12 @@ def adaptive_step(
     return z_s, selected.masked_fill(~valid, -1)
 
 
+def is_deterministic(sampler: str, temperature: float) -> bool:
+    """Whether a step is a function of the canvas alone (no random draws): greedy, and adaptive at
+    T = 0. Only then does a repeated canvas repeat its future (`stop_on_cycle`)."""
+    return sampler == "greedy" or (sampler == "adaptive" and float(temperature) == 0)
+
+
 def greedy_step(logits: torch.Tensor, z_t: torch.Tensor, free: torch.Tensor, *, vocab_size: int) -> torch.Tensor:
     """Every free position becomes the argmax of the denoiser."""
     return torch.where(free, logits[..., :vocab_size].argmax(-1), z_t)
@@ -620,7 +626,7 @@ class SumiGenerationMixin:
             if o[name] is not None and not 0.0 < o[name] <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {o[name]!r}")
         cycle_exit = bool(o["stop_on_cycle"])
-        if cycle_exit and not (sampler_name == "greedy" or (sampler_name == "adaptive" and T == 0)):
+        if cycle_exit and not is_deterministic(sampler_name, T):
             raise ValueError(f"stop_on_cycle needs a deterministic sampler (greedy, or adaptive with temperature=0), "
                              f"got sampler={sampler_name!r} at temperature={T}: with random draws a repeated canvas "
                              f"does not repeat its future (early_stop_patience is the heuristic for those)")
@@ -804,6 +810,6 @@ class SumiGenerationMixin:
 
 __all__ = [
     "SAMPLERS", "GENERATION_DEFAULTS", "SumiGenerationOutput", "Trajectory", "SumiGenerationMixin", "filter_probs",
-    "denoiser_probs", "dense_posterior", "softmax_summary", "ancestral_step", "adaptive_step", "greedy_step",
-    "trim_sequences",
+    "denoiser_probs", "dense_posterior", "softmax_summary", "ancestral_step", "adaptive_step", "is_deterministic",
+    "greedy_step", "trim_sequences",
 ]

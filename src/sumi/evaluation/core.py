@@ -43,6 +43,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from ..generation_sumi import is_deterministic
 from .nelbo import DEFAULT_NELBO_METHOD, NELBO_METHODS, ScoreRequest, count_canvases, derive_seed, nelbo_scores, \
     rolling_windows
 
@@ -342,7 +343,7 @@ class SumiEvaluator:
         steps = int(o["num_denoising_steps"])
         k = o["tokens_per_step"] or math.ceil(L / steps)
         patience = o["early_stop_patience"]
-        cycles = o["sampler"] == "greedy" or (o["sampler"] == "adaptive" and float(o["temperature"]) == 0)
+        cycles = is_deterministic(o["sampler"], o["temperature"])
         fitted = [self._fit_prompt(self._prefix(p), max_gen_toks) for p in prompts]
         bs = int(o["gen_batch_size"] or o["batch_size"])
         order = sorted(range(len(fitted)), key=lambda i: -len(fitted[i][0]))

@@ -100,11 +100,17 @@ def why_not() -> str | None:
     return _why_not
 
 
+def why_not_for(head_dim: int) -> str | None:
+    """Why bf16 CPU inference of a model with this head dim would not use the kernel here (None: it would)."""
+    if head_dim % 64:
+        return f"head_dim {head_dim} is not a multiple of 64"
+    return None if available() else why_not()
+
+
 def supports(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     """Whether `sink_attention` takes these inputs (else use SDPA)."""
     return (q.device.type == "cpu" and q.dtype == k.dtype == v.dtype == torch.bfloat16 and q.dim() == 4
-            and q.shape[-1] % 64 == 0 and not (q.requires_grad or k.requires_grad or v.requires_grad)
-            and available())
+            and not (q.requires_grad or k.requires_grad or v.requires_grad) and why_not_for(q.shape[-1]) is None)
 
 
 def sink_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
@@ -160,4 +166,4 @@ def uninstall() -> None:
     modeling_sumi.SINK_ATTENTION_HOOK = None
 
 
-__all__ = ["available", "why_not", "supports", "sink_attention", "install", "uninstall"]
+__all__ = ["available", "why_not", "why_not_for", "supports", "sink_attention", "install", "uninstall"]
