@@ -91,7 +91,8 @@ def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
     files = list(args.files) + files
     if not files:
         raise ValueError("tokenizer train: give training files or --corpus")
-    tok = train_tokenizer(files, args.out, args.vocab_size, min_frequency=args.min_frequency, seed=args.seed)
+    tok = train_tokenizer(files, args.out, args.vocab_size, min_frequency=args.min_frequency, seed=args.seed,
+                          overwrite=args.overwrite)
     print(f"wrote {args.out}: {len(tok)} ids (pad {tok.pad_token_id}, eos {tok.eos_token_id}, bos {tok.bos_token_id})")
     return 0
 
@@ -115,7 +116,8 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=("auto", "uint16", "uint32"))
     p.add_argument("--text-field", default="text", help="JSON/parquet/datasets field holding the text")
     p.add_argument("--shard-tokens", type=int, default=DEFAULT_SHARD_TOKENS)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset (only a folder "
+                   "with a sumi metadata.json and its shards; never an input or anything else)")
     p.add_argument("--no-progress", action="store_true")
     _add_corpus_args(p)
     p.set_defaults(func=_cmd_prepare)
@@ -133,10 +135,12 @@ def add_tokenizer_train_parser(tokenizer_subparsers: Any) -> argparse.ArgumentPa
     t = tokenizer_subparsers.add_parser("train", help="train a byte-level BPE (pad=0, eos=1, bos=2) and save "
                                         "HF tokenizer files")
     t.add_argument("files", nargs="*", help="training text files (read whole, UTF-8)")
-    t.add_argument("-o", "--out", required=True, help="output folder (tokenizer.json + tokenizer_config.json)")
+    t.add_argument("-o", "--out", required=True, help="output folder (tokenizer.json + tokenizer_config.json; "
+                   "written atomically)")
     t.add_argument("--vocab-size", type=int, required=True)
     t.add_argument("--min-frequency", type=int, default=2)
     t.add_argument("--seed", type=int, default=0, help="recorded only: BPE training is deterministic")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing tokenizer folder (only one)")
     _add_corpus_args(t)
     t.set_defaults(func=_cmd_train_tokenizer)
     return t

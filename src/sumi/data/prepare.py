@@ -14,8 +14,6 @@ import io
 import json
 import multiprocessing as mp
 import os
-import secrets
-import shutil
 import sys
 import warnings
 from collections import deque
@@ -25,7 +23,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .format import DTYPES, FORMAT_NAME, FORMAT_VERSION, METADATA_FILE, SPLITS, shard_names
+from ..atomic import atomic_folder, check_target
+from .format import DTYPES, FORMAT_NAME, FORMAT_VERSION, METADATA_FILE, SPLITS, read_metadata, shard_names
 from .jsonl import iter_json_lines
 
 # whole-file documents (optionally gzipped)
@@ -432,19 +431,35 @@ class _SplitWriter:
         return {"num_tokens": self.num_tokens, "num_documents": self.num_documents, "shards": self.shards}
 
 
-def _install(tmp: Path, out: Path, overwrite: bool) -> None:
-    if out.exists():
-        if out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        elif not overwrite:
-            raise FileExistsError(f"{str(out)!r} already exists; pass overwrite=True to replace it")
-        else:
-            old = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-            return
-    os.replace(tmp, out)
+def why_not_replaceable(out: Path) -> str | None:
+    """Why `overwrite=True` may not replace the folder `out` (None: it is a prepared sumi dataset
+    holding only its own files: metadata.json and the shards it lists)."""
+    try:
+        meta = read_metadata(out)
+        own = {METADATA_FILE} | {shard[key] for split in meta["splits"].values() for shard in split["shards"]
+                                 for key in ("file", "docs_file")}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"it is not a prepared sumi dataset (no readable {FORMAT_NAME} {METADATA_FILE})"
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in own)
+    if foreign:
+        more = ", ..." if len(foreign) > 5 else ""
+        return f"it holds files that are not part of the dataset ({', '.join(foreign[:5])}{more})"
+    return None
+
+
+def _check_not_an_input(out: Path, sources: Sequence[_Source]) -> None:
+    """Refuse an output folder that is, or contains, one of the inputs."""
+    target = out.resolve()
+    for src in sources:
+        if src.kind == "hf_hub":
+            continue
+        path = Path(src.path).resolve()
+        if path == target or target in path.parents:
+            raise ValueError(f"the output folder {str(out)!r} holds the input {src.path!r}: write the dataset "
+                             "somewhere else (it would replace its own input)")
+
+
+_WHAT = f"a prepared sumi dataset (a folder with a {FORMAT_NAME} {METADATA_FILE} and its shards only)"
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -504,7 +519,6 @@ def prepare_dataset(
     temporary folder next to `out_dir`, which is renamed into place at the end (an existing
     `out_dir` needs ``overwrite=True``); an interrupted run leaves no `metadata.json` at `out_dir`.
     """
-    from .. import __version__
 
     if not 0.0 <= float(val_fraction) < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -512,15 +526,24 @@ def prepare_dataset(
         raise ValueError(f"shard_tokens must be >= 1, got {shard_tokens}")
     num_workers = default_num_workers() if num_workers is None else int(num_workers)
     out = Path(out_dir)
-    if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
-        raise FileExistsError(f"{str(out)!r} already exists; pass overwrite=True to replace it")
     sources = _expand_inputs(inputs)
+    _check_not_an_input(out, sources)
+    check_target(out, overwrite=overwrite, may_replace=why_not_replaceable, what=_WHAT)
     tok = _resolve_tokenizer(tokenizer, bos_token_id, eos_token_id)
     dtype = _choose_dtype(dtype, tok.vocab_size)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
+    with atomic_folder(out, overwrite=overwrite, may_replace=why_not_replaceable, what=_WHAT) as tmp:
+        return _write_dataset(tmp, out, sources, tok, dtype, text_field=text_field, val_fraction=val_fraction,
+                              seed=seed, shard_tokens=shard_tokens, num_workers=num_workers, progress=progress,
+                              extra_metadata=extra_metadata)
+
+
+def _write_dataset(tmp: Path, out: Path, sources: Sequence[_Source], tok: _TokInfo, dtype: str, *,
+                   text_field: str, val_fraction: float, seed: int, shard_tokens: int, num_workers: int,
+                   progress: bool, extra_metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """Tokenize `sources` into shards and metadata.json in the staging folder `tmp`."""
+    from .. import __version__
+
     writers = {s: _SplitWriter(tmp, s, dtype, int(shard_tokens)) for s in SPLITS}
     try:
         skipped = 0
@@ -586,10 +609,7 @@ def prepare_dataset(
             meta["extra"] = extra_metadata
         # written last: a folder with metadata.json is complete
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        _install(tmp, out, overwrite)
-    except BaseException:
+    finally:
         for w in writers.values():
             w.abort()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta

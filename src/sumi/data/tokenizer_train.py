@@ -7,8 +7,15 @@ import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from ..atomic import atomic_folder, check_target
+
 DEFAULT_SPECIAL_TOKENS = ("<|pad|>", "<|endoftext|>", "<|beginoftext|>")
 TRAINING_INFO_FILE = "sumi_tokenizer_training.json"
+# what a saved tokenizer folder may hold (`overwrite=True` replaces only such a folder)
+_TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                              "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja",
+                              TRAINING_INFO_FILE})
+_WHAT = "a tokenizer folder (tokenizer.json and the other tokenizer files only)"
 _CHUNK_CHARS = 1 << 20
 
 
@@ -27,6 +34,27 @@ def _iter_texts(files: Sequence[Path]) -> Iterator[str]:
             start = end
 
 
+def why_not_replaceable(out: Path) -> str | None:
+    """Why `overwrite=True` may not replace the folder `out` (None: a saved tokenizer only)."""
+    if not (out / "tokenizer.json").is_file():
+        return "it is not a tokenizer folder (no tokenizer.json)"
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in _TOKENIZER_FILES)
+    if foreign:
+        return f"it holds files that are not tokenizer files ({', '.join(foreign[:5])})"
+    return None
+
+
+def _check_training_files(paths: Sequence[Path]) -> None:
+    if not paths:
+        raise ValueError("train_tokenizer needs at least one training file")
+    for p in paths:
+        if p.is_dir():
+            raise ValueError(f"tokenizer training file {str(p)!r} is a folder: give the text files in it "
+                             f"(e.g. {os.path.join(str(p), '*.txt')})")
+        if not p.is_file():
+            raise FileNotFoundError(f"tokenizer training file {str(p)!r} does not exist")
+
+
 def train_tokenizer(
     files: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -38,6 +66,7 @@ def train_tokenizer(
     bos_token: str = "<|beginoftext|>",
     eos_token: str = "<|endoftext|>",
     pad_token: str = "<|pad|>",
+    overwrite: bool = False,
 ):
     """Train a byte-level BPE tokenizer on `files` and save it in `out_dir` as HF tokenizer files
     (``tokenizer.json`` + ``tokenizer_config.json``); returns the transformers fast tokenizer.
@@ -57,17 +86,19 @@ def train_tokenizer(
     Deterministic: files are read in the given order and BPE training breaks ties by pair ids, so
     the same files and settings give a byte-identical ``tokenizer.json``. BPE training draws no
     random numbers; `seed` is only recorded (in ``sumi_tokenizer_training.json``) for bookkeeping.
+
+    Atomic: the files are written to a hidden folder next to `out_dir` and renamed into place; an
+    existing non-empty `out_dir` needs ``overwrite=True``, which replaces only a tokenizer folder.
     """
-    import tokenizers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     paths = [Path(f) for f in files]
-    if not paths:
-        raise ValueError("train_tokenizer needs at least one training file")
-    for p in paths:
-        if not p.is_file():
-            raise FileNotFoundError(f"tokenizer training file {str(p)!r} does not exist")
+    _check_training_files(paths)
+    out = Path(out_dir)
+    check_target(out, overwrite=overwrite, may_replace=why_not_replaceable, what=_WHAT)
+    if int(min_frequency) < 0:
+        raise ValueError(f"min_frequency must be >= 0, got {min_frequency}")
     special_tokens = list(special_tokens)
     if len(set(special_tokens)) != len(special_tokens):
         raise ValueError(f"duplicate special tokens: {special_tokens}")
@@ -92,9 +123,18 @@ def train_tokenizer(
 
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos_token, eos_token=eos_token,
                                    pad_token=pad_token, clean_up_tokenization_spaces=False)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(str(out))
+    with atomic_folder(out, overwrite=overwrite, may_replace=why_not_replaceable, what=_WHAT) as tmp:
+        fast.save_pretrained(str(tmp))
+        _write_training_info(tmp, tok, paths, vocab_size=vocab_size, min_frequency=min_frequency, seed=seed,
+                             special_tokens=special_tokens, roles=(bos_token, eos_token, pad_token))
+    return fast
+
+
+def _write_training_info(folder: Path, tok, paths: Sequence[Path], *, vocab_size: int, min_frequency: int,
+                         seed: int, special_tokens: Sequence[str], roles: tuple[str, str, str]) -> None:
+    import tokenizers
+
+    bos_token, eos_token, pad_token = roles
     info = {
         "model": "byte-level BPE", "vocab_size_requested": int(vocab_size),
         "vocab_size": tok.get_vocab_size(with_added_tokens=True), "min_frequency": int(min_frequency),
@@ -103,5 +143,4 @@ def train_tokenizer(
         "files": [{"path": os.fspath(p), "bytes": p.stat().st_size} for p in paths],
         "tokenizers_version": tokenizers.__version__,
     }
-    (out / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    return fast
+    (folder / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
