@@ -194,7 +194,8 @@ class SumiDecoderLayer(GradientCheckpointingLayer):
 
 # A saved folder carries these files and this auto_map (like the official repo), so that
 # `AutoModelForMaskGeneration.from_pretrained(folder, trust_remote_code=True)` needs no sumi install.
-REMOTE_CODE_FILES = ("configuration_sumi.py", "modeling_sumi.py", "generation_sumi.py", "diffusion.py")
+REMOTE_CODE_FILES = ("configuration_sumi.py", "modeling_sumi.py", "generation_sumi.py", "denoising.py", "sampling.py",
+                     "diffusion.py")
 AUTO_MAP = {
     "AutoConfig": "configuration_sumi.SumiConfig",
     "AutoModel": "modeling_sumi.SumiModel",

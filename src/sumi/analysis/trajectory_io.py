@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from ..generation_sumi import Trajectory
+from ..denoising import Trajectory, frozen_per_row
+from ..denoising import canvas_layout as layout_of
 
 FORMAT = "sumi-trajectory"
 FORMAT_VERSION = 1
@@ -134,32 +135,23 @@ def load_trajectory(path: str | os.PathLike) -> TrajectoryRecord:
 
 # ----------------------------------------------------------------------------- recording a run
 def canvas_layout(model, options: dict, prompt_lens: list[int], P: int) -> dict[str, Any]:
-    """Where generate() puts things (spec §6), from resolved options: each row's answer budget, its
-    canvas start column, its generated columns `[P, P + budget)` and its pinned columns after the
-    prompt (EOS/BOS anchors or `frozen` tokens), as plain lists."""
-    cfg = model.config
-    B = len(prompt_lens)
+    """Where generate() puts things (`sumi.denoising.canvas_layout`), from resolved options, as plain
+    lists for the metadata: each row's answer budget, its canvas start column, its generated columns
+    `[P, P + budget)` and its pinned columns after the prompt (EOS/BOS anchors or `frozen` tokens)."""
     mnt = options.get("max_new_tokens")
     if mnt is None and options.get("max_length") is not None:
         mnt = options["max_length"] - P
-    C = min(int(options["canvas_length"]), cfg.max_position_embeddings)
-    anchors = bool(options["anchor_eosbos"]) and options.get("frozen") is None
-    reserve = 2 if anchors else 0
-    align = bool(options.get("align_rows"))
-    row_prompt = prompt_lens if align else [P] * B
-    budgets = [max(1, min(int(mnt), C - p - reserve)) for p in row_prompt]
-    starts = [P - p for p in row_prompt] if align else [0] * B
-    if anchors:
-        pinned = [[s + p + n, s + p + n + 1] for s, p, n in zip(starts, row_prompt, budgets)]
-    elif options.get("frozen") is not None:
-        from ..generation_sumi import _normalise_frozen
-
+    frozen = options.get("frozen")
+    layout = layout_of(model.config, prompt_lens, P, mnt, options["canvas_length"],
+                       anchors=bool(options["anchor_eosbos"]) and frozen is None, aligned=bool(options.get("align_rows")))
+    pinned = layout.anchor_columns()
+    if frozen is not None:
         pinned = [sorted(s + pos for pos, _ in rows if s + pos >= P)
-                  for s, rows in zip(starts, _normalise_frozen(options["frozen"], B))]
-    else:
-        pinned = [[] for _ in range(B)]
-    return dict(canvas_length=C, prompt_len=P, row_prompt_lens=list(prompt_lens), budgets=budgets,
-                row_starts=starts, generated_columns=[[P, P + n] for n in budgets], anchor_columns=pinned)
+                  for s, rows in zip(layout.starts, frozen_per_row(frozen, len(prompt_lens)))]
+    return dict(canvas_length=layout.canvas_length, prompt_len=P, row_prompt_lens=list(prompt_lens),
+                budgets=layout.budgets, row_starts=layout.starts,
+                generated_columns=[list(layout.answer_columns(i)) for i in range(len(prompt_lens))],
+                anchor_columns=pinned)
 
 
 GENERATE_OPTION_KEYS = ("num_denoising_steps", "sampler", "schedule", "temperature", "tokens_per_step",
