@@ -396,4 +396,38 @@ def parameter_counts(config: SumiConfig) -> dict[str, int]:
                 matrices=sum(p.numel() for p in model.parameters() if p.ndim >= 2))
 
 
-__all__ = ["parameter_counts", "write_remote_code", "REMOTE_CODE_FILES", "AUTO_MAP", "SumiPreTrainedModel", "SumiModel", "SumiForMaskGeneration"]
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def memory_estimate(config: SumiConfig, canvas_length: int = 2048, batch_size: int = 1) -> dict:
+    """Rough inference memory of one denoising step (bytes), per weight dtype.
+
+    Counts, for a canvas of S = min(canvas_length, max_position_embeddings) tokens and batch B:
+      * logits `[B, S, V]` in the model dtype (the lm_head output);
+      * sampler temporaries: two fp32 `[B, S, V]` tensors (logits.float() / T and its
+        softmax / logsumexp) -- the ancestral sampler never builds the dense posterior;
+      * the largest per-layer transient: residual + normed hidden + q/k/v + attention output
+        (`[B, S, H]`-sized) and the MLP's gate, up and product (`[B, S, I]` each), in the model dtype;
+      * with eager attention only: fp32 scores and probabilities `[B, heads, S, S+1]` (SDPA uses a
+        fused kernel and skips them).
+    Peak activations = max(sampler phase, per-layer transient + hidden); not counted: the
+    allocator's caching and fragmentation, the CUDA context, the tokenizer.
+    """
+    S = min(int(canvas_length), config.max_position_embeddings)
+    B, V, H, I = batch_size, config.vocab_size, config.hidden_size, config.intermediate_size
+    q = config.num_attention_heads * config.head_dim
+    kv = config.num_key_value_heads * config.head_dim
+    out: dict = {"canvas_length": S, "batch_size": B, "per_dtype": {}}
+    for name, b in DTYPE_BYTES.items():
+        logits = B * S * V * b
+        sampler = 2 * B * S * V * 4
+        layer = B * S * (2 * H + q + 2 * kv + q) * b + 3 * B * S * I * b
+        eager_scores = 2 * B * config.num_attention_heads * S * (S + 1) * 4
+        peak = max(logits + sampler, layer)
+        out["per_dtype"][name] = dict(logits=logits, sampler_fp32=sampler, layer_transient=layer,
+                                      eager_attention_scores=eager_scores, peak_sdpa=peak,
+                                      peak_eager=max(logits + sampler, layer + eager_scores))
+    return out
+
+
+__all__ = ["parameter_counts", "memory_estimate", "DTYPE_BYTES", "write_remote_code", "REMOTE_CODE_FILES", "AUTO_MAP", "SumiPreTrainedModel", "SumiModel", "SumiForMaskGeneration"]
