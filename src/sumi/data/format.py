@@ -18,13 +18,14 @@ split hold ``>= shard_tokens`` tokens; a single long document is never cut).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..checksums import sha256_file
 
 FORMAT_NAME = "sumi-packed"
 FORMAT_VERSION = 1
@@ -41,14 +42,6 @@ class CorruptShardError(ValueError):
 def shard_names(split: str, index: int) -> tuple[str, str]:
     """File names of shard `index` of `split`: (token file, document-offset file)."""
     return f"{split}-{index:05d}.bin", f"{split}-{index:05d}.docs.npy"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def canonical_split(split: str) -> str:

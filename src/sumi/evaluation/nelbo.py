@@ -8,8 +8,9 @@ and scored; every other position stays clean and acts as conditioning context. T
 with `loss` the uniform GIDD loss without the z-loss (`sumi.diffusion.uniform_gidd_loss`) and z_t
 the canvas with only the span noised. It is an upper bound on `-log p(span | rest)` in nats (up to
 the endpoint constants of order 1e-4 that the spec drops), so `-NELBO` is the log-likelihood we
-report. `t` comes from `sumi.diffusion.nelbo_t_grid`: "stratified" (one uniform draw per stratum,
-unbiased) or "quadrature" (Gauss-Legendre nodes in log-SNR, deterministic in t).
+report. `t` comes from `sumi.diffusion.nelbo_t_grid`: "stratified-logsnr" (the default here: one
+uniform draw of the log-SNR per stratum, unbiased, low variance), "stratified" (uniform-in-t strata)
+or "quadrature" (Gauss-Legendre nodes in log-SNR, deterministic in t).
 
 Batching and seeding. Each request expands into `num_samples` canvases (one per t); all of them,
 over all requests, are sorted by length and run `batch_size` at a time (right-padded, padded keys
@@ -31,16 +32,16 @@ windows by their own tokens (windows without clean context would otherwise all s
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import torch
 
-from ..diffusion import MAX_LOG_SNR, MIN_LOG_SNR, nelbo_t_grid, t_from_log_snr, t_range, uniform_gidd_loss
+from ..diffusion import MAX_LOG_SNR, MIN_LOG_SNR, NELBO_METHODS, nelbo_terms
+from ..diffusion import nelbo_t_grid as t_grid
+from ..seeding import derive_seed
 
-NELBO_METHODS = ("stratified-logsnr", "stratified", "quadrature")
 DEFAULT_NELBO_METHOD = "stratified-logsnr"
 
 
@@ -69,51 +70,6 @@ class ScoreRequest:
         if self.key is not None:
             return tuple(self.key)
         return (tuple(self.tokens[:self.start]), tuple(self.tokens[self.end:]), self.start)
-
-
-def derive_seed(seed: int, *parts) -> int:
-    """A 63-bit seed from a base seed and any repr-able parts (stable across processes and runs)."""
-    digest = hashlib.sha256(repr((int(seed),) + parts).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def t_grid(
-    num_samples: int,
-    method: str = DEFAULT_NELBO_METHOD,
-    *,
-    min_log_snr: float = MIN_LOG_SNR,
-    max_log_snr: float = MAX_LOG_SNR,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noise levels t `[K]` and weights `[K]` (float64) such that `sum_k w_k loss(t_k) / (t_k (1 - t_k))`
-    estimates `E_{t ~ U[t_min, t_max]}[loss(t) / (t (1 - t))]`.
-
-    * "stratified-logsnr" (default): one uniform draw of the log-SNR lambda in each of K equal
-      strata of [min_log_snr, max_log_snr]; importance weights `(max - min) / K * t (1 - t) / (t_max - t_min)`.
-      Unbiased, and the weighted integrand is the bounded `loss(lambda)` itself, so no sample can
-      explode. Stratifying uniformly in t ("stratified") is unbiased too, but rare replacements at
-      t ~ 1e-4 are then divided by t: a heavy tail that makes it several times noisier (measured
-      in tests/test_evaluation_nelbo.py).
-    * "stratified", "quadrature": `sumi.diffusion.nelbo_t_grid` (uniform-in-t strata; Gauss-Legendre
-      nodes in lambda, deterministic in t and slightly biased at small K).
-    """
-    _check_method(method)
-    if method != "stratified-logsnr":
-        return nelbo_t_grid(num_samples, method=method, min_log_snr=min_log_snr, max_log_snr=max_log_snr,
-                            generator=generator)
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    lo, hi = t_range(min_log_snr, max_log_snr)
-    u = torch.rand(num_samples, generator=generator, dtype=torch.float64)
-    span = max_log_snr - min_log_snr
-    lam = min_log_snr + span * (torch.arange(num_samples, dtype=torch.float64) + u) / num_samples
-    t = t_from_log_snr(lam)
-    return t, (span / num_samples) * t * (1 - t) / (hi - lo)
-
-
-def _check_method(method: str) -> None:
-    if method not in NELBO_METHODS:
-        raise ValueError(f"unknown NELBO method {method!r}; choose one of {NELBO_METHODS}")
 
 
 @torch.no_grad()
@@ -146,7 +102,8 @@ def nelbo_scores(
         progress: called with the number of canvases done after each forward.
     Returns: one float per request (0.0 for an empty span).
     """
-    _check_method(method)
+    if method not in NELBO_METHODS:
+        raise ValueError(f"unknown NELBO method {method!r}; choose one of {NELBO_METHODS}")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     if batch_size < 1:
@@ -186,8 +143,8 @@ def nelbo_scores(
         z_b = torch.full((len(batch), S), pad_id, dtype=torch.long)
         x_b = torch.full((len(batch), S), pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), S), dtype=torch.long)
-        sel_rows, sel_cols, sel_t = [], [], []
-        for b, (i, _, t, _, noise_seed) in enumerate(batch):
+        sel_rows, sel_cols, sel_t, sel_w = [], [], [], []
+        for b, (i, _, t, w, noise_seed) in enumerate(batch):
             r = requests[i]
             n, L = r.num_scored, len(r.tokens)
             x = torch.tensor(r.tokens, dtype=torch.long)
@@ -203,22 +160,21 @@ def nelbo_scores(
             sel_rows += [b] * n
             sel_cols += list(range(r.start, r.end))
             sel_t += [t] * n
+            sel_w += [w] * n
         z_b, x_b = z_b.to(device), x_b.to(device)
         attn = None if bool(mask.all()) else mask.to(device)
         hidden = model.model(input_ids=z_b, attention_mask=attn).last_hidden_state
         rows_t = torch.tensor(sel_rows, device=device)
         cols_t = torch.tensor(sel_cols, device=device)
         t_t = torch.tensor(sel_t, dtype=torch.float64, device=device)
+        w_t = torch.tensor(sel_w, dtype=torch.float64, device=device)
         per_pos = torch.empty(len(sel_rows), dtype=torch.float64, device=device)
         for c0 in range(0, len(sel_rows), chunk):
-            rr, cc = rows_t[c0:c0 + chunk], cols_t[c0:c0 + chunk]
-            logits = lm_head(hidden[rr, cc])[None]
-            loss, _ = uniform_gidd_loss(logits, z_b[rr, cc][None], x_b[rr, cc][None], t_t[c0:c0 + chunk][None],
-                                        vocab_size=V, beta_is=beta, z_loss_strength=0.0)
-            per_pos[c0:c0 + chunk] = loss[0].double()
-        weight = torch.tensor([w / (t * (1.0 - t)) for _, _, t, w, _ in batch], dtype=torch.float64, device=device)
+            rr, cc, part = rows_t[c0:c0 + chunk], cols_t[c0:c0 + chunk], slice(c0, c0 + chunk)
+            per_pos[part] = nelbo_terms(lm_head(hidden[rr, cc]), z_b[rr, cc], x_b[rr, cc], t_t[part], w_t[part],
+                                        vocab_size=V, beta_is=beta)
         per_row = torch.zeros(len(batch), dtype=torch.float64, device=device).index_add_(0, rows_t, per_pos)
-        for (i, k, *_), value in zip(batch, (per_row * weight).tolist()):
+        for (i, k, *_), value in zip(batch, per_row.tolist()):
             parts[i][k] = value
         if progress is not None:
             progress(len(batch))

@@ -14,7 +14,6 @@ argmax of log-likelihood / UTF-8 bytes of the choice text is gold.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import importlib.metadata
 import json
 import math
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..checksums import sha256_file
 from .execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, run_programs
 from .tasks import TASKS, GenItem, MCItem, extract_gsm8k_answer, gsm8k_correct, humaneval_program, load_task, \
     mbpp_program, select
@@ -192,7 +192,7 @@ def data_file_hashes(names: Sequence[str], data_dir: str | os.PathLike) -> dict:
         for f in TASKS[name].files:
             p = Path(data_dir) / f
             if p.is_file() and f not in out:
-                out[f] = {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size}
+                out[f] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     return out
 
 

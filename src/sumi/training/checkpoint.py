@@ -20,7 +20,6 @@ an error naming the file) and the previous one is used. Only the last `keep_last
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from ..checksums import sha256_file
 
 logger = logging.getLogger("sumi.training")
 
@@ -47,14 +48,6 @@ class CheckpointError(RuntimeError):
 
 def checkpoint_name(step: int) -> str:
     return f"step_{step:07d}"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _file_entry(path: Path) -> dict[str, Any]:

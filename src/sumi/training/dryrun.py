@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..diffusion import default_loss_chunk_tokens
+from ..formatting import format_count
 from .config import TrainConfig
-from .loss import default_chunk_tokens
 from .optim import lr_at
 
 GIB = 2**30
@@ -97,7 +98,7 @@ def memory_per_rank(config: TrainConfig, model_config, counts: dict[str, int], w
     acts += T * H * (act_b + 2 * 4)  # embedding output, final norm
     out["activations"] = acts
     if config.fused_loss:
-        chunk = min(T, config.loss_chunk_tokens or default_chunk_tokens(V))
+        chunk = min(T, config.loss_chunk_tokens or default_loss_chunk_tokens(V))
         out["loss"] = T * H * act_b + 6 * chunk * V * 4
     else:
         out["loss"] = T * V * act_b + 5 * T * V * 4
@@ -105,13 +106,6 @@ def memory_per_rank(config: TrainConfig, model_config, counts: dict[str, int], w
     out["total"] = sum(out.values())
     out["_notes"] = dict(compute_param_bytes=param_b, activation_bytes=act_b, tokens_per_micro_batch=T)
     return out
-
-
-def _fmt_count(n: float) -> str:
-    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            return f"{n / div:.2f}{suffix}"
-    return f"{n:.0f}"
 
 
 def dry_run_report(config: TrainConfig, world_size: int = 1) -> str:
@@ -127,14 +121,14 @@ def dry_run_report(config: TrainConfig, world_size: int = 1) -> str:
     lines.append(f"recipe OK: model {src}, world size {world_size}, dtype {config.dtype}, "
                  f"activation checkpointing {'on' if config.activation_checkpointing else 'off'}, "
                  f"{'fused' if config.fused_loss else 'unfused'} loss, attention {config.model.attn_implementation}")
-    lines.append(f"parameters: {counts['total']:,} ({_fmt_count(counts['total'])}) = "
-                 f"{_fmt_count(counts['non_embedding'])} non-embedding + embedding {_fmt_count(counts['embedding'])}"
-                 f" + head {_fmt_count(counts['lm_head'])}; weight decay on {_fmt_count(counts['weight_decayed'])} "
+    lines.append(f"parameters: {counts['total']:,} ({format_count(counts['total'])}) = "
+                 f"{format_count(counts['non_embedding'])} non-embedding + embedding {format_count(counts['embedding'])}"
+                 f" + head {format_count(counts['lm_head'])}; weight decay on {format_count(counts['weight_decayed'])} "
                  f"(all >=2-D weights incl. embedding and head; not the RMSNorm weights)")
     lines.append(f"batch: global {G} sequences x {S} tokens = {tokens_step:,} tokens per step; "
                  f"micro-batch {mb} per rank x {world_size} ranks; gradient accumulation {accum} steps")
     total_tokens = tokens_step * config.steps
-    lines.append(f"run: {config.steps:,} steps = {_fmt_count(total_tokens)} tokens; "
+    lines.append(f"run: {config.steps:,} steps = {format_count(total_tokens)} tokens; "
                  f"~{6 * counts['total'] * total_tokens:.3g} FLOPs (6 N D, attention excluded)")
     o = config.optim
     lr_desc = f"{o.schedule}: warm-up {o.warmup_steps} steps to {o.lr:g}"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ..diffusion import corrupt, sample_t
-from .sources import mix_seed
+from ..seeding import derive_seed
 
 
 @dataclass
@@ -60,14 +60,14 @@ def draw_step_noise(step: int, global_rows: int, seq_len: int, vocab_size: int, 
     generator state; the rank then applies it to its own clean rows.
     """
     device = torch.device(device)
-    g = torch.Generator(device=device).manual_seed(mix_seed(tag, "noise", seed, step))
+    g = torch.Generator(device=device).manual_seed(derive_seed(tag, "noise", seed, step))
     t = sample_t(global_rows, seq_len, per_token_fraction=data.per_token_fraction, min_log_snr=data.min_log_snr,
                  max_log_snr=data.max_log_snr, generator=g, device=device)
     sentinel = torch.full((global_rows, seq_len), -1, dtype=torch.long, device=device)
     replaced = corrupt(sentinel, t, vocab_size, generator=g)
     prefix_len = torch.zeros(global_rows, dtype=torch.long, device=device)
     if data.prefix_fraction > 0 and data.prefix_len > 0:
-        gp = torch.Generator().manual_seed(mix_seed(tag, "prefix", seed, step))
+        gp = torch.Generator().manual_seed(derive_seed(tag, "prefix", seed, step))
         has = torch.rand(global_rows, generator=gp) < data.prefix_fraction
         length = torch.randint(1, data.prefix_len + 1, (global_rows,), generator=gp)
         prefix_len = torch.where(has, length, torch.zeros_like(length)).to(device)

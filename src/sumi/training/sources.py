@@ -16,23 +16,18 @@ tiny CPU recipe.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from typing import Iterator, Protocol, runtime_checkable
 
 import torch
+
+from ..seeding import derive_seed
 
 
 @runtime_checkable
 class BatchSource(Protocol):
     def batches(self, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1,
                 start_step: int = 0) -> Iterator[torch.Tensor]: ...
-
-
-def mix_seed(*parts) -> int:
-    """A 63-bit seed from any tuple of ints/strings (stable across processes and Python versions)."""
-    digest = hashlib.blake2b("/".join(str(p) for p in parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
 class SyntheticSource:
@@ -62,7 +57,7 @@ class SyntheticSource:
     def row(self, index: int, seq_len: int, seed: int) -> torch.Tensor:
         if self.num_sequences:
             index %= self.num_sequences
-        g = torch.Generator().manual_seed(mix_seed("synthetic", self.split, seed, index))
+        g = torch.Generator().manual_seed(derive_seed("synthetic", self.split, seed, index))
         if self.kind == "random":
             return torch.randint(0, self.vocab_size, (seq_len,), generator=g)
         succ = self._successor()
@@ -75,7 +70,7 @@ class SyntheticSource:
 
     def _successor(self) -> list[int]:
         if self._succ is None:
-            g = torch.Generator().manual_seed(mix_seed("synthetic-successor", self.grammar_seed))
+            g = torch.Generator().manual_seed(derive_seed("synthetic-successor", self.grammar_seed))
             self._succ = torch.randperm(self.vocab_size, generator=g).tolist()
         return self._succ
 
@@ -107,4 +102,4 @@ def make_source(data, split: str, vocab_size: int) -> BatchSource:
     return ds
 
 
-__all__ = ["BatchSource", "SyntheticSource", "make_source", "mix_seed"]
+__all__ = ["BatchSource", "SyntheticSource", "make_source"]

@@ -34,7 +34,8 @@ from typing import Any, Sequence
 import torch
 import torch.distributed as dist
 
-from ..diffusion import corrupt, nelbo_t_grid, uniform_gidd_loss
+from ..diffusion import corrupt, nelbo_on_grid, nelbo_t_grid
+from ..seeding import derive_seed
 from .checkpoint import find_latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .distributed import DistContext, init_distributed, shutdown
@@ -43,7 +44,7 @@ from .loss import DiffusionTrainingModule
 from .metrics import RunLogger
 from .noise import draw_step_noise
 from .optim import build_optimizer, lr_at, set_lr
-from .sources import BatchSource, make_source, mix_seed
+from .sources import BatchSource, make_source
 
 logger = logging.getLogger("sumi.training")
 
@@ -80,7 +81,7 @@ def build_training_module(config: TrainConfig, model_config, ctx: DistContext) -
     elif config.model.path is not None:
         model = SumiForMaskGeneration.from_pretrained(config.model.path, config=model_config, dtype=torch.float32)
     else:
-        torch.manual_seed(mix_seed("init", config.seed) % (2**62))
+        torch.manual_seed(derive_seed("init", config.seed) % (2**62))
         model = SumiForMaskGeneration(model_config)  # seeded full init on CPU: identical on every rank
     model.config._attn_implementation = config.model.attn_implementation
     model.train()
@@ -106,7 +107,7 @@ def build_training_module(config: TrainConfig, model_config, ctx: DistContext) -
         _load_full_weights_from_rank0(model, config.model.path, ctx)
     elif config.model.init == "meta":
         module.to_empty(device=ctx.device)
-        torch.manual_seed(mix_seed("init", config.seed, "meta", ctx.rank if ctx.device.type == "cpu" else 0) % (2**62))
+        torch.manual_seed(derive_seed("init", config.seed, "meta", ctx.rank if ctx.device.type == "cpu" else 0) % (2**62))
         std = model_config.initializer_range
         with torch.no_grad():
             for p in module.parameters():
@@ -202,30 +203,37 @@ def evaluate(module: DiffusionTrainingModule, source: BatchSource, config: Train
     b = gb // ctx.world_size
     ts, ws = nelbo_t_grid(config.eval.nelbo_samples, method=config.eval.nelbo_method,
                           min_log_snr=config.data.min_log_snr, max_log_snr=config.data.max_log_snr,
-                          generator=torch.Generator().manual_seed(mix_seed("eval-grid", config.seed)))
+                          generator=torch.Generator().manual_seed(derive_seed("eval-grid", config.seed)))
     was_training = module.training
     module.eval()
     total = torch.zeros((), dtype=torch.float64, device=ctx.device)
     count = 0
-    it = source.batches(S, b, seed=mix_seed("eval-data", config.seed) % (2**31), rank=ctx.rank,
+    it = source.batches(S, b, seed=derive_seed("eval-data", config.seed) % (2**31), rank=ctx.rank,
                         world_size=ctx.world_size, start_step=0)
     rows = slice(ctx.rank * b, (ctx.rank + 1) * b)
     with _autocast(config, ctx.device):
         for i in range(config.eval.batches):
             x = next(it).to(ctx.device)
-            for k, (t, w) in enumerate(zip(ts.tolist(), ws.tolist())):
-                g = torch.Generator(device=ctx.device).manual_seed(mix_seed("eval-noise", config.seed, i, k))
-                rep = corrupt(torch.full((gb, S), -1, dtype=torch.long, device=ctx.device), t, V, generator=g)[rows]
-                z = torch.where(rep >= 0, rep, x)
-                logits = module(z)
-                loss, _ = uniform_gidd_loss(logits, z, x, t, vocab_size=V, beta_is=beta, z_loss_strength=0.0)
-                total += (w / (t * (1.0 - t))) * loss.double().sum()
+            noise = _eval_noise(x, i, seed=config.seed, global_shape=(gb, S), rows=rows, vocab_size=V)
+            total += nelbo_on_grid(module, x, ts, ws, noise, vocab_size=V, beta_is=beta).sum()
             count += x.numel()
     stats = torch.tensor([total.item(), float(count)], dtype=torch.float64, device=ctx.device)
     dist.all_reduce(stats)
     module.train(was_training)
     nelbo = float(stats[0] / stats[1])
     return {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 700.0)), "val_tokens": int(stats[1])}
+
+
+def _eval_noise(x: torch.Tensor, batch: int, *, seed: int, global_shape: tuple[int, int], rows: slice,
+                vocab_size: int):
+    """`(k, t) -> z` for eval batch `batch` (x `[b, S]`, this rank's `rows` of the global eval batch):
+    the corruption is drawn for the whole global batch from (seed, batch, k) and this rank's rows
+    taken, so any world size scores the same canvases."""
+    def noise(k: int, t: float) -> torch.Tensor:
+        g = torch.Generator(device=x.device).manual_seed(derive_seed("eval-noise", seed, batch, k))
+        rep = corrupt(torch.full(global_shape, -1, dtype=torch.long, device=x.device), t, vocab_size, generator=g)[rows]
+        return torch.where(rep >= 0, rep, x)
+    return noise
 
 
 # ----------------------------------------------------------------------------- resume
