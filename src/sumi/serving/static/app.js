@@ -146,15 +146,25 @@
     document.documentElement.style.setProperty("--conf-mid", confidenceColour(0.6));
   }
 
-  /** Append `text` to `parent` as text nodes, whitespace shown as dim marks. */
-  function appendVisibleText(parent, text) {
+  function trailingNewlines(text) {
+    return text.length - text.replace(/\n+$/, "").length;
+  }
+
+  /** Append `text` to `parent` as text nodes, whitespace shown as dim marks. A newline inside the
+   *  text (up to `maxBreaks` of them) also breaks the line there, so an indent starts the next line
+   *  as in the text; newlines that end it are left to the caller (a break after the token). */
+  function appendVisibleText(parent, text, maxBreaks = 0) {
     if (text === "") {
       parent.classList.add("empty");
       parent.append("∅");
       return;
     }
+    const inner = text.length - trailingNewlines(text);
     let run = "";
+    let breaks = 0;
+    let at = 0;
     for (const ch of text) {
+      at += ch.length;
       const mark = WHITESPACE_MARKS[ch];
       if (mark === undefined) {
         run += ch;
@@ -166,6 +176,7 @@
       ws.className = "ws";
       ws.textContent = mark;
       parent.append(ws);
+      if (ch === "\n" && at <= inner && breaks++ < maxBreaks) parent.append("\n");
     }
     if (run) parent.append(run);
   }
@@ -183,7 +194,7 @@
     if (row.changed?.[i]) span.classList.add("changed");
     if (row.overwrote?.[i]) span.classList.add("overwrote");
     if (/^<\|.*\|>$/.test(text)) span.classList.add("special");
-    appendVisibleText(span, text);
+    appendVisibleText(span, text, MAX_BREAKS_PER_TOKEN);
     const id = row.ids?.[i];
     span.title = [
       id !== undefined ? `id ${id}` : null,
@@ -212,7 +223,7 @@
     const n = row.tokens?.length ?? 0;
     for (let i = 0; i < n; i++) {
       div.append(tokenElement(row, i));
-      const breaks = Math.min(MAX_BREAKS_PER_TOKEN, (String(row.tokens[i]).match(/\n/g) || []).length);
+      const breaks = Math.min(MAX_BREAKS_PER_TOKEN, trailingNewlines(String(row.tokens[i] ?? "")));
       for (let b = 0; b < breaks; b++) div.append(document.createElement("br"));
     }
     return div;
@@ -299,6 +310,7 @@
     const parts = [`done in ${seconds.toFixed(1)} s`];
     if (final?.num_forwards !== undefined) parts.push(`${final.num_forwards} forwards`);
     if (final?.usage?.completion_tokens !== undefined) parts.push(`${final.usage.completion_tokens} tokens`);
+    if (final?.sumi?.seed !== undefined) parts.push(`seed ${final.sumi.seed}`);
     return parts.join(" · ");
   }
 
