@@ -33,8 +33,10 @@ presets (offline; the paper's settings where the spec states them):
   mmlu 5-shot acc | hellaswag, piqa, arc_easy, arc_challenge 0-shot acc/acc_norm | winogrande 0-shot acc
   gsm8k 5-shot CoT exact match (max 256 new tokens) | humaneval 0-shot pass@1, mbpp 3-shot pass@1 (512)
 
-generated code runs only with --allow-code-execution: each program in its own subprocess with a
-timeout and memory/CPU/file-size limits (no network isolation: use a container for untrusted runs).
+generated code runs only with --allow-code-execution: each program in a bubblewrap sandbox (no
+network, no other processes, read-only system, throw-away work folder, empty environment) with a
+timeout and memory/CPU/file-size/process limits; without bubblewrap (`apt install bubblewrap`) only
+the limits apply, with a warning: then it is no security boundary (use a container or VM).
 
 examples:
   sumi eval --offline all --model PATH --limit 50 --output-dir results/ --allow-code-execution
@@ -167,7 +169,8 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
     x = p.add_argument_group("code execution")
     x.add_argument("--allow-code-execution", "--confirm-run-unsafe-code", "--confirm_run_unsafe_code",
                    dest="allow_code_execution", action="store_true",
-                   help="run model-generated code (HumanEval, MBPP) in a resource-limited subprocess")
+                   help="run model-generated code (HumanEval, MBPP) in a bubblewrap sandbox, or with "
+                   "resource limits only (a warning, no boundary) where bubblewrap is missing")
     x.add_argument("--code-timeout", type=c.nonneg_float, default=DEFAULT_TIMEOUT_S, metavar="S",
                    help=f"seconds per program (default: {DEFAULT_TIMEOUT_S:g})")
     x.add_argument("--code-memory-mb", type=c.positive_int, default=DEFAULT_MEMORY_MB, metavar="MB",
