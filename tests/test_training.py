@@ -66,7 +66,6 @@ def one_thread():
 
 def _env() -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    env.pop("SUMI_TRAIN_STEP_DELAY", None)
     src = str(REPO / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else src
     return env
@@ -284,8 +283,8 @@ def test_two_processes_match_one_process(baseline, tmp_path):
 @pytest.mark.slow
 def test_sigkill_then_resume_continues_exactly(baseline, tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY)
-    env = dict(_env(), SUMI_TRAIN_STEP_DELAY="0.4")
-    proc = subprocess.Popen([sys.executable, "-m", "sumi.train", "tiny.yaml", "out_dir=run"], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "sumi.train", "tiny.yaml", "out_dir=run", "step_delay_s=0.4"],
+                            cwd=tmp_path, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     target = tmp_path / "run" / "checkpoints" / "step_0000003" / "manifest.json"
     deadline = time.monotonic() + 180

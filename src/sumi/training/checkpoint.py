@@ -197,6 +197,27 @@ def save_checkpoint(root: str | os.PathLike, step: int, model: torch.nn.Module, 
     return final
 
 
+class Checkpointer:
+    """A run's checkpoint policy and saving: every `every` steps (0 = never on a schedule) and at
+    the last step when `at_end`, into ``root/step_XXXXXXX``, keeping the last `keep_last`."""
+
+    def __init__(self, root: str | os.PathLike, *, every: int, at_end: bool, keep_last: int, total_steps: int,
+                 barrier=None):
+        self.root = Path(root)
+        self.every, self.at_end, self.keep_last, self.total_steps = every, at_end, keep_last, total_steps
+        self.barrier = barrier
+
+    def should_save(self, step: int) -> bool:
+        """Whether the run saves after `step` optimizer steps."""
+        return bool(self.every and step % self.every == 0) or (self.at_end and step == self.total_steps)
+
+    def save(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             trainer_state: dict[str, Any]) -> Path:
+        """Collective (`save_checkpoint`): every rank calls it; returns the installed folder."""
+        return save_checkpoint(self.root, step, model, optimizer, trainer_state, keep_last=self.keep_last,
+                               barrier=self.barrier)
+
+
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None
                     ) -> dict[str, Any]:
     """Collective: load model (and optimizer) state from a checkpoint folder; returns its trainer state."""
@@ -260,5 +281,5 @@ def export_checkpoint(ckpt_dir: str | os.PathLike, out_dir: str | os.PathLike, *
 
 __all__ = [
     "CheckpointError", "checkpoint_name", "list_checkpoints", "verify_checkpoint", "find_latest_checkpoint",
-    "read_trainer_state", "save_checkpoint", "load_checkpoint", "export_checkpoint",
+    "read_trainer_state", "save_checkpoint", "load_checkpoint", "export_checkpoint", "Checkpointer",
 ]

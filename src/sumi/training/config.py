@@ -158,6 +158,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile each decoder layer
     fused_loss: bool = True  # chunked head + loss (no [tokens, V] tensors kept for backward)
     loss_chunk_tokens: int = 0  # tokens per chunk of the fused loss; 0 = about 64 MiB of fp32 logits
+    step_delay_s: float = 0.0  # seconds of pause after each step (to interrupt a run at a known point)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -284,6 +285,8 @@ class TrainConfig:
         need(self.dtype in ("float32", "bfloat16"), "dtype", f"must be 'float32' or 'bfloat16', got {self.dtype!r}")
         need(self.num_threads >= 0, "num_threads", "must be >= 0 (0 = torch's default)")
         need(self.loss_chunk_tokens >= 0, "loss_chunk_tokens", "must be >= 0 (0 = automatic)")
+        need(self.step_delay_s >= 0 and math.isfinite(self.step_delay_s), "step_delay_s",
+             f"must be a number of seconds >= 0, got {self.step_delay_s}")
         need(self.eval.every >= 0, "eval.every", "must be >= 0")
         need(self.eval.batches >= 1, "eval.batches", "must be >= 1")
         need(self.eval.nelbo_samples >= 1, "eval.nelbo_samples", "must be >= 1")

@@ -21,8 +21,9 @@ class RunLogger:
     """
 
     def __init__(self, jsonl: Path, *, enabled: bool, start_step: int, tensorboard_dir: Path | None,
-                 progress: bool, total_steps: int):
+                 progress: bool, total_steps: int, every: int = 1):
         self.enabled = enabled
+        self.every, self.total_steps = every, total_steps
         self.file = None
         self.tb = None
         self.bar = None
@@ -55,6 +56,10 @@ class RunLogger:
 
             self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", file=sys.stderr,
                             dynamic_ncols=True)
+
+    def should_log(self, step: int) -> bool:
+        """Whether the training record of `step` is written: every `every` steps and the last one."""
+        return step % self.every == 0 or step == self.total_steps
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:

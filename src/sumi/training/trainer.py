@@ -36,7 +36,7 @@ import torch.distributed as dist
 
 from ..diffusion import corrupt, nelbo_on_grid, nelbo_t_grid
 from ..seeding import derive_seed
-from .checkpoint import find_latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpointer, find_latest_checkpoint, list_checkpoints, load_checkpoint
 from .config import ConfigError, TrainConfig
 from .distributed import DistContext, init_distributed, shutdown
 from .dryrun import build_model_config
@@ -236,6 +236,53 @@ def _eval_noise(x: torch.Tensor, batch: int, *, seed: int, global_shape: tuple[i
     return noise
 
 
+class Validator:
+    """A run's validation policy and scoring: `evaluate` on the validation source every `eval.every`
+    steps (0 = never on a schedule) and at the last step when `eval.at_end`; never without data."""
+
+    def __init__(self, module: DiffusionTrainingModule, source: BatchSource | None, config: TrainConfig,
+                 ctx: DistContext):
+        self.module, self.source, self.config, self.ctx = module, source, config, ctx
+
+    @classmethod
+    def for_run(cls, module: DiffusionTrainingModule, config: TrainConfig, ctx: DistContext,
+                source: BatchSource | None, vocab_size: int) -> "Validator":
+        """On `source`, else on the config's validation split (none, with a warning, when it is missing)."""
+        if source is None and (config.eval.every or config.eval.at_end):
+            try:
+                source = make_source(config.data, "validation", vocab_size)
+            except (ValueError, FileNotFoundError) as e:
+                if ctx.is_main:
+                    logger.warning("no validation data (%s): evaluation is off", e)
+        return cls(module, source, config, ctx)
+
+    def should_run(self, step: int) -> bool:
+        """Whether the run validates after `step` optimizer steps."""
+        every, at_end = self.config.eval.every, self.config.eval.at_end
+        scheduled = bool(every and step % every == 0) or (at_end and step == self.config.steps)
+        return self.source is not None and scheduled
+
+    def run(self, step: int) -> dict[str, Any]:
+        """Collective: the eval record of `step` (`evaluate`'s numbers and the time taken)."""
+        t0 = time.perf_counter()
+        stats = evaluate(self.module, self.source, self.config, self.ctx)
+        return {"kind": "eval", "step": step, **stats, "eval_time_s": round(time.perf_counter() - t0, 4)}
+
+
+def trainer_state(config: TrainConfig, model_config, world_size: int, accum: int, step: int) -> dict[str, Any]:
+    """What a checkpoint records beside the weights: the step, the configs and the data position."""
+    G, mb, S = config.batch.global_batch_size, config.batch.micro_batch_size, config.data.seq_len
+    return {
+        "format": "sumi-train-state", "step": step, "world_size": world_size, "grad_accum_steps": accum,
+        "config": config.to_dict(), "model_config": model_config.to_dict(),
+        "data": {"source": config.data.source, "path": config.data.path, "seq_len": S,
+                 "global_batch_size": G, "micro_batch_size": mb, "seed": config.seed,
+                 "next_batch_index": step * accum, "batch_rows": mb * world_size,
+                 "rows_consumed": step * G, "tokens_consumed": step * G * S},
+        "torch_version": torch.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
 # ----------------------------------------------------------------------------- resume
 def _choose_resume(config: TrainConfig, ctx: DistContext, resume: bool) -> Path | None:
     root = config.checkpoint_dir()
@@ -333,17 +380,13 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
             logger.info("resumed from %s (step %d)", resumed_from, start_step)
 
     source = source if source is not None else make_source(config.data, "train", V)
-    if val_source is None and (config.eval.every or config.eval.at_end):
-        try:
-            val_source = make_source(config.data, "validation", V)
-        except (ValueError, FileNotFoundError) as e:
-            if ctx.is_main:
-                logger.warning("no validation data (%s): evaluation is off", e)
-            val_source = None
-
+    validator = Validator.for_run(module, config, ctx, val_source, V)
+    checkpointer = Checkpointer(config.checkpoint_dir(), every=config.checkpoint.every,
+                                at_end=config.checkpoint.at_end, keep_last=config.checkpoint.keep_last,
+                                total_steps=config.steps, barrier=ctx.barrier)
     run_log = RunLogger(config.jsonl_path(), enabled=ctx.is_main, start_step=start_step,
                         tensorboard_dir=config.tensorboard_dir() if config.log.tensorboard else None,
-                        progress=config.log.progress, total_steps=config.steps)
+                        progress=config.log.progress, total_steps=config.steps, every=config.log.every)
     if ctx.is_main:
         Path(config.out_dir).mkdir(parents=True, exist_ok=True)
         (Path(config.out_dir) / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
@@ -354,34 +397,7 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
 
     result = TrainResult(start_step=start_step, step=start_step, resumed_from=resumed_from)
     params = list(module.parameters())
-    delay = float(os.environ.get("SUMI_TRAIN_STEP_DELAY", "0") or 0)  # test hook: slow a run down
     t_start = time.perf_counter()
-
-    def checkpoint(step_done: int) -> None:
-        state = {
-            "format": "sumi-train-state", "step": step_done, "world_size": W, "grad_accum_steps": accum,
-            "config": config.to_dict(), "model_config": model_config.to_dict(),
-            "data": {"source": config.data.source, "path": config.data.path, "seq_len": S,
-                     "global_batch_size": G, "micro_batch_size": mb, "seed": config.seed,
-                     "next_batch_index": step_done * accum, "batch_rows": mb * W,
-                     "rows_consumed": step_done * G, "tokens_consumed": step_done * G * S},
-            "torch_version": torch.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        path = save_checkpoint(config.checkpoint_dir(), step_done, module.model, optimizer, state,
-                               keep_last=config.checkpoint.keep_last, barrier=ctx.barrier)
-        result.checkpoint = path
-        run_log.message(f"checkpoint {path}")
-
-    def run_eval(step_done: int) -> None:
-        if val_source is None:
-            return
-        t0 = time.perf_counter()
-        stats = evaluate(module, val_source, config, ctx)
-        rec = {"kind": "eval", "step": step_done, **stats, "eval_time_s": round(time.perf_counter() - t0, 4)}
-        result.evals.append(rec)
-        run_log.write(rec)
-        run_log.message(f"step {step_done}: val NELBO {stats['val_nelbo']:.4f} nats/token")
-
     try:
         data = source.batches(S, mb, seed=config.seed, rank=ctx.rank, world_size=W, start_step=start_step * accum)
         for step in range(start_step, config.steps):
@@ -389,27 +405,27 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
             lr = lr_at(step, config.steps, config.optim)
             loss, n_scored, grad_norm = train_step(module, optimizer, params, data, step, lr, config, ctx, accum, V)
             gn = float(grad_norm)
-            if delay:
-                time.sleep(delay)
+            time.sleep(config.step_delay_s)
             dt = time.perf_counter() - t0
             step_done = step + 1
             result.step = step_done
             result.losses.append(loss)
-            tok_s = G * S / dt
-            if step_done % config.log.every == 0 or step_done == config.steps:
+            if run_log.should_log(step_done):
                 run_log.write({"step": step_done, "loss": loss, "lr": lr, "grad_norm": gn,
-                               "tokens": step_done * G * S, "tokens_per_s": round(tok_s, 2),
+                               "tokens": step_done * G * S, "tokens_per_s": round(G * S / dt, 2),
                                "step_time_s": round(dt, 5), "elapsed_s": round(time.perf_counter() - t_start, 3),
                                "scored_tokens": n_scored})
-            run_log.progress(loss, tok_s)
+            run_log.progress(loss, G * S / dt)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss} at step {step_done}")
-            last = step_done == config.steps
-            if (config.eval.every and step_done % config.eval.every == 0) or (last and config.eval.at_end):
-                run_eval(step_done)
-            if (config.checkpoint.every and step_done % config.checkpoint.every == 0) or \
-                    (last and config.checkpoint.at_end):
-                checkpoint(step_done)
+            if validator.should_run(step_done):
+                result.evals.append(validator.run(step_done))
+                run_log.write(result.evals[-1])
+                run_log.message(f"step {step_done}: val NELBO {result.evals[-1]['val_nelbo']:.4f} nats/token")
+            if checkpointer.should_save(step_done):
+                state = trainer_state(config, model_config, W, accum, step_done)
+                result.checkpoint = checkpointer.save(step_done, module.model, optimizer, state)
+                run_log.message(f"checkpoint {result.checkpoint}")
     finally:
         run_log.close()
 
@@ -445,4 +461,4 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 __all__ = ["train", "train_step", "build_training_module", "enable_activation_checkpointing", "evaluate",
-           "TrainResult", "read_jsonl"]
+           "Validator", "trainer_state", "TrainResult", "read_jsonl"]
