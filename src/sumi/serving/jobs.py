@@ -172,12 +172,11 @@ class JobBuilder:
             job = self.model.prepare_generation(input_ids, tokenizer=self.codec.tokenizer,
                                                 progress_callback=progress_callback, **options)
         except (ValueError, TypeError) as e:
-            message = api_message(str(e))
-            param = param_from_message(message, MESSAGE_PARAMS)
+            message, param = api_message(str(e)), param_from_message(str(e), MESSAGE_PARAMS)
             if param == "prompt":
                 param = prompt.field
-            raise invalid(message, param=param,
-                          code="context_length_exceeded" if param == prompt.field else None) from None
+            too_long = param == prompt.field and "does not fit" in message  # canvas_layout's words
+            raise invalid(message, param=param, code="context_length_exceeded" if too_long else None) from None
         if max_tokens is not None and job.budgets[0] < max_tokens:
             canvas = job.layout.canvas_length
             raise invalid(f"max_tokens {max_tokens} does not fit: the prompt takes {len(prompt.ids)} of the canvas's "
