@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from sumi import SumiConfig, SumiForMaskGeneration, load_tokenizer
-from sumi.cli import LiveCanvas, main, sanitize, wrap_by_width
+from sumi.cli import main
+from sumi.cli.display import LiveCanvas, sanitize, wrap_by_width
 
 FAST = ["--steps", "4", "--canvas-length", "64", "--max-new-tokens", "8", "--seed", "0"]
 

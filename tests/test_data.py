@@ -25,7 +25,7 @@ from sumi.data import (
     train_tokenizer,
 )
 from sumi.data.cli import main as data_main
-from sumi.data.cli import register_cli
+from sumi.data.cli import add_parser as register_cli
 
 SEED = 1234
 

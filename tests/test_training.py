@@ -2,8 +2,8 @@
 processes, SIGKILL + resume, corrupted checkpoints, export, dry run.
 
 The subprocess tests (marked `slow`, a few seconds each plus interpreter start-up) run the real
-entry point, `python -m sumi.train` and `python -m torch.distributed.run --nproc_per_node=2 -m
-sumi.train`, with OMP_NUM_THREADS=1 and a free port picked with `socket`.
+entry point, `python -m sumi.training` and `python -m torch.distributed.run --nproc_per_node=2 -m
+sumi.training`, with OMP_NUM_THREADS=1 and a free port picked with `socket`.
 """
 
 from __future__ import annotations
@@ -94,10 +94,10 @@ def _close(a: list[tuple[int, float]], b: list[tuple[int, float]], rel: float) -
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
-    """One uninterrupted 1-process run of TINY through `python -m sumi.train` (a subprocess)."""
+    """One uninterrupted 1-process run of TINY through `python -m sumi.training` (a subprocess)."""
     root = tmp_path_factory.mktemp("baseline")
     (root / "tiny.yaml").write_text(TINY)
-    _run(["-m", "sumi.train", "tiny.yaml", "out_dir=run"], cwd=root)
+    _run(["-m", "sumi.training", "tiny.yaml", "out_dir=run"], cwd=root)
     return root
 
 
@@ -139,7 +139,7 @@ def test_bad_configs_fail_fast_with_the_key(tmp_path, capsys):
                                           r" x world size 2 = 8"):
         c.validate(world_size=2)
     # the command line: a one-line error and exit status 2, before any training starts
-    from sumi.train import main
+    from sumi.training.cli import main
 
     assert main([str(tmp_path / "ok.yaml"), "batch.global_batch_size=7", "batch.micro_batch_size=2",
                  f"out_dir={tmp_path / 'never'}"]) == 2
@@ -269,7 +269,7 @@ def test_two_processes_match_one_process(baseline, tmp_path):
     """torchrun with 2 gloo ranks, micro-batch 2 and 2 accumulation steps: the same global batch of 8."""
     (tmp_path / "tiny.yaml").write_text(TINY)
     _run(["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-          f"--master_port={free_port()}", "-m", "sumi.train", "tiny.yaml", "out_dir=run",
+          f"--master_port={free_port()}", "-m", "sumi.training", "tiny.yaml", "out_dir=run",
           "batch.micro_batch_size=2"], cwd=tmp_path)
     one = read_jsonl(baseline / "run" / "train_log.jsonl")
     two = read_jsonl(tmp_path / "run" / "train_log.jsonl")
@@ -283,7 +283,7 @@ def test_two_processes_match_one_process(baseline, tmp_path):
 @pytest.mark.slow
 def test_sigkill_then_resume_continues_exactly(baseline, tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY)
-    proc = subprocess.Popen([sys.executable, "-m", "sumi.train", "tiny.yaml", "out_dir=run", "step_delay_s=0.4"],
+    proc = subprocess.Popen([sys.executable, "-m", "sumi.training", "tiny.yaml", "out_dir=run", "step_delay_s=0.4"],
                             cwd=tmp_path, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     target = tmp_path / "run" / "checkpoints" / "step_0000003" / "manifest.json"
@@ -298,7 +298,7 @@ def test_sigkill_then_resume_continues_exactly(baseline, tmp_path):
     killed = read_jsonl(tmp_path / "run" / "train_log.jsonl")
     assert max(s for s, _ in _losses(killed)) < 8  # it really was interrupted
 
-    _run(["-m", "sumi.train", "tiny.yaml", "out_dir=run", "--resume"], cwd=tmp_path)
+    _run(["-m", "sumi.training", "tiny.yaml", "out_dir=run", "--resume"], cwd=tmp_path)
     resumed = read_jsonl(tmp_path / "run" / "train_log.jsonl")
     expected = read_jsonl(baseline / "run" / "train_log.jsonl")
     assert _losses(resumed) == _losses(expected)  # exact, not approximately
@@ -343,7 +343,7 @@ def test_fresh_run_refuses_a_folder_with_checkpoints(tmp_path, one_thread):
 
 # ----------------------------------------------------------------------------- dry run, recipes, sources
 def test_dry_run_sumi_7b(capsys):
-    from sumi.train import main
+    from sumi.training.cli import main
 
     t0 = time.perf_counter()
     assert main([str(REPO / "recipes" / "sumi-7b.yaml"), "--dry-run", "--world-size", "288"]) == 0
@@ -360,7 +360,7 @@ def test_dry_run_sumi_7b(capsys):
 
 
 def test_tiny_cpu_recipe_is_valid(capsys):
-    from sumi.train import main
+    from sumi.training.cli import main
 
     assert main([str(REPO / "recipes" / "tiny-cpu.yaml"), "--dry-run"]) == 0
     assert "sumi-tiny" in capsys.readouterr().out

@@ -7,6 +7,20 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli.common import (
+    CLIError,
+    add_sampling_args,
+    load_model,
+    model_source,
+    nonneg_int,
+    note,
+    parse_ids,
+    positive_int,
+    read_prompts_file,
+    resolve_device,
+    sampling_kwargs,
+)
+
 EPILOG = """\
 what it measures (definitions with formulas: docs/analysis.md):
   overwrite rate       share of analysed positions a step changed
@@ -30,6 +44,11 @@ trajectories/*.pt (reload them with --trajectory or sumi.analysis.load_trajector
 """
 
 
+# The sampler options an analysis takes (its --seed is a base seed: row r uses SEED + r).
+_SAMPLING = ("max_new_tokens", "num_denoising_steps", "sampler", "schedule", "temperature", "tokens_per_step",
+             "top_k", "top_p", "min_p", "min_log_snr", "max_log_snr", "canvas_length", "anchor_eosbos")
+
+
 def _multipliers(text: str) -> list[float]:
     try:
         values = [float(p) for p in text.split(",") if p.strip()]
@@ -40,12 +59,11 @@ def _multipliers(text: str) -> list[float]:
     return values
 
 
-def register_cli(sub) -> None:
-    from ..cli import _float, nonneg_float, nonneg_int, positive_int, unit_interval
+def add_parser(subparsers) -> argparse.ArgumentParser:
     from ..loading import DEFAULT_MODEL
 
     fmt = argparse.RawDescriptionHelpFormatter
-    a = sub.add_parser(
+    a = subparsers.add_parser(
         "analyze", formatter_class=fmt, epilog=EPILOG,
         help="study how the model writes: revision budget, round trips, commitment order (JSON, plots, report)",
         description="Generate with trajectory recording (or load trajectory files) and measure how the canvas "
@@ -64,21 +82,9 @@ def register_cli(sub) -> None:
     a.add_argument("--samples", type=positive_int, default=1, metavar="K",
                    help="samples per prompt (rows of the heatmap); row r uses seed SEED + r (default: 1)")
 
-    s = a.add_argument_group("sampling (as in `sumi generate`)")
-    s.add_argument("--max-new-tokens", "-n", type=nonneg_int, default=64, metavar="N", help="default: 64")
-    s.add_argument("--steps", dest="num_denoising_steps", type=positive_int, metavar="N",
-                   help="nominal denoising steps (default: the model's, 128)")
-    s.add_argument("--sampler", choices=("ancestral", "adaptive", "greedy"), help="default: ancestral")
-    s.add_argument("--schedule", choices=("linear", "cosine"))
-    s.add_argument("--temperature", "-t", type=nonneg_float, metavar="T")
-    s.add_argument("--tokens-per-step", type=positive_int, metavar="K")
-    s.add_argument("--top-k", type=positive_int, metavar="K")
-    s.add_argument("--top-p", type=unit_interval, metavar="P")
-    s.add_argument("--min-p", type=unit_interval, metavar="P")
-    s.add_argument("--min-log-snr", type=_float, metavar="L")
-    s.add_argument("--max-log-snr", type=_float, metavar="L")
-    s.add_argument("--canvas-length", type=positive_int, metavar="N")
-    s.add_argument("--no-anchors", action="store_true", help="do not pin EOS + BOS after the answer budget")
+    s = a.add_argument_group("sampling (as in `sumi generate`)", "Options left unset come from the model's "
+                             "generation_config.json, else from the defaults shown; --steps is the nominal budget.")
+    add_sampling_args(s, {"max_new_tokens": 64}, only=_SAMPLING)
     s.add_argument("--seed", type=nonneg_int, default=0, help="base seed (default: 0)")
 
     b = a.add_argument_group("analysis")
@@ -100,60 +106,43 @@ def register_cli(sub) -> None:
     r.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
     r.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
     r.add_argument("--attn", dest="attn_implementation", choices=("sdpa", "eager"))
-    a.set_defaults(func=cmd_analyze)
+    return a
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
-    from ..cli import CLIError, _load_model, _model_source, _note, _parse_ids, _resolve_device, read_prompts_file
+def _check_judge(judge: str | None) -> None:
+    path = Path(judge).expanduser() if judge is not None else None
+    if path is not None and judge != "smollm2" and not (path / "config.json").is_file() \
+            and not (path.suffix == ".gguf" and path.is_file()):
+        raise CLIError(f"argument --judge: {judge!r} is not a transformers model folder (no config.json), "
+                       "a .gguf file or 'smollm2'")
+
+
+def _generate_and_analyse(args: argparse.Namespace) -> dict:
+    """Generate with trajectory recording, then analyse; the result of `run_analysis`."""
     from .runner import run_analysis
 
-    if not args.no_plots:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise CLIError("the plots need matplotlib: pip install 'sumi[analysis]' (or matplotlib), "
-                           "or pass --no-plots") from None
-    if args.trajectory:
-        for path in args.trajectory:
-            if not Path(path).is_file():
-                raise CLIError(f"argument --trajectory: no such file {path!r}")
-        result = run_analysis(args.out, trajectories=args.trajectory, region=args.region, plots=not args.no_plots)
-    else:
-        prompts: list = list(args.prompts)
-        if args.prompts_file:
-            prompts += read_prompts_file(args.prompts_file)
-        if args.ids:
-            prompts = [_parse_ids(p, i) for i, p in enumerate(prompts)]
-        judge = Path(args.judge).expanduser() if args.judge is not None else None
-        if judge is not None and args.judge != "smollm2" and not (judge / "config.json").is_file() \
-                and not (judge.suffix == ".gguf" and judge.is_file()):
-            raise CLIError(f"argument --judge: {args.judge!r} is not a transformers model folder (no config.json), "
-                           "a .gguf file or 'smollm2'")
-        if (args.min_log_snr is not None and args.max_log_snr is not None and args.min_log_snr >= args.max_log_snr):
-            raise CLIError("argument --min-log-snr: must be below --max-log-snr")
-        device = _resolve_device(args.device)
-        if _model_source(args.model) == "preset":
-            _note(f"note: '{args.model}' is a preset with RANDOM weights (seed 0): the analysis describes an "
-                  "untrained network and only shows that the pipeline runs. Pass --model PATH for a trained model.")
-        model, tok = _load_model(args.model, dtype=args.dtype, device=device,
-                                 attn_implementation=args.attn_implementation)
-        options = dict(max_new_tokens=args.max_new_tokens, num_denoising_steps=args.num_denoising_steps,
-                       sampler=args.sampler, schedule=args.schedule, temperature=args.temperature,
-                       tokens_per_step=args.tokens_per_step, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                       min_log_snr=args.min_log_snr, max_log_snr=args.max_log_snr, canvas_length=args.canvas_length)
-        if args.no_anchors:
-            options["anchor_eosbos"] = False
-        options = {k: v for k, v in options.items() if v is not None}
-        if options["max_new_tokens"] == 0:
-            raise CLIError("argument --max-new-tokens: must be > 0 to have something to analyse")
-        result = run_analysis(
-            args.out, model=model, tokenizer=tok, model_name=args.model, prompts=prompts or None,
-            num_samples=args.samples, seed=args.seed, budgets=args.budgets, region=args.region, judge=args.judge,
-            nelbo_samples=args.nelbo_samples, add_bos=not args.no_bos,
-            save_trajectories=not args.no_save_trajectories, plots=not args.no_plots, **options)
-    if args.json:
-        sys.stdout.write(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-        return 0
+    prompts: list = list(args.prompts)
+    if args.prompts_file:
+        prompts += read_prompts_file(args.prompts_file)
+    if args.ids:
+        prompts = [parse_ids(p, i) for i, p in enumerate(prompts)]
+    _check_judge(args.judge)
+    options = sampling_kwargs(args)
+    if options["max_new_tokens"] == 0:
+        raise CLIError("argument --max-new-tokens: must be > 0 to have something to analyse")
+    device = resolve_device(args.device)
+    if model_source(args.model) == "preset":
+        note(f"note: '{args.model}' is a preset with RANDOM weights (seed 0): the analysis describes an "
+             "untrained network and only shows that the pipeline runs. Pass --model PATH for a trained model.")
+    model, tok = load_model(args.model, dtype=args.dtype, device=device, attn_implementation=args.attn_implementation)
+    return run_analysis(
+        args.out, model=model, tokenizer=tok, model_name=args.model, prompts=prompts or None,
+        num_samples=args.samples, seed=args.seed, budgets=args.budgets, region=args.region, judge=args.judge,
+        nelbo_samples=args.nelbo_samples, add_bos=not args.no_bos,
+        save_trajectories=not args.no_save_trajectories, plots=not args.no_plots, **options)
+
+
+def _summary(result: dict, out: str) -> str:
     lines = []
     study = result.get("budget_study")
     if study:
@@ -169,9 +158,31 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                      f"(A->B->A {s['round_trips']['aba']}), Spearman(commit step, position) "
                      f"{s['order'].get('position')}")
     lines.append(f"wrote {result['files']['metrics']}, {result['files']['report']} and "
-                 f"{sum(len(a.get('plots') or {}) for a in result['analyses'])} plots in {args.out}")
-    sys.stdout.write("\n".join(lines) + "\n")
+                 f"{sum(len(a.get('plots') or {}) for a in result['analyses'])} plots in {out}")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    from .runner import run_analysis
+
+    if not args.no_plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CLIError("the plots need matplotlib: pip install 'sumi[analysis]' (or matplotlib), "
+                           "or pass --no-plots") from None
+    if args.trajectory:
+        for path in args.trajectory:
+            if not Path(path).is_file():
+                raise CLIError(f"argument --trajectory: no such file {path!r}")
+        result = run_analysis(args.out, trajectories=args.trajectory, region=args.region, plots=not args.no_plots)
+    else:
+        result = _generate_and_analyse(args)
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(_summary(result, args.out))
     return 0
 
 
-__all__ = ["register_cli", "cmd_analyze"]
+__all__ = ["add_parser", "run"]

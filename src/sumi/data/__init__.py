@@ -7,7 +7,7 @@
 * `stats` / `format_stats`: counts, document lengths, sha256 verification.
 * `train_tokenizer`: a small deterministic byte-level BPE (pad=0, eos=1, bos=2).
 * `sumi.data.corpora`: offline demo corpora (CPython stdlib, Shakespeare).
-* `sumi.data.cli.register_cli`: the ``data prepare``/``data stats``/``tokenizer train`` commands.
+* `sumi.data.cli.add_parser`: the ``data prepare``/``data stats``/``tokenizer train`` commands.
 """
 
 from . import corpora

@@ -1,6 +1,6 @@
 """Command-line front end of `sumi.data`: ``data prepare``, ``data stats`` and ``tokenizer train``.
 
-The main ``sumi`` CLI calls `register_cli(subparsers)` on its ``add_subparsers()`` object; each
+The main ``sumi`` CLI calls `add_parser(subparsers)` on its ``add_subparsers()`` object; each
 leaf parser sets ``func`` (``args.func(args)`` runs it and returns an exit code). Standalone:
 ``python -m sumi.data data prepare ...`` (see `main`).
 """
@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 from typing import Any, Sequence
+
+from ..cli.common import CLIError
 
 CORPORA = ("python-stdlib", "python-stdlib-with-tests", "shakespeare")
 
@@ -43,7 +45,7 @@ def _add_corpus_args(p: argparse.ArgumentParser) -> None:
 
 def _input_errors(fn):
     """CLI handlers report a missing optional package (pyarrow, datasets) as an input error
-    (ValueError: the main CLI prints `sumi: error: ...`, exit status 2) rather than a traceback."""
+    (the main CLI prints `sumi: error: ...`, exit status 2) rather than a traceback."""
     import functools
 
     @functools.wraps(fn)
@@ -51,7 +53,7 @@ def _input_errors(fn):
         try:
             return fn(args)
         except ImportError as e:
-            raise ValueError(str(e)) from e
+            raise CLIError(str(e)) from e
 
     return wrapper
 
@@ -155,7 +157,7 @@ def add_tokenizer_parser(subparsers: Any) -> argparse.ArgumentParser:
     return tp
 
 
-def register_cli(subparsers: Any, *, tokenizer: bool = True) -> None:
+def add_parser(subparsers: Any, *, tokenizer: bool = True) -> None:
     """Add ``data prepare``, ``data stats`` and ``tokenizer train`` to `subparsers` (from
     ``ArgumentParser.add_subparsers()``). Each leaf sets ``func``: ``sys.exit(args.func(args))``.
     If the main CLI already has a ``tokenizer`` command, pass ``tokenizer=False`` and call
@@ -169,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sumi.data", description="sumi data tools")
     sub = parser.add_subparsers(dest="command", metavar="{data,tokenizer}")
     sub.required = True
-    register_cli(sub)
+    add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

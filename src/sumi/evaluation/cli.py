@@ -1,4 +1,4 @@
-"""`sumi eval` and `sumi perplexity` (registered by `sumi.cli` through `register_cli`)."""
+"""`sumi eval` and `sumi perplexity` (registered in `sumi.cli.COMMANDS`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..cli.common import (
+    CLIError,
+    DefaultRule,
+    add_sampling_args,
+    load_model,
+    model_source,
+    nonneg_float,
+    nonneg_int,
+    note,
+    positive_int,
+    resolve_device,
+    sampling_kwargs,
+)
 from .core import EVAL_DEFAULTS
 from .execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
 from .nelbo import NELBO_METHODS
@@ -57,10 +70,15 @@ examples:
 """
 
 
-def _cli():
-    from .. import cli as main_cli
-
-    return main_cli
+# The sampler options of the generation tasks, with the evaluation's defaults (EVAL_DEFAULTS).
+_GENERATION_DEFAULTS = dict(
+    sampler=EVAL_DEFAULTS["sampler"],
+    num_denoising_steps=EVAL_DEFAULTS["num_denoising_steps"],
+    temperature=EVAL_DEFAULTS["temperature"],
+    tokens_per_step=DefaultRule("ceil(canvas_length / steps)"),
+    early_stop_patience=DefaultRule("off; adaptive and greedy at temperature 0 stop once their canvas cycles, "
+                                    "which never changes the result"),
+)
 
 
 def _int_list(text: str) -> list[int]:
@@ -76,24 +94,23 @@ def _int_list(text: str) -> list[int]:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     from ..loading import DEFAULT_MODEL
 
-    c = _cli()
     p.add_argument("--model", "-m", default=DEFAULT_MODEL, metavar="PATH_OR_PRESET",
                    help=f"checkpoint folder, preset name (RANDOM weights) or Hub id (default: {DEFAULT_MODEL})")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="weight dtype (default: the checkpoint's)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--attn", dest="attn_implementation", choices=("sdpa", "eager"), help="attention implementation")
     s = p.add_argument_group("likelihood (NELBO)")
-    s.add_argument("--num-samples", type=c.positive_int, metavar="K",
+    s.add_argument("--num-samples", type=positive_int, metavar="K",
                    help=f"t samples per scored continuation / window, one forward each (default: {EVAL_DEFAULTS['num_samples']})")
     s.add_argument("--nelbo-method", choices=NELBO_METHODS,
                    help=f"t grid (default: {EVAL_DEFAULTS['nelbo_method']}, unbiased, low variance)")
-    s.add_argument("--batch-size", type=c.positive_int, metavar="N",
+    s.add_argument("--batch-size", type=positive_int, metavar="N",
                    help=f"canvases per forward (default: {EVAL_DEFAULTS['batch_size']})")
-    s.add_argument("--seed", type=c.nonneg_int, help=f"base seed of all randomness (default: {EVAL_DEFAULTS['seed']})")
-    s.add_argument("--canvas-length", type=c.positive_int, metavar="N",
+    s.add_argument("--seed", type=nonneg_int, help=f"base seed of all randomness (default: {EVAL_DEFAULTS['seed']})")
+    s.add_argument("--canvas-length", type=positive_int, metavar="N",
                    help="generation canvas, longest scoring canvas and rolling window (default: 2048, capped at "
                         "the model's max_position_embeddings)")
-    s.add_argument("--rolling-context", type=c.nonneg_int, metavar="N",
+    s.add_argument("--rolling-context", type=nonneg_int, metavar="N",
                    help="clean context tokens carried into each rolling window (default: 0)")
     s.add_argument("--no-bos", action="store_true", help="do not start canvases with BOS")
     s.add_argument("--score-canvas", choices=("exact", "anchored"),
@@ -108,8 +125,8 @@ def _evaluator_options(args: argparse.Namespace) -> dict[str, Any]:
                 score_canvas=args.score_canvas)
     if args.no_bos:
         opts["add_bos"] = False
-    for name in ("sampler", "num_denoising_steps", "temperature", "tokens_per_step", "max_gen_toks",
-                 "early_stop_patience", "gen_batch_size", "greedy_check"):
+    opts |= sampling_kwargs(args)
+    for name in ("max_gen_toks", "gen_batch_size", "greedy_check"):
         if hasattr(args, name):
             opts[name] = getattr(args, name)
     return {k: v for k, v in opts.items() if v is not None}
@@ -118,23 +135,21 @@ def _evaluator_options(args: argparse.Namespace) -> dict[str, Any]:
 def _load_evaluator(args: argparse.Namespace):
     from .core import SumiEvaluator
 
-    c = _cli()
-    device = c._resolve_device(args.device)
-    if c._model_source(args.model) == "preset":
-        c._note(f"note: '{args.model}' is a preset with RANDOM weights (seed 0), not a trained model: its scores "
+    device = resolve_device(args.device)
+    if model_source(args.model) == "preset":
+        note(f"note: '{args.model}' is a preset with RANDOM weights (seed 0), not a trained model: its scores "
                 "are chance-level by construction. Pass --model PATH for a trained checkpoint.")
-    model, tok = c._load_model(args.model, dtype=args.dtype, device=device, attn_implementation=args.attn_implementation)
+    model, tok = load_model(args.model, dtype=args.dtype, device=device, attn_implementation=args.attn_implementation)
     if tok is None:
-        c._note("note: the model has no tokenizer: using a byte-level fallback (UTF-8 bytes as ids).")
+        note("note: the model has no tokenizer: using a byte-level fallback (UTF-8 bytes as ids).")
     try:
         return SumiEvaluator(model, tok, progress=not args.no_progress, name=args.model, **_evaluator_options(args))
     except ValueError as e:
-        raise c.CLIError(str(e)) from None
+        raise CLIError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------- sumi eval
 def add_eval_parser(sub) -> argparse.ArgumentParser:
-    c = _cli()
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("eval", formatter_class=fmt, description=EVAL_DESCRIPTION, epilog=EVAL_EPILOG,
                        help="evaluate on benchmarks (offline JSONL copies or lm-evaluation-harness tasks)")
@@ -142,38 +157,31 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
     which.add_argument("--offline", metavar="TASKS", help="offline tasks: all, or a comma-separated list")
     which.add_argument("--tasks", metavar="TASKS", help="lm-evaluation-harness task names (comma-separated)")
     p.add_argument("--data-dir", metavar="DIR", help="folder with the benchmark JSONL files (offline)")
-    p.add_argument("--limit", type=c.positive_int, metavar="N",
+    p.add_argument("--limit", type=positive_int, metavar="N",
                    help="at most N items per task (offline: spread evenly over the task; lm-eval: the first N)")
-    p.add_argument("--limit-gen", type=c.positive_int, metavar="N",
+    p.add_argument("--limit-gen", type=positive_int, metavar="N",
                    help="offline: at most N items per generation task (gsm8k, humaneval, mbpp), which cost far "
                         "more per item (default: --limit)")
-    p.add_argument("--num-fewshot", type=c.nonneg_int, metavar="N", help="override the preset's number of shots")
+    p.add_argument("--num-fewshot", type=nonneg_int, metavar="N", help="override the preset's number of shots")
     p.add_argument("--output-dir", "-o", metavar="DIR",
                    help="write results.json, results.md (and samples, plots) here; default: print the table only")
     p.add_argument("--log-samples", action="store_true", help="also write per-item predictions (samples_<task>.jsonl)")
     p.add_argument("--include-path", metavar="DIR", help="extra lm-eval task YAMLs (with --tasks)")
     _add_model_args(p)
     g = p.add_argument_group("generation (GSM8K, HumanEval, MBPP)")
-    g.add_argument("--sampler", choices=("adaptive", "ancestral", "greedy"), help="default: adaptive (the paper's)")
-    g.add_argument("--steps", dest="num_denoising_steps", type=c.positive_int, metavar="N",
-                   help=f"denoising steps (default: {EVAL_DEFAULTS['num_denoising_steps']})")
-    g.add_argument("--temperature", type=c.nonneg_float, metavar="T", help="0 = argmax (default: 0)")
-    g.add_argument("--tokens-per-step", type=c.positive_int, metavar="K",
-                   help="adaptive edits per step (default: ceil(canvas_length / steps))")
-    g.add_argument("--max-gen-toks", type=c.positive_int, metavar="N",
+    add_sampling_args(g, _GENERATION_DEFAULTS, only=tuple(_GENERATION_DEFAULTS))
+    g.add_argument("--max-gen-toks", type=positive_int, metavar="N",
                    help="answer budget (default: the task's: GSM8K 256, code 512)")
-    g.add_argument("--early-stop", dest="early_stop_patience", type=c.positive_int, metavar="PATIENCE",
-                   help="stop after PATIENCE unchanged steps (default: 1 for adaptive/greedy at T=0, else off)")
-    g.add_argument("--gen-batch-size", type=c.positive_int, metavar="N", help="prompts per generate() call "
+    g.add_argument("--gen-batch-size", type=positive_int, metavar="N", help="prompts per generate() call "
                    "(default: --batch-size)")
     x = p.add_argument_group("code execution")
     x.add_argument("--allow-code-execution", "--confirm-run-unsafe-code", "--confirm_run_unsafe_code",
                    dest="allow_code_execution", action="store_true",
                    help="run model-generated code (HumanEval, MBPP) in a bubblewrap sandbox, or with "
                    "resource limits only (a warning, no boundary) where bubblewrap is missing")
-    x.add_argument("--code-timeout", type=c.nonneg_float, default=DEFAULT_TIMEOUT_S, metavar="S",
+    x.add_argument("--code-timeout", type=nonneg_float, default=DEFAULT_TIMEOUT_S, metavar="S",
                    help=f"seconds per program (default: {DEFAULT_TIMEOUT_S:g})")
-    x.add_argument("--code-memory-mb", type=c.positive_int, default=DEFAULT_MEMORY_MB, metavar="MB",
+    x.add_argument("--code-memory-mb", type=positive_int, default=DEFAULT_MEMORY_MB, metavar="MB",
                    help=f"address-space limit per program (default: {DEFAULT_MEMORY_MB})")
     s = p.add_argument_group("canvas-length study and NELBO task")
     s.add_argument("--canvas-lengths", type=_int_list, metavar="L1,L2,...",
@@ -187,38 +195,36 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
 
 
 def _log(args):
-    c = _cli()
-    return None if args.no_progress else (lambda msg: c._note(msg))
+    return None if args.no_progress else note
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    c = _cli()
     from .tasks import default_data_dir, resolve_task_names
 
     if args.offline is not None:
         try:
             names = resolve_task_names(args.offline)
         except ValueError as e:
-            raise c.CLIError(f"argument --offline: {e}") from None
+            raise CLIError(f"argument --offline: {e}") from None
         if "nelbo" in names and not args.nelbo_file:
-            raise c.CLIError("argument --offline: task 'nelbo' needs --nelbo-file FILE")
+            raise CLIError("argument --offline: task 'nelbo' needs --nelbo-file FILE")
         data_dir = None
         if any(n != "nelbo" for n in names):
             data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
             if data_dir is None or not data_dir.is_dir():
-                raise c.CLIError(f"argument --data-dir: {'no benchmark folder found (set --data-dir or $SUMI_EVAL_DATA_DIR)' if data_dir is None else repr(str(data_dir)) + ' is not a folder'}")
+                raise CLIError(f"argument --data-dir: {'no benchmark folder found (set --data-dir or $SUMI_EVAL_DATA_DIR)' if data_dir is None else repr(str(data_dir)) + ' is not a folder'}")
         if args.nelbo_file and not Path(args.nelbo_file).is_file():
-            raise c.CLIError(f"argument --nelbo-file: {args.nelbo_file!r} is not a file")
+            raise CLIError(f"argument --nelbo-file: {args.nelbo_file!r} is not a file")
     else:
         try:
             import lm_eval  # noqa: F401
         except ImportError:
-            raise c.CLIError("--tasks needs lm-evaluation-harness: pip install 'sumi[eval]' (lm-eval==0.4.13)") from None
+            raise CLIError("--tasks needs lm-evaluation-harness: pip install 'sumi[eval]' (lm-eval==0.4.13)") from None
         names = [t.strip() for t in args.tasks.split(",") if t.strip()]
         data_dir = None
     if args.canvas_lengths and not args.output_dir:
         args.output_dir = "sumi-eval-results"
-        c._note(f"note: the canvas-length study writes its table and plot to {args.output_dir}/")
+        note(f"note: the canvas-length study writes its table and plot to {args.output_dir}/")
 
     evaluator = _load_evaluator(args)
     config = dict(model=args.model, dtype=args.dtype, device=str(evaluator.device), backend="offline"
@@ -241,10 +247,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             else:
                 results = run_offline(evaluator, names, data_dir, config=config, log=log, **kwargs)
         except (KeyError, ValueError) as e:
-            raise c.CLIError(str(e)) from None
+            raise CLIError(str(e)) from None
     else:
         if args.limit_gen is not None:
-            raise c.CLIError("--limit-gen applies to --offline tasks; with --tasks use --limit")
+            raise CLIError("--limit-gen applies to --offline tasks; with --tasks use --limit")
         results = _run_lm_eval(evaluator, names, args, config, log)
     _finish(results, args)
     return 0
@@ -268,7 +274,7 @@ def _run_lm_eval(evaluator, names, args, config, log) -> dict:
                                       confirm_run_unsafe_code=args.allow_code_execution)
         seconds = time.perf_counter() - start
         if out is None:
-            raise _cli().CLIError("lm-eval returned no results")
+            raise CLIError("lm-eval returned no results")
         return _convert_lm_eval(out, seconds)
 
     if args.canvas_lengths:
@@ -319,7 +325,6 @@ def _convert_lm_eval(out: dict, seconds: float) -> dict:
 def _finish(results: dict, args: argparse.Namespace) -> None:
     from .runner import canvas_study_markdown, plot_canvas_study, results_markdown, write_results
 
-    c = _cli()
     md = results_markdown(results) if results.get("results") else ""
     if results.get("canvas_study"):
         md += ("\n" if md else "") + canvas_study_markdown(results["canvas_study"])
@@ -328,15 +333,14 @@ def _finish(results: dict, args: argparse.Namespace) -> None:
         if results.get("canvas_study"):
             png = plot_canvas_study(results["canvas_study"], Path(args.output_dir) / "canvas_length.png",
                                     title=f"{args.model}: metric vs canvas length")
-            c._note(f"wrote {png}")
-        c._note(f"wrote {paths['json']} and {paths['md']}")
+            note(f"wrote {png}")
+        note(f"wrote {paths['json']} and {paths['md']}")
     sys.stdout.write(md)
     sys.stdout.flush()
 
 
 # ----------------------------------------------------------------------------- sumi perplexity
 def add_perplexity_parser(sub) -> argparse.ArgumentParser:
-    c = _cli()
     p = sub.add_parser("perplexity", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PPL_EPILOG,
                        help="NELBO perplexity of a text or JSONL file (nats/token, bits/byte, 95%% CI)",
                        description="Score a text or JSONL file with the NELBO (spec §4): nats/token, bits/byte "
@@ -345,7 +349,7 @@ def add_perplexity_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--field", default="text", metavar="NAME", help="JSONL field holding the text (default: text)")
     p.add_argument("--split", default="auto", choices=("auto", "jsonl", "none", "paragraphs", "lines"),
                    help="how the file splits into documents (default: auto)")
-    p.add_argument("--limit", type=c.positive_int, metavar="N", help="score at most N documents (spread evenly)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="score at most N documents (spread evenly)")
     _add_model_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--output", metavar="FILE", help="also write the JSON report to FILE")
@@ -354,17 +358,16 @@ def add_perplexity_parser(sub) -> argparse.ArgumentParser:
 
 
 def cmd_perplexity(args: argparse.Namespace) -> int:
-    c = _cli()
     from .perplexity import perplexity_report, read_documents
     from .runner import environment_versions
     from .tasks import select
 
     if not Path(args.file).is_file():
-        raise c.CLIError(f"argument FILE: {args.file!r} is not a file")
+        raise CLIError(f"argument FILE: {args.file!r} is not a file")
     try:
         docs = select(read_documents(args.file, field=args.field, split=args.split), args.limit)
     except (ValueError, UnicodeDecodeError) as e:
-        raise c.CLIError(f"argument FILE: {e}") from None
+        raise CLIError(f"argument FILE: {e}") from None
     evaluator = _load_evaluator(args)
     report = perplexity_report(evaluator, docs, seed=evaluator.options["seed"])
     report = dict(file=args.file, model=args.model, canvas_length=evaluator.max_length,
@@ -394,10 +397,10 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(subparsers) -> None:
+def add_parser(subparsers) -> None:
     """Add `sumi eval` and `sumi perplexity` to the `sumi` command's subparsers."""
     add_eval_parser(subparsers)
     add_perplexity_parser(subparsers)
 
 
-__all__ = ["register_cli", "cmd_eval", "cmd_perplexity"]
+__all__ = ["add_parser", "cmd_eval", "cmd_perplexity"]

@@ -118,13 +118,7 @@ class SumiEvaluator:
         """Load with `sumi.load` (a folder, a preset with random weights, or a Hub id)."""
         from ..loading import load
 
-        loading_logger = logging.getLogger("sumi.loading")
-        level = loading_logger.level
-        loading_logger.setLevel(logging.ERROR)
-        try:
-            model, tok = load(name_or_path, dtype=dtype, device=device, attn_implementation=attn_implementation)
-        finally:
-            loading_logger.setLevel(level)
+        model, tok = load(name_or_path, dtype=dtype, device=device, attn_implementation=attn_implementation)
         return cls(model, tok, progress=progress, name=str(name_or_path), **options)
 
     def validate(self) -> None:

@@ -1,0 +1,7 @@
+"""`python -m sumi.cli ...` = `sumi ...`."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,255 @@
+"""`sumi generate`: write text after one or more prompts by denoising a random canvas."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+import time
+from typing import Any, Callable
+
+from . import DESCRIPTION
+from .common import (
+    CANVAS_OPTIONS,
+    SAMPLER_OPTIONS,
+    CLIError,
+    DefaultRule,
+    add_sampling_args,
+    load_model,
+    model_source,
+    note,
+    parse_ids,
+    read_prompts_file,
+    resolve_device,
+    sampling_kwargs,
+)
+from .display import BarProgress, LiveCanvas, sanitize, write_text
+
+EPILOG = """\
+samplers:
+  ancestral  (default) re-sample every position from the diffusion posterior, moving from
+             noise level lambda_t to lambda_s of the schedule each step
+  adaptive   rewrite only the --tokens-per-step positions whose prediction is most confident
+             (argmax at --temperature 0, else a tempered sample); the schedule is unused
+  greedy     every position becomes the model's argmax each step
+
+examples:
+  sumi generate "def fibonacci(n):"
+  sumi generate --model path/to/checkpoint --steps 256 --sampler adaptive --tokens-per-step 4 \\
+      --temperature 0 "The capital of France is"
+  sumi generate --prompts-file prompts.jsonl --format jsonl > out.jsonl
+  sumi generate --show-steps --steps 32 "Once upon a time"      # watch the canvas denoise
+
+Without --model the default model is used (see `sumi generate --help`, `--model`). A preset name
+(sumi-tiny, sumi-57m, sumi-1b, sumi-7b) builds a model with RANDOM weights: fine for smoke tests,
+its output is gibberish.
+"""
+
+# The settings a --format jsonl record reports, as resolved for the run.
+_REPORTED = ("num_denoising_steps", "sampler", "schedule", "temperature", "tokens_per_step", "min_log_snr",
+             "max_log_snr", "top_k", "top_p", "min_p", "stop_strings", "align_rows", "early_stop_patience",
+             "stop_on_cycle", "skip_tail", "anchor_eosbos", "trim_at_eos", "denoise_end", "frozen")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from ..loading import DEFAULT_MODEL
+
+    g = subparsers.add_parser(
+        "generate", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        help="write text after one or more prompts by denoising a random canvas",
+        description=DESCRIPTION + "\n`sumi generate` writes --max-new-tokens tokens after each PROMPT. All "
+                    "prompts run as one\nleft-padded batch. Unset sampler options fall back to the model's "
+                    "generation config, then\nto the official defaults (128 steps, ancestral, linear schedule, "
+                    "temperature 1, canvas 2048).",
+    )
+    g.add_argument("prompts", nargs="*", metavar="PROMPT",
+                   help="prompt text(s); several prompts form one batch. None: generate from BOS alone")
+    g.add_argument("--model", "-m", default=DEFAULT_MODEL, metavar="PATH_OR_PRESET",
+                   help=f"a checkpoint folder, a preset name (random weights) or a Hub id (default: {DEFAULT_MODEL})")
+    g.add_argument("--prompts-file", metavar="FILE",
+                   help="read prompts from FILE ('-' = stdin): one prompt per line, or JSONL objects with a "
+                        "\"prompt\" field; added after any PROMPT arguments")
+    g.add_argument("--ids", action="store_true",
+                   help="each PROMPT is token ids (comma or space separated) instead of text")
+    g.add_argument("--no-bos", action="store_true",
+                   help="do not prepend the BOS token to each prompt (by default a prompt starts a document)")
+
+    s = g.add_argument_group("sampling", "Options left unset come from the model's generation_config.json, "
+                                         "else from the defaults shown.")
+    add_sampling_args(s, {"max_new_tokens": 64, "seed": DefaultRule("a fresh seed, reported in --format jsonl "
+                                                                    "and on stderr")}, only=SAMPLER_OPTIONS)
+    add_sampling_args(g.add_argument_group("canvas"), only=CANVAS_OPTIONS)
+
+    r = g.add_argument_group("runtime and output")
+    r.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                   help="weight dtype (default: the checkpoint's; float32 for presets other than sumi-7b)")
+    r.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    r.add_argument("--attn", dest="attn_implementation", choices=("sdpa", "eager"),
+                   help="attention implementation (default: sdpa)")
+    r.add_argument("--format", choices=("text", "jsonl"), default="text",
+                   help="text (default): prompt + completion; jsonl: one JSON object per prompt with prompt, "
+                        "completion, token ids, settings, num_forwards, seconds")
+    r.add_argument("--show-steps", action="store_true",
+                   help="watch the canvas denoise: on a terminal, redraw the generated text after every step; "
+                        "otherwise a progress bar with per-step statistics (on stderr)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return g
+
+
+def _read_prompts(args: argparse.Namespace) -> list[str]:
+    prompts = list(args.prompts)
+    if args.prompts_file:
+        prompts += read_prompts_file(args.prompts_file)
+    return prompts
+
+
+def _text_codec(tok, cfg, ids_only: bool) -> tuple[Any, bool]:
+    """The model's tokenizer, or a byte-level one when it has none; returns (tokenizer, byte_level)."""
+    from ..tokenization import ByteTokenizer
+
+    if tok is not None:
+        return tok, False
+    V = cfg.vocab_size
+    if V < 256 and not ids_only:
+        raise CLIError(f"argument --model: the model has no tokenizer and its vocabulary ({V} ids) is too small "
+                       "for the byte-level fallback (needs >= 256); pass token ids with --ids")
+    if not ids_only:
+        note("note: the model has no tokenizer: using a byte-level fallback (UTF-8 bytes as ids, id = byte value).")
+    return ByteTokenizer(max(V, 256), cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id), True
+
+
+def _prompt_rows(prompts: list[str], ids_only: bool, bos: int | None, V: int, encode: Callable[[str], list[int]]
+                 ) -> list[list[int]]:
+    """Token ids of each prompt (text, or ids with --ids), `bos` first unless None; one empty prompt
+    when there are none."""
+    rows: list[list[int]] = []
+    for index, text in enumerate(prompts):
+        ids = parse_ids(text, index) if ids_only else encode(text)
+        bad = [t for t in ids if not 0 <= t < V]
+        if bad:
+            raise CLIError(f"argument PROMPT: prompt {index + 1} has token id {bad[0]} outside the model's "
+                           f"vocabulary [0, {V})")
+        rows.append(([bos] if bos is not None else []) + ids)
+    return rows or [[bos] if bos is not None else []]
+
+
+def _progress(args: argparse.Namespace, steps: int, regions: list[tuple[int, int]], decode) -> tuple[Any, Any]:
+    """The progress callback the options ask for and its closer (either may be None)."""
+    if args.show_steps and sys.stderr.isatty():
+        return LiveCanvas(sys.stderr, decode, regions), None
+    if args.show_steps or not args.no_progress:
+        bar = BarProgress(steps, regions, stats=args.show_steps)
+        return bar, bar.close
+    return None, None
+
+
+def _print_results(results: list[dict], settings: dict[str, Any], seed, out, seconds: float, fmt: str) -> None:
+    B = len(results)
+    if fmt == "jsonl":
+        for i, r in enumerate(results):
+            row_settings = dict(settings, seed=seed[i] if isinstance(seed, list) else seed)
+            record = dict(index=i, **r, settings=row_settings, num_forwards=int(out.num_forwards or 0),
+                          seconds=round(seconds, 4))
+            write_text(sys.stdout, json.dumps(record, ensure_ascii=False) + "\n")
+    else:
+        for i, r in enumerate(results):
+            if B > 1:
+                write_text(sys.stdout, f"--- {i + 1}/{B} ---\n")
+            write_text(sys.stdout, sanitize(r["prompt"] + r["completion"]) + "\n")
+    sys.stdout.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    # ---- cheap checks first (before loading any weights)
+    prompts = _read_prompts(args)
+    options = sampling_kwargs(args)
+    num_rows = max(len(prompts), 1)
+    if isinstance(args.seed, list) and len(args.seed) != num_rows:
+        raise CLIError(f"argument --seed: {len(args.seed)} seeds for {num_rows} prompt(s); give one seed or one per prompt")
+    device = resolve_device(args.device)
+
+    source = model_source(args.model)
+    if source == "preset":
+        note(f"note: '{args.model}' is a preset with RANDOM weights (seed 0), not a trained model: the output "
+             "is random-weight gibberish, useful only to check that things run. Pass --model PATH "
+             "for a trained checkpoint.")
+    model, tok = load_model(args.model, dtype=args.dtype, device=device, attn_implementation=args.attn_implementation)
+    cfg = model.config
+    tok, byte_level = _text_codec(tok, cfg, args.ids)
+
+    def encode(text: str) -> list[int]:
+        return tok.encode(text) if byte_level else list(tok(text, add_special_tokens=False).input_ids)
+
+    def decode(ids: list[int], skip_special_tokens: bool = False) -> str:
+        return tok.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    bos = None if args.no_bos else cfg.bos_token_id
+    rows = _prompt_rows(prompts, args.ids, bos, cfg.vocab_size, encode)
+
+    # ---- options: only what the user set; the rest resolves through the model's generation config
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    options["seed"] = seed
+    resolved = model.resolve_generation_options(options)
+
+    # ---- batch (left-padded) and the canvas check, before any forward pass
+    B = len(rows)
+    P = max(len(r) for r in rows)
+    lengths = [len(r) for r in rows]
+    pad_id = cfg.pad_token_id if cfg.pad_token_id is not None else (cfg.eos_token_id or 0)
+    if not byte_level and getattr(tok, "pad_token_id", None) is not None and P > 0:
+        tok.padding_side = "left"
+        batch = tok.pad({"input_ids": rows}, padding=True, return_tensors="pt")
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+    else:
+        input_ids = torch.tensor([[pad_id] * (P - len(r)) + r for r in rows], dtype=torch.long).reshape(B, P)
+        attention_mask = torch.tensor([[0] * (P - len(r)) + [1] * len(r) for r in rows], dtype=torch.long).reshape(B, P)
+    C = min(int(resolved["canvas_length"]), cfg.max_position_embeddings)
+    anchors = bool(resolved["anchor_eosbos"]) and resolved["frozen"] is None
+    reserve = 2 if anchors else 0
+    row_prompt = lengths if resolved["align_rows"] else [P] * B
+    for index, p in enumerate(row_prompt):
+        if p + reserve >= C:
+            raise CLIError(
+                f"argument PROMPT: prompt {index + 1} is {p} tokens (BOS and padding included), too long for a canvas "
+                f"of {C} tokens{' with the EOS/BOS anchors' if anchors else ''}: shorten it or raise --canvas-length "
+                f"(max {cfg.max_position_embeddings} for this model)")
+    mnt = resolved["max_new_tokens"]
+    budgets = [max(1, min(mnt, C - p - reserve)) for p in row_prompt]
+    regions = [(P, P + n) for n in budgets]
+    steps = int(resolved["num_denoising_steps"])
+
+    if args.seed is None and args.format == "text":
+        note(f"seed {seed} (pass --seed {seed} to repeat this run)")
+
+    callback, closer = _progress(args, steps, regions, decode) if mnt > 0 else (None, None)
+    start = time.perf_counter()
+    try:
+        out = model.generate(input_ids.to(device), attention_mask=attention_mask.to(device), progress_callback=callback,
+                             tokenizer=tok if options.get("stop_strings") else None, **options)
+    finally:
+        if closer is not None:
+            closer()
+    seconds = time.perf_counter() - start
+
+    # ---- results
+    sequences = out.sequences.cpu()
+    results = []
+    for i in range(B):
+        gen = sequences[i, P:int(out.lengths[i])].tolist()
+        results.append(dict(
+            prompt=(prompts[i] if prompts and not args.ids else decode(rows[i], skip_special_tokens=True)),
+            completion=decode(gen, skip_special_tokens=True),
+            prompt_ids=rows[i], completion_ids=gen,
+        ))
+    settings = {k: resolved[k] for k in _REPORTED}
+    settings.update(model=args.model, model_source=source, max_new_tokens=mnt, canvas_length=C, seed=seed,
+                    dtype=str(next(model.parameters()).dtype).removeprefix("torch."), device=str(device),
+                    tokenizer="bytes" if byte_level else type(tok).__name__, bos_prepended=bos is not None)
+    _print_results(results, settings, seed, out, seconds, args.format)
+    return 0
+
+
+__all__ = ["add_parser", "run"]
