@@ -10,7 +10,9 @@ the model use it: the model file (also a checkpoint's standalone remote code) on
 Everything else falls back to SDPA: other dtypes, gradients, CUDA, head dims that are not a
 multiple of 64, CPUs without the instructions, no compiler (`available()` says why not; set
 `SUMI_NATIVE_KERNELS=0` to turn it off). The shared library is built once into the sumi cache
-directory (`$SUMI_CACHE_DIR`, default `~/.cache/sumi/kernels`), keyed by the source's hash.
+directory (`$SUMI_CACHE_DIR`, default `~/.cache/sumi/kernels`), keyed by the source's hash, and
+loaded only from a folder of this user's that no one else can write, with the sha256 it had when
+built (see `_build`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -44,29 +47,74 @@ def _cpu_has_flags() -> bool:
     return all(f in flags for f in CPU_FLAGS)
 
 
+def _private_folder(path: Path) -> Path | None:
+    """`path`, created with mode 0700 if missing, if it is a real folder owned by this user that
+    no one else can write (None otherwise: a library there could have been planted)."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022 or not os.access(path, os.W_OK):
+        return None
+    return path
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _trusted(lib: Path) -> bool:
+    """Whether `lib` is a regular file of this user's, writable by no one else, whose sha256 is
+    the one recorded when this process's code built it (``<lib>.sha256``)."""
+    try:
+        st = lib.lstat()
+        recorded = lib.with_name(lib.name + ".sha256").read_text().strip()
+    except OSError:
+        return False
+    return (stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+            and recorded == _sha256(lib))
+
+
+def _compile(target: Path) -> None:
+    """Build `target` (and its ``.sha256``) in its folder, atomically."""
+    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        raise RuntimeError("no C compiler (gcc) found")
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # then an atomic rename
+        built = Path(tmp) / target.name
+        proc = subprocess.run([cc, *CFLAGS, "-o", str(built), str(SOURCE)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[-500:]}")
+        os.chmod(built, 0o700)
+        digest = Path(tmp) / (target.name + ".sha256")
+        digest.write_text(_sha256(built) + "\n")
+        os.replace(digest, target.with_name(target.name + ".sha256"))
+        os.replace(built, target)
+
+
 def _build() -> ctypes.CDLL:
+    """Load the kernel, built once into a private folder: the sumi cache, else
+    ``$TMPDIR/sumi-kernels-<uid>``, each only if this user owns it and no one else can write it,
+    else a fresh ``mkdtemp`` folder (built for this process only). A library is loaded only if
+    `_trusted` (owner, permissions and the sha256 recorded at build time); otherwise it is rebuilt."""
     from ..tokenization import cache_dir
 
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:16]
-    target = cache_dir() / "kernels" / f"sink_attention_{digest}.so"
+    name = f"sink_attention_{digest}.so"
+    folder = (_private_folder(cache_dir() / "kernels")
+              or _private_folder(Path(tempfile.gettempdir()) / f"sumi-kernels-{os.getuid()}"))
+    scratch = None
+    if folder is None:
+        folder = scratch = Path(tempfile.mkdtemp(prefix="sumi-kernels-"))
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not os.access(target.parent, os.W_OK):
-            raise PermissionError(target.parent)
-    except OSError:  # a read-only home: build into the temporary directory instead
-        target = Path(tempfile.gettempdir()) / f"sumi-kernels-{os.getuid()}" / target.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.is_file():
-        cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
-        if cc is None:
-            raise RuntimeError("no C compiler (gcc) found")
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # then an atomic rename
-            built = Path(tmp) / target.name
-            proc = subprocess.run([cc, *CFLAGS, "-o", str(built), str(SOURCE)], capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[-500:]}")
-            os.replace(built, target)
-    lib = ctypes.CDLL(str(target))
+        target = folder / name
+        if not _trusted(target):
+            _compile(target)
+        lib = ctypes.CDLL(str(target))
+    finally:
+        if scratch is not None:  # loaded (or failed): the mapping outlives the file
+            shutil.rmtree(scratch, ignore_errors=True)
     fn = lib.sink_attention_bf16
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int] * 5 + [ctypes.c_float, ctypes.c_int]
