@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import urllib.request
 from pathlib import Path
 
@@ -68,6 +69,11 @@ def post_json(url: str, body: dict) -> dict:
                                      headers={"Content-Type": "application/json",
                                               "Authorization": f"Bearer {API_KEY}"})
     with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
         return json.loads(response.read())
 
 
@@ -258,3 +264,19 @@ def test_page_chat_mode_ends_on_the_chat_completions_text(page, server_url):
     chat_body = {k: v for k, v in body.items() if k != "canvas_every"}
     expected = post_json(server_url + "/v1/chat/completions", chat_body)["choices"][0]["message"]["content"]
     assert page.text_content("#final-text") == expected
+
+
+def test_stop_ends_the_run_and_frees_its_row(page, server_url):
+    enter_key(page)
+    fill_settings(page, dict(SETTINGS, **{"#steps": "1000"}))  # long enough to be stopped half-way
+    page.click("#run")
+    page.wait_for_function("window.__drawn.length >= 3", timeout=RUN_TIMEOUT_MS)
+    assert page.text_content("#run") == "Stop"
+    page.click("#run")
+    page.wait_for_function("document.getElementById('status').textContent === 'stopped'")
+    assert page.is_hidden("#error") and page.text_content("#final-text") == ""
+    assert page.is_enabled("#scrubber")  # what was drawn can still be replayed
+    deadline = time.monotonic() + 30
+    while get_json(server_url + "/health")["live_rows"] != 0:
+        assert time.monotonic() < deadline, "the stopped run still holds its row"
+        time.sleep(0.1)
