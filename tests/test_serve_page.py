@@ -15,10 +15,11 @@ import json
 import os
 import shutil
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from sumi.serving.client import get_text, post
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -64,17 +65,10 @@ def server_url():
         yield url
 
 
-def post_json(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {API_KEY}"})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return json.loads(response.read())
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
+def post_ok(url: str, path: str, body: dict) -> dict:
+    status, answer = post(url, path, body, api_key=API_KEY)
+    assert status == 200, answer
+    return answer
 
 
 # ---- the browser ---------------------------------------------------------------------------------
@@ -152,7 +146,7 @@ def test_page_draws_the_canvas_live_and_ends_on_the_completions_text(page, serve
     assert (body["seed"], body["steps"], body["max_tokens"], body["canvas_length"], body["sampler"]) == \
         (7, STEPS, ANSWER_TOKENS, 96, "ancestral")
     completion_body = {k: v for k, v in body.items() if k != "canvas_every"}
-    expected = post_json(server_url + "/v1/completions", completion_body)["choices"][0]["text"]
+    expected = post_ok(server_url, "/v1/completions", completion_body)["choices"][0]["text"]
     assert page.text_content("#final-text") == expected
 
     drawn = page.evaluate("window.__drawn")
@@ -262,7 +256,7 @@ def test_page_chat_mode_ends_on_the_chat_completions_text(page, server_url):
     assert body["messages"] == [{"role": "system", "content": "You are terse."},
                                 {"role": "user", "content": "Name a colour."}]
     chat_body = {k: v for k, v in body.items() if k != "canvas_every"}
-    expected = post_json(server_url + "/v1/chat/completions", chat_body)["choices"][0]["message"]["content"]
+    expected = post_ok(server_url, "/v1/chat/completions", chat_body)["choices"][0]["message"]["content"]
     assert page.text_content("#final-text") == expected
 
 
@@ -277,6 +271,6 @@ def test_stop_ends_the_run_and_frees_its_row(page, server_url):
     assert page.is_hidden("#error") and page.text_content("#final-text") == ""
     assert page.is_enabled("#scrubber")  # what was drawn can still be replayed
     deadline = time.monotonic() + 30
-    while get_json(server_url + "/health")["live_rows"] != 0:
+    while json.loads(get_text(server_url, "/health"))["live_rows"] != 0:
         assert time.monotonic() < deadline, "the stopped run still holds its row"
         time.sleep(0.1)
