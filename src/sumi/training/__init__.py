@@ -5,8 +5,8 @@
     result = train(config)                       # 1 process, or under torchrun: N processes
     export_checkpoint(config.checkpoint_dir(), "my-model")   # a normal HF folder
 
-Command line: ``python -m sumi.train RECIPE.yaml [key.sub=value ...] [--resume] [--dry-run]``,
-``torchrun --nproc_per_node=N -m sumi.train RECIPE.yaml``.
+Command line: ``sumi train RECIPE.yaml [key.sub=value ...] [--resume] [--dry-run]``,
+``torchrun --nproc_per_node=N -m sumi.training RECIPE.yaml``.
 """
 
 from .checkpoint import (

@@ -1,7 +1,7 @@
 """Process-group set-up: the same code path for 1 process, N CPU processes (gloo) and N GPUs (nccl).
 
 Under ``torchrun`` (RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT in the environment) the default
-process group is created from the environment. A plain ``python -m sumi.train`` (or a call to
+process group is created from the environment. A plain ``sumi train`` (or a call to
 `sumi.training.train`) creates a world-size-1 group on a free localhost port. On CUDA the group is
 ``cuda:nccl,cpu:gloo`` (NCCL for tensors on the GPU, gloo for the few CPU-side collectives); on CPU
 it is gloo.
