@@ -73,17 +73,14 @@ def main(argv=None) -> int:
             q = torch.randn(B, h, S, d, generator=g).bfloat16()
             kv = [torch.randn(B, k, S, d, generator=g).bfloat16() for _ in range(2)]
 
-            def call():
-                return modeling.sdpa_sink_attention(q, kv[0], kv[1], None, d**-0.5)
-
+            attention = {"sumi": modeling.ALL_ATTENTION_FUNCTIONS[kernels.ATTENTION_NAME],
+                         "sdpa": modeling.ALL_ATTENTION_FUNCTIONS["sdpa"]}
             times = {"sumi": float("inf"), "sdpa": float("inf")}
             outs = {}
             for _ in range(3):  # alternate, so that load from elsewhere hits both
-                for name in ("sumi", "sdpa"):
-                    (kernels.install if name == "sumi" else kernels.uninstall)()
-                    t, outs[name] = best_of(call, max(1, args.repeats // 3))
+                for name, fn in attention.items():
+                    t, outs[name] = best_of(lambda: fn(q, kv[0], kv[1], None, d**-0.5), max(1, args.repeats // 3))
                     times[name] = min(times[name], t)
-            kernels.install()
             flop = 4.0 * B * h * S * S * d
             diff = float((outs["sumi"].float() - outs["sdpa"].float()).abs().max())
             rows.append(dict(shape=label, B=B, h=h, k=k, S=S, d=d, sdpa_s=times["sdpa"], sumi_s=times["sumi"],

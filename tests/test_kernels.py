@@ -71,22 +71,19 @@ def test_kernel_matches_float64_reference(B, H, HK, S, D, masked):
     if masked and B > 2:
         assert float(got[0].abs().max()) == 0.0
     # as close as PyTorch's SDPA on the same bf16 inputs (its error: the same output rounding)
-    modeling_hook, modeling.SINK_ATTENTION_HOOK = modeling.SINK_ATTENTION_HOOK, None
-    try:
-        sdpa = modeling.sdpa_sink_attention(q, k, v, key_mask, scale)
-    finally:
-        modeling.SINK_ATTENTION_HOOK = modeling_hook
+    sdpa = modeling.sdpa_sink_attention(q, k, v, key_mask, scale)
     assert float(err.max()) <= 1.5 * float((sdpa.double() - ref).abs().max()) + 1e-3
 
 
 def test_the_model_uses_it_for_bf16_inference_only(monkeypatch):
     calls = []
     real = kernels.sink_attention
-    monkeypatch.setattr(modeling, "SINK_ATTENTION_HOOK", (kernels.supports, lambda *a: calls.append(1) or real(*a)))
+    monkeypatch.setattr(kernels, "sink_attention", lambda *a: calls.append(1) or real(*a))
     torch.manual_seed(0)
     config = modeling.SumiConfig.from_preset("sumi-tiny", head_dim=64, hidden_size=128, num_attention_heads=2,
                                              num_key_value_heads=1)
     model = modeling.SumiForMaskGeneration(config).eval()
+    assert model.config._attn_implementation == kernels.ATTENTION_NAME  # the default with sumi installed
     x = torch.randint(0, 256, (2, 40))
     mask = torch.ones(2, 40, dtype=torch.long)
     mask[1, :7] = 0
@@ -96,13 +93,14 @@ def test_the_model_uses_it_for_bf16_inference_only(monkeypatch):
         model16 = model.to(torch.bfloat16)
         with_kernel = model16(input_ids=x, attention_mask=mask).logits.float()
         assert len(calls) == config.num_hidden_layers
-        monkeypatch.setattr(modeling, "SINK_ATTENTION_HOOK", None)
+        model16.config._attn_implementation = "sdpa"  # asked for by name: SDPA even where the kernel runs
         with_sdpa = model16(input_ids=x, attention_mask=mask).logits.float()
+        assert len(calls) == config.num_hidden_layers
     # the two bf16 paths are equally close to the fp32 logits
     e_kernel, e_sdpa = (with_kernel - fp32).norm() / fp32.norm(), (with_sdpa - fp32).norm() / fp32.norm()
     assert float(e_kernel) < 1.5 * float(e_sdpa) + 1e-3, (float(e_kernel), float(e_sdpa))
     # with gradients the model stays on SDPA
-    monkeypatch.setattr(modeling, "SINK_ATTENTION_HOOK", (kernels.supports, lambda *a: calls.append(1) or real(*a)))
+    model16.config._attn_implementation = kernels.ATTENTION_NAME
     calls.clear()
     model16(input_ids=x).logits.float().sum().backward()
     assert calls == []

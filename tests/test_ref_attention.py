@@ -128,12 +128,12 @@ def ids(B, S, V, seed):
 
 # ----------------------------------------------------------------------------- tests
 def test_attention_switch_dispatches(tiny, monkeypatch):
-    """Setting `config._attn_implementation` really selects the eager / SDPA path (otherwise the
-    comparisons below would compare one path with itself)."""
+    """Setting `config._attn_implementation` really selects the eager / SDPA path, the latter by name
+    from `ALL_ATTENTION_FUNCTIONS` (otherwise the comparisons below would compare one path with itself)."""
     calls = {"eager": 0, "sdpa": 0}
     eager, sdpa = modeling.eager_sink_attention, modeling.sdpa_sink_attention
     monkeypatch.setattr(modeling, "eager_sink_attention", lambda *a, **k: (calls.__setitem__("eager", calls["eager"] + 1), eager(*a, **k))[1])
-    monkeypatch.setattr(modeling, "sdpa_sink_attention", lambda *a, **k: (calls.__setitem__("sdpa", calls["sdpa"] + 1), sdpa(*a, **k))[1])
+    monkeypatch.setitem(modeling.ALL_ATTENTION_FUNCTIONS, "sdpa", lambda *a, **k: (calls.__setitem__("sdpa", calls["sdpa"] + 1), sdpa(*a, **k))[1])
     x = ids(1, 4, 64, 0)
     logits_of(tiny, "eager", input_ids=x)
     assert calls == {"eager": tiny.config.num_hidden_layers, "sdpa": 0}
@@ -279,3 +279,12 @@ def test_training_path_matches_reference_and_eager_gradients(tiny):
     tiny.zero_grad()
     for name, g in grads["eager"].items():
         torch.testing.assert_close(grads["sdpa"][name], g, rtol=1e-4, atol=1e-5 * float(g.abs().max()))
+
+
+def test_without_the_registration_a_model_defaults_to_sdpa(monkeypatch):
+    """What a checkpoint's standalone remote code does: "sumi_native" is not in its registry."""
+    monkeypatch.delitem(modeling.SinkAttentionInterface._global_mapping, "sumi_native")
+    model = modeling.SumiForMaskGeneration(modeling.SumiConfig.from_preset("sumi-tiny"))
+    assert model.config._attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match="not an attention of Sumi models"):
+        modeling.SumiForMaskGeneration(modeling.SumiConfig.from_preset("sumi-tiny", attn_implementation="sumi_native"))

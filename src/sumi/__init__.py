@@ -14,11 +14,12 @@ AutoConfig.register("sumi", SumiConfig, exist_ok=True)
 AutoModel.register(SumiConfig, SumiModel, exist_ok=True)
 AutoModelForMaskGeneration.register(SumiConfig, SumiForMaskGeneration, exist_ok=True)
 
-# bf16 inference attention on AVX512-BF16 CPUs through sumi's native kernel (built on first use;
-# everything else, or SUMI_NATIVE_KERNELS=0, stays on SDPA). See sumi/kernels.
+# sumi's native attention kernel as the attention "sumi_native", the default of Sumi models with sumi
+# installed: bf16 inference on AVX512-BF16 CPUs (built on first use; everything else, or
+# SUMI_NATIVE_KERNELS=0, goes through SDPA). See sumi/kernels.
 from . import kernels  # noqa: E402
 
-kernels.install()
+kernels.register()
 
 __all__ = [
     "PRESETS", "SumiConfig", "SumiModel", "SumiForMaskGeneration", "SumiPreTrainedModel", "SumiGenerationOutput",

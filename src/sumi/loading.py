@@ -27,7 +27,7 @@ import torch
 from safetensors import safe_open
 
 from .configuration_sumi import PRESETS, SumiConfig
-from .modeling_sumi import SumiForMaskGeneration
+from .modeling_sumi import ALL_ATTENTION_FUNCTIONS, SumiForMaskGeneration
 from .tokenization import VOCAB_SIZE as DOLMA2_VOCAB_SIZE
 from .tokenization import _looks_like_hub_id, _offline, has_tokenizer_files, load_tokenizer
 
@@ -268,7 +268,9 @@ def load(
         loaded as a local folder, with the same memory bound; a repo without safetensors
         weights goes through `from_pretrained`. Not reachable and not cached: a clear ValueError.
     `dtype`: "float32" / "bfloat16" / "float16" (or a torch.dtype); None = the checkpoint's dtype.
-    `device`: where to put the model (default: CPU). `attn_implementation`: "sdpa" (default) or "eager".
+    `device`: where to put the model (default: CPU). `attn_implementation`: a name of
+    `modeling_sumi.ALL_ATTENTION_FUNCTIONS` ("sdpa", "sumi_native") or "eager"; None = "sumi_native"
+    (sumi's CPU kernel for bf16 inference where it runs, SDPA elsewhere).
     """
     name = os.fspath(name_or_path)
     source = model_source(name)
@@ -276,8 +278,9 @@ def load(
     if source == "bundled":  # shipped in bf16 to stay small; computed in fp32 unless asked otherwise
         name, source = str(BUNDLED_DIR / name), "folder"
         torch_dtype = torch.float32 if torch_dtype is None else torch_dtype
-    if attn_implementation not in (None, "sdpa", "eager"):
-        raise ValueError(f"unknown attn_implementation {attn_implementation!r}; choose 'sdpa' or 'eager'")
+    attentions = ("eager", *ALL_ATTENTION_FUNCTIONS)
+    if attn_implementation is not None and attn_implementation not in attentions:
+        raise ValueError(f"unknown attn_implementation {attn_implementation!r}; choose one of {attentions}")
     tokenizer = None
     if source == "preset":
         model = build_preset(name, dtype=torch_dtype, attn_implementation=attn_implementation)

@@ -3,9 +3,11 @@
 `sink_attention(q, k, v, key_mask, scale)`: the off-by-one softmax attention of the model for bf16
 inference on x86 CPUs with AVX512-BF16 (`sink_attention_avx512bf16.c`). PyTorch's CPU flash kernel
 runs bf16 at about its fp32 speed on such CPUs without AMX; this one uses the bf16 dot-product
-instruction (measured in `benchmarks/bench_core.py`). `install()` (run by `import sumi`) makes
-the model use it: the model file (also a checkpoint's standalone remote code) only looks up
-`modeling_sumi.SINK_ATTENTION_HOOK`.
+instruction (measured in `benchmarks/bench_core.py`). `register()` (run by `import sumi`) adds it
+to the model's attention registry (`modeling_sumi.ALL_ATTENTION_FUNCTIONS`) as "sumi_native", the
+default attention of Sumi models when sumi is installed: the kernel where `supports` takes the
+inputs, the model's SDPA path elsewhere. The model file (also a checkpoint's standalone remote code)
+only knows the registry.
 
 Everything else falls back to SDPA: other dtypes, gradients, CUDA, head dims that are not a
 multiple of 64, CPUs without the instructions, no compiler (`available()` says why not; set
@@ -29,6 +31,8 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+
+from ..modeling_sumi import SinkAttentionInterface, sdpa_sink_attention
 
 SOURCE = Path(__file__).with_name("sink_attention_avx512bf16.c")
 CFLAGS = ["-O3", "-mavx512f", "-mavx512bf16", "-mavx512bw", "-mavx512vl", "-mfma", "-fopenmp", "-shared", "-fPIC"]
@@ -198,20 +202,23 @@ def _(q, k, v, key_mask, scale):
     return torch.empty_like(q, memory_format=torch.contiguous_format)
 
 
-def install() -> None:
-    """Route the model's bf16 CPU inference attention through `sink_attention` (`import sumi`
-    does this). Cheap: the kernel is built at the first call that `supports`, and anything it
-    does not support (or a machine where it cannot run) goes on through SDPA."""
-    from .. import modeling_sumi
-
-    modeling_sumi.SINK_ATTENTION_HOOK = (supports, sink_attention)
+ATTENTION_NAME = "sumi_native"
 
 
-def uninstall() -> None:
-    """Back to SDPA for everything (for comparisons)."""
-    from .. import modeling_sumi
+def native_or_sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+                             scale: float) -> torch.Tensor:
+    """The "sumi_native" attention: `sink_attention` where `supports` takes the inputs (bf16 CPU
+    inference), the model's `sdpa_sink_attention` elsewhere. Shapes as `sink_attention`."""
+    if supports(q, k, v):
+        return sink_attention(q, k, v, key_mask, scale)
+    return sdpa_sink_attention(q, k, v, key_mask, scale)
 
-    modeling_sumi.SINK_ATTENTION_HOOK = None
+
+def register() -> None:
+    """Make "sumi_native" an attention of Sumi models (`import sumi` does this). Cheap: the kernel
+    is built at the first call that `supports`."""
+    SinkAttentionInterface.register(ATTENTION_NAME, native_or_sdpa_attention)
 
 
-__all__ = ["available", "why_not", "why_not_for", "supports", "sink_attention", "install", "uninstall"]
+__all__ = ["available", "why_not", "why_not_for", "supports", "sink_attention", "ATTENTION_NAME",
+           "native_or_sdpa_attention", "register"]
