@@ -166,6 +166,13 @@ def test_page_draws_the_canvas_live_and_ends_on_the_completions_text(page, serve
         page.fill("#scrubber", str(index))
         assert page.text_content("#canvas") == texts[index]
         assert page.text_content("#step-counter") == drawn[index]["step"]
+    # the replay button plays every frame again, in order, from the first
+    page.evaluate("window.__drawn = []")
+    page.click("#play")
+    page.wait_for_function(f"window.__drawn.length === {len(drawn)} && "
+                           "document.getElementById('play').textContent === '▶ replay'")
+    assert [frame["text"] for frame in page.evaluate("window.__drawn")] == texts
+    assert page.input_value("#scrubber") == str(STEPS)
 
     page.fill("#scrubber", str(STEPS // 2))
     shot = tmp_path / "serve-page.png"

@@ -13,12 +13,14 @@
   };
   const WHITESPACE_MARKS = { " ": "·", "\n": "↵", "\t": "⇥", "\r": "␍" };
   const MAX_BREAKS_PER_TOKEN = 2;  // a "\n\n\n\n" token in the random canvas should not eat the page
+  const REPLAY_FRAME_MS = 120;
 
   const state = {
     frames: [],        // [{step, numSteps, rows: [{index, ids, tokens, confidence?, changed?, overwrote?}]}]
     prompt: "",        // the prompt as the server laid it out (chat template applied)
     model: null,       // the id /v1/models reports, sent with every request
     controller: null,  // AbortController of the run in flight
+    replay: null,      // interval id while the replay button plays the frames
   };
 
   // ---- request -----------------------------------------------------------------------------------
@@ -273,10 +275,34 @@
   function setRunning(running) {
     $("run").textContent = running ? "Stop" : "Run";
     $("run").classList.toggle("stop", running);
-    $("scrubber").disabled = running || state.frames.length < 2;
+    $("scrubber").disabled = $("play").disabled = running || state.frames.length < 2;
+  }
+
+  // ---- replay ------------------------------------------------------------------------------------
+
+  function stopReplay() {
+    clearInterval(state.replay);
+    state.replay = null;
+    $("play").textContent = "▶ replay";
+  }
+
+  /** Play the frames from the first (or from where the scrubber stands, unless at the end). */
+  function startReplay() {
+    const scrubber = $("scrubber");
+    const last = state.frames.length - 1;
+    let index = Number(scrubber.value) >= last ? 0 : Number(scrubber.value);
+    $("play").textContent = "❚❚ pause";
+    const show = () => {
+      scrubber.value = String(index);
+      renderFrame(index);
+      if (++index > last) stopReplay();
+    };
+    show();
+    if (state.replay === null && index <= last) state.replay = setInterval(show, REPLAY_FRAME_MS);
   }
 
   function resetRun() {
+    stopReplay();
     state.frames = [];
     state.prompt = "";
     $("canvas").replaceChildren();
@@ -379,6 +405,7 @@
   }
 
   function onScrub() {
+    stopReplay();
     const index = Number($("scrubber").value);
     if (state.frames[index]) renderFrame(index);
   }
@@ -390,6 +417,7 @@
   paintLegend();
   $("run-form").addEventListener("submit", onSubmit);
   $("scrubber").addEventListener("input", onScrub);
+  $("play").addEventListener("click", () => (state.replay === null ? startReplay() : stopReplay()));
   $("prompt").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("run-form").requestSubmit();
   });
