@@ -285,6 +285,14 @@ def nelbo_weight(t: torch.Tensor) -> torch.Tensor:
     return 1.0 / (t * (1.0 - t))
 
 
+def check_nelbo_grid(num_samples: int, method: str) -> None:
+    """ValueError unless `nelbo_t_grid` takes these (callers check before any work)."""
+    if method not in NELBO_METHODS:
+        raise ValueError(f"unknown NELBO method {method!r}; choose one of {NELBO_METHODS}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+
+
 def nelbo_t_grid(
     num_samples: int,
     method: str = "stratified",
@@ -308,10 +316,7 @@ def nelbo_t_grid(
         in lambda); deterministic, slightly biased at small K; weights include the change of variable.
     Returns: t `[K]` float64 and weights `[K]` float64 (sum to ~1).
     """
-    if method not in NELBO_METHODS:
-        raise ValueError(f"unknown NELBO method {method!r}; choose one of {NELBO_METHODS}")
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    check_nelbo_grid(num_samples, method)
     lo, hi = t_range(min_log_snr, max_log_snr)
     strata = torch.arange(num_samples, dtype=torch.float64)
     if method == "stratified":
@@ -417,5 +422,6 @@ __all__ = [
     "MIN_LOG_SNR", "MAX_LOG_SNR", "SCHEDULES", "NELBO_METHODS",
     "alpha_from_log_snr", "log_snr_from_alpha", "t_from_log_snr", "log_snr_from_t", "t_range",
     "sample_t", "corrupt", "sampling_schedule", "uniform_gidd_loss", "default_loss_chunk_tokens",
-    "fused_linear_gidd_loss", "nelbo_weight", "nelbo_t_grid", "nelbo_terms", "nelbo_on_grid", "estimate_nelbo",
+    "fused_linear_gidd_loss", "nelbo_weight", "check_nelbo_grid", "nelbo_t_grid", "nelbo_terms", "nelbo_on_grid",
+    "estimate_nelbo",
 ]

@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
-from ..diffusion import MAX_LOG_SNR, MIN_LOG_SNR, NELBO_METHODS, nelbo_terms
+from ..diffusion import MAX_LOG_SNR, MIN_LOG_SNR, NELBO_METHODS, check_nelbo_grid, nelbo_terms
 from ..diffusion import nelbo_t_grid as t_grid
 from ..seeding import derive_seed
 
@@ -102,10 +102,7 @@ def nelbo_scores(
         progress: called with the number of canvases done after each forward.
     Returns: one float per request (0.0 for an empty span).
     """
-    if method not in NELBO_METHODS:
-        raise ValueError(f"unknown NELBO method {method!r}; choose one of {NELBO_METHODS}")
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    check_nelbo_grid(num_samples, method)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     cfg = model.config
