@@ -39,7 +39,8 @@ def client(served):
     return OpenAI(base_url=served[0] + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
 
 
-def reference_ids(model, tok, ids: list[int], seeds: list[int], stop: list[str] | None = None, **body) -> list[list[int]]:
+def reference_ids(model, tok, ids: list[int], seeds: list[int], stop: list[str] | None = None,
+                  **body) -> list[list[int]]:
     """Each row's answer ids from `generate()` on the prompt ids, one generator per row, the
     request's options under their generate() names."""
     names = dict(steps="num_denoising_steps", max_tokens="max_new_tokens")

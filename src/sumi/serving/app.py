@@ -12,10 +12,11 @@ import asyncio
 import hmac
 import logging
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,8 +30,21 @@ from .errors import APIError
 from .jobs import JobBuilder, Prompt
 from .metrics import ServerMetrics
 from .middleware import BodyLimit, RequestMetrics
-from .protocol import (CanvasRequest, ChatRequest, CompletionRequest, SamplingFields, chat_chunk, chat_object,
-                       completion_chunk, completion_object, new_id, parse_body, sse, usage, usage_chunk)
+from .protocol import (
+    CanvasRequest,
+    ChatRequest,
+    CompletionRequest,
+    SamplingFields,
+    chat_chunk,
+    chat_object,
+    completion_chunk,
+    completion_object,
+    new_id,
+    parse_body,
+    sse,
+    usage,
+    usage_chunk,
+)
 from .scheduler import QueueFull, Scheduler, SchedulerStopped, Ticket
 from .settings import ServeSettings
 
@@ -177,8 +191,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = (f"no route {request.method} {request.url.path}" if exc.status_code == 404 else
-                   f"{request.method} is not allowed on {request.url.path}" if exc.status_code == 405 else str(exc.detail))
+        where = f"{request.method} {request.url.path}"
+        message = {404: f"no route {where}", 405: f"{where}: method not allowed"}.get(exc.status_code, str(exc.detail))
         return APIError(exc.status_code, message, code="not_found" if exc.status_code == 404 else None,
                         headers=exc.headers).response()
 
@@ -275,7 +289,10 @@ def _api_routes(service: Service) -> APIRouter:
         if (req.prompt is None) == (req.messages is None):
             raise APIError(400, "send exactly one of prompt (a completion) or messages (a chat)", param="prompt")
         builder.check_fields(req, max_tokens=req.max_tokens)
-        prompt = builder.chat_prompt(req.messages) if req.messages is not None else builder.completion_prompt(req.prompt)
+        if req.messages is not None:
+            prompt = builder.chat_prompt(req.messages)
+        else:
+            prompt = builder.completion_prompt(req.prompt)
         run = service.start(req, prompt, max_tokens=req.max_tokens, canvas_every=req.canvas_every, prefix="canvas")
         return _sse(_canvas_stream(service, run, request))
 
@@ -307,7 +324,8 @@ async def _guarded(events: AsyncIterator[str]) -> AsyncIterator[str]:
     yield sse("[DONE]")
 
 
-async def _completion_stream(service: Service, run: Run, req: CompletionRequest, request: Request) -> AsyncIterator[str]:
+async def _completion_stream(service: Service, run: Run, req: CompletionRequest,
+                             request: Request) -> AsyncIterator[str]:
     async def chunks():
         name = service.settings.model_name
         if run.frames is not None:
@@ -334,8 +352,8 @@ async def _chat_stream(service: Service, run: Run, req: ChatRequest, request: Re
         name = service.settings.model_name
         for i in range(req.n):
             yield sse(chat_chunk(run.id, name, i, {"role": "assistant", "content": ""}, None))
-        async for kind, payload in service.events(run, request):
-            choices, tokens = service.builder.choices(run.job, payload)
+        async for _, result in service.events(run, request):  # (no frames: the result only)
+            choices, tokens = service.builder.choices(run.job, result)
             for c in choices:
                 yield sse(chat_chunk(run.id, name, c["index"], {"content": c["text"]}, None))
                 yield sse(chat_chunk(run.id, name, c["index"], {}, c["finish_reason"]))

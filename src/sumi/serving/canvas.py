@@ -11,7 +11,7 @@ tensors; decoding ids to text is left to the receiver.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -19,7 +19,8 @@ import torch
 class CanvasFrames:
     """initial: the job's canvas `[B, S]` before the first step; the answer of row i is columns
     `[prompt_len, prompt_len + budgets[i])`; emit(frame) receives
-    `{"step": k (steps done, 1..N), "num_steps": N, "rows": [{"index", "ids", "confidence", "changed", "overwrote"}]}`."""
+    `{"step": k (steps done, 1..N), "num_steps": N,
+      "rows": [{"index", "ids", "confidence", "changed", "overwrote"}]}`."""
 
     def __init__(self, initial: torch.Tensor, prompt_len: int, budgets: list[int], every: int,
                  emit: Callable[[dict], None]):

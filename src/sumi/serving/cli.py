@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-canvas", type=int, default=None,
                    help="largest canvas_length a request may ask for (default: the model's positions)")
     p.add_argument("--max-prompt-tokens", type=int, default=None, help="longest prompt (default: what fits the canvas)")
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help=f"most steps per request (default: {d.max_steps})")
+    p.add_argument("--max-steps", type=int, default=d.max_steps,
+                   help=f"most steps per request (default: {d.max_steps})")
     p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
                    help=f"largest request body (default: {d.max_body_bytes})")
     p.add_argument("--served-model-name", default=None, help="the id in /v1/models (default: --model)")
@@ -111,7 +112,10 @@ def run(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     print(f"sumi serve: {settings.model_name} on http://{host}:{port} (page: /, API: /v1, metrics: /metrics)",
           file=sys.stderr, flush=True)
-    uvicorn_server(create_app(model, tokenizer, settings), log_level=args.log_level).run(sockets=[sock])
+    try:
+        uvicorn_server(create_app(model, tokenizer, settings), log_level=args.log_level).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: the normal way to stop
+        pass
     return 0
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import http.client
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -20,7 +21,7 @@ class Connection:
         self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -7,7 +7,7 @@ Every failure a client can cause becomes an `APIError` (or is mapped to one by t
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from fastapi.responses import JSONResponse
 

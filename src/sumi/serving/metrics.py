@@ -10,7 +10,7 @@ import bisect
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 # Request latency buckets in seconds: a few steps of the demo model up to long canvases on a CPU.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -106,7 +106,8 @@ class ServerMetrics:
                  [f"sumi_forwards_per_second {self.forwards.rate():.4f}"]),
                 ("sumi_answer_tokens_total", "counter", "Answer tokens returned.",
                  [f"sumi_answer_tokens_total {int(self.answer_tokens.total)}"]),
-                ("sumi_answer_tokens_per_second", "gauge", f"Answer tokens per second over the last {RATE_WINDOW_S:g} s.",
+                ("sumi_answer_tokens_per_second", "gauge",
+                 f"Answer tokens per second over the last {RATE_WINDOW_S:g} s.",
                  [f"sumi_answer_tokens_per_second {self.answer_tokens.rate():.4f}"]),
                 ("sumi_requests_total", "counter", "Requests answered, by HTTP status.",
                  [f'sumi_requests_total{{status="{s}"}} {n}' for s, n in sorted(self.requests.items())]),
