@@ -164,7 +164,7 @@ def test_overrides_may_follow_the_options(capsys):
 @pytest.mark.slow  # a fresh interpreter imports torch and transformers (~10 s on 2 busy cores)
 def test_shared_helpers_import_no_command():
     """`sumi.cli.common` is what command modules import: importing it (or `sumi.cli`) loads no command."""
-    code = ("import sys, sumi.cli.common, sumi.cli; "
-            "print(sorted(m for m in sys.modules if m.startswith('sumi.') and m.endswith(('cli', 'generate', 'info'))))")
+    code = ("import sys, sumi.cli.common, sumi.cli; print(sorted(m for m in sys.modules "
+            "if m.startswith('sumi.') and m.endswith(('cli', 'generate', 'info'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['sumi.cli']"

@@ -76,7 +76,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--trajectory", action="append", metavar="FILE",
                    help="analyse a saved trajectory file instead of generating (repeatable)")
     a.add_argument("--out", "-o", default="sumi-analysis", metavar="DIR", help="output folder (default: sumi-analysis)")
-    a.add_argument("--prompts-file", metavar="FILE", help="more prompts: one per line, or JSONL with a \"prompt\" field")
+    a.add_argument("--prompts-file", metavar="FILE",
+                   help="more prompts: one per line, or JSONL with a \"prompt\" field")
     a.add_argument("--ids", action="store_true", help="each PROMPT is token ids (comma or space separated)")
     a.add_argument("--no-bos", action="store_true", help="do not prepend BOS to each prompt")
     a.add_argument("--samples", type=positive_int, default=1, metavar="K",

@@ -16,7 +16,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .common import PROG, CLIError, add_verbosity_args, configure_logging, verbosity
 

@@ -10,9 +10,10 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from ..diffusion import SCHEDULES
 from ..generation_sumi import GENERATION_DEFAULTS, SAMPLERS
@@ -76,7 +77,8 @@ def seed_list(text: str) -> int | list[int]:
     try:
         seeds = [int(p) for p in parts]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer or a comma-separated list of integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"must be an integer or a comma-separated list of integers, got {text!r}") from None
     if any(s < 0 for s in seeds):
         raise argparse.ArgumentTypeError(f"seeds must be >= 0, got {text!r}")
     return seeds[0] if len(seeds) == 1 else seeds

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import sys
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
 
 def sanitize(text: str, *, visible_whitespace: bool = False) -> str:
@@ -33,7 +33,9 @@ def _char_width(ch: str) -> int:
 
 def wrap_by_width(text: str, width: int) -> list[str]:
     """Hard-wrap `text` (no newlines) into lines of at most `width` terminal columns."""
-    lines, line, used = [], [], 0
+    lines: list[str] = []
+    line: list[str] = []
+    used = 0
     for ch in text:
         w = _char_width(ch)
         if used + w > width and line:

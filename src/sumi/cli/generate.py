@@ -7,7 +7,8 @@ import json
 import secrets
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import DESCRIPTION
 from .common import (
@@ -168,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
     options = sampling_kwargs(args)
     num_rows = max(len(prompts), 1)
     if isinstance(args.seed, list) and len(args.seed) != num_rows:
-        raise CLIError(f"argument --seed: {len(args.seed)} seeds for {num_rows} prompt(s); give one seed or one per prompt")
+        raise CLIError(f"argument --seed: {len(args.seed)} seeds for {num_rows} prompt(s); give one seed or one "
+                       "per prompt")
     device = resolve_device(args.device)
 
     source = model_source(args.model)

@@ -100,7 +100,8 @@ def _text(report: dict) -> str:
         f"model         {name} ({source}{': random weights when loaded' if source == 'preset' else ''})",
         f"architecture  {c['num_hidden_layers']} layers, hidden {c['hidden_size']}, MLP {c['intermediate_size']} "
         f"(SwiGLU), heads {c['num_attention_heads']} (KV {c['num_key_value_heads']}, head_dim {c['head_dim']})",
-        f"vocabulary    {c['vocab_size']} ids; bos {c['bos_token_id']}, eos {c['eos_token_id']}, pad {c['pad_token_id']}",
+        f"vocabulary    {c['vocab_size']} ids; bos {c['bos_token_id']}, eos {c['eos_token_id']}, "
+        f"pad {c['pad_token_id']}",
         f"positions     max {c['max_position_embeddings']}, RoPE theta "
         f"{(c['rope_parameters'] or {}).get('rope_theta')}; rms_norm_eps {c['rms_norm_eps']}",
         f"dtype         {c['dtype'] or 'not set (float32)'}",
@@ -113,15 +114,17 @@ def _text(report: dict) -> str:
         lines.append(f"files         {files['count']} weight file(s), {_human(files['bytes'])} on disk; "
                      f"tokenizer {'present' if files['tokenizer'] else 'absent'}")
     att = report["cpu_bf16_attention"]
-    lines.append(f"bf16 on CPU   attention through {att['kernel']}" + (f" ({att['why_not']})" if att["why_not"] else ""))
+    why_not = f" ({att['why_not']})" if att["why_not"] else ""
+    lines.append(f"bf16 on CPU   attention through {att['kernel']}{why_not}")
     S = mem["canvas_length"]
     lines.append(f"inference     rough activations of one denoising step, canvas {S} x batch 1 "
                  f"(logits [{S}, {c['vocab_size']}] + two fp32 sampler copies, or the largest layer transient; "
                  f"eager adds fp32 [heads, {S}, {S + 1}] scores x2):")
     for k, m in mem["per_dtype"].items():
+        total = report["weights_bytes"][k] + m["peak_sdpa"]
         lines.append(f"  {k:<9}   logits {_human(m['logits'])}, sampler fp32 {_human(m['sampler_fp32'])}, layer "
                      f"{_human(m['layer_transient'])}; peak {_human(m['peak_sdpa'])} (sdpa) / "
-                     f"{_human(m['peak_eager'])} (eager); with weights ~{_human(report['weights_bytes'][k] + m['peak_sdpa'])}")
+                     f"{_human(m['peak_eager'])} (eager); with weights ~{_human(total)}")
     return "\n".join(lines)
 
 

@@ -96,12 +96,14 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--model", "-m", default=DEFAULT_MODEL, metavar="PATH_OR_PRESET",
                    help=f"checkpoint folder, preset name (RANDOM weights) or Hub id (default: {DEFAULT_MODEL})")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="weight dtype (default: the checkpoint's)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                   help="weight dtype (default: the checkpoint's)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--attn", dest="attn_implementation", choices=("sdpa", "eager"), help="attention implementation")
     s = p.add_argument_group("likelihood (NELBO)")
     s.add_argument("--num-samples", type=positive_int, metavar="K",
-                   help=f"t samples per scored continuation / window, one forward each (default: {EVAL_DEFAULTS['num_samples']})")
+                   help="t samples per scored continuation / window, one forward each "
+                        f"(default: {EVAL_DEFAULTS['num_samples']})")
     s.add_argument("--nelbo-method", choices=NELBO_METHODS,
                    help=f"t grid (default: {EVAL_DEFAULTS['nelbo_method']}, unbiased, low variance)")
     s.add_argument("--batch-size", type=positive_int, metavar="N",
@@ -212,7 +214,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if any(n != "nelbo" for n in names):
             data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
             if data_dir is None or not data_dir.is_dir():
-                raise CLIError(f"argument --data-dir: {'no benchmark folder found (set --data-dir or $SUMI_EVAL_DATA_DIR)' if data_dir is None else repr(str(data_dir)) + ' is not a folder'}")
+                why = ("no benchmark folder found (set --data-dir or $SUMI_EVAL_DATA_DIR)" if data_dir is None
+                       else f"{str(data_dir)!r} is not a folder")
+                raise CLIError(f"argument --data-dir: {why}")
         if args.nelbo_file and not Path(args.nelbo_file).is_file():
             raise CLIError(f"argument --nelbo-file: {args.nelbo_file!r} is not a file")
     else:
@@ -233,7 +237,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.offline is not None:
         from .runner import canvas_study, data_file_hashes, run_offline
 
-        kwargs = dict(limit=args.limit, limit_gen=args.limit_gen, num_fewshot=args.num_fewshot, max_gen_toks=args.max_gen_toks,
+        kwargs = dict(limit=args.limit, limit_gen=args.limit_gen, num_fewshot=args.num_fewshot,
+                      max_gen_toks=args.max_gen_toks,
                       allow_code_execution=args.allow_code_execution, code_timeout=args.code_timeout,
                       code_memory_mb=args.code_memory_mb, nelbo_file=args.nelbo_file, nelbo_split=args.nelbo_split,
                       nelbo_field=args.nelbo_field, progress=not args.no_progress)
@@ -279,7 +284,7 @@ def _run_lm_eval(evaluator, names, args, config, log) -> dict:
 
     if args.canvas_lengths:
         old = evaluator.options["canvas_length"]
-        study = dict(canvas_lengths=list(args.canvas_lengths), effective={}, tasks={})
+        study: dict[str, Any] = dict(canvas_lengths=list(args.canvas_lengths), effective={}, tasks={})
         try:
             for L in args.canvas_lengths:
                 evaluator.set(canvas_length=L)
@@ -392,7 +397,8 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
         f"(bootstrap over {r['num_units']} {r['ci_units']})",
         f"bits/byte   {r['bits_per_byte']:.4f}   95% CI [{blo:.4f}, {bhi:.4f}]",
         f"perplexity  {r['perplexity']:.3f} (an upper bound)   95% CI [{plo:.3f}, {phi:.3f}]",
-        f"time        {r['seconds']:.2f} s" + (f" ({r['tokens_per_second']:.0f} tokens/s)" if r['tokens_per_second'] else ""),
+        f"time        {r['seconds']:.2f} s"
+        + (f" ({r['tokens_per_second']:.0f} tokens/s)" if r['tokens_per_second'] else ""),
     ]))
     return 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..cli.common import CLIError, positive_int
 
@@ -34,7 +34,8 @@ def add_parser(subparsers) -> None:
     t.add_argument("recipe", help="YAML recipe")
     t.add_argument("overrides", nargs="*", help="config overrides, key.sub=value")
     t.add_argument("--resume", action="store_true", help="continue from the newest complete, verified checkpoint")
-    t.add_argument("--dry-run", action="store_true", help="validate; print parameters, batch arithmetic, memory per rank")
+    t.add_argument("--dry-run", action="store_true",
+                   help="validate; print parameters, batch arithmetic, memory per rank")
     t.add_argument("--world-size", type=positive_int, default=None,
                    help="world size for --dry-run (default: $WORLD_SIZE or 1)")
     t.set_defaults(func=run_train, intermixed="overrides")

@@ -5,7 +5,7 @@ a training checkpoint (a ``step_XXXXXXX`` folder, or a checkpoint root for its n
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
