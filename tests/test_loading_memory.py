@@ -159,18 +159,16 @@ def test_block_wise_conversion(tmp_path):
         assert got.dtype == torch.bfloat16 and torch.equal(got, want.to(torch.bfloat16))
 
 
-def test_missing_and_unexpected_weights(tmp_path, caplog):
-    """Weights the model lacks are ignored with a warning; weights the files lack are an error (not
-    random weights, as `from_pretrained` would give)."""
+def test_missing_and_unexpected_weights(tmp_path):
+    """Weights the model lacks and weights the files lack are both errors naming them (not random
+    weights, as `from_pretrained` would give; more cases in test_loading_checks.py)."""
     torch.manual_seed(0)
     SumiForMaskGeneration(SumiConfig.from_preset("sumi-tiny")).save_pretrained(tmp_path)
     file = tmp_path / "model.safetensors"
     state = {k: v.clone() for k, v in load_file(file).items()}  # not views into the file rewritten below
     save_file(dict(state, **{"extra.weight": torch.zeros(2)}), str(file), metadata={"format": "pt"})
-    with caplog.at_level("WARNING", logger="sumi.loading"):
-        model = load_safetensors_folder(tmp_path, dtype="bfloat16")
-    assert "extra.weight" in caplog.text and model.dtype == torch.bfloat16
-    assert torch.equal(model.lm_head.weight, state["lm_head.weight"].to(torch.bfloat16))
+    with pytest.raises(ValueError, match="1 weight.*the model does not have: extra.weight"):
+        load_safetensors_folder(tmp_path, dtype="bfloat16")
     del state["lm_head.weight"]
     save_file(state, str(file), metadata={"format": "pt"})
     with pytest.raises(ValueError, match="lacks 1 weight.*lm_head.weight"):

@@ -125,16 +125,119 @@ CONVERT_WORKERS = 2
 SAFETENSORS_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64}
 
 
+# the architecture a config.json must state (a missing one would silently take a 7B-sized default)
+ARCHITECTURE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+# weight files that unpickle (and so can run code) when loaded: refused
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def read_json_object(path: Path) -> dict:
+    """The JSON object in `path`; a ValueError naming the file when it is not one."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{str(path)!r} holds a JSON {type(data).__name__}, expected an object")
+    return data
+
+
+def read_config(folder: str | os.PathLike) -> SumiConfig:
+    """The `SumiConfig` of a checkpoint folder, after checking that config.json is a JSON object
+    that states the architecture (`ARCHITECTURE_KEYS`)."""
+    path = Path(folder).expanduser() / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{str(folder)!r} is not a model folder: it has no config.json")
+    data = read_json_object(path)
+    absent = [k for k in ARCHITECTURE_KEYS if k not in data]
+    if absent:
+        raise ValueError(f"{str(path)!r} does not describe a model: it lacks {', '.join(absent)}")
+    return SumiConfig.from_pretrained(str(path.parent))
+
+
 def safetensors_files(folder: str | os.PathLike) -> list[Path]:
     """The weight files of a checkpoint folder: `model.safetensors`, else the shards its
-    `model.safetensors.index.json` names; [] when it has neither (e.g. only `pytorch_model.bin`)."""
+    `model.safetensors.index.json` names; [] when it has neither (e.g. only `pytorch_model.bin`).
+    A broken index, or one naming a missing shard, is a ValueError naming the file."""
     folder = Path(folder)
     if (folder / "model.safetensors").is_file():
         return [folder / "model.safetensors"]
     index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-    return []
+    if not index.is_file():
+        return []
+    weight_map = read_json_object(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ValueError(f"{str(index)!r} has no valid weight_map (tensor name -> shard file)")
+    files = [folder / name for name in sorted(set(weight_map.values()))]
+    absent = [f.name for f in files if not f.is_file()]
+    if absent:
+        raise ValueError(f"{str(index)!r} names shard(s) missing from the folder: {_some(absent)}")
+    return files
+
+
+def _some(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
+
+
+def read_headers(files: list[Path]) -> dict[str, tuple[Path, list[int], str]]:
+    """{tensor name: (file, shape, safetensors dtype)} from the files' headers (no data read); a
+    ValueError naming the file when one is empty, truncated or not safetensors."""
+    from safetensors import SafetensorError
+
+    headers: dict[str, tuple[Path, list[int], str]] = {}
+    for file in files:
+        try:
+            with safe_open(file, framework="pt", device="cpu") as f:
+                for name in f.keys():
+                    if name in headers:
+                        raise ValueError(f"tensor {name!r} is in both {headers[name][0].name} and {file.name}")
+                    sl = f.get_slice(name)
+                    headers[name] = (file, list(sl.get_shape()), sl.get_dtype())
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f"{str(file)!r} is not a readable safetensors file (empty, truncated or corrupt?): "
+                             f"{' '.join(str(e).split())[:200]}") from None
+    return headers
+
+
+def check_weights_match(headers: dict[str, tuple[Path, list[int], str]], wanted: dict[str, torch.Tensor],
+                        where: str) -> None:
+    """Raise a ValueError naming the tensors unless the files hold exactly the model's weights,
+    each with its shape and a floating-point dtype (a config that does not match its weights
+    would otherwise load, silently, as a different model)."""
+    problems = []
+    missing = [n for n in wanted if n not in headers]
+    extra = [n for n in headers if n not in wanted]
+    shapes = [f"{n} {shape} (the config wants {list(wanted[n].shape)})" for n, (_, shape, _) in headers.items()
+              if n in wanted and shape != list(wanted[n].shape)]
+    dtypes = [f"{n} ({dtype})" for n, (_, _, dtype) in headers.items() if n in wanted and dtype not in SAFETENSORS_DTYPES]
+    if missing:
+        problems.append(f"lacks {len(missing)} weight(s) of the model: {_some(missing)}")
+    if extra:
+        problems.append(f"has {len(extra)} weight(s) the model does not have: {_some(extra)}")
+    if shapes:
+        problems.append(f"has {len(shapes)} weight(s) of the wrong shape: {_some(shapes, 3)}")
+    if dtypes:
+        problems.append(f"has {len(dtypes)} weight(s) that are not floating point: {_some(dtypes)}")
+    if problems:
+        raise ValueError(f"{where}: the checkpoint does not match its config.json: " + "; ".join(problems))
+
+
+def nonfinite_weights(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters and buffers holding NaN or infinity (reads every weight once)."""
+    bad = []
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad.append(name)
+    return bad
+
+
+def _refuse_pickles(folder: Path, where: str) -> None:
+    pickles = sorted(p.name for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
+    if pickles:
+        raise ValueError(f"{where} has only pickled PyTorch weights ({_some(pickles)}), which can run arbitrary "
+                         "code when loaded; sumi loads safetensors weights only (convert them where you trust "
+                         "the file: torch.load(...) then safetensors.torch.save_file(...))")
+    raise ValueError(f"{where} has no weights (no model.safetensors or model.safetensors.index.json)")
 
 
 def _read_converted(file: Path, name: str, dtype: torch.dtype, block_bytes: int) -> torch.Tensor:
@@ -154,7 +257,7 @@ def _read_converted(file: Path, name: str, dtype: torch.dtype, block_bytes: int)
 
 
 def load_safetensors_folder(folder: str | os.PathLike, *, dtype: str | torch.dtype | None = None,
-                            attn_implementation: str | None = None) -> SumiForMaskGeneration:
+                            attn_implementation: str | None = None, verify: bool = False) -> SumiForMaskGeneration:
     """`SumiForMaskGeneration.from_pretrained(folder, dtype=dtype or "auto")` for a local folder of
     safetensors weights (one file or shards with an index), with peak memory about the size of the
     loaded weights for any pair of file and model dtypes:
@@ -167,13 +270,17 @@ def load_safetensors_folder(folder: str | os.PathLike, *, dtype: str | torch.dty
       every file mapped, with every source page it touched, until the whole model is in: an fp32
       file loaded as bf16 peaks at 3x the bf16 weights, bf16 loaded as fp32 at 1.5x the fp32 ones.
 
-    Weights that the model lacks are ignored with a warning; weights that the files lack are an error.
+    The files must hold exactly the model's weights with their shapes (`check_weights_match`):
+    a missing, extra, mis-shaped or integer tensor is a ValueError naming it, as is a file that is
+    not safetensors. `verify=True` also reads every weight and rejects NaN or infinity (else left
+    to `nonfinite_weights`, so that loading stays lazy).
     """
     folder = Path(folder).expanduser()
     files = safetensors_files(folder)
     if not files:
-        raise ValueError(f"{str(folder)!r} has no model.safetensors or model.safetensors.index.json")
-    config = SumiConfig.from_pretrained(folder)
+        _refuse_pickles(folder, repr(str(folder)))
+    config = read_config(folder)
+    headers = read_headers(files)
     torch_dtype = resolve_dtype(dtype)
     if torch_dtype in (None, "auto"):  # as from_pretrained's "auto": the config's, else the weights'
         torch_dtype = config.dtype if config.dtype is not None else _first_float_dtype(files[0])
@@ -183,30 +290,23 @@ def load_safetensors_folder(folder: str | os.PathLike, *, dtype: str | torch.dty
     with torch.device("meta"):
         model = SumiForMaskGeneration._from_config(config, **kwargs)
     wanted = model.state_dict()  # meta tensors: each weight's name, shape and dtype
+    check_weights_match(headers, wanted, repr(str(folder)))
     model_bytes = sum(t.numel() * t.element_size() for t in wanted.values())
     block_bytes = max(int(model_bytes * CONVERT_BLOCK_FRACTION), CONVERT_BLOCK_MIN)
-    unexpected = []
     with ThreadPoolExecutor(CONVERT_WORKERS) as pool:
         for file in files:
             with safe_open(file, framework="pt", device="cpu") as f:
                 tensors = {}
                 for name in f.keys():
-                    if name not in wanted:
-                        unexpected.append(name)
-                    elif SAFETENSORS_DTYPES.get(f.get_slice(name).get_dtype()) == wanted[name].dtype:
+                    if SAFETENSORS_DTYPES.get(f.get_slice(name).get_dtype()) == wanted[name].dtype:
                         tensors[name] = f.get_tensor(name)  # a view into the mapping: nothing is copied
                     else:
                         tensors[name] = pool.submit(_read_converted, file, name, wanted[name].dtype, block_bytes)
                 tensors = {k: v.result() if isinstance(v, Future) else v for k, v in tensors.items()}
                 # assign=True: the tensors become the parameters (no copy into the meta ones)
                 model.load_state_dict(tensors, strict=False, assign=True)
-    missing = [name for name, tensor in model.state_dict().items() if tensor.is_meta]
-    if missing:
-        raise ValueError(f"{str(folder)!r}: the checkpoint lacks {len(missing)} weight(s) of the model: "
-                         f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
-    if unexpected:
-        logger.warning("%s: ignored %d weight(s) that the model does not have: %s", folder, len(unexpected),
-                       ", ".join(unexpected[:5]))
+    if verify and (bad := nonfinite_weights(model)):
+        raise ValueError(f"{str(folder)!r}: {len(bad)} weight(s) hold NaN or infinity: {_some(bad)}")
     model.config.name_or_path = str(folder)
     # the folder's generation_config.json (sampler defaults), read by the hook from_pretrained calls
     model.adjust_generation_fn(generation_config=None, from_auto_class=False, from_pipeline=False,
@@ -250,6 +350,7 @@ def load(
     dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
     attn_implementation: str | None = None,
+    verify: bool = False,
 ) -> tuple[SumiForMaskGeneration, Any]:
     """Load a Sumi model and its tokenizer: returns `(model, tokenizer or None)`, model in eval mode.
 
@@ -268,6 +369,8 @@ def load(
         loaded as a local folder, with the same memory bound; a repo without safetensors
         weights goes through `from_pretrained`. Not reachable and not cached: a clear ValueError.
     `dtype`: "float32" / "bfloat16" / "float16" (or a torch.dtype); None = the checkpoint's dtype.
+    `verify`: also read every weight and reject NaN or infinity (see `load_safetensors_folder`).
+    Pickled weights (`pytorch_model.bin`, ...) are refused: unpickling can run code.
     `device`: where to put the model (default: CPU). `attn_implementation`: a name of
     `modeling_sumi.ALL_ATTENTION_FUNCTIONS` ("sdpa", "sumi_native") or "eager"; None = "sumi_native"
     (sumi's CPU kernel for bf16 inference where it runs, SDPA elsewhere).
@@ -288,32 +391,20 @@ def load(
                        "gibberish. Pass a checkpoint folder or Hub id for a trained model.", name, PRESET_SEED)
         tokenizer = preset_tokenizer(model.config)
     else:
-        kwargs: dict[str, Any] = {"dtype": torch_dtype if torch_dtype is not None else "auto"}
-        if attn_implementation is not None:
-            kwargs["attn_implementation"] = attn_implementation
-        if source == "folder":
-            if not (Path(name).expanduser() / "config.json").is_file():
-                raise ValueError(f"{name!r} is not a model folder: it has no config.json")
-            if safetensors_files(Path(name).expanduser()):
-                model = load_safetensors_folder(name, dtype=torch_dtype, attn_implementation=attn_implementation)
-            else:  # e.g. pytorch_model.bin
-                model = SumiForMaskGeneration.from_pretrained(str(Path(name).expanduser()), **kwargs)
-            if has_tokenizer_files(Path(name).expanduser()):
-                tokenizer = load_tokenizer(Path(name).expanduser())
-        else:
-            folder = hub_snapshot(name)
-            if safetensors_files(folder):
-                model = load_safetensors_folder(folder, dtype=torch_dtype, attn_implementation=attn_implementation)
-            else:  # e.g. pytorch_model.bin only
-                model = SumiForMaskGeneration.from_pretrained(name, **kwargs)
-            if has_tokenizer_files(folder):
-                tokenizer = load_tokenizer(folder)
-            else:
-                logger.warning("sumi.load(%r): the repo has no tokenizer files; returning None", name)
+        folder = Path(name).expanduser() if source == "folder" else hub_snapshot(name)
+        if source == "folder" and not (folder / "config.json").is_file():
+            raise ValueError(f"{name!r} is not a model folder: it has no config.json")
+        model = load_safetensors_folder(folder, dtype=torch_dtype, attn_implementation=attn_implementation,
+                                        verify=verify)
+        if has_tokenizer_files(folder):
+            tokenizer = load_tokenizer(folder)
+        elif source != "folder":
+            logger.warning("sumi.load(%r): the repo has no tokenizer files; returning None", name)
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer
 
 
 __all__ = ["DEFAULT_MODEL", "BUNDLED_DIR", "bundled_models", "PRESET_SEED", "DTYPES", "resolve_dtype", "model_source", "preset_tokenizer",
-           "build_preset", "safetensors_files", "load_safetensors_folder", "HUB_PATTERNS", "hub_snapshot", "load"]
+           "build_preset", "safetensors_files", "load_safetensors_folder", "read_config", "read_headers",
+           "check_weights_match", "nonfinite_weights", "HUB_PATTERNS", "hub_snapshot", "load"]
