@@ -20,6 +20,7 @@ an error naming the file) and the previous one is used. Only the last `keep_last
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..atomic import atomic_folder, check_target
 from ..checksums import sha256_file
 
 logger = logging.getLogger("sumi.training")
@@ -247,12 +249,15 @@ def export_checkpoint(ckpt_dir: str | os.PathLike, out_dir: str | os.PathLike, *
 
     `ckpt_dir` is a ``step_XXXXXXX`` folder or a checkpoint root (then its newest complete checkpoint).
     `dtype` ("float32" / "bfloat16"; default: the training weights' float32) casts the weights.
+    Atomic: written into a hidden folder next to `out_dir` and renamed into place; an existing
+    `out_dir` is replaced only if it holds nothing but a previous export's files.
     """
     import torch.distributed.checkpoint as dcp
 
     from ..configuration_sumi import SumiConfig
     from ..modeling_sumi import SumiForMaskGeneration
 
+    check_target(Path(out_dir), overwrite=True, may_replace=_why_not_an_export, what=_EXPORT)  # before the work
     ckpt = Path(ckpt_dir)
     if not (ckpt / MANIFEST).is_file() and not (ckpt / TRAINER_STATE).is_file():
         latest = find_latest_checkpoint(ckpt, checksum=verify)
@@ -274,9 +279,24 @@ def export_checkpoint(ckpt_dir: str | os.PathLike, out_dir: str | os.PathLike, *
     model.load_state_dict(sd)
     if dtype is not None:
         model = model.to({"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype])
-    out = Path(out_dir)
-    model.save_pretrained(out)
-    return out
+    with atomic_folder(out_dir, overwrite=True, may_replace=_why_not_an_export, what=_EXPORT) as tmp:
+        model.save_pretrained(tmp)  # a kill or a full disk leaves no half-written folder
+    return Path(out_dir)
+
+
+# what `save_pretrained` writes: an existing folder holding only these may be replaced by an export
+_EXPORT_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json", "*.py")
+_EXPORT = "an exported model folder (config, generation config, safetensors weights and remote code only)"
+
+
+def _why_not_an_export(folder: Path) -> str | None:
+    if not (folder / "config.json").is_file():
+        return "it is not a model folder (no config.json)"
+    foreign = sorted(p.name for p in folder.iterdir()
+                     if p.is_dir() or not any(fnmatch.fnmatch(p.name, pat) for pat in _EXPORT_FILES))
+    if foreign:
+        return f"it holds files an export does not write ({', '.join(foreign[:5])})"
+    return None
 
 
 __all__ = [
