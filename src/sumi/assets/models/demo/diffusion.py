@@ -10,6 +10,7 @@ token, with probability `t`, by a uniform draw from `[0, V)`, so
 """
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -197,40 +198,49 @@ def uniform_gidd_loss(
     return torch.where(valid, loss, torch.zeros_like(loss)), valid
 
 
+def default_loss_chunk_tokens(vocab_size: int) -> int:
+    """Tokens per chunk of `fused_linear_gidd_loss`: about 16M logits (64 MiB in fp32), at least 128."""
+    return max(128, (1 << 24) // max(1, vocab_size))
+
+
 class _FusedLinearGIDDLoss(torch.autograd.Function):
     """Sum of the per-token GIDD loss of `hidden @ weight.T`, chunk by chunk over tokens.
 
     The `[N, V]` logits are never held whole: each chunk's logits are built, its loss and the
-    gradients w.r.t. that chunk's hidden states and the head weight are computed at once, and the
-    logits are freed. Backward only scales the stored gradients by the incoming scalar.
+    gradients w.r.t. that chunk's hidden states and the head weight (those that are needed) are
+    computed at once, and the logits are freed. Backward only scales the stored gradients by the
+    incoming scalar.
     """
 
     @staticmethod
     def forward(ctx, hidden, weight, z_t, x, t, vocab_size, beta_is, z_loss_strength, chunk_size):
-        grad_hidden = torch.zeros_like(hidden)
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_hidden = torch.empty_like(hidden) if need_h else None
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        w = weight.detach().to(hidden.dtype).requires_grad_()
+        w = weight.detach().to(hidden.dtype).requires_grad_(need_w)
         for start in range(0, hidden.shape[0], chunk_size):
             end = min(start + chunk_size, hidden.shape[0])
-            h = hidden[start:end].detach().requires_grad_()
+            h = hidden[start:end].detach().requires_grad_(need_h)
             with torch.enable_grad():
-                logits = h @ w.T
-                loss, _ = uniform_gidd_loss(logits[None], z_t[None, start:end], x[None, start:end],
-                                            t[None, start:end], vocab_size=vocab_size, beta_is=beta_is,
-                                            z_loss_strength=z_loss_strength)
+                loss, _ = uniform_gidd_loss(F.linear(h, w), z_t[start:end], x[start:end], t[start:end],
+                                            vocab_size=vocab_size, beta_is=beta_is, z_loss_strength=z_loss_strength)
                 chunk_total = loss.sum()
-            g_h, g_w = torch.autograd.grad(chunk_total, (h, w))
-            grad_hidden[start:end] = g_h
-            grad_weight += g_w.float()
+                wrt = [p for p, need in ((h, need_h), (w, need_w)) if need]
+                grads = list(torch.autograd.grad(chunk_total, wrt)) if wrt else []
+            if need_h:
+                grad_hidden[start:end] = grads.pop(0)
+            if need_w:
+                grad_weight += grads.pop(0).float()
             total += chunk_total.detach()
-        ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
+        ctx.save_for_backward(grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype))
         return total
 
     @staticmethod
     def backward(ctx, grad_output):
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad_output, grad_weight * grad_output, None, None, None, None, None, None, None
+        scaled = [None if g is None else g * grad_output.to(g.dtype) for g in (grad_hidden, grad_weight)]
+        return (*scaled, None, None, None, None, None, None, None)
 
 
 def fused_linear_gidd_loss(
@@ -247,74 +257,132 @@ def fused_linear_gidd_loss(
     chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`uniform_gidd_loss(hidden @ weight.T, ...)` summed over valid tokens, without ever holding
-    the `[B*S, V]` logits (peak memory ~ chunk_size x V instead of B*S x V, several times over).
+    the `[tokens, V]` logits (peak memory ~ chunk_size x V instead of tokens x V, several times over).
 
-    Args: hidden `[B, S, H]` (final-norm output), weight `[V', H]` (the head), z_t / x `[B, S]`,
-        t scalar / `[B]` / `[B, 1]` / `[B, S]`.
-        chunk_size: tokens per chunk; default ~32M logits per chunk (334 tokens at V = 100278,
-        where it measured 5.2x less peak memory than the unfused loss: benchmarks/bench_loss.py).
-    Returns: (sum of the per-token loss over valid positions, number of valid positions); divide
-        for the mean. Gradients equal the unfused loss's to rounding.
+    Args: hidden `[..., H]` (final-norm output, e.g. `[B, S, H]` or `[N, H]`), weight `[V', H]`
+        (the head), z_t / x `[...]` (the token shape of hidden), t scalar, `[B]`, `[B, 1]` or the
+        token shape. chunk_size: tokens per chunk (default `default_loss_chunk_tokens(V)`).
+    Returns: (sum of the per-token loss over valid positions, float32 scalar; number of valid
+        positions); divide for the mean. Gradients equal the unfused loss's to rounding.
     """
-    B, S, H = hidden.shape
+    H = hidden.shape[-1]
     V = weight.shape[0] if vocab_size is None else vocab_size
-    chunk_size = chunk_size or max(64, (1 << 25) // V)
     t = _broadcast_t(t, x.shape, x.device)
-    valid = x != ignore_index
-    rows = valid.reshape(-1)
+    rows = (x != ignore_index).reshape(-1)
     total = _FusedLinearGIDDLoss.apply(
-        hidden.reshape(B * S, H)[rows], weight, z_t.reshape(-1)[rows], x.reshape(-1)[rows], t.reshape(-1)[rows],
-        V, beta_is, z_loss_strength, chunk_size,
+        hidden.reshape(-1, H)[rows], weight, z_t.reshape(-1)[rows], x.reshape(-1)[rows], t.reshape(-1)[rows],
+        V, beta_is, z_loss_strength, int(chunk_size or default_loss_chunk_tokens(V)),
     )
-    return total, valid.sum()
+    return total, rows.sum()
 
 
 # ----------------------------------------------------------------------------- NELBO
+NELBO_METHODS = ("stratified-logsnr", "stratified", "quadrature")
+
+
 def nelbo_weight(t: torch.Tensor) -> torch.Tensor:
     """1 / (t (1 - t)): the change of variable from t to log-SNR (dlambda = dt / (t (1 - t)))."""
     return 1.0 / (t * (1.0 - t))
 
 
+def check_nelbo_grid(num_samples: int, method: str) -> None:
+    """ValueError unless `nelbo_t_grid` takes these (callers check before any work)."""
+    if method not in NELBO_METHODS:
+        raise ValueError(f"unknown NELBO method {method!r}; choose one of {NELBO_METHODS}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+
+
 def nelbo_t_grid(
     num_samples: int,
-    *,
     method: str = "stratified",
+    *,
     min_log_snr: float = MIN_LOG_SNR,
     max_log_snr: float = MAX_LOG_SNR,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noise levels and weights for estimating the NELBO, `E_{t ~ U[t_min, t_max]}[loss(t) / (t(1-t))]`.
+    """Noise levels and weights for estimating the NELBO, `E_{t ~ U[t_min, t_max]}[loss(t) / (t(1-t))]`
+    as `sum_k w_k * loss(t_k) / (t_k (1 - t_k))`.
 
     method:
       * "stratified": one uniform draw in each of `num_samples` equal strata of [t_min, t_max];
         unbiased, weights `1 / num_samples`.
+      * "stratified-logsnr": one uniform draw of the log-SNR lambda in each of K equal strata of
+        [min_log_snr, max_log_snr]; importance weights `(max - min) / K * t (1 - t) / (t_max - t_min)`.
+        Unbiased, and the weighted integrand is the bounded `loss(lambda)` itself, so no sample can
+        explode (uniform-in-t strata divide rare replacements at t ~ 1e-4 by t: a heavy tail that
+        makes "stratified" several times noisier, measured in tests/test_evaluation_nelbo.py).
       * "quadrature": Gauss-Legendre nodes in log-SNR over [min, max] (the integrand is smooth
-        in lambda); deterministic, weights already include the change of variable so that the
-        estimate is `sum_k w_k * loss(t_k) / (t_k (1 - t_k))` like the stratified one.
+        in lambda); deterministic, slightly biased at small K; weights include the change of variable.
     Returns: t `[K]` float64 and weights `[K]` float64 (sum to ~1).
     """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    check_nelbo_grid(num_samples, method)
     lo, hi = t_range(min_log_snr, max_log_snr)
+    strata = torch.arange(num_samples, dtype=torch.float64)
     if method == "stratified":
         u = torch.rand(num_samples, generator=generator, dtype=torch.float64)
-        t = lo + (hi - lo) * (torch.arange(num_samples, dtype=torch.float64) + u) / num_samples
+        t = lo + (hi - lo) * (strata + u) / num_samples
         return t, torch.full((num_samples,), 1.0 / num_samples, dtype=torch.float64)
-    if method == "quadrature":
-        import numpy as np
+    span = max_log_snr - min_log_snr
+    if method == "stratified-logsnr":
+        u = torch.rand(num_samples, generator=generator, dtype=torch.float64)
+        t = t_from_log_snr(min_log_snr + span * (strata + u) / num_samples)
+        return t, (span / num_samples) * t * (1 - t) / (hi - lo)
+    import numpy as np
 
-        nodes, weights = np.polynomial.legendre.leggauss(num_samples)
-        lam = torch.tensor(0.5 * (max_log_snr - min_log_snr) * nodes + 0.5 * (max_log_snr + min_log_snr))
-        w_lam = torch.tensor(0.5 * (max_log_snr - min_log_snr) * weights)
-        t = t_from_log_snr(lam)
-        # E_U[f(t)/(t(1-t))] = 1/(hi-lo) * integral f dlambda, so each node carries w_lam/(hi-lo)
-        # times t(1-t), undone by the caller's 1/(t(1-t)).
-        return t, w_lam * t * (1 - t) / (hi - lo)
-    raise ValueError(f"unknown NELBO method {method!r}; choose 'stratified' or 'quadrature'")
+    nodes, weights = np.polynomial.legendre.leggauss(num_samples)
+    t = t_from_log_snr(torch.tensor(0.5 * span * nodes + 0.5 * (max_log_snr + min_log_snr)))
+    # E_U[f(t)/(t(1-t))] = 1/(hi-lo) * integral f dlambda, so each node carries w_lam/(hi-lo)
+    # times t(1-t), undone by the caller's 1/(t(1-t)).
+    return t, torch.tensor(0.5 * span * weights) * t * (1 - t) / (hi - lo)
+
+
+def nelbo_terms(
+    logits: torch.Tensor,
+    z_t: torch.Tensor,
+    x: torch.Tensor,
+    t: torch.Tensor | float,
+    weight: torch.Tensor | float,
+    *,
+    vocab_size: int,
+    beta_is: float = 1.0,
+) -> torch.Tensor:
+    """One grid point's share of the NELBO per token: `weight * loss(z_t, x, t) / (t (1 - t))`,
+    with `loss` the GIDD loss without the z-loss.
+
+    Args: logits `[..., V']`, z_t / x `[...]`, t and weight scalars or tensors broadcastable to
+        `[...]` (one per token when a batch mixes grid points).
+    Returns: `[...]` float64 (0 where x is ignore_index).
+    """
+    loss, _ = uniform_gidd_loss(logits, z_t, x, t, vocab_size=vocab_size, beta_is=beta_is, z_loss_strength=0.0)
+    return (weight / (t * (1.0 - t))) * loss.double()
+
+
+def nelbo_on_grid(
+    denoise: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    ts: torch.Tensor,
+    weights: torch.Tensor,
+    noise: Callable[[int, float], torch.Tensor],
+    *,
+    vocab_size: int,
+    beta_is: float = 1.0,
+) -> torch.Tensor:
+    """The NELBO estimator on a given t grid: per token `sum_k nelbo_terms(denoise(z_k), z_k, x, t_k, w_k)`.
+
+    Args: denoise `z [B, S] -> logits [B, S, V']`; x clean ids `[B, S]`; ts / weights `[K]` (from
+        `nelbo_t_grid`); noise `(k, t_k) -> z_k [B, S]`, the corruption of x at grid point k.
+    Returns: `[B, S]` float64.
+    """
+    total = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
+    for k, (t, w) in enumerate(zip(ts.tolist(), weights.tolist())):
+        z = noise(k, t)
+        total += nelbo_terms(denoise(z), z, x, t, w, vocab_size=vocab_size, beta_is=beta_is)
+    return total
 
 
 def estimate_nelbo(
-    denoise,
+    denoise: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     *,
     vocab_size: int,
@@ -325,6 +393,7 @@ def estimate_nelbo(
     min_log_snr: float = MIN_LOG_SNR,
     max_log_snr: float = MAX_LOG_SNR,
     generator: torch.Generator | None = None,
+    noise_generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Per-token NELBO in nats (spec §4): `E_t[loss_t / (t (1 - t))]` without the z-loss.
 
@@ -334,23 +403,25 @@ def estimate_nelbo(
         noise_mask: `[B, S]` bool, the positions to noise and score (default: all). The other
             positions stay clean, as conditioning context (a prompt), and score 0.
         num_samples / method: the t grid of `nelbo_t_grid` (one forward per sample).
+        generator: draws the t grid (a CPU generator) and, unless `noise_generator` (on x's
+            device) is given, the corruption too.
     Returns: `[B, S]` float32 per-token NELBO; `.sum(-1)` is a sequence's bound on -log p in nats.
     """
     if noise_mask is None:
         noise_mask = torch.ones_like(x, dtype=torch.bool)
-    ts, weights = nelbo_t_grid(num_samples, method=method, min_log_snr=min_log_snr,
-                               max_log_snr=max_log_snr, generator=generator)
-    total = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
-    for t, w in zip(ts.tolist(), weights.tolist()):
-        z = torch.where(noise_mask, corrupt(x, t, vocab_size, generator=generator), x)
-        loss, _ = uniform_gidd_loss(denoise(z), z, x, t, vocab_size=vocab_size, beta_is=beta_is, z_loss_strength=0.0)
-        total += (w / (t * (1.0 - t))) * loss.double()
+    ts, weights = nelbo_t_grid(num_samples, method, min_log_snr=min_log_snr, max_log_snr=max_log_snr,
+                               generator=generator)
+    g = generator if noise_generator is None else noise_generator
+    total = nelbo_on_grid(denoise, x, ts, weights,
+                          lambda k, t: torch.where(noise_mask, corrupt(x, t, vocab_size, generator=g), x),
+                          vocab_size=vocab_size, beta_is=beta_is)
     return torch.where(noise_mask, total, torch.zeros_like(total)).float()
 
 
 __all__ = [
-    "MIN_LOG_SNR", "MAX_LOG_SNR", "SCHEDULES",
+    "MIN_LOG_SNR", "MAX_LOG_SNR", "SCHEDULES", "NELBO_METHODS",
     "alpha_from_log_snr", "log_snr_from_alpha", "t_from_log_snr", "log_snr_from_t", "t_range",
-    "sample_t", "corrupt", "sampling_schedule", "uniform_gidd_loss", "fused_linear_gidd_loss", "nelbo_weight", "nelbo_t_grid",
+    "sample_t", "corrupt", "sampling_schedule", "uniform_gidd_loss", "default_loss_chunk_tokens",
+    "fused_linear_gidd_loss", "nelbo_weight", "check_nelbo_grid", "nelbo_t_grid", "nelbo_terms", "nelbo_on_grid",
     "estimate_nelbo",
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AttentionInterface, PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 
@@ -107,12 +107,6 @@ def eager_sink_attention(
     return torch.matmul(probs.to(v.dtype), v)
 
 
-# An optional native kernel for what SDPA does below, as `(supports(q, k, v) -> bool, attention)`
-# with `sdpa_sink_attention`'s signature: `sumi.kernels` installs its bf16 CPU kernel here when
-# the package is imported (a checkpoint's standalone remote code runs without it).
-SINK_ATTENTION_HOOK = None
-
-
 def sdpa_sink_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, scale: float
 ) -> torch.Tensor:
@@ -123,8 +117,6 @@ def sdpa_sink_attention(
     no padding mask SDPA may pick a flash / memory-efficient kernel (no `[S, S]` tensor at all).
     Shapes as `eager_sink_attention`.
     """
-    if SINK_ATTENTION_HOOK is not None and SINK_ATTENTION_HOOK[0](q, k, v):
-        return SINK_ATTENTION_HOOK[1](q, k, v, key_mask, scale)
     B, n_kv, S, d = k.shape
     zeros = k.new_zeros(B, n_kv, 1, d)
     k = torch.cat([k, zeros], dim=2)
@@ -138,6 +130,26 @@ def sdpa_sink_attention(
         # kernel and its [S, S] scores); expanded K/V keep every fused kernel eligible.
         k, v, gqa = repeat_kv(k, q.shape[1] // n_kv), repeat_kv(v, q.shape[1] // n_kv), False
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
+
+
+class SinkAttentionInterface(AttentionInterface):
+    """transformers' attention registry, for the off-by-one softmax: `SumiAttention` takes its
+    function by the name in `config._attn_implementation`, as transformers' models do from theirs.
+
+    Its own mapping, not transformers' (those functions are the plain softmax): "eager" (the
+    default, `eager_sink_attention`), "sdpa", and what `SinkAttentionInterface.register(name, fn)`
+    adds (installed sumi registers its native CPU kernel as "sumi_native"). A function takes
+    `(q, k, v, key_mask, scale)` with the shapes of `eager_sink_attention`.
+    """
+
+    _global_mapping = {"sdpa": sdpa_sink_attention}
+
+
+ALL_ATTENTION_FUNCTIONS = SinkAttentionInterface()
+
+# What a model runs when no attention is asked for: the first of these that is registered (the
+# standalone remote code has only "sdpa").
+PREFERRED_ATTENTION = ("sumi_native", "sdpa")
 
 
 class SumiAttention(nn.Module):
@@ -170,10 +182,8 @@ class SumiAttention(nn.Module):
         k = self.k_proj(hidden_states).view(B, S, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(hidden_states).view(B, S, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if self.config._attn_implementation == "eager":
-            out = eager_sink_attention(q, k, v, key_mask, self.scale)
-        else:
-            out = sdpa_sink_attention(q, k, v, key_mask, self.scale)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_sink_attention)
+        out = attention(q, k, v, key_mask, self.scale)
         return self.o_proj(out.transpose(1, 2).reshape(B, S, self.num_heads * self.head_dim))
 
 
@@ -194,7 +204,8 @@ class SumiDecoderLayer(GradientCheckpointingLayer):
 
 # A saved folder carries these files and this auto_map (like the official repo), so that
 # `AutoModelForMaskGeneration.from_pretrained(folder, trust_remote_code=True)` needs no sumi install.
-REMOTE_CODE_FILES = ("configuration_sumi.py", "modeling_sumi.py", "generation_sumi.py", "diffusion.py")
+REMOTE_CODE_FILES = ("configuration_sumi.py", "modeling_sumi.py", "generation_sumi.py", "denoising.py", "sampling.py",
+                     "diffusion.py")
 AUTO_MAP = {
     "AutoConfig": "configuration_sumi.SumiConfig",
     "AutoModel": "modeling_sumi.SumiModel",
@@ -222,6 +233,16 @@ class SumiPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["SumiDecoderLayer"]
     _supports_sdpa = True
     _can_compile_fullgraph = True
+
+    def get_correct_attn_implementation(self, requested_attention: str | None, is_init_check: bool = False) -> str:
+        """A name of `ALL_ATTENTION_FUNCTIONS` (or "eager"); None = the first registered of
+        `PREFERRED_ATTENTION`. transformers' own names (flash, flex) would drop the sink: refused."""
+        if requested_attention is None:
+            return next(name for name in PREFERRED_ATTENTION if name in ALL_ATTENTION_FUNCTIONS)
+        if requested_attention != "eager" and requested_attention not in ALL_ATTENTION_FUNCTIONS:
+            raise ValueError(f"attn_implementation={requested_attention!r} is not an attention of Sumi models; "
+                             f"choose one of {['eager', *ALL_ATTENTION_FUNCTIONS]}")
+        return requested_attention
 
     def save_pretrained(self, save_directory, *args, max_shard_size="5GB", **kwargs):
         self.config.auto_map = dict(AUTO_MAP)
@@ -395,4 +416,38 @@ def parameter_counts(config: SumiConfig) -> dict[str, int]:
                 matrices=sum(p.numel() for p in model.parameters() if p.ndim >= 2))
 
 
-__all__ = ["parameter_counts", "write_remote_code", "REMOTE_CODE_FILES", "AUTO_MAP", "SumiPreTrainedModel", "SumiModel", "SumiForMaskGeneration"]
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def memory_estimate(config: SumiConfig, canvas_length: int = 2048, batch_size: int = 1) -> dict:
+    """Rough inference memory of one denoising step (bytes), per weight dtype.
+
+    Counts, for a canvas of S = min(canvas_length, max_position_embeddings) tokens and batch B:
+      * logits `[B, S, V]` in the model dtype (the lm_head output);
+      * sampler temporaries: two fp32 `[B, S, V]` tensors (logits.float() / T and its
+        softmax / logsumexp) -- the ancestral sampler never builds the dense posterior;
+      * the largest per-layer transient: residual + normed hidden + q/k/v + attention output
+        (`[B, S, H]`-sized) and the MLP's gate, up and product (`[B, S, I]` each), in the model dtype;
+      * with eager attention only: fp32 scores and probabilities `[B, heads, S, S+1]` (SDPA uses a
+        fused kernel and skips them).
+    Peak activations = max(sampler phase, per-layer transient + hidden); not counted: the
+    allocator's caching and fragmentation, the CUDA context, the tokenizer.
+    """
+    S = min(int(canvas_length), config.max_position_embeddings)
+    B, V, H, I = batch_size, config.vocab_size, config.hidden_size, config.intermediate_size
+    q = config.num_attention_heads * config.head_dim
+    kv = config.num_key_value_heads * config.head_dim
+    out: dict = {"canvas_length": S, "batch_size": B, "per_dtype": {}}
+    for name, b in DTYPE_BYTES.items():
+        logits = B * S * V * b
+        sampler = 2 * B * S * V * 4
+        layer = B * S * (2 * H + q + 2 * kv + q) * b + 3 * B * S * I * b
+        eager_scores = 2 * B * config.num_attention_heads * S * (S + 1) * 4
+        peak = max(logits + sampler, layer)
+        out["per_dtype"][name] = dict(logits=logits, sampler_fp32=sampler, layer_transient=layer,
+                                      eager_attention_scores=eager_scores, peak_sdpa=peak,
+                                      peak_eager=max(logits + sampler, layer + eager_scores))
+    return out
+
+
+__all__ = ["parameter_counts", "memory_estimate", "DTYPE_BYTES", "write_remote_code", "REMOTE_CODE_FILES", "AUTO_MAP", "SumiPreTrainedModel", "SumiModel", "SumiForMaskGeneration"]
