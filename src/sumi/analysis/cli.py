@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..cli.common import (
     CLIError,
+    add_model_arg,
+    add_runtime_args,
     add_sampling_args,
     load_model,
     model_source,
@@ -60,8 +62,6 @@ def _multipliers(text: str) -> list[float]:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..loading import DEFAULT_MODEL
-
     fmt = argparse.RawDescriptionHelpFormatter
     a = subparsers.add_parser(
         "analyze", formatter_class=fmt, epilog=EPILOG,
@@ -71,8 +71,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "(A->B->A), the order\nin which positions commit, the denoiser's confidence, and quality vs "
                     "revision budget.")
     a.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompt text(s) (default: one built-in prompt)")
-    a.add_argument("--model", "-m", default=DEFAULT_MODEL, metavar="PATH_OR_PRESET",
-                   help=f"a checkpoint folder, a preset name (random weights) or a Hub id (default: {DEFAULT_MODEL})")
+    add_model_arg(a)
     a.add_argument("--trajectory", action="append", metavar="FILE",
                    help="analyse a saved trajectory file instead of generating (repeatable)")
     a.add_argument("--out", "-o", default="sumi-analysis", metavar="DIR", help="output folder (default: sumi-analysis)")
@@ -103,10 +102,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--no-plots", action="store_true", help="no PNG plots (no matplotlib needed)")
     b.add_argument("--json", action="store_true", help="print metrics.json to stdout instead of the summary")
 
-    r = a.add_argument_group("runtime")
-    r.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
-    r.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
-    r.add_argument("--attn", dest="attn_implementation", choices=("sdpa", "eager"))
+    add_runtime_args(a.add_argument_group("runtime"))
     return a
 
 

@@ -152,6 +152,25 @@ def configure_logging(verbosity: int = 0) -> None:
 
 
 # ----------------------------------------------------------------------------- model and device
+def add_model_arg(parser) -> None:
+    """`--model`: what every command that loads a model takes."""
+    from ..loading import DEFAULT_MODEL
+
+    parser.add_argument("--model", "-m", default=DEFAULT_MODEL, metavar="PATH_OR_PRESET",
+                        help="a checkpoint folder, a preset name (RANDOM weights) or a Hub id "
+                             f"(default: {DEFAULT_MODEL})")
+
+
+def add_runtime_args(parser) -> None:
+    """`--dtype`, `--device` and `--attn` (to a parser or an argument group): how the model is loaded."""
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                        help="weight dtype (default: the checkpoint's; float32 for presets other than sumi-7b)")
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    parser.add_argument("--attn", dest="attn_implementation", choices=("sdpa", "eager"),
+                        help="attention implementation (default: sdpa)")
+
+
 def resolve_device(name: str):
     """`--device`: "auto" (cuda when available, else cpu) or a torch device name."""
     import torch
@@ -328,7 +347,7 @@ def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 __all__ = [
     "PROG", "CLIError", "note", "positive_int", "nonneg_int", "finite_float", "nonneg_float", "unit_interval",
-    "seed_list", "frozen_pair", "add_verbosity_args", "verbosity", "configure_logging", "resolve_device",
-    "model_source", "load_model", "read_prompts_file", "parse_ids", "DefaultRule", "SAMPLER_OPTIONS",
-    "CANVAS_OPTIONS", "add_sampling_args", "sampling_kwargs",
+    "seed_list", "frozen_pair", "add_verbosity_args", "verbosity", "configure_logging", "add_model_arg",
+    "add_runtime_args", "resolve_device", "model_source", "load_model", "read_prompts_file", "parse_ids",
+    "DefaultRule", "SAMPLER_OPTIONS", "CANVAS_OPTIONS", "add_sampling_args", "sampling_kwargs",
 ]

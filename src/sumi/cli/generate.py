@@ -16,6 +16,8 @@ from .common import (
     SAMPLER_OPTIONS,
     CLIError,
     DefaultRule,
+    add_model_arg,
+    add_runtime_args,
     add_sampling_args,
     load_model,
     model_source,
@@ -54,8 +56,6 @@ _REPORTED = ("num_denoising_steps", "sampler", "schedule", "temperature", "token
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..loading import DEFAULT_MODEL
-
     g = subparsers.add_parser(
         "generate", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         help="write text after one or more prompts by denoising a random canvas",
@@ -66,8 +66,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     g.add_argument("prompts", nargs="*", metavar="PROMPT",
                    help="prompt text(s); several prompts form one batch. None: generate from BOS alone")
-    g.add_argument("--model", "-m", default=DEFAULT_MODEL, metavar="PATH_OR_PRESET",
-                   help=f"a checkpoint folder, a preset name (random weights) or a Hub id (default: {DEFAULT_MODEL})")
+    add_model_arg(g)
     g.add_argument("--prompts-file", metavar="FILE",
                    help="read prompts from FILE ('-' = stdin): one prompt per line, or JSONL objects with a "
                         "\"prompt\" field; added after any PROMPT arguments")
@@ -83,11 +82,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_sampling_args(g.add_argument_group("canvas"), only=CANVAS_OPTIONS)
 
     r = g.add_argument_group("runtime and output")
-    r.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
-                   help="weight dtype (default: the checkpoint's; float32 for presets other than sumi-7b)")
-    r.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
-    r.add_argument("--attn", dest="attn_implementation", choices=("sdpa", "eager"),
-                   help="attention implementation (default: sdpa)")
+    add_runtime_args(r)
     r.add_argument("--format", choices=("text", "jsonl"), default="text",
                    help="text (default): prompt + completion; jsonl: one JSON object per prompt with prompt, "
                         "completion, token ids, settings, num_forwards, seconds")

@@ -12,6 +12,8 @@ from typing import Any
 from ..cli.common import (
     CLIError,
     DefaultRule,
+    add_model_arg,
+    add_runtime_args,
     add_sampling_args,
     load_model,
     model_source,
@@ -92,14 +94,8 @@ def _int_list(text: str) -> list[int]:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    from ..loading import DEFAULT_MODEL
-
-    p.add_argument("--model", "-m", default=DEFAULT_MODEL, metavar="PATH_OR_PRESET",
-                   help=f"checkpoint folder, preset name (RANDOM weights) or Hub id (default: {DEFAULT_MODEL})")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
-                   help="weight dtype (default: the checkpoint's)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    p.add_argument("--attn", dest="attn_implementation", choices=("sdpa", "eager"), help="attention implementation")
+    add_model_arg(p)
+    add_runtime_args(p)
     s = p.add_argument_group("likelihood (NELBO)")
     s.add_argument("--num-samples", type=positive_int, metavar="K",
                    help="t samples per scored continuation / window, one forward each "
