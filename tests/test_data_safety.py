@@ -201,3 +201,24 @@ def test_tokenizer_train_cli_existing_output_and_bad_min_frequency(tmp_path, cor
                         capsys)
     assert code != 0 and "is a folder" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]
+
+
+# ----------------------------------------------------------------------------- unreadable inputs
+def test_truncated_gzip_and_binary_jsonl_name_the_file(tmp_path, tok_dir, capsys):
+    import gzip
+
+    good = tmp_path / "a.txt.gz"
+    with gzip.open(good, "wb") as g:
+        g.write(("some text " * 500).encode())
+    trunc = tmp_path / "trunc.txt.gz"
+    trunc.write_bytes(good.read_bytes()[:40])
+    with pytest.raises(ValueError, match=r"trunc.txt.gz: truncated or corrupt compressed file"):
+        _prepare([trunc], tmp_path / "o", tok_dir)
+    binary = tmp_path / "bin.jsonl"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) + b"\n")
+    with pytest.raises(ValueError, match=r"bin.jsonl:1: not UTF-8 text"):
+        _prepare([binary], tmp_path / "o", tok_dir)
+    code, _, err = _cli(["data", "prepare", str(trunc), "-o", str(tmp_path / "o"), "--tokenizer", str(tok_dir),
+                         "--workers", "1", "--no-progress"], capsys)
+    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1 and "trunc.txt.gz" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt.gz", "bin.jsonl", "trunc.txt.gz"]

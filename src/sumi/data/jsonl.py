@@ -16,3 +16,5 @@ def iter_json_lines(lines: Iterable[str], where: str) -> Iterator[tuple[int, Any
             yield n, json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{where}:{n}: not valid JSON ({e.msg})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{where}:{n}: not UTF-8 text (is it a binary file?)") from None

@@ -16,6 +16,7 @@ import multiprocessing as mp
 import os
 import sys
 import warnings
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +161,16 @@ def _iter_hf(ds, text_field: str, where: str) -> Iterator[str]:
 
 
 def _iter_source(src: _Source, text_field: str) -> Iterator[str]:
+    """The texts of one input; a file that cannot be read (a truncated .gz, an I/O error) is a
+    ValueError naming it."""
+    try:
+        yield from _read_source(src, text_field)
+    except (OSError, EOFError, zlib.error) as e:
+        what = "truncated or corrupt compressed file" if src.path.endswith(".gz") else "cannot read the file"
+        raise ValueError(f"{src.path}: {what} ({e})") from None
+
+
+def _read_source(src: _Source, text_field: str) -> Iterator[str]:
     if src.kind == "text":
         with _open_text(src.path) as f:
             yield _decode(f.read())
