@@ -215,7 +215,7 @@ def test_truncated_gzip_and_binary_jsonl_name_the_file(tmp_path, tok_dir, capsys
     with pytest.raises(ValueError, match=r"trunc.txt.gz: truncated or corrupt compressed file"):
         _prepare([trunc], tmp_path / "o", tok_dir)
     binary = tmp_path / "bin.jsonl"
-    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) + b"\n")
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(128, 256)) + b"\n")
     with pytest.raises(ValueError, match=r"bin.jsonl:1: not UTF-8 text"):
         _prepare([binary], tmp_path / "o", tok_dir)
     code, _, err = _cli(["data", "prepare", str(trunc), "-o", str(tmp_path / "o"), "--tokenizer", str(tok_dir),
