@@ -70,3 +70,12 @@ def test_bench_attention_quick(tmp_path):
     out, data = run_quick("bench_attention.py", tmp_path, 120)
     assert "| shape | B, h / KV heads, S, d | SDPA | sumi kernel | ratio | max abs diff |" in out and "torch" in out
     assert len(data["rows"]) == 2 and all(r["max_abs_diff"] < 0.05 for r in data["rows"])
+
+
+def test_bench_serve_quick(tmp_path):
+    out, data = run_quick("bench_serve.py", tmp_path, 180)
+    assert "| clients | requests | errors | answer tokens/s | vs sequential |" in out and "torch" in out
+    assert [r["clients"] for r in data["rows"]] == ["sequential (generate)", 1, 2]
+    served = data["rows"][1:]
+    assert all(r["errors"] == 0 and r["identical"] for r in served)  # batching never changes an answer
+    assert all(r["tokens_per_s"] > 0 for r in data["rows"])
