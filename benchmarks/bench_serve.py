@@ -198,8 +198,9 @@ def main() -> None:
             ok = [r for r in results if r["status"] == 200]
             tokens = sum(r["tokens"] for r in ok)
             same = all(r["text"] == s[0] for r, s in zip(results, sequential) if r["status"] == 200)
+            rate = tokens / level["wall"]
             rows.append(dict(clients=clients, requests=len(results), errors=len(results) - len(ok),
-                             tokens_per_s=tokens / level["wall"], speedup=tokens / level["wall"] / (seq_tokens / seq_wall),
+                             tokens_per_s=rate, speedup=rate / (seq_tokens / seq_wall),
                              latency=percentiles([r["seconds"] for r in ok]) if ok else (math.nan,) * 3,
                              identical=same, rss=server.rss(),
                              first_error=next((r["error"] for r in results if r["status"] != 200), None)))
