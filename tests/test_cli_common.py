@@ -115,6 +115,23 @@ def test_verbosity_picks_what_reaches_stderr(capsys, clean_logging, verbosity, s
     assert len(lines) == len(set(lines)) and set(lines) == shown
 
 
+def test_configuration_is_undone_by_its_restore(clean_logging):
+    sumi_logger = logging.getLogger("sumi")
+    before = (sumi_logger.level, list(sumi_logger.handlers), logging.getLogger("sumi.loading").level)
+    restore = configure_logging(1)
+    assert sumi_logger.level == logging.INFO and len(sumi_logger.handlers) == len(before[1]) + 1
+    restore()
+    assert (sumi_logger.level, sumi_logger.handlers, logging.getLogger("sumi.loading").level) == before
+
+
+def test_main_leaves_logging_as_it_found_it(capsys, clean_logging):
+    sumi_logger = logging.getLogger("sumi")
+    before = (sumi_logger.level, list(sumi_logger.handlers))
+    assert main(["-vv", "info", "sumi-tiny"]) == 0
+    assert main(["-q", "info", "nope"]) == 2
+    assert (sumi_logger.level, sumi_logger.handlers) == before
+
+
 def test_a_logger_with_its_own_handler_prints_once(capsys, clean_logging):
     configure_logging(0)
     own = logging.getLogger("sumi.test_own")

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parse(parser, argv)
     except SystemExit as e:  # argparse already printed usage + "error: ..." (or the help)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    configure_logging(verbosity(args))
+    restore_logging = configure_logging(verbosity(args))
     try:
         return args.func(args) or 0
     except BrokenPipeError:  # e.g. `sumi generate ... | head`: stop quietly, like other Unix tools
@@ -109,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: out of memory ({' '.join(str(e).split())[:200]}); try --dtype bfloat16, a smaller "
               "--canvas-length, fewer prompts at once, or another --device", file=sys.stderr)
         return 1
+    finally:
+        restore_logging()
 
 
 def _error(e: BaseException) -> None:

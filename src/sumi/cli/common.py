@@ -137,18 +137,26 @@ class _StderrHandler(logging.StreamHandler):
         return super().filter(record)
 
 
-def configure_logging(verbosity: int = 0) -> None:
+def configure_logging(verbosity: int = 0) -> Callable[[], None]:
     """Send the `sumi` loggers to stderr, as bare messages, from the level `verbosity` picks:
     -2 nothing, -1 errors, 0 warnings, 1 info, 2 debug. At 0 the loader's notices are left out: the
     commands say themselves what they load (random weights, a byte-level tokenizer). Calling it again
-    replaces the previous set-up."""
-    level = _LEVELS[max(-2, min(2, verbosity))]
-    root = logging.getLogger(PROG)
+    replaces the previous set-up. Returns a function that restores the set-up before the call (so
+    that `main()` called in-process leaves the caller's logging as it found it)."""
+    root, loading = logging.getLogger(PROG), logging.getLogger(f"{PROG}.loading")
+    before = (root.level, list(root.handlers), loading.level)
+
+    def restore() -> None:
+        root.setLevel(before[0])
+        root.handlers[:] = before[1]
+        loading.setLevel(before[2])
+
     for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
         root.removeHandler(handler)
     root.addHandler(_StderrHandler())
-    root.setLevel(level)
-    logging.getLogger(f"{PROG}.loading").setLevel(logging.ERROR if verbosity == 0 else logging.NOTSET)
+    root.setLevel(_LEVELS[max(-2, min(2, verbosity))])
+    loading.setLevel(logging.ERROR if verbosity == 0 else logging.NOTSET)
+    return restore
 
 
 # ----------------------------------------------------------------------------- model and device
