@@ -83,7 +83,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="samples per prompt (rows of the heatmap); row r uses seed SEED + r (default: 1)")
 
     s = a.add_argument_group("sampling (as in `sumi generate`)", "Options left unset come from the model's "
-                             "generation_config.json, else from the defaults shown; --steps is the nominal budget.")
+                             "generation_config.json, else from the defaults\nshown; --steps is the nominal budget "
+                             "that --budgets multiplies.")
     add_sampling_args(s, {"max_new_tokens": 64}, only=_SAMPLING)
     s.add_argument("--seed", type=nonneg_int, default=0, help="base seed (default: 0)")
 
