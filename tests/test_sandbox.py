@@ -212,7 +212,7 @@ def test_broken_bwrap_falls_back_with_the_reason(monkeypatch):
 
 def test_bad_limits_are_rejected():
     for kw, what in (({"timeout": 0}, "timeout"), ({"timeout": float("nan")}, "timeout"),
-                     ({"timeout": -1}, "timeout"), ({"memory_mb": 0}, "memory_mb")):
+                     ({"timeout": -1}, "timeout"), ({"memory_mb": 0}, "memory limit")):
         with pytest.raises(ValueError, match=what):
             run_program("pass\n", **kw)
 

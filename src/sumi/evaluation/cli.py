@@ -260,13 +260,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _run_lm_eval(evaluator, names, args, config, log) -> dict:
     """lm-eval tasks through `simple_evaluate`, converted to sumi's results format."""
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
-    from .harness import SumiLM
+    from .harness import SumiLM, task_manager_for
     from .runner import RESULTS_FORMAT, environment_versions
 
+    task_manager = task_manager_for(names, args.include_path)
     lm = SumiLM(evaluator)
-    task_manager = TaskManager(include_path=args.include_path) if args.include_path else TaskManager()
 
     def one_run() -> dict:
         start = time.perf_counter()

@@ -229,14 +229,19 @@ def _spawn(cmd: list[str], *, bwrap: str | None, stdin: IO[bytes], stderr: IO[by
                             pass_fds=fds, start_new_session=True)
 
 
+def check_limits(timeout: float, memory_mb: int) -> None:
+    """Reject limits under which every program would fail (a zero timeout marks all as timed out)."""
+    if not timeout > 0 or math.isinf(timeout):
+        raise ValueError(f"the code timeout must be a finite number of seconds > 0, got {timeout}")
+    if int(memory_mb) < 1:
+        raise ValueError(f"the code memory limit must be >= 1 MB, got {memory_mb}")
+
+
 def run_program(program: str, *, timeout: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
                 guard: bool = True, max_output: int = 4096) -> ExecutionResult:
     """Run `program` (Python source) in the sandbox (see the module docstring); passed = exit
     status 0 within `timeout` seconds. The process group is killed when it ends either way."""
-    if not timeout > 0 or math.isinf(timeout):
-        raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout}")
-    if int(memory_mb) < 1:
-        raise ValueError(f"memory_mb must be >= 1, got {memory_mb}")
+    check_limits(timeout, memory_mb)
     bwrap = find_bubblewrap()
     filt = seccomp_no_processes() if bwrap else None
     cfg = {"limits": _limits(timeout, memory_mb, bwrap is not None), "guard": bool(guard)}
@@ -289,4 +294,4 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - prod
 
 
-__all__ = ["ExecutionResult", "run_program", "run_programs", "pass_at_k", "DEFAULT_TIMEOUT_S", "DEFAULT_MEMORY_MB"]
+__all__ = ["ExecutionResult", "check_limits", "run_program", "run_programs", "pass_at_k", "DEFAULT_TIMEOUT_S", "DEFAULT_MEMORY_MB"]

@@ -47,6 +47,28 @@ _GEN_OVERRIDES = ("sampler", "num_denoising_steps", "tokens_per_step", "schedule
                   "early_stop_patience", "top_k", "top_p", "min_p")
 
 
+def task_manager_for(names: list[str], include_path: str | None = None):
+    """lm-eval's `TaskManager` (with `include_path`), after checking that each of `names` is a
+    task, group or tag it knows, or a YAML file: a ValueError lists the unknown ones (with close
+    matches) before anything is evaluated."""
+    import difflib
+    import os
+
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=include_path) if include_path else TaskManager()
+    known = set(manager.all_tasks)
+    unknown = [n for n in names if n not in known and not os.path.isfile(n)]
+    if unknown:
+        def hint(name: str) -> str:
+            close = difflib.get_close_matches(name, known, n=3)
+            return f"{name!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+
+        raise ValueError(f"unknown lm-eval task(s): {'; '.join(hint(n) for n in unknown)}; "
+                         "`lm_eval --tasks list` lists them (--include-path adds task YAMLs)")
+    return manager
+
+
 def _batch_size(value) -> int | None:
     if value is None:
         return None
@@ -215,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ != "__main__":  # `python -m` runs this file as __main__: register the importable class instead
     register_model("sumi")(SumiLM)
 
-__all__ = ["SumiLM", "main"]
+__all__ = ["SumiLM", "main", "task_manager_for"]
 
 if __name__ == "__main__":  # pragma: no cover
     from sumi.evaluation.harness import main as _main

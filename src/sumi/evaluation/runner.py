@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..checksums import sha256_file
-from .execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, run_programs
+from .execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, check_limits, run_programs
 from .tasks import TASKS, GenItem, MCItem, extract_gsm8k_answer, gsm8k_correct, humaneval_program, load_task, \
     mbpp_program, select
 
@@ -196,9 +196,17 @@ def data_file_hashes(names: Sequence[str], data_dir: str | os.PathLike) -> dict:
     return out
 
 
+def _check_task_kwargs(task_kwargs: dict) -> None:
+    """Options that would spoil a task, rejected before the first task runs."""
+    if task_kwargs.get("allow_code_execution"):
+        check_limits(task_kwargs.get("code_timeout", DEFAULT_TIMEOUT_S),
+                     task_kwargs.get("code_memory_mb", DEFAULT_MEMORY_MB))
+
+
 def run_offline(evaluator, names: Sequence[str], data_dir=None, *, config: dict | None = None,
                 log: Callable[[str], None] | None = None, **task_kwargs: Any) -> dict:
     """Run offline tasks in order; returns the results dict (see the module docstring)."""
+    _check_task_kwargs(task_kwargs)
     results = {}
     for name in names:
         if log:
@@ -225,6 +233,7 @@ def canvas_study(evaluator, names: Sequence[str], lengths: Sequence[int], data_d
                  log: Callable[[str], None] | None = None, **task_kwargs: Any) -> dict:
     """Each task at each canvas length (the generation canvas, the scoring canvas cap and the
     rolling window). Returns {canvas_lengths, effective: {str(L): capped L}, tasks: {name: {str(L): result}}}."""
+    _check_task_kwargs(task_kwargs)
     old = evaluator.options["canvas_length"]
     per_task: dict[str, dict[str, dict]] = {n: {} for n in names}
     effective = {}

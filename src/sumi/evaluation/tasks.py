@@ -66,6 +66,18 @@ def _require(row: dict, keys: tuple[str, ...], where: str) -> None:
         raise ValueError(f"{where}: missing field(s) {missing}")
 
 
+def _gold(value: Any, num_choices: int, where: str, *, offset: int = 0) -> int:
+    """The gold choice index `int(value) - offset`, which must name one of the `num_choices`
+    choices (a label out of range would otherwise be scored, silently, as a wrong answer)."""
+    try:
+        gold = int(value) - offset
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: the gold label {value!r} is not an integer") from None
+    if not 0 <= gold < num_choices:
+        raise ValueError(f"{where}: the gold label {value!r} names no choice (there are {num_choices})")
+    return gold
+
+
 # ----------------------------------------------------------------------------- items
 @dataclass
 class MCItem:
@@ -118,6 +130,12 @@ def _mmlu_block(row: dict) -> str:
     return "\n".join(lines) + "\nAnswer:"
 
 
+def _mmlu_shot(row: dict) -> str:
+    """An answered exemplar: the question block and its gold letter."""
+    answer = LETTERS[_gold(row["answer"], len(row["choices"]), "mmlu_dev.jsonl")]
+    return f"{_mmlu_block(row)} {answer}\n\n"
+
+
 def build_mmlu(data_dir: Path, num_fewshot: int = 5) -> list[MCItem]:
     test = load_jsonl(data_dir / "mmlu_test.jsonl")
     dev = load_jsonl(data_dir / "mmlu_dev.jsonl")
@@ -133,10 +151,10 @@ def build_mmlu(data_dir: Path, num_fewshot: int = 5) -> list[MCItem]:
         if len(exemplars) < num_fewshot:
             raise ValueError(f"mmlu_dev.jsonl has {len(exemplars)} exemplars for {subject!r}, {num_fewshot} needed")
         head = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
-        shots_text = "".join(f"{_mmlu_block(e)} {LETTERS[int(e['answer'])]}\n\n" for e in exemplars)
+        shots_text = "".join(_mmlu_shot(e) for e in exemplars)
         letters = [LETTERS[j] for j in range(len(r["choices"]))]
         items.append(MCItem(i, [head + shots_text + _mmlu_block(r)], [f" {x}" for x in letters], letters,
-                            int(r["answer"]), {"subject": subject}))
+                            _gold(r["answer"], len(letters), f"mmlu_test.jsonl row {i + 1}"), {"subject": subject}))
     return items
 
 
@@ -157,7 +175,8 @@ def build_hellaswag(data_dir: Path, num_fewshot: int = 0) -> list[MCItem]:
         ctx = r["ctx_a"] + " " + r["ctx_b"].capitalize()
         query = hellaswag_preprocess(r["activity_label"] + ": " + ctx)
         choices = [hellaswag_preprocess(e) for e in r["endings"]]
-        items.append(MCItem(r.get("ind", i), [query], [" " + c for c in choices], choices, int(r["label"])))
+        items.append(MCItem(r.get("ind", i), [query], [" " + c for c in choices], choices,
+                            _gold(r["label"], len(choices), f"hellaswag row {i + 1}")))
     return items
 
 
@@ -169,7 +188,7 @@ def build_piqa(data_dir: Path, num_fewshot: int = 0) -> list[MCItem]:
         _require(r, ("goal", "sol1", "sol2", "label"), f"piqa row {i + 1}")
         choices = [r["sol1"], r["sol2"]]
         items.append(MCItem(i, [f"Question: {r['goal']}\nAnswer:"], [" " + c for c in choices], choices,
-                            int(r["label"])))
+                            _gold(r["label"], 2, f"piqa row {i + 1}")))
     return items
 
 
@@ -181,7 +200,7 @@ def _build_arc(file: str):
             _require(r, ("question", "choices", "answer"), f"{file} row {i + 1}")
             choices = list(r["choices"])
             items.append(MCItem(r.get("id", i), [f"Question: {r['question']}\nAnswer:"], [" " + c for c in choices],
-                                choices, int(r["answer"])))
+                                choices, _gold(r["answer"], len(choices), f"{file} row {i + 1}")))
         return items
     return build
 
@@ -197,7 +216,8 @@ def build_winogrande(data_dir: Path, num_fewshot: int = 0) -> list[MCItem]:
         s = r["sentence"]
         k = s.index("_")
         options = [r["option1"], r["option2"]]
-        gold = int(r["label"]) if "label" in r else int(r["answer"]) - 1
+        where = f"winogrande row {i + 1}"
+        gold = _gold(r["label"], 2, where) if "label" in r else _gold(r["answer"], 2, where, offset=1)
         cont = " " + s[k + 1:].strip()
         items.append(MCItem(i, [s[:k] + o for o in options], [cont, cont], options, gold))
     return items
