@@ -125,3 +125,14 @@ def test_broken_config_and_index_name_the_file(tmp_path):
     index.write_text(json.dumps({"metadata": {}}))
     with pytest.raises(ValueError, match="no valid weight_map"):
         load(tmp_path)
+
+
+def test_broken_generation_config_names_the_file(tmp_path):
+    _save(tmp_path)
+    path = tmp_path / "generation_config.json"
+    for text, match in (("{broken", "is not valid JSON"), ("[1, 2]", "holds a JSON list")):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=rf"generation_config.json' {match}"):
+            load(tmp_path)
+    path.unlink()
+    assert load(tmp_path)[0].config.num_hidden_layers == 4  # the file is optional

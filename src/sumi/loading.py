@@ -308,6 +308,8 @@ def load_safetensors_folder(folder: str | os.PathLike, *, dtype: str | torch.dty
     if verify and (bad := nonfinite_weights(model)):
         raise ValueError(f"{str(folder)!r}: {len(bad)} weight(s) hold NaN or infinity: {_some(bad)}")
     model.config.name_or_path = str(folder)
+    if (folder / "generation_config.json").is_file():  # transformers would skip a broken one silently
+        read_json_object(folder / "generation_config.json")
     # the folder's generation_config.json (sampler defaults), read by the hook from_pretrained calls
     model.adjust_generation_fn(generation_config=None, from_auto_class=False, from_pipeline=False,
                                pretrained_model_name_or_path=str(folder))
