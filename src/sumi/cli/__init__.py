@@ -40,6 +40,7 @@ COMMANDS = (
     "sumi.data.cli",            # data, tokenizer
     "sumi.training.cli",        # train, export
     "sumi.evaluation.cli",      # eval, perplexity
+    "sumi.serving.cli",         # serve
     "sumi.analysis.cli",        # analyze
 )
 

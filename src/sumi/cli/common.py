@@ -175,8 +175,9 @@ def add_runtime_args(parser) -> None:
                         help="weight dtype (default: the checkpoint's; float32 for presets other than sumi-7b)")
     parser.add_argument("--device", default="auto",
                         help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
-    parser.add_argument("--attn", dest="attn_implementation", choices=("sdpa", "eager"),
-                        help="attention implementation (default: sdpa)")
+    parser.add_argument("--attn", dest="attn_implementation", choices=("sumi_native", "sdpa", "eager"),
+                        help="attention implementation (default: sumi_native where sumi's bf16 CPU kernel applies, "
+                             "else sdpa; see `sumi info`)")
 
 
 def resolve_device(name: str):

@@ -159,6 +159,8 @@ def _print_results(results: list[dict], settings: dict[str, Any], seed, out, sec
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..denoising import canvas_layout
+
     # ---- cheap checks first (before loading any weights)
     prompts = _read_prompts(args)
     options = sampling_kwargs(args)
@@ -203,19 +205,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         input_ids = torch.tensor([[pad_id] * (P - len(r)) + r for r in rows], dtype=torch.long).reshape(B, P)
         attention_mask = torch.tensor([[0] * (P - len(r)) + [1] * len(r) for r in rows], dtype=torch.long).reshape(B, P)
-    C = min(int(resolved["canvas_length"]), cfg.max_position_embeddings)
-    anchors = bool(resolved["anchor_eosbos"]) and resolved["frozen"] is None
-    reserve = 2 if anchors else 0
-    row_prompt = lengths if resolved["align_rows"] else [P] * B
-    for index, p in enumerate(row_prompt):
-        if p + reserve >= C:
-            raise CLIError(
-                f"argument PROMPT: prompt {index + 1} is {p} tokens (BOS and padding included), too long for a canvas "
-                f"of {C} tokens{' with the EOS/BOS anchors' if anchors else ''}: shorten it or raise --canvas-length "
-                f"(max {cfg.max_position_embeddings} for this model)")
     mnt = resolved["max_new_tokens"]
-    budgets = [max(1, min(mnt, C - p - reserve)) for p in row_prompt]
-    regions = [(P, P + n) for n in budgets]
+    try:
+        layout = canvas_layout(cfg, lengths, P, mnt, resolved["canvas_length"],
+                               anchors=bool(resolved["anchor_eosbos"]) and resolved["frozen"] is None,
+                               aligned=bool(resolved["align_rows"]))
+    except ValueError as e:
+        raise CLIError(f"argument PROMPT: {e} (BOS and padding count as prompt tokens; see --canvas-length)") from None
+    C = layout.canvas_length
+    regions = [layout.answer_columns(i) for i in range(B)]
+    ran = max(layout.budgets) if mnt > 0 else 0  # the budget that runs: what fits before the anchors
+    if ran < mnt:
+        note(f"--max-new-tokens {mnt} cut to {ran}: that is what fits a canvas of {C} after the prompt")
     steps = int(resolved["num_denoising_steps"])
 
     if args.seed is None and args.format == "text":
@@ -242,9 +243,11 @@ def run(args: argparse.Namespace) -> int:
             prompt_ids=rows[i], completion_ids=gen,
         ))
     settings = {k: resolved[k] for k in _REPORTED}
-    settings.update(model=args.model, model_source=source, max_new_tokens=mnt, canvas_length=C, seed=seed,
+    settings.update(model=args.model, model_source=source, max_new_tokens=ran, canvas_length=C, seed=seed,
                     dtype=str(next(model.parameters()).dtype).removeprefix("torch."), device=str(device),
                     tokenizer="bytes" if byte_level else type(tok).__name__, bos_prepended=bos is not None)
+    if ran < mnt:
+        settings["requested_max_new_tokens"] = mnt
     _print_results(results, settings, seed, out, seconds, args.format)
     return 0
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..formatting import format_bytes, format_count
 from .common import CLIError, model_source, positive_int
 
 EPILOG = """\
@@ -25,21 +26,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     i.add_argument("--canvas-length", type=positive_int, default=2048, metavar="N",
                    help="canvas of the activation estimate (default: 2048, capped at max_position_embeddings)")
     return i
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} TiB"  # pragma: no cover
-
-
-def _short(n: int) -> str:
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
-            return f"{n / div:.2f}{suffix}"
-    return str(n)
 
 
 _CONFIG_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -105,13 +91,13 @@ def _text(report: dict) -> str:
         f"positions     max {c['max_position_embeddings']}, RoPE theta "
         f"{(c['rope_parameters'] or {}).get('rope_theta')}; rms_norm_eps {c['rms_norm_eps']}",
         f"dtype         {c['dtype'] or 'not set (float32)'}",
-        f"parameters    {counts['total']:,} total ({_short(counts['total'])}) = {counts['non_embedding']:,} "
-        f"non-embedding ({_short(counts['non_embedding'])}) + embedding {counts['embedding']:,} + "
+        f"parameters    {counts['total']:,} total ({format_count(counts['total'])}) = {counts['non_embedding']:,} "
+        f"non-embedding ({format_count(counts['non_embedding'])}) + embedding {counts['embedding']:,} + "
         f"lm_head {counts['lm_head']:,}",
-        "weights       " + " | ".join(f"{k} {_human(v)}" for k, v in report["weights_bytes"].items()),
+        "weights       " + " | ".join(f"{k} {format_bytes(v)}" for k, v in report["weights_bytes"].items()),
     ]
     if files is not None:
-        lines.append(f"files         {files['count']} weight file(s), {_human(files['bytes'])} on disk; "
+        lines.append(f"files         {files['count']} weight file(s), {format_bytes(files['bytes'])} on disk; "
                      f"tokenizer {'present' if files['tokenizer'] else 'absent'}")
     att = report["cpu_bf16_attention"]
     why_not = f" ({att['why_not']})" if att["why_not"] else ""
@@ -122,9 +108,9 @@ def _text(report: dict) -> str:
                  f"eager adds fp32 [heads, {S}, {S + 1}] scores x2):")
     for k, m in mem["per_dtype"].items():
         total = report["weights_bytes"][k] + m["peak_sdpa"]
-        lines.append(f"  {k:<9}   logits {_human(m['logits'])}, sampler fp32 {_human(m['sampler_fp32'])}, layer "
-                     f"{_human(m['layer_transient'])}; peak {_human(m['peak_sdpa'])} (sdpa) / "
-                     f"{_human(m['peak_eager'])} (eager); with weights ~{_human(total)}")
+        lines.append(f"  {k:<9}   logits {format_bytes(m['logits'])}, sampler fp32 {format_bytes(m['sampler_fp32'])}, layer "
+                     f"{format_bytes(m['layer_transient'])}; peak {format_bytes(m['peak_sdpa'])} (sdpa) / "
+                     f"{format_bytes(m['peak_eager'])} (eager); with weights ~{format_bytes(total)}")
     return "\n".join(lines)
 
 

@@ -128,8 +128,7 @@ def canvas_layout(config, prompt_lens: list[int], prompt_len: int, max_new_token
     row_prompt = list(prompt_lens) if aligned else [prompt_len] * len(prompt_lens)
     for i, p in enumerate(row_prompt):
         if p + reserve >= C:
-            which = f"prompt {i + 1} of {len(row_prompt)}" if len(row_prompt) > 1 else "the prompt"
-            raise ValueError(f"{which} ({p} tokens) does not fit a canvas of {C} tokens"
+            raise ValueError(f"prompt {i + 1} is {p} tokens and does not fit a canvas of {C} tokens"
                              f"{' with the EOS/BOS anchors' if anchors else ''}: shorten it or raise canvas_length "
                              f"(at most {config.max_position_embeddings} for this model)")
     budgets = [max(1, min(int(max_new_tokens), C - p - reserve)) for p in row_prompt]
