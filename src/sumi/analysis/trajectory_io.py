@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..denoising import Trajectory, frozen_per_row
+from ..generation_sumi import GENERATION_DEFAULTS
 from ..denoising import canvas_layout as layout_of
 
 FORMAT = "sumi-trajectory"
@@ -154,10 +155,9 @@ def canvas_layout(model, options: dict, prompt_lens: list[int], P: int) -> dict[
                 anchor_columns=pinned)
 
 
-GENERATE_OPTION_KEYS = ("num_denoising_steps", "sampler", "schedule", "temperature", "tokens_per_step",
-                        "min_log_snr", "max_log_snr", "top_k", "top_p", "min_p", "anchor_eosbos", "trim_at_eos",
-                        "align_rows", "early_stop_patience", "denoise_end", "frozen", "max_new_tokens",
-                        "canvas_length", "seed")
+# The resolved generation options a trajectory's metadata records: all of them (max_length is
+# recorded as the max_new_tokens it resolves to).
+GENERATE_OPTION_KEYS = tuple(k for k in GENERATION_DEFAULTS if k != "max_length")
 
 
 def record_generation(model, input_ids=None, attention_mask=None, *, tokenizer=None, model_name: str | None = None,

@@ -49,10 +49,8 @@ Without --model the default model is used (see `sumi generate --help`, `--model`
 its output is gibberish.
 """
 
-# The settings a --format jsonl record reports, as resolved for the run.
-_REPORTED = ("num_denoising_steps", "sampler", "schedule", "temperature", "tokens_per_step", "min_log_snr",
-             "max_log_snr", "top_k", "top_p", "min_p", "stop_strings", "align_rows", "early_stop_patience",
-             "stop_on_cycle", "skip_tail", "anchor_eosbos", "trim_at_eos", "denoise_end", "frozen")
+# A --format jsonl record reports every resolved option; these as they ran instead.
+_SET_BY_THE_RUN = ("max_new_tokens", "max_length", "seed", "canvas_length")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -242,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
             completion=decode(gen, skip_special_tokens=True),
             prompt_ids=rows[i], completion_ids=gen,
         ))
-    settings = {k: resolved[k] for k in _REPORTED}
+    settings = {k: v for k, v in resolved.items() if k not in _SET_BY_THE_RUN}
     settings.update(model=args.model, model_source=source, max_new_tokens=ran, canvas_length=C, seed=seed,
                     dtype=str(next(model.parameters()).dtype).removeprefix("torch."), device=str(device),
                     tokenizer="bytes" if byte_level else type(tok).__name__, bos_prepended=bos is not None)
