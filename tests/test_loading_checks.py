@@ -136,3 +136,24 @@ def test_broken_generation_config_names_the_file(tmp_path):
             load(tmp_path)
     path.unlink()
     assert load(tmp_path)[0].config.num_hidden_layers == 4  # the file is optional
+
+
+def test_info_verify_reports_nonfinite_and_mismatched_weights(tmp_path, capsys):
+    from sumi.cli import main
+
+    state = _save(tmp_path)
+    assert main(["info", str(tmp_path), "--verify"]) == 0
+    assert "tensors match the config, all finite" in capsys.readouterr().out
+    state["model.norm.weight"][1] = math.nan
+    _rewrite(tmp_path, state)
+    assert main(["info", str(tmp_path)]) == 0  # without --verify no weight is read
+    capsys.readouterr()
+    assert main(["info", str(tmp_path), "--verify"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "NaN or infinity: model.norm.weight" in err
+    _set_config(tmp_path, num_hidden_layers=3)
+    assert main(["info", str(tmp_path), "--verify"]) == 2
+    assert "does not have: model.layers.3" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text('{"model_type": "sumi"}')  # would show a default 7B config
+    assert main(["info", str(tmp_path)]) == 2
+    assert "lacks vocab_size" in capsys.readouterr().err

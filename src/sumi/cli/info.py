@@ -25,6 +25,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     i.add_argument("--canvas-length", type=positive_int, default=2048, metavar="N",
                    help="canvas of the activation estimate (default: 2048, capped at max_position_embeddings)")
+    i.add_argument("--verify", action="store_true", help="also load the weights: each must match the config "
+                   "and hold no NaN or infinity (reads every weight)")
     return i
 
 
@@ -36,6 +38,7 @@ _CONFIG_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_la
 def _read_config(name: str, source: str):
     """The config of a preset, folder or Hub id, and for a folder its weight files; (config, files or None)."""
     from ..configuration_sumi import SumiConfig
+    from ..loading import read_config
 
     try:
         if source == "preset":
@@ -45,7 +48,7 @@ def _read_config(name: str, source: str):
         folder = Path(name).expanduser()
         if not (folder / "config.json").is_file():
             raise CLIError(f"argument PATH_OR_PRESET: {name!r} is not a model folder: it has no config.json")
-        config = SumiConfig.from_pretrained(str(folder))
+        config = read_config(folder)
     except CLIError:
         raise
     except (OSError, ValueError) as e:
@@ -122,7 +125,13 @@ def run(args: argparse.Namespace) -> int:
 
         name, source = str(BUNDLED_DIR / name), "folder"
     report = model_report(name, source, args.canvas_length)
-    print(json.dumps(report, indent=2, default=str) if args.json else _text(report))
+    if args.verify:  # a mismatch or a non-finite weight is an error naming the tensors
+        from ..loading import load
+
+        model, _ = load(name, verify=True)
+        report["verified"] = f"{len(model.state_dict())} tensors match the config, all finite"
+    text = _text(report) + (f"\nverified      {report['verified']}" if args.verify else "")
+    print(json.dumps(report, indent=2, default=str) if args.json else text)
     return 0
 
 
