@@ -160,10 +160,11 @@ def _bwrap_args(bwrap: str, seccomp_fd: int | None) -> list[str]:
             args += ["--ro-bind", folder, folder]
     for file in SYSTEM_FILES:
         args += ["--ro-bind-try", file, file]
+    # the work folder first: a Python installed under /tmp (a CI venv) is then bound over it, not hidden
+    args += ["--size", str(WORK_FOLDER_MB << 20), "--tmpfs", "/tmp"]
     for folder in _python_folders():
         args += ["--ro-bind", folder, folder]
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(WORK_FOLDER_MB << 20), "--tmpfs", "/tmp",
-             "--remount-ro", "/", "--chdir", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", "/tmp"]
     for key, value in SANDBOX_ENV.items():
         args += ["--setenv", key, value]
     if seccomp_fd is not None:
