@@ -47,11 +47,64 @@ class ModelSection:
 
 
 @dataclass
+class SourceSection:
+    """One named source of a data mixture (`data.sources`): a prepared dataset (kind "packed", a
+    `sumi.data.prepare_dataset` folder at `path`) or in-memory synthetic rows (kind "synthetic";
+    `grammar_seed` picks its toy "language", so two synthetic sources can differ)."""
+
+    name: str = ""
+    kind: str = "packed"  # "packed" | "synthetic"
+    path: str | None = None
+    train_split: str = "train"
+    val_split: str = "validation"
+    synthetic_kind: str = "pattern"
+    synthetic_sequences: int = 0  # > 0: a finite pool of that many rows (it runs out like a dataset)
+    grammar_seed: int = 0
+
+
+@dataclass
+class LrSegment:
+    """The learning rate over one phase. "run" (default): the run-wide `optim` schedule over all the
+    phases' steps. "constant": `start` after `warmup_steps` of linear warm-up. "linear" / "cosine":
+    from `start` to `end`, reaching `end` at the phase's last step (e.g. WSD's decay in mid-training).
+    `start` defaults to optim.lr, `end` to optim.min_lr."""
+
+    schedule: str = "run"  # "run" | "constant" | "linear" | "cosine"
+    start: float | None = None
+    end: float | None = None
+    warmup_steps: int = 0
+
+
+@dataclass
+class PhaseSection:
+    """A stretch of training (`phases`): its length in `steps` or in `tokens` (rounded up to whole
+    steps of global_batch_size x seq_len tokens), its `mixture` (source name -> token weight, summing
+    to 1; empty: `data.mixture`) and its learning-rate segment."""
+
+    name: str = ""
+    steps: int = 0
+    tokens: int = 0
+    mixture: dict[str, float] = field(default_factory=dict)
+    lr: LrSegment = field(default_factory=LrSegment)
+
+    def num_steps(self, tokens_per_step: int) -> int:
+        return self.steps or -(-self.tokens // tokens_per_step)
+
+
+@dataclass
 class DataSection:
-    """Training data and the noise of spec §4."""
+    """Training data and the noise of spec §4.
+
+    One dataset: `source` and `path`. A mixture: named `sources` and a `mixture` of token weights
+    (per phase in `phases`, else `data.mixture`); `on_exhausted` says what a finite source does when
+    the run has drawn all its windows: "epoch" (start a new, reshuffled pass; logged) or "stop" (end
+    the run before the first step that would reuse data)."""
 
     source: str = "synthetic"  # "packed" (a `sumi.data.prepare_dataset` folder at `path`) or "synthetic"
     path: str | None = None
+    sources: list[SourceSection] = field(default_factory=list)
+    mixture: dict[str, float] = field(default_factory=dict)
+    on_exhausted: str = "epoch"  # "epoch" | "stop"
     seq_len: int = 128
     train_split: str = "train"
     val_split: str = "validation"
@@ -148,7 +201,8 @@ class TrainConfig:
     eval: EvalSection = field(default_factory=EvalSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
-    steps: int = 100
+    phases: list[PhaseSection] = field(default_factory=list)
+    steps: int = 100  # with phases: their total (set by the phases; not a key to set)
     seed: int = 0
     out_dir: str = "runs/default"
     device: str = "auto"  # "auto" (cuda if available), "cpu" or "cuda"
@@ -163,7 +217,23 @@ class TrainConfig:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, *, where: str = "config") -> "TrainConfig":
-        return _build(cls, data or {}, prefix="", where=where)
+        config = _build(cls, data or {}, prefix="", where=where)
+        if config.phases:
+            config._set_steps_from_phases(data.get("steps") if isinstance(data, Mapping) else None, where)
+        return config
+
+    def _set_steps_from_phases(self, given: Any, where: str) -> None:
+        """With phases, `steps` is their total; a recipe that also sets it must agree."""
+        tokens_per_step = self.batch.global_batch_size * self.data.seq_len
+        for i, p in enumerate(self.phases):
+            if (p.steps > 0) == (p.tokens > 0):
+                raise ConfigError(f"config key 'phases.{i}' in {where}: give the phase's length as exactly one "
+                                  f"of steps or tokens (both > 0), got steps={p.steps}, tokens={p.tokens}")
+        total = sum(p.num_steps(max(1, tokens_per_step)) for p in self.phases)
+        if given is not None and int(given) != total:
+            raise ConfigError(f"config key 'steps' in {where}: the phases make the run {total} steps long, not "
+                              f"{given}; change phases.N.steps or phases.N.tokens instead")
+        self.steps = total
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> "TrainConfig":
@@ -200,7 +270,10 @@ class TrainConfig:
                 return {k: conv(x) for k, x in v.items()}
             return v
 
-        return {k: conv(v) for k, v in dataclasses.asdict(self).items()}
+        out = {k: conv(v) for k, v in dataclasses.asdict(self).items()}
+        if self.phases:
+            del out["steps"]  # derived from the phases (and from the batch size, for lengths in tokens)
+        return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -298,6 +371,9 @@ class TrainConfig:
         need(self.checkpoint.verify in ("sha256", "size"), "checkpoint.verify",
              f"must be 'sha256' or 'size', got {self.checkpoint.verify!r}")
         need(self.log.every >= 1, "log.every", "must be >= 1")
+        from .phases import check_phases
+
+        check_phases(self)
         if world_size is not None:
             self.grad_accum_steps(world_size)
             self.eval_batch_size(world_size)
@@ -345,6 +421,9 @@ def _set_path(cls, data: dict, parts: list[str], value: Any, prefix: str = "") -
     if key not in types_:
         raise _unknown(prefix + key, list(types_), "overrides")
     tp = types_[key]
+    if _origin(tp) is list and len(parts) > 1:  # phases.1.steps=5
+        _set_list_item(tp, data, key, parts, value, prefix)
+        return
     if dataclasses.is_dataclass(tp):
         if len(parts) == 1:
             raise ConfigError(f"config key {full!r} is a section; override one of its keys ({full}.KEY=value)")
@@ -360,6 +439,18 @@ def _set_path(cls, data: dict, parts: list[str], value: Any, prefix: str = "") -
             raise ConfigError(f"unknown config key {full!r}: {prefix + key!r} is not a section")
     else:
         data[key] = value
+
+
+def _set_list_item(tp, data: dict, key: str, parts: list[str], value: Any, prefix: str) -> None:
+    items = data.get(key) or []
+    full = f"{prefix}{key}.{parts[1]}"
+    if not parts[1].isdigit() or int(parts[1]) >= len(items):
+        raise ConfigError(f"config key {full!r} in overrides: {prefix + key!r} has {len(items)} entries; "
+                          f"write {prefix + key}.I.KEY=value with I in 0..{len(items) - 1}")
+    item_tp = typing.get_args(tp)[0]
+    if len(parts) == 2 or not dataclasses.is_dataclass(item_tp):
+        raise ConfigError(f"config key {full!r} is an entry of a list; override one of its keys ({full}.KEY=value)")
+    _set_path(item_tp, items[int(parts[1])], parts[2:], value, prefix=f"{full}.")
 
 
 def _origin(tp):
@@ -425,6 +516,17 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise fail(f"a list of {len(args)} values")
         return tuple(_coerce(v, a, key, where) for v, a in zip(value, args))
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, _RawString):
+            value = yaml.safe_load(value)
+        if value is None:
+            return []
+        if not isinstance(value, (list, tuple)):
+            raise fail("a list")
+        if dataclasses.is_dataclass(item_tp):
+            return [_build(item_tp, v, prefix=f"{key}.{i}.", where=where) for i, v in enumerate(value)]
+        return [_coerce(v, item_tp, f"{key}.{i}", where) for i, v in enumerate(value)]
     if origin is dict:
         if isinstance(value, _RawString):
             value = yaml.safe_load(value)
@@ -451,5 +553,5 @@ def _check_model_overrides(overrides: Mapping[str, Any]) -> None:
 
 __all__ = [
     "ConfigError", "TrainConfig", "ModelSection", "DataSection", "OptimSection", "BatchSection", "EvalSection",
-    "CheckpointSection", "LogSection",
+    "CheckpointSection", "LogSection", "SourceSection", "PhaseSection", "LrSegment",
 ]

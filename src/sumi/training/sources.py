@@ -88,18 +88,28 @@ class SyntheticSource:
 
 
 def make_source(data, split: str, vocab_size: int) -> BatchSource:
-    """The source a `DataSection` describes, for split "train" or "validation"."""
-    if data.source == "synthetic":
-        return SyntheticSource(vocab_size, kind=data.synthetic_kind, num_sequences=data.synthetic_sequences,
-                               split=split)
+    """The source a `DataSection` describes (one dataset), for split "train" or "validation"."""
+    from .config import SourceSection
+
+    section = SourceSection(name="data", kind=data.source, path=data.path, train_split=data.train_split,
+                            val_split=data.val_split, synthetic_kind=data.synthetic_kind,
+                            synthetic_sequences=data.synthetic_sequences)
+    return open_source(section, split, vocab_size)
+
+
+def open_source(section, split: str, vocab_size: int) -> BatchSource:
+    """The split ("train" or "validation") of one `SourceSection`: a `PackedDataset` or a `SyntheticSource`."""
+    if section.kind == "synthetic":
+        return SyntheticSource(vocab_size, kind=section.synthetic_kind, num_sequences=section.synthetic_sequences,
+                               split=split, grammar_seed=section.grammar_seed)
     from ..data import PackedDataset
 
-    name = data.train_split if split == "train" else data.val_split
-    ds = PackedDataset(data.path, split=name)
+    name = section.train_split if split == "train" else section.val_split
+    ds = PackedDataset(section.path, split=name)
     if ds.vocab_size > vocab_size:
-        raise ValueError(f"dataset {data.path!r} was tokenized with vocab_size={ds.vocab_size}, larger than the "
+        raise ValueError(f"dataset {section.path!r} was tokenized with vocab_size={ds.vocab_size}, larger than the "
                          f"model's vocab_size={vocab_size}")
     return ds
 
 
-__all__ = ["BatchSource", "SyntheticSource", "make_source"]
+__all__ = ["BatchSource", "SyntheticSource", "make_source", "open_source"]

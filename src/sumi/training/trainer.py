@@ -42,9 +42,11 @@ from .distributed import DistContext, init_distributed, shutdown
 from .dryrun import build_model_config
 from .loss import DiffusionTrainingModule
 from .metrics import RunLogger
+from .mixture import MixtureSource, open_mixture
 from .noise import draw_step_noise
-from .optim import build_optimizer, lr_at, set_lr
-from .sources import BatchSource, make_source
+from .optim import build_optimizer, set_lr
+from .phases import PhasePlan, build_plan
+from .sources import BatchSource, make_source, open_source
 
 logger = logging.getLogger("sumi.training")
 
@@ -237,42 +239,61 @@ def _eval_noise(x: torch.Tensor, batch: int, *, seed: int, global_shape: tuple[i
 
 
 class Validator:
-    """A run's validation policy and scoring: `evaluate` on the validation source every `eval.every`
-    steps (0 = never on a schedule) and at the last step when `eval.at_end`; never without data."""
+    """A run's validation policy and scoring: `evaluate` on the validation data every `eval.every`
+    steps (0 = never on a schedule) and at the last step (`end_step`) when `eval.at_end`; never
+    without data. With named sources (a mixture), each source's validation split is scored on its
+    own (``val_nelbo/NAME``) and ``val_nelbo`` is their mean."""
 
-    def __init__(self, module: DiffusionTrainingModule, source: BatchSource | None, config: TrainConfig,
-                 ctx: DistContext):
-        self.module, self.source, self.config, self.ctx = module, source, config, ctx
+    def __init__(self, module: DiffusionTrainingModule, sources: dict[str, BatchSource], config: TrainConfig,
+                 ctx: DistContext, end_step: int | None = None):
+        self.module, self.sources, self.config, self.ctx = module, sources, config, ctx
+        self.end_step = config.steps if end_step is None else end_step
 
     @classmethod
     def for_run(cls, module: DiffusionTrainingModule, config: TrainConfig, ctx: DistContext,
-                source: BatchSource | None, vocab_size: int) -> "Validator":
-        """On `source`, else on the config's validation split (none, with a warning, when it is missing)."""
-        if source is None and (config.eval.every or config.eval.at_end):
-            try:
-                source = make_source(config.data, "validation", vocab_size)
-            except (ValueError, FileNotFoundError) as e:
-                if ctx.is_main:
-                    logger.warning("no validation data (%s): evaluation is off", e)
-        return cls(module, source, config, ctx)
+                source: BatchSource | None, vocab_size: int, end_step: int | None = None) -> "Validator":
+        """On `source`, else on the config's validation split(s) (skipped, with a warning, when missing)."""
+        sources: dict[str, BatchSource] = {}
+        if source is not None:
+            sources[""] = source
+        elif config.eval.every or config.eval.at_end:
+            named = [(s.name, s) for s in config.data.sources] or [("", None)]
+            for name, section in named:
+                try:
+                    sources[name] = (open_source(section, "validation", vocab_size) if section is not None
+                                     else make_source(config.data, "validation", vocab_size))
+                except (ValueError, FileNotFoundError) as e:
+                    if ctx.is_main:
+                        what = f"source {name!r}" if name else "the run"
+                        logger.warning("no validation data for %s (%s): it is not evaluated", what, e)
+        return cls(module, sources, config, ctx, end_step)
 
     def should_run(self, step: int) -> bool:
         """Whether the run validates after `step` optimizer steps."""
         every, at_end = self.config.eval.every, self.config.eval.at_end
-        scheduled = bool(every and step % every == 0) or (at_end and step == self.config.steps)
-        return self.source is not None and scheduled
+        scheduled = bool(every and step % every == 0) or (at_end and step == self.end_step)
+        return bool(self.sources) and scheduled
 
     def run(self, step: int) -> dict[str, Any]:
         """Collective: the eval record of `step` (`evaluate`'s numbers and the time taken)."""
         t0 = time.perf_counter()
-        stats = evaluate(self.module, self.source, self.config, self.ctx)
+        if list(self.sources) == [""]:
+            stats = evaluate(self.module, self.sources[""], self.config, self.ctx)
+        else:
+            by_source = {name: evaluate(self.module, src, self.config, self.ctx) for name, src in self.sources.items()}
+            nelbo = sum(r["val_nelbo"] for r in by_source.values()) / len(by_source)
+            stats = {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 700.0)),
+                     "val_tokens": sum(r["val_tokens"] for r in by_source.values()),
+                     **{f"val_nelbo/{name}": r["val_nelbo"] for name, r in by_source.items()}}
         return {"kind": "eval", "step": step, **stats, "eval_time_s": round(time.perf_counter() - t0, 4)}
 
 
-def trainer_state(config: TrainConfig, model_config, world_size: int, accum: int, step: int) -> dict[str, Any]:
-    """What a checkpoint records beside the weights: the step, the configs and the data position."""
+def trainer_state(config: TrainConfig, model_config, world_size: int, accum: int, step: int,
+                  plan: PhasePlan | None = None, mixture: MixtureSource | None = None) -> dict[str, Any]:
+    """What a checkpoint records beside the weights: the step, the configs and the data position
+    (with phases, the phase; with a mixture, the tokens and passes of each source so far)."""
     G, mb, S = config.batch.global_batch_size, config.batch.micro_batch_size, config.data.seq_len
-    return {
+    state = {
         "format": "sumi-train-state", "step": step, "world_size": world_size, "grad_accum_steps": accum,
         "config": config.to_dict(), "model_config": model_config.to_dict(),
         "data": {"source": config.data.source, "path": config.data.path, "seq_len": S,
@@ -281,6 +302,64 @@ def trainer_state(config: TrainConfig, model_config, world_size: int, accum: int
                  "rows_consumed": step * G, "tokens_consumed": step * G * S},
         "torch_version": torch.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if plan is not None and config.phases:
+        phase = plan.at(step)
+        state["data"]["phase"] = {"name": phase.name, "index": phase.index, "step_in_phase": step - phase.start,
+                                  "steps": phase.steps}
+    if mixture is not None:
+        state["data"]["source_tokens"] = mixture.tokens_before(step)
+        state["data"]["source_epochs"] = mixture.epochs_before(step)
+    return state
+
+
+# ----------------------------------------------------------------------------- data and phases
+@dataclass
+class DataPlan:
+    """The run's data over its phases: the training `source` (a `MixtureSource` with named sources),
+    the `PhasePlan`, and `end_step` (earlier than the plan's end when data.on_exhausted=stop cuts it)."""
+
+    source: BatchSource
+    plan: PhasePlan
+    mixture: MixtureSource | None
+    end_step: int
+
+    @classmethod
+    def open(cls, config: TrainConfig, source: BatchSource | None, vocab_size: int) -> "DataPlan":
+        plan = build_plan(config)
+        mixture = None
+        if source is None and config.data.sources:
+            source = mixture = open_mixture(config, plan, vocab_size)
+        elif source is None:
+            source = make_source(config.data, "train", vocab_size)
+        stop = mixture.stop_step() if mixture is not None else None
+        return cls(source, plan, mixture, plan.total_steps if stop is None else stop)
+
+    def phase_record(self, step: int) -> dict[str, Any]:
+        """``{"phase": name}`` of the phase that step `step` (1-based, done) belonged to, when there are phases."""
+        return {"phase": self.plan.at(step - 1).name} if len(self.plan.phases) > 1 else {}
+
+    def record(self, step: int) -> dict[str, Any]:
+        """What a training record adds after `step` steps: the phase, and with a mixture the tokens
+        drawn from each source so far."""
+        out = self.phase_record(step)
+        if self.mixture is not None:
+            out["source_tokens"] = self.mixture.tokens_before(step)
+        return out
+
+    def announce(self, step: int, run_log: RunLogger) -> None:
+        """Log a phase that begins at `step` and every source pass (epoch) that step `step` begins."""
+        phase = self.plan.at(step)
+        if step == phase.start and len(self.plan.phases) > 1:
+            run_log.message(f"step {step}: phase {phase.index + 1}/{len(self.plan.phases)} {phase.name!r} "
+                            f"({phase.steps} steps)")
+            run_log.write({"kind": "phase", "step": step, "phase": phase.name, "steps": phase.steps})
+        if self.mixture is None:
+            return
+        before, after = self.mixture.epochs_before(step), self.mixture.epochs_before(step + 1)
+        for name, epoch in after.items():
+            if epoch > max(1, before[name]):
+                run_log.message(f"step {step + 1}: source {name!r} ran out; pass {epoch} over it begins")
+                run_log.write({"kind": "epoch", "step": step + 1, "source": name, "epoch": epoch})
 
 
 # ----------------------------------------------------------------------------- resume
@@ -310,12 +389,19 @@ def _choose_resume(config: TrainConfig, ctx: DistContext, resume: bool) -> Path 
     return Path(choice[0]) if choice[0] else None
 
 
-def _check_resumed_state(state: dict[str, Any], config: TrainConfig) -> None:
+def _check_resumed_state(state: dict[str, Any], config: TrainConfig, mixture: MixtureSource | None) -> None:
     old = state.get("config", {})
+    if mixture is not None and "source_tokens" in state.get("data", {}):
+        now = mixture.tokens_before(int(state["step"]))
+        if state["data"]["source_tokens"] != now:
+            logger.warning("resume: the checkpoint's per-source tokens %s differ from this recipe's %s at step %d "
+                           "(the sources, mixture or phases changed)", state["data"]["source_tokens"], now,
+                           state["step"])
     for section, key in (("batch", "global_batch_size"), ("data", "seq_len"), ("data", "source"),
-                         ("data", "path"), (None, "seed"), (None, "steps")):
+                         ("data", "path"), ("data", "sources"), (None, "phases"), (None, "seed"), (None, "steps")):
         before = old.get(key) if section is None else old.get(section, {}).get(key)
-        now = getattr(config, key) if section is None else getattr(getattr(config, section), key)
+        current = config.to_dict()
+        now = current.get(key) if section is None else current[section].get(key)
         if before is not None and before != now:
             name = key if section is None else f"{section}.{key}"
             logger.warning("resume: %s changed from %r to %r; the run will not continue exactly like the "
@@ -366,6 +452,7 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
     model_config = build_model_config(config)
     V, S = model_config.vocab_size, config.data.seq_len
     G, mb, W = config.batch.global_batch_size, config.batch.micro_batch_size, ctx.world_size
+    data_plan = DataPlan.open(config, source, V)  # before any work: a bad source fails here
 
     module = build_training_module(config, model_config, ctx)
     optimizer = build_optimizer(module.model, config.optim)
@@ -375,34 +462,40 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
     if resumed_from is not None:
         state = load_checkpoint(resumed_from, module.model, optimizer)
         start_step = int(state["step"])
-        _check_resumed_state(state, config)
+        _check_resumed_state(state, config, data_plan.mixture)
         if ctx.is_main:
-            logger.info("resumed from %s (step %d)", resumed_from, start_step)
+            logger.info("resumed from %s (step %d, phase %r)", resumed_from, start_step,
+                        data_plan.plan.at(start_step).name)
 
-    source = source if source is not None else make_source(config.data, "train", V)
-    validator = Validator.for_run(module, config, ctx, val_source, V)
+    end = data_plan.end_step
+    validator = Validator.for_run(module, config, ctx, val_source, V, end_step=end)
     checkpointer = Checkpointer(config.checkpoint_dir(), every=config.checkpoint.every,
                                 at_end=config.checkpoint.at_end, keep_last=config.checkpoint.keep_last,
-                                total_steps=config.steps, barrier=ctx.barrier)
+                                total_steps=end, barrier=ctx.barrier)
     run_log = RunLogger(config.jsonl_path(), enabled=ctx.is_main, start_step=start_step,
                         tensorboard_dir=config.tensorboard_dir() if config.log.tensorboard else None,
-                        progress=config.log.progress, total_steps=config.steps, every=config.log.every)
+                        progress=config.log.progress, total_steps=end, every=config.log.every)
     if ctx.is_main:
         Path(config.out_dir).mkdir(parents=True, exist_ok=True)
         (Path(config.out_dir) / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
         n_params = sum(p.numel() for p in module.parameters())
         run_log.message(f"{n_params:,} parameters, world size {W}, device {ctx.device}, "
                         f"{G}x{S} tokens/step, micro-batch {mb}, accumulation {accum}, steps {start_step}->"
-                        f"{config.steps}")
+                        f"{end}")
+        if end < config.steps:
+            run_log.message(f"data.on_exhausted=stop: the run ends after step {end} of {config.steps}, before a "
+                            f"source would be reused")
 
     result = TrainResult(start_step=start_step, step=start_step, resumed_from=resumed_from)
     params = list(module.parameters())
     t_start = time.perf_counter()
     try:
-        data = source.batches(S, mb, seed=config.seed, rank=ctx.rank, world_size=W, start_step=start_step * accum)
-        for step in range(start_step, config.steps):
+        data = data_plan.source.batches(S, mb, seed=config.seed, rank=ctx.rank, world_size=W,
+                                        start_step=start_step * accum)
+        for step in range(start_step, end):
             t0 = time.perf_counter()
-            lr = lr_at(step, config.steps, config.optim)
+            data_plan.announce(step, run_log)
+            lr = data_plan.plan.lr_at(step, config.optim)
             loss, n_scored, grad_norm = train_step(module, optimizer, params, data, step, lr, config, ctx, accum, V)
             gn = float(grad_norm)
             time.sleep(config.step_delay_s)
@@ -414,16 +507,16 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
                 run_log.write({"step": step_done, "loss": loss, "lr": lr, "grad_norm": gn,
                                "tokens": step_done * G * S, "tokens_per_s": round(G * S / dt, 2),
                                "step_time_s": round(dt, 5), "elapsed_s": round(time.perf_counter() - t_start, 3),
-                               "scored_tokens": n_scored})
+                               "scored_tokens": n_scored, **data_plan.record(step_done)})
             run_log.progress(loss, G * S / dt)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss} at step {step_done}")
             if validator.should_run(step_done):
-                result.evals.append(validator.run(step_done))
+                result.evals.append({**validator.run(step_done), **data_plan.phase_record(step_done)})
                 run_log.write(result.evals[-1])
                 run_log.message(f"step {step_done}: val NELBO {result.evals[-1]['val_nelbo']:.4f} nats/token")
             if checkpointer.should_save(step_done):
-                state = trainer_state(config, model_config, W, accum, step_done)
+                state = trainer_state(config, model_config, W, accum, step_done, data_plan.plan, data_plan.mixture)
                 result.checkpoint = checkpointer.save(step_done, module.model, optimizer, state)
                 run_log.message(f"checkpoint {result.checkpoint}")
     finally:
