@@ -445,7 +445,7 @@ def test_as_a_subprocess_the_exit_status_is_2_and_stderr_one_line(tmp_path):
     (victim / "cat.jpg").write_bytes(b"cat")
     for argv in (["data", "prepare", str(HERE), "-o", str(victim), "--overwrite", "--no-progress"],
                  ["info", str(tmp_path / "nope") + "/"]):
-        proc = subprocess.run([sys.executable, "-m", "sumi", *argv], capture_output=True, text=True, env=env,
+        proc = subprocess.run([sys.executable, "-m", "sumi.cli", *argv], capture_output=True, text=True, env=env,
                               timeout=300)
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("sumi: error:"), proc.stderr
