@@ -209,7 +209,8 @@ def check_weights_match(headers: dict[str, tuple[Path, list[int], str]], wanted:
     extra = [n for n in headers if n not in wanted]
     shapes = [f"{n} {shape} (the config wants {list(wanted[n].shape)})" for n, (_, shape, _) in headers.items()
               if n in wanted and shape != list(wanted[n].shape)]
-    dtypes = [f"{n} ({dtype})" for n, (_, _, dtype) in headers.items() if n in wanted and dtype not in SAFETENSORS_DTYPES]
+    dtypes = [f"{n} ({dtype})" for n, (_, _, dtype) in headers.items()
+              if n in wanted and dtype not in SAFETENSORS_DTYPES]
     if missing:
         problems.append(f"lacks {len(missing)} weight(s) of the model: {_some(missing)}")
     if extra:

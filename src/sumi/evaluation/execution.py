@@ -44,7 +44,8 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Sequence
+from collections.abc import Sequence
+from typing import IO
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MEMORY_MB = 2048
@@ -183,7 +184,8 @@ def find_bubblewrap() -> str | None:
                                    stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
             if probe.returncode == 0:
                 return bwrap
-            why = f"bwrap does not work here ({probe.stderr.decode(errors='replace').strip()[:200] or probe.returncode})"
+            said = probe.stderr.decode(errors="replace").strip()[:200]
+            why = f"bwrap does not work here ({said or f'exit status {probe.returncode}'})"
         except (OSError, subprocess.TimeoutExpired) as e:
             why = f"bwrap does not work here ({e})"
     warnings.warn(f"{why}: generated code runs WITHOUT a sandbox boundary (rlimits and a guard only; it can read "
@@ -295,4 +297,5 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - prod
 
 
-__all__ = ["ExecutionResult", "check_limits", "run_program", "run_programs", "pass_at_k", "DEFAULT_TIMEOUT_S", "DEFAULT_MEMORY_MB"]
+__all__ = ["ExecutionResult", "check_limits", "find_bubblewrap", "seccomp_no_processes", "run_program", "run_programs",
+           "pass_at_k", "DEFAULT_TIMEOUT_S", "DEFAULT_MEMORY_MB"]
