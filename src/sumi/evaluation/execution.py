@@ -42,9 +42,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from collections.abc import Sequence
 from typing import IO
 
 DEFAULT_TIMEOUT_S = 10.0
