@@ -24,7 +24,7 @@ examples:
   sumi train recipes/tiny-cpu.yaml
   sumi train recipes/demo.yaml steps=100 optim.lr=1e-3
   sumi train recipes/tiny-cpu.yaml --resume steps=400
-  sumi train recipes/sumi-7b.yaml --dry-run --world-size 288"""
+  sumi train recipes/sumi-7b.yaml --dry-run --world-size 288 --tokens-per-second 9.5e6"""
 
 
 def add_parser(subparsers) -> None:
@@ -38,6 +38,8 @@ def add_parser(subparsers) -> None:
                    help="validate; print parameters, batch arithmetic, memory per rank")
     t.add_argument("--world-size", type=positive_int, default=None,
                    help="world size for --dry-run (default: $WORLD_SIZE or 1)")
+    t.add_argument("--tokens-per-second", type=float, default=None, metavar="TOK_S",
+                   help="for --dry-run: the whole job's training throughput, to print each phase's duration")
     t.set_defaults(func=run_train, intermixed="overrides")
 
     e = subparsers.add_parser("export", help="write a Hugging Face folder (weights + remote code) from a training "
@@ -59,7 +61,10 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         config = TrainConfig.from_yaml(args.recipe, list(args.overrides))
         if args.dry_run:
-            print(dry_run_report(config, args.world_size or int(os.environ.get("WORLD_SIZE", "1"))))
+            if args.tokens_per_second is not None and not args.tokens_per_second > 0:
+                raise CLIError(f"--tokens-per-second must be a positive number, got {args.tokens_per_second}")
+            print(dry_run_report(config, args.world_size or int(os.environ.get("WORLD_SIZE", "1")),
+                                 args.tokens_per_second))
             return 0
         train(config, resume=True if args.resume else None)
     except CheckpointError as e:  # ConfigError is a ValueError: `sumi` reports it as an input error

@@ -22,6 +22,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from .sft_config import SFTSection, validate_sft
+
 
 class ConfigError(ValueError):
     """A recipe or override that cannot describe a valid run; the message names the key."""
@@ -202,6 +204,8 @@ class TrainConfig:
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
     phases: list[PhaseSection] = field(default_factory=list)
+    task: str = "pretrain"  # "pretrain" | "sft" (chat fine-tuning, the `sft` section; sumi.training.sft)
+    sft: SFTSection = field(default_factory=SFTSection)
     steps: int = 100  # with phases: their total (set by the phases; not a key to set)
     seed: int = 0
     out_dir: str = "runs/default"
@@ -374,6 +378,9 @@ class TrainConfig:
         from .phases import check_phases
 
         check_phases(self)
+        need(self.task in ("pretrain", "sft"), "task", f"must be 'pretrain' or 'sft', got {self.task!r}")
+        if self.task == "sft":
+            validate_sft(self, need)
         if world_size is not None:
             self.grad_accum_steps(world_size)
             self.eval_batch_size(world_size)

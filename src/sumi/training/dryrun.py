@@ -11,7 +11,7 @@ from typing import Any
 from ..diffusion import default_loss_chunk_tokens
 from ..formatting import format_count
 from .config import TrainConfig
-from .optim import lr_at
+from .phases import build_plan
 
 GIB = 2**30
 
@@ -108,7 +108,72 @@ def memory_per_rank(config: TrainConfig, model_config, counts: dict[str, int], w
     return out
 
 
-def dry_run_report(config: TrainConfig, world_size: int = 1) -> str:
+def _duration(seconds: float) -> str:
+    return f"{seconds / 86400:,.1f} days" if seconds >= 2 * 86400 else f"{seconds / 3600:,.2f} h"
+
+
+def _source_windows(config: TrainConfig) -> dict[str, int | None]:
+    """Windows of seq_len tokens in each source's train split, where it can be read here (else None)."""
+    from .mixture import _num_rows
+    from .sources import open_source
+
+    out: dict[str, int | None] = {}
+    for section in config.data.sources:
+        try:
+            out[section.name] = _num_rows(open_source(section, "train", 1 << 62), config.data.seq_len)
+        except (OSError, ValueError):
+            out[section.name] = None
+    return out
+
+
+def _lr_segment(phase, optim) -> str:
+    seg = phase.lr
+    if seg.schedule == "run":
+        return f"lr: the run's {optim.schedule} schedule"
+    start = optim.lr if seg.start is None else seg.start
+    end = optim.min_lr if seg.end is None else seg.end
+    warm = f"{seg.warmup_steps} warm-up steps, then " if seg.warmup_steps else ""
+    return f"lr: {warm}{seg.schedule} {start:g}" + (f" -> {end:g}" if seg.schedule != "constant" else "")
+
+
+def phases_report(config: TrainConfig, world_size: int = 1, tokens_per_s: float | None = None) -> list[str]:
+    """Lines of `--dry-run` per phase: steps, tokens, lr segment, tokens (and passes) per source, and
+    the time at `tokens_per_s` (the whole job's throughput)."""
+    from .mixture import rows_per_phase
+
+    plan = build_plan(config)
+    G, S = config.batch.global_batch_size, config.data.seq_len
+    rows = rows_per_phase(plan, G, config.seed) if plan.source_names else None
+    windows = _source_windows(config)
+    seen = dict.fromkeys(plan.source_names, 0)
+    lines = [f"phases: {len(plan.phases)}, {plan.total_steps:,} steps = {format_count(plan.total_steps * G * S)} "
+             f"tokens; data.on_exhausted={config.data.on_exhausted}"]
+    for p in plan.phases:
+        tokens = p.steps * G * S
+        when = f"; {_duration(tokens / tokens_per_s)} at {format_count(tokens_per_s)} tokens/s" if tokens_per_s else ""
+        lines.append(f"  {p.index + 1}. {p.name}: steps {p.start:,}-{p.end:,} ({p.steps:,} steps = "
+                     f"{format_count(tokens)} tokens){when}; {_lr_segment(p, config.optim)}")
+        for i, name in enumerate(plan.source_names if rows is not None else ()):
+            n = int(rows[p.index, i])
+            seen[name] += n
+            if n == 0:
+                continue
+            size = windows[name]
+            passes = (f"{seen[name] / size:.2f} passes so far" if size else
+                      "endless" if size is None and _is_endless(config, name) else "size unknown here")
+            lines.append(f"       {name:<16} {format_count(n * S):>8} tokens ({n / (p.steps * G):6.1%})   "
+                         f"[{passes}]")
+    if tokens_per_s:
+        lines.append(f"  total time at {format_count(tokens_per_s)} tokens/s: "
+                     f"{_duration(plan.total_steps * G * S / tokens_per_s)} ({world_size} ranks)")
+    return lines
+
+
+def _is_endless(config: TrainConfig, name: str) -> bool:
+    return any(s.name == name and s.kind == "synthetic" and not s.synthetic_sequences for s in config.data.sources)
+
+
+def dry_run_report(config: TrainConfig, world_size: int = 1, tokens_per_s: float | None = None) -> str:
     """The text `--dry-run` prints (validates first: raises ConfigError on a bad recipe)."""
     config.validate(world_size)
     model_config = build_model_config(config)
@@ -130,6 +195,8 @@ def dry_run_report(config: TrainConfig, world_size: int = 1) -> str:
     total_tokens = tokens_step * config.steps
     lines.append(f"run: {config.steps:,} steps = {format_count(total_tokens)} tokens; "
                  f"~{6 * counts['total'] * total_tokens:.3g} FLOPs (6 N D, attention excluded)")
+    if config.phases or config.data.sources or tokens_per_s:
+        lines.extend(phases_report(config, world_size, tokens_per_s))
     o = config.optim
     lr_desc = f"{o.schedule}: warm-up {o.warmup_steps} steps to {o.lr:g}"
     if o.schedule == "wsd":
@@ -137,7 +204,9 @@ def dry_run_report(config: TrainConfig, world_size: int = 1) -> str:
         lr_desc += f", constant to step {config.steps - decay}, linear decay over {decay} steps to {o.min_lr:g}"
     else:
         lr_desc += f", cosine to {o.min_lr:g}"
-    lr_desc += f" (lr at the last step {lr_at(config.steps - 1, config.steps, o):.3g})"
+    if config.phases:
+        lr_desc += " (used by phases whose lr schedule is 'run')"
+    lr_desc += f" (lr at the last step {build_plan(config).lr_at(config.steps - 1, o):.3g})"
     lines.append(f"schedule: {lr_desc}; AdamW betas {tuple(o.betas)}, weight decay {o.weight_decay:g}, "
                  f"clip {o.grad_clip:g}")
     mem = memory_per_rank(config, model_config, counts, world_size)
@@ -157,4 +226,4 @@ def dry_run_report(config: TrainConfig, world_size: int = 1) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["dry_run_report", "memory_per_rank", "parameter_counts", "build_model_config"]
+__all__ = ["dry_run_report", "phases_report", "memory_per_rank", "parameter_counts", "build_model_config"]

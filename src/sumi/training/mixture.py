@@ -67,7 +67,8 @@ class MixtureSchedule:
         cum = np.cumsum(w) / w.sum()
         self.bounds = [0] + [min(MOD, int(round(c * MOD))) for c in cum[:-1]] + [MOD]  # C_0 .. C_k
         self.offset = int(offset) % MOD
-        self._lower = np.array(self.bounds[:-1], dtype=np.uint64)
+        # lower bounds as uint64; trailing zero-weight sources start at 2**64 and are never drawn
+        self._lower = np.array([c for c in self.bounds[:-1] if c < MOD], dtype=np.uint64)
 
     def sources(self, first: int, n: int) -> np.ndarray:
         """Source index (int64 [n]) of local rows ``first .. first + n - 1``."""
@@ -87,6 +88,17 @@ class MixtureSchedule:
         """Rows of each source among local rows ``0 .. n - 1``."""
         below = [self._below(n, c) for c in self.bounds]
         return [hi - lo for lo, hi in zip(below, below[1:])]
+
+
+def phase_schedules(plan: PhasePlan, seed: int) -> list[MixtureSchedule]:
+    """The `MixtureSchedule` of each phase of `plan` (its offset derived from seed, phase index and name)."""
+    return [MixtureSchedule(p.weights, derive_seed("mixture", seed, p.index, p.name)) for p in plan.phases]
+
+
+def rows_per_phase(plan: PhasePlan, global_batch_size: int, seed: int) -> np.ndarray:
+    """Rows each phase draws from each source: int64 [phases, sources] (exact, without opening any data)."""
+    return np.array([sched.counts_before(p.steps * global_batch_size)
+                     for p, sched in zip(plan.phases, phase_schedules(plan, seed))], dtype=np.int64)
 
 
 def _num_rows(source: Any, seq_len: int) -> int | None:
@@ -110,11 +122,9 @@ class MixtureSource:
         self.G, self.seq_len, self.seed = int(global_batch_size), int(seq_len), int(seed)
         self.on_exhausted = on_exhausted
         self.sizes = [_num_rows(s, self.seq_len) for s in self.sources]
-        self.schedules = [MixtureSchedule(p.weights, derive_seed("mixture", seed, p.index, p.name))
-                          for p in plan.phases]
-        self._before_phase = [np.zeros(len(self.names), dtype=np.int64)]  # rows per source before each phase
-        for p, sched in zip(plan.phases, self.schedules):
-            self._before_phase.append(self._before_phase[-1] + np.array(sched.counts_before(p.steps * self.G)))
+        self.schedules = phase_schedules(plan, self.seed)
+        per_phase = rows_per_phase(plan, self.G, self.seed)
+        self._before_phase = [per_phase[:i].sum(axis=0) for i in range(len(per_phase) + 1)]  # before each phase
 
     # ------------------------------------------------------------------ counts
     def rows_before(self, step: int) -> np.ndarray:
@@ -214,4 +224,4 @@ def open_mixture(config: TrainConfig, plan: PhasePlan, vocab_size: int) -> Mixtu
     return mix
 
 
-__all__ = ["MixtureSchedule", "MixtureSource", "open_mixture", "floor_sum"]
+__all__ = ["MixtureSchedule", "MixtureSource", "open_mixture", "floor_sum", "phase_schedules", "rows_per_phase"]
