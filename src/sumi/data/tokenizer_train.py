@@ -102,9 +102,9 @@ def train_tokenizer(
     special_tokens = list(special_tokens)
     if len(set(special_tokens)) != len(special_tokens):
         raise ValueError(f"duplicate special tokens: {special_tokens}")
-    for role, tok in (("bos_token", bos_token), ("eos_token", eos_token), ("pad_token", pad_token)):
-        if tok not in special_tokens:
-            raise ValueError(f"{role}={tok!r} is not one of the special tokens {special_tokens}")
+    for role, token in (("bos_token", bos_token), ("eos_token", eos_token), ("pad_token", pad_token)):
+        if token not in special_tokens:
+            raise ValueError(f"{role}={token!r} is not one of the special tokens {special_tokens}")
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if vocab_size < len(special_tokens) + len(alphabet):
         raise ValueError(f"vocab_size={vocab_size} is too small: a byte-level BPE needs at least "
