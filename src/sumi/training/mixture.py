@@ -184,7 +184,7 @@ class MixtureSource:
         epoch, pos = divmod(k, size)
         if epoch and self.on_exhausted == "stop":
             raise RuntimeError(f"source {name!r} is exhausted ({size} windows) and data.on_exhausted=stop")
-        window = int(WindowPermutation(size, derive_seed("mixture-source", self.seed, name), epoch)(pos))
+        window = int(WindowPermutation(size, derive_seed("mixture-source", self.seed, name), epoch)([pos])[0])
         if isinstance(source, SyntheticSource):
             return source.row(window, self.seq_len, derive_seed("mixture-rows", self.seed, name))
         return source.get_window(window, self.seq_len)
