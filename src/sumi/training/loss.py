@@ -53,9 +53,12 @@ class DiffusionTrainingModule(nn.Module):
         if not self.fused_loss:
             loss = self.model(input_ids=z, labels=labels, t=t).loss  # mean over scored tokens
             return loss.float() * (labels != -100).sum()
-        hidden = self.model.model(input_ids=z).last_hidden_state
-        return fused_head_loss(hidden.flatten(0, 1), self.model.lm_head.weight, z.flatten(), labels.flatten(),
-                               t.expand(z.shape).flatten(), vocab_size=cfg.vocab_size,
+        hidden = self.model.model(input_ids=z).last_hidden_state.flatten(0, 1)
+        z, labels, t = z.flatten(), labels.flatten(), t.expand(z.shape).flatten()
+        scored = labels != -100
+        if not bool(scored.all()):  # unscored positions add nothing: skip the head there (SFT prompts)
+            hidden, z, labels, t = hidden[scored], z[scored], labels[scored], t[scored]
+        return fused_head_loss(hidden, self.model.lm_head.weight, z, labels, t, vocab_size=cfg.vocab_size,
                                beta_is=cfg.uniform_diffusion_beta_is,
                                z_loss_strength=cfg.uniform_diffusion_z_loss_strength,
                                chunk_tokens=self.chunk_tokens)

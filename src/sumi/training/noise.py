@@ -38,6 +38,8 @@ class StepNoise:
     def apply(self, x: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Noise the clean local rows `x` ([b, S], global rows `rows`): (z_t, labels, t) with
         labels = x except -100 on the clean prefix (where z_t = x)."""
+        if hasattr(x, "noised"):  # an SFT batch: it knows which positions may be noised and scored
+            return x.noised(self.replaced[rows], self.t[rows])
         rep, t, plen = self.replaced[rows], self.t[rows], self.prefix_len[rows]
         if rep.shape != x.shape:
             raise ValueError(f"batch of shape {tuple(x.shape)} does not match the noise rows {tuple(rep.shape)}")

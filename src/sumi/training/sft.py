@@ -85,10 +85,27 @@ def _read_jsonl(path: Path) -> list[list[dict[str, str]]]:
     return out
 
 
+def _suite_conversations(spec: str) -> list[list[dict[str, str]]]:
+    """``suite:SPLIT:PER_TASK[:SEED]``: the package's synthetic instruction suite (`sumi.sft_tasks`)."""
+    from ..sft_tasks import generate_suite
+
+    parts = spec.split(":")
+    try:
+        split, per_task, seed = parts[1], int(parts[2]), int(parts[3]) if len(parts) > 3 else 0
+        if len(parts) > 4 or per_task < 1:
+            raise ValueError
+    except (IndexError, ValueError):
+        raise ValueError(f"SFT data {spec!r}: expected suite:SPLIT:PER_TASK[:SEED], e.g. suite:train:2000") from None
+    return [inst.messages() for inst in generate_suite(split, per_task, seed=seed)]
+
+
 def read_conversations(spec: str, *, split: str = "train", config_name: str | None = None
                        ) -> list[list[dict[str, str]]]:
-    """Conversations from a JSONL file (``{"messages": [...]}`` per line, optionally .gz) or a
-    `datasets` dataset (name or folder; `config_name`, `split`) with a ``messages`` column."""
+    """Conversations from a JSONL file (``{"messages": [...]}`` per line, optionally .gz), a
+    `datasets` dataset (name or folder; `config_name`, `split`) with a ``messages`` column, or
+    ``suite:SPLIT:PER_TASK[:SEED]`` (the synthetic suite of `sumi.sft_tasks`)."""
+    if spec.startswith("suite:"):
+        return _suite_conversations(spec)
     path = Path(spec).expanduser()
     if path.is_file():
         return _read_jsonl(path)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 SUPERVISE = ("last", "all")
 PADDING = ("eos", "none", "pad")
@@ -24,6 +25,7 @@ class SFTSection:
     not scored) or "pad" (the tokenizer's pad id, noised and scored).
     LoRA (`lora_r` > 0, needs `peft`): adapters on the modules named in `lora_targets`
     (comma-separated suffixes), everything else frozen; merged into the weights on export.
+    `generation`: generate() keyword -> value, written to the exported generation_config.json.
     """
 
     data: str | None = None
@@ -41,6 +43,7 @@ class SFTSection:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    generation: dict[str, Any] = field(default_factory=dict)  # generate() settings for the exported folder
 
 
 def validate_sft(config, need) -> None:
@@ -53,6 +56,10 @@ def validate_sft(config, need) -> None:
     need(s.max_examples >= 0, "sft.max_examples", "must be >= 0 (0 = all)")
     need(s.lora_r >= 0, "sft.lora_r", "must be >= 0 (0 = full fine-tuning)")
     need(0.0 <= s.lora_dropout < 1.0, "sft.lora_dropout", f"must be in [0, 1), got {s.lora_dropout}")
+    from ..generation_sumi import GENERATION_DEFAULTS
+
+    unknown = sorted(set(s.generation) - set(GENERATION_DEFAULTS))
+    need(not unknown, "sft.generation", f"unknown generate() options {unknown}")
     need(s.lora_r == 0 or bool(s.lora_targets.strip()), "sft.lora_targets", "name at least one module")
     need(d.prefix_fraction == 0.0, "data.prefix_fraction", "must be 0 with task: sft (the prompt is the clean prefix)")
     need(config.model.path is not None or s.tokenizer is not None, "sft.tokenizer",

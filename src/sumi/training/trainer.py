@@ -46,6 +46,7 @@ from .mixture import MixtureSource, open_mixture
 from .noise import draw_step_noise
 from .optim import build_optimizer, set_lr
 from .phases import PhasePlan, build_plan
+from .sft import apply_lora, evaluate_sft, global_scored_tokens, merge_lora, sft_sources
 from .sources import BatchSource, make_source, open_source
 
 logger = logging.getLogger("sumi.training")
@@ -86,6 +87,8 @@ def build_training_module(config: TrainConfig, model_config, ctx: DistContext) -
         torch.manual_seed(derive_seed("init", config.seed) % (2**62))
         model = SumiForMaskGeneration(model_config)  # seeded full init on CPU: identical on every rank
     model.config._attn_implementation = config.model.attn_implementation
+    if config.task == "sft" and config.sft.lora_r:
+        apply_lora(model, config.sft)
     model.train()
     if config.activation_checkpointing:
         enable_activation_checkpointing(model)
@@ -169,11 +172,12 @@ def train_step(module: DiffusionTrainingModule, optimizer: torch.optim.Optimizer
     G, mb, W, S = config.batch.global_batch_size, config.batch.micro_batch_size, ctx.world_size, config.data.seq_len
     set_lr(optimizer, lr)
     noise = draw_step_noise(step, G, S, vocab_size, config.data, config.seed, ctx.device)
-    n_scored = noise.num_scored
+    micro = [next(data) for _ in range(accum)]  # SFT batches carry their scored positions: count them first
+    n_scored = global_scored_tokens(micro, noise.num_scored, ctx.device)
     scale = W / max(1, n_scored)
     loss_sum = torch.zeros((), dtype=torch.float32, device=ctx.device)
     for m in range(accum):
-        x = next(data).to(ctx.device, non_blocking=True)
+        x = micro[m].to(ctx.device, non_blocking=True)
         first = m * mb * W + ctx.rank * mb
         z, labels, t = noise.apply(x, slice(first, first + mb))
         with _autocast(config, ctx.device):
@@ -198,6 +202,8 @@ def evaluate(module: DiffusionTrainingModule, source: BatchSource, config: Train
     (batch, grid point) drawn for the whole global eval batch from a fixed seed: the same number for
     any world size.
     """
+    if config.task == "sft":  # the answers given their clean prompts
+        return evaluate_sft(module, source, config, ctx)
     V = module.model.config.vocab_size
     beta = module.model.config.uniform_diffusion_beta_is
     S = config.data.seq_len
@@ -256,7 +262,7 @@ class Validator:
         sources: dict[str, BatchSource] = {}
         if source is not None:
             sources[""] = source
-        elif config.eval.every or config.eval.at_end:
+        elif (config.eval.every or config.eval.at_end) and config.task != "sft":  # SFT: only sft.val_data
             named = [(s.name, s) for s in config.data.sources] or [("", None)]
             for name, section in named:
                 try:
@@ -452,6 +458,8 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
     model_config = build_model_config(config)
     V, S = model_config.vocab_size, config.data.seq_len
     G, mb, W = config.batch.global_batch_size, config.batch.micro_batch_size, ctx.world_size
+    if config.task == "sft" and source is None:  # conversations -> canvases (sumi.training.sft)
+        source, val_source = sft_sources(config, val_source)
     data_plan = DataPlan.open(config, source, V)  # before any work: a bad source fails here
 
     module = build_training_module(config, model_config, ctx)
@@ -523,11 +531,11 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
         run_log.close()
 
     if return_model:
-        result.model = _gather_model(module, model_config, ctx)
+        result.model = _gather_model(module, model_config, ctx, config)
     return result
 
 
-def _gather_model(module: DiffusionTrainingModule, model_config, ctx: DistContext):
+def _gather_model(module: DiffusionTrainingModule, model_config, ctx: DistContext, config: TrainConfig):
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     from ..modeling_sumi import SumiForMaskGeneration
@@ -538,7 +546,12 @@ def _gather_model(module: DiffusionTrainingModule, model_config, ctx: DistContex
     with torch.device("meta"):
         model = SumiForMaskGeneration(model_config)
     model = model.to_empty(device="cpu")
+    lora = config.task == "sft" and config.sft.lora_r
+    if lora:
+        apply_lora(model, config.sft)
     model.load_state_dict(sd)
+    if lora:
+        merge_lora(model)
     return model.eval()
 
 

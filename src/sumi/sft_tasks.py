@@ -1,0 +1,150 @@
+"""The synthetic instruction suite that `demo-instruct` is fine-tuned and scored on.
+
+Six tasks, each a user message and one exact answer ({...} is the instance):
+
+| task | user message | answer |
+|---|---|---|
+| add | ``What is {a} plus {b}?`` (a, b in 0..99) | ``{a+b}`` |
+| sort | ``Sort these numbers from smallest to largest: {n1}, {n2}, ...`` (3-6 in 0..99) | sorted, ``, ``-joined |
+| upper | ``Write this in capital letters: {text}`` (2-5 lowercase words) | the text upper-cased |
+| repeat | ``Repeat exactly: {text}`` (2-8 words) | the text |
+| last | ``What is the last word of: {text}`` (2-8 words) | its last word |
+| count | ``How many words are in: {text}`` (2-8 words) | the count in digits |
+
+Splits. `HELDOUT_WORD_FRACTION` of `WORDS` (chosen by `derive_seed`, independent of any sampling
+seed) never appears in training: split "heldout_words" builds every word-task instance from them
+alone. The remaining instances of seen words are split by a hash of the instance's exact text:
+`HELDOUT_INSTANCE_FRACTION` go to "heldout", the rest to "train". So the three splits never share
+an instance, for any sampling seed; the numeric tasks have no "heldout_words" split.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from .seeding import derive_seed
+
+TASKS = ("add", "sort", "upper", "repeat", "last", "count")
+WORD_TASKS = ("upper", "repeat", "last", "count")
+SPLITS = ("train", "heldout", "heldout_words")
+HELDOUT_WORD_FRACTION = 0.2
+HELDOUT_INSTANCE_FRACTION = 0.1
+SPLIT_SEED = "sft-suite-v1"  # fixed: the splits must not depend on the sampling seed
+
+# Common short English words (lowercase, letters only).
+WORDS = tuple(dict.fromkeys("""
+apple river stone green house light water paper table chair bread music night dream cloud
+window garden forest market letter bottle summer winter spring autumn silver golden yellow purple
+orange simple happy quiet little strong gentle bright early rapid smooth sweet bitter honest clever
+brave proud calm kind cold warm dark small large young old new long short tall round flat sharp
+soft hard heavy thin thick wide deep high low fast slow loud clean dirty empty full busy lazy
+horse tiger mouse eagle snake whale sheep goat camel zebra rabbit monkey turtle dolphin parrot
+spoon knife plate glass cup bowl lamp clock door wall floor roof street bridge tower castle
+village city island ocean valley desert mountain hill lake field farm road path train plane
+boat ship wheel engine rocket planet moon star sun sky rain snow wind storm fire earth
+king queen prince doctor farmer sailor singer driver teacher student friend mother father sister
+brother child baby people story song poem word book page line name voice face hand heart
+mind idea plan game team class school office money price gift box bag coat shirt shoe hat
+ring coin key map card photo pen pencil brush paint color shape number circle square corner
+jump run walk swim sing dance read write speak listen think learn teach build break open close
+carry throw catch drive climb sleep wake laugh smile cry play work rest cook clean wash
+""".split()))
+
+
+@dataclass(frozen=True)
+class Instance:
+    task: str
+    user: str
+    answer: str
+
+    def messages(self, with_answer: bool = True) -> list[dict[str, str]]:
+        msgs = [{"role": "user", "content": self.user}]
+        return msgs + [{"role": "assistant", "content": self.answer}] if with_answer else msgs
+
+    def to_json(self) -> dict:
+        return {"task": self.task, "messages": self.messages()}
+
+
+def heldout_words() -> frozenset[str]:
+    """The words no training instance uses (a fixed `HELDOUT_WORD_FRACTION` of `WORDS`)."""
+    ranked = sorted(WORDS, key=lambda w: derive_seed(SPLIT_SEED, "word", w))
+    return frozenset(ranked[: round(len(WORDS) * HELDOUT_WORD_FRACTION)])
+
+
+def _is_heldout_instance(task: str, user: str) -> bool:
+    return derive_seed(SPLIT_SEED, "instance", task, user) % 10_000 < HELDOUT_INSTANCE_FRACTION * 10_000
+
+
+def _text(rng: random.Random, words: list[str], low: int, high: int) -> str:
+    return " ".join(rng.choice(words) for _ in range(rng.randint(low, high)))
+
+
+def _draw(task: str, rng: random.Random, words: list[str]) -> Instance:
+    if task == "add":
+        a, b = rng.randint(0, 99), rng.randint(0, 99)
+        return Instance(task, f"What is {a} plus {b}?", str(a + b))
+    if task == "sort":
+        nums = [rng.randint(0, 99) for _ in range(rng.randint(3, 6))]
+        return Instance(task, "Sort these numbers from smallest to largest: " + ", ".join(map(str, nums)),
+                        ", ".join(map(str, sorted(nums))))
+    if task == "upper":
+        text = _text(rng, words, 2, 5)
+        return Instance(task, f"Write this in capital letters: {text}", text.upper())
+    text = _text(rng, words, 2, 8)
+    if task == "repeat":
+        return Instance(task, f"Repeat exactly: {text}", text)
+    if task == "last":
+        return Instance(task, f"What is the last word of: {text}", text.split()[-1])
+    if task == "count":
+        return Instance(task, f"How many words are in: {text}", str(len(text.split())))
+    raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+
+
+def generate_instances(task: str, split: str, n: int, *, seed: int = 0) -> list[Instance]:
+    """`n` instances of `task` in `split` ("train", "heldout" or "heldout_words"), drawn from
+    `random.Random(derive_seed(seed, task, split))`: the same list for the same arguments.
+    Instances may repeat within a split (small instance spaces); never across splits."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "heldout_words" and task not in WORD_TASKS:
+        raise ValueError(f"task {task!r} has no words: split 'heldout_words' exists for {', '.join(WORD_TASKS)}")
+    held = heldout_words()
+    words = sorted(held) if split == "heldout_words" else [w for w in WORDS if w not in held]
+    want_heldout = split == "heldout"
+    rng = random.Random(derive_seed("sft-suite", seed, task, split))
+    out: list[Instance] = []
+    while len(out) < n:
+        inst = _draw(task, rng, words)
+        if split == "heldout_words" or _is_heldout_instance(task, inst.user) == want_heldout:
+            out.append(inst)
+    return out
+
+
+def generate_suite(split: str, per_task: int, *, seed: int = 0, tasks: tuple[str, ...] = TASKS) -> list[Instance]:
+    """`per_task` instances of each task in `split` (tasks without that split skipped), interleaved
+    task by task so that any prefix is balanced."""
+    lists = [generate_instances(t, split, per_task, seed=seed) for t in tasks
+             if split != "heldout_words" or t in WORD_TASKS]
+    return [inst for group in zip(*lists) for inst in group]
+
+
+def write_suite_jsonl(path: str | Path, split: str, per_task: int, *, seed: int = 0) -> Path:
+    """Write `generate_suite(split, per_task)` as SFT JSONL (one ``{"task", "messages"}`` per line), atomically."""
+    from .atomic import write_text_atomic
+
+    lines = "".join(json.dumps(inst.to_json()) + "\n" for inst in generate_suite(split, per_task, seed=seed))
+    return write_text_atomic(path, lines)
+
+
+def exact_match(prediction: str, answer: str) -> bool:
+    """The suite's metric: the decoded answer, stripped of surrounding whitespace, equals the answer."""
+    return prediction.strip() == answer
+
+
+__all__ = ["TASKS", "WORD_TASKS", "SPLITS", "WORDS", "Instance", "heldout_words", "generate_instances",
+           "generate_suite", "write_suite_jsonl", "exact_match"]
