@@ -294,8 +294,8 @@ def _connect_store(env: LaunchEnv):
     master = env.rank == 0 and not agent
     store = dist.TCPStore(host, port, env.world_size, master, timeout, wait_for_workers=master)
     # separate this run's keys from the launcher's own (and from a restarted attempt's)
-    prefix = f"sumi-inference/{os.environ.get('TORCHELASTIC_RUN_ID', '')}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/"
-    return dist.PrefixStore(prefix, store)
+    run, attempt = os.environ.get("TORCHELASTIC_RUN_ID", ""), os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"sumi-inference/{run}/{attempt}/", store)
 
 
 # ----------------------------------------------------------------------------- per-shard result files
@@ -340,6 +340,13 @@ class ShardFiles:
             used += 1
         return records, counts, used
 
+    def clear(self) -> int:
+        """Remove the shard files of these settings (a run that does not resume starts afresh)."""
+        files = self._files()
+        for path in files:
+            path.unlink(missing_ok=True)
+        return len(files)
+
     def write(self, records: Mapping[str, Any], counts: Mapping[str, int] | None = None) -> Path:
         keys = list(records)
         path = self.folder / f"{self.name}.{self.fingerprint}.{_safe(keys[0]) if keys else 'empty'}-{len(keys)}.json"
@@ -369,19 +376,24 @@ class MapResult:
 
 
 def sharded_map(score: Scorer, items: Sequence[Any], keys: Sequence[str], peers: Peers, *,
-                shards: ShardFiles | None = None, shard_size: int | None = None) -> MapResult | None:
+                shards: ShardFiles | None = None, resume: bool = False,
+                shard_size: int | None = None) -> MapResult | None:
     """Score `items` across the ranks; rank 0 gets every record in input order (others get None).
 
     `score(list of items) -> (one JSON-able record per item, counts)`. `keys` name the items (unique
-    strings). With `shards`, items in finished shard files are not scored again, and each rank
-    writes a shard file after every block of at most `shard_size` items it scores.
+    strings). With `shards`, each rank writes a shard file after every block of at most `shard_size`
+    items it scores; with `resume` too, items in finished shard files are not scored again (without
+    it, rank 0 first removes the shard files of these settings).
     """
     if len(keys) != len(items) or len(set(keys)) != len(keys):
         raise ValueError("sharded_map needs one unique key per item")
     done: dict[str, Any] = {}
     counts: dict[str, int] = {}
     if shards is not None and peers.is_main:
-        done, counts, _ = shards.load()
+        if resume:
+            done, counts, _ = shards.load()
+        else:
+            shards.clear()
     finished = set(peers.broadcast(sorted(done) if peers.is_main else None))  # rank 0's view of the files
     pending = [i for i, k in enumerate(keys) if k not in finished]
     a, b = shard_bounds(len(pending), peers.rank, peers.world_size)

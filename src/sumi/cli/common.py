@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -26,7 +27,10 @@ class CLIError(Exception):
 
 
 def note(message: str) -> None:
-    """A one-line message to the user on stderr, `sumi: <message>`."""
+    """A one-line message to the user on stderr, `sumi: <message>`; said once in a launched run
+    (by rank 0), not once per process."""
+    if os.environ.get("RANK", "0") not in ("0", ""):
+        return
     print(f"{PROG}: {message}", file=sys.stderr)
 
 
@@ -181,18 +185,45 @@ def add_runtime_args(parser) -> None:
 
 
 def resolve_device(name: str):
-    """`--device`: "auto" (cuda when available, else cpu) or a torch device name."""
+    """`--device`: "auto" (cuda when available, else cpu) or a torch device name. In a launched run
+    (torchrun) a bare `cuda` is this process's GPU, `cuda:LOCAL_RANK`."""
     import torch
 
+    from ..distributed_inference import rank_device
+
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError) as e:
         raise CLIError(f"argument --device: invalid device {name!r} ({e})") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise CLIError(f"argument --device: {name!r} requested but CUDA is not available")
-    return device
+    return rank_device(device, launch_peers_env())
+
+
+def launch_peers_env():
+    """`sumi.distributed_inference.launch_env`, with a malformed RANK / WORLD_SIZE reported as an input error."""
+    from ..distributed_inference import launch_env
+
+    try:
+        return launch_env()
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
+def launch_peers():
+    """The processes of this run (`sumi.distributed_inference.Peers`; one process when not launched)."""
+    from ..distributed_inference import Peers
+
+    env = launch_peers_env()
+    try:
+        return Peers(env)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    except (RuntimeError, OSError) as e:  # the store at MASTER_ADDR:MASTER_PORT did not answer
+        raise CLIError(f"cannot reach the launcher's store at {os.environ.get('MASTER_ADDR')}:"
+                       f"{os.environ.get('MASTER_PORT')} ({' '.join(str(e).split())[:200]})") from None
 
 
 def model_source(name: str, argument: str = "--model") -> str:
@@ -357,6 +388,7 @@ def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 __all__ = [
     "PROG", "CLIError", "note", "positive_int", "nonneg_int", "finite_float", "nonneg_float", "unit_interval",
     "seed_list", "frozen_pair", "add_verbosity_args", "verbosity", "configure_logging", "add_model_arg",
-    "add_runtime_args", "resolve_device", "model_source", "load_model", "read_prompts_file", "parse_ids",
+    "add_runtime_args", "resolve_device", "launch_peers_env", "launch_peers", "model_source", "load_model",
+    "read_prompts_file", "parse_ids",
     "DefaultRule", "SAMPLER_OPTIONS", "CANVAS_OPTIONS", "add_sampling_args", "sampling_kwargs",
 ]

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..distributed_inference import sharded_map
+from ..seeding import derive_seed
 from . import DESCRIPTION
 from .common import (
     CANVAS_OPTIONS,
@@ -19,6 +21,7 @@ from .common import (
     add_model_arg,
     add_runtime_args,
     add_sampling_args,
+    launch_peers,
     load_model,
     model_source,
     note,
@@ -138,14 +141,16 @@ def _progress(args: argparse.Namespace, steps: int, regions: list[tuple[int, int
     return None, None
 
 
-def _print_results(results: list[dict], settings: dict[str, Any], seed, out, seconds: float, fmt: str) -> None:
+def _print_results(results: list[dict], settings: dict[str, Any], seed, fmt: str) -> None:
+    """`results[i]`: prompt, completion, ids, and `num_forwards` / `seconds` of the batch that ran it."""
     B = len(results)
     if fmt == "jsonl":
         for i, r in enumerate(results):
+            r = dict(r)
+            batch = dict(num_forwards=r.pop("num_forwards"), seconds=r.pop("seconds"))
             row_settings = dict(settings, seed=seed[i] if isinstance(seed, list) else seed)
-            record = dict(index=i, **r, settings=row_settings, num_forwards=int(out.num_forwards or 0),
-                          seconds=round(seconds, 4))
-            write_text(sys.stdout, json.dumps(record, ensure_ascii=False) + "\n")
+            write_text(sys.stdout, json.dumps(dict(index=i, **r, settings=row_settings, **batch),
+                                              ensure_ascii=False) + "\n")
     else:
         for i, r in enumerate(results):
             if B > 1:
@@ -154,11 +159,15 @@ def _print_results(results: list[dict], settings: dict[str, Any], seed, out, sec
     sys.stdout.flush()
 
 
+def _row_seeds(seed: int, args: argparse.Namespace, num_rows: int) -> list[int]:
+    """One seed per prompt, from the run seed and the prompt's index: a row's output then depends on
+    neither its batch nor the number of processes (`--seed 1,2,3` gives them instead)."""
+    if isinstance(args.seed, list):
+        return list(args.seed)
+    return [derive_seed(seed, "prompt", i) for i in range(num_rows)]
+
+
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..denoising import canvas_layout
-
     # ---- cheap checks first (before loading any weights)
     prompts = _read_prompts(args)
     options = sampling_kwargs(args)
@@ -167,8 +176,18 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"argument --seed: {len(args.seed)} seeds for {num_rows} prompt(s); give one seed or one "
                        "per prompt")
     device = resolve_device(args.device)
-
     source = model_source(args.model)
+    with launch_peers() as peers:
+        return _generate(args, prompts, options, device, source, peers)
+
+
+def _generate(args: argparse.Namespace, prompts: list[str], options: dict[str, Any], device, source: str,
+              peers) -> int:
+    """Load, generate (each process its block of the prompts in a launched run), print on rank 0."""
+    import torch
+
+    from ..denoising import canvas_layout
+
     if source == "preset":
         note(f"note: '{args.model}' is a preset with RANDOM weights (seed 0), not a trained model: the output "
              "is random-weight gibberish, useful only to check that things run. Pass --model PATH "
@@ -187,8 +206,11 @@ def run(args: argparse.Namespace) -> int:
     rows = _prompt_rows(prompts, args.ids, bos, cfg.vocab_size, encode)
 
     # ---- options: only what the user set; the rest resolves through the model's generation config
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    seed = args.seed if args.seed is not None else peers.broadcast(secrets.randbelow(2**31))
     options["seed"] = seed
+    per_row = bool(args.prompts_file) or peers.world_size > 1  # batch files: rows independent of their batch
+    if per_row:
+        options.setdefault("align_rows", True)
     resolved = model.resolve_generation_options(options)
 
     # ---- batch (left-padded) and the canvas check, before any forward pass
@@ -211,42 +233,52 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CLIError(f"argument PROMPT: {e} (BOS and padding count as prompt tokens; see --canvas-length)") from None
     C = layout.canvas_length
-    regions = [layout.answer_columns(i) for i in range(B)]
     ran = max(layout.budgets) if mnt > 0 else 0  # the budget that runs: what fits before the anchors
     if ran < mnt:
         note(f"--max-new-tokens {mnt} cut to {ran}: that is what fits a canvas of {C} after the prompt")
     steps = int(resolved["num_denoising_steps"])
+    seeds = _row_seeds(seed, args, B) if per_row else seed
 
     if args.seed is None and args.format == "text":
         note(f"seed {seed} (pass --seed {seed} to repeat this run)")
 
-    callback, closer = _progress(args, steps, regions, decode) if mnt > 0 else (None, None)
-    start = time.perf_counter()
-    try:
-        out = model.generate(input_ids.to(device), attention_mask=attention_mask.to(device), progress_callback=callback,
-                             tokenizer=tok if options.get("stop_strings") else None, **options)
-    finally:
-        if closer is not None:
-            closer()
-    seconds = time.perf_counter() - start
+    def generate_rows(block: list[int]) -> tuple[list[dict], dict[str, int]]:
+        """The records of rows `block` (consecutive indices), generated as one batch."""
+        a, b = block[0], block[-1] + 1
+        regions = [layout.answer_columns(i) for i in block]
+        show = mnt > 0 and peers.is_main
+        callback, closer = _progress(args, steps, regions, decode) if show else (None, None)
+        start = time.perf_counter()
+        try:
+            out = model.generate(input_ids[a:b].to(device), attention_mask=attention_mask[a:b].to(device),
+                                 progress_callback=callback, tokenizer=tok if options.get("stop_strings") else None,
+                                 **dict(options, seed=seeds[a:b] if isinstance(seeds, list) else seeds))
+        finally:
+            if closer is not None:
+                closer()
+        seconds = round(time.perf_counter() - start, 4)
+        sequences = out.sequences.cpu()
+        records = []
+        for r, i in enumerate(block):
+            gen = sequences[r, P:int(out.lengths[r])].tolist()
+            records.append(dict(
+                prompt=(prompts[i] if prompts and not args.ids else decode(rows[i], skip_special_tokens=True)),
+                completion=decode(gen, skip_special_tokens=True), prompt_ids=rows[i], completion_ids=gen,
+                num_forwards=int(out.num_forwards or 0), seconds=seconds))
+        return records, {}
 
-    # ---- results
-    sequences = out.sequences.cpu()
-    results = []
-    for i in range(B):
-        gen = sequences[i, P:int(out.lengths[i])].tolist()
-        results.append(dict(
-            prompt=(prompts[i] if prompts and not args.ids else decode(rows[i], skip_special_tokens=True)),
-            completion=decode(gen, skip_special_tokens=True),
-            prompt_ids=rows[i], completion_ids=gen,
-        ))
+    done = sharded_map(generate_rows, list(range(B)), [str(i) for i in range(B)], peers)
+    if done is None:  # a rank other than 0 of a launched run: rank 0 prints
+        return 0
     settings = {k: v for k, v in resolved.items() if k not in _SET_BY_THE_RUN}
     settings.update(model=args.model, model_source=source, max_new_tokens=ran, canvas_length=C, seed=seed,
                     dtype=str(next(model.parameters()).dtype).removeprefix("torch."), device=str(device),
                     tokenizer="bytes" if byte_level else type(tok).__name__, bos_prepended=bos is not None)
+    if per_row and not isinstance(args.seed, list):
+        settings["run_seed"] = seed
     if ran < mnt:
         settings["requested_max_new_tokens"] = mnt
-    _print_results(results, settings, seed, out, seconds, args.format)
+    _print_results(done.records, settings, seeds, args.format)
     return 0
 
 

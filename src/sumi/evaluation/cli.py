@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text_atomic
 from ..cli.common import (
     CLIError,
     DefaultRule,
     add_model_arg,
     add_runtime_args,
     add_sampling_args,
+    launch_peers,
     load_model,
     model_source,
     nonneg_float,
@@ -27,6 +29,8 @@ from ..cli.common import (
 from .core import EVAL_DEFAULTS
 from .execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
 from .nelbo import NELBO_METHODS
+
+DEFAULT_SHARD_SIZE = 200  # items per shard file: what an interrupted evaluation loses at most per process
 
 EVAL_DESCRIPTION = """\
 Evaluate a Sumi model on benchmarks, with the paper's protocol (spec §9): multiple-choice answers
@@ -130,10 +134,12 @@ def _evaluator_options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in opts.items() if v is not None}
 
 
-def _load_evaluator(args: argparse.Namespace):
+def _load_evaluator(args: argparse.Namespace, peers=None):
     from .core import SumiEvaluator
 
     device = resolve_device(args.device)
+    if peers is not None and not peers.is_main:
+        args.no_progress = True  # one set of progress bars: rank 0's
     if model_source(args.model) == "preset":
         note(f"note: '{args.model}' is a preset with RANDOM weights (seed 0), not a trained model: its scores "
                 "are chance-level by construction. Pass --model PATH for a trained checkpoint.")
@@ -165,6 +171,7 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
                    help="write results.json, results.md (and samples, plots) here; default: print the table only")
     p.add_argument("--log-samples", action="store_true", help="also write per-item predictions (samples_<task>.jsonl)")
     p.add_argument("--include-path", metavar="DIR", help="extra lm-eval task YAMLs (with --tasks)")
+    _add_sharding_args(p)
     _add_model_args(p)
     g = p.add_argument_group("generation (GSM8K, HumanEval, MBPP)")
     add_sampling_args(g, _GENERATION_DEFAULTS, only=tuple(_GENERATION_DEFAULTS))
@@ -190,6 +197,21 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
                    help="how a text file splits into documents (default: auto = the whole file, or JSONL)")
     p.set_defaults(func=cmd_eval)
     return p
+
+
+def _add_sharding_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="offline: keep the finished shards of an interrupted run in --output-dir/shards (same "
+                        "settings) and compute only the rest, with any number of processes")
+    p.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE, metavar="N",
+                   help="offline, with --output-dir: each process writes a shard file after every N items it "
+                        f"scores, the unit --resume keeps (default: {DEFAULT_SHARD_SIZE})")
+
+
+def _shard_dir(args: argparse.Namespace) -> Path | None:
+    if args.resume and not args.output_dir:
+        raise CLIError("argument --resume: needs --output-dir (the finished shards are kept there)")
+    return Path(args.output_dir) / "shards" if args.output_dir else None
 
 
 def _log(args):
@@ -226,46 +248,62 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.output_dir = "sumi-eval-results"
         note(f"note: the canvas-length study writes its table and plot to {args.output_dir}/")
 
-    evaluator = _load_evaluator(args)
-    config = dict(model=args.model, dtype=args.dtype, device=str(evaluator.device), backend="offline"
-                  if args.offline is not None else "lm-eval", command=" ".join(sys.argv))
-    log = _log(args)
-    if args.offline is not None:
-        from .runner import canvas_study, data_file_hashes, run_offline
-
-        kwargs = dict(limit=args.limit, limit_gen=args.limit_gen, num_fewshot=args.num_fewshot,
-                      max_gen_toks=args.max_gen_toks,
-                      allow_code_execution=args.allow_code_execution, code_timeout=args.code_timeout,
-                      code_memory_mb=args.code_memory_mb, nelbo_file=args.nelbo_file, nelbo_split=args.nelbo_split,
-                      nelbo_field=args.nelbo_field, progress=not args.no_progress)
-        try:
-            if args.canvas_lengths:
-                study = canvas_study(evaluator, names, args.canvas_lengths, data_dir, log=log, **kwargs)
-                results = run_offline(evaluator, [], data_dir, config=config, **kwargs)
-                results["config"]["tasks"] = names
-                results["data_files"] = data_file_hashes(names, data_dir) if data_dir else {}
-                results["canvas_study"] = study
-            else:
-                results = run_offline(evaluator, names, data_dir, config=config, log=log, **kwargs)
-        except (KeyError, ValueError) as e:
-            raise CLIError(str(e)) from None
-    else:
-        if args.limit_gen is not None:
-            raise CLIError("--limit-gen applies to --offline tasks; with --tasks use --limit")
-        results = _run_lm_eval(evaluator, names, args, config, log)
-    _finish(results, args)
+    shard_dir = _shard_dir(args) if args.offline is not None else None
+    if args.resume and args.offline is None:
+        raise CLIError("argument --resume: applies to --offline tasks")
+    with launch_peers() as peers:
+        evaluator = _load_evaluator(args, peers)
+        config = dict(model=args.model, dtype=args.dtype, device=str(evaluator.device), backend="offline"
+                      if args.offline is not None else "lm-eval", command=" ".join(sys.argv),
+                      processes=peers.world_size)
+        log = _log(args)
+        if args.offline is not None:
+            results = _run_offline(evaluator, names, data_dir, args, config, log, peers, shard_dir)
+        else:
+            if args.limit_gen is not None:
+                raise CLIError("--limit-gen applies to --offline tasks; with --tasks use --limit")
+            results = _run_lm_eval(evaluator, names, args, config, log, peers)
+        if results is not None:  # rank 0 of a launched run, or the only process
+            _finish(results, args)
     return 0
 
 
-def _run_lm_eval(evaluator, names, args, config, log) -> dict:
-    """lm-eval tasks through `simple_evaluate`, converted to sumi's results format."""
+def _run_offline(evaluator, names, data_dir, args, config, log, peers, shard_dir) -> dict | None:
+    from .runner import canvas_study, data_file_hashes, run_offline
+
+    kwargs = dict(limit=args.limit, limit_gen=args.limit_gen, num_fewshot=args.num_fewshot,
+                  max_gen_toks=args.max_gen_toks,
+                  allow_code_execution=args.allow_code_execution, code_timeout=args.code_timeout,
+                  code_memory_mb=args.code_memory_mb, nelbo_file=args.nelbo_file, nelbo_split=args.nelbo_split,
+                  nelbo_field=args.nelbo_field, progress=not args.no_progress, peers=peers, shard_dir=shard_dir,
+                  resume=args.resume, shard_size=args.shard_size)
+    try:
+        if not args.canvas_lengths:
+            return run_offline(evaluator, names, data_dir, config=config, log=log, **kwargs)
+        study = canvas_study(evaluator, names, args.canvas_lengths, data_dir, log=log, **kwargs)
+        results = run_offline(evaluator, [], data_dir, config=config, **kwargs)
+    except (KeyError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    if results is None:
+        return None
+    results["config"]["tasks"] = names
+    results["data_files"] = data_file_hashes(names, data_dir) if data_dir else {}
+    results["canvas_study"] = study
+    return results
+
+
+def _run_lm_eval(evaluator, names, args, config, log, peers) -> dict | None:
+    """lm-eval tasks through `simple_evaluate`, converted to sumi's results format. In a launched run
+    lm-eval splits the documents by `SumiLM.rank` / `world_size` and gathers on rank 0 (the others
+    return None)."""
     import lm_eval
 
     from .harness import SumiLM, task_manager_for
     from .runner import RESULTS_FORMAT, environment_versions
 
     task_manager = task_manager_for(names, args.include_path)
-    lm = SumiLM(evaluator)
+    lm = SumiLM(evaluator, peers=peers)
+    log = log if peers.is_main else None
 
     def one_run() -> dict:
         start = time.perf_counter()
@@ -274,7 +312,9 @@ def _run_lm_eval(evaluator, names, args, config, log) -> dict:
                                       confirm_run_unsafe_code=args.allow_code_execution)
         seconds = time.perf_counter() - start
         if out is None:
-            raise CLIError("lm-eval returned no results")
+            if peers.is_main:
+                raise CLIError("lm-eval returned no results")
+            return {}
         return _convert_lm_eval(out, seconds)
 
     if args.canvas_lengths:
@@ -293,6 +333,8 @@ def _run_lm_eval(evaluator, names, args, config, log) -> dict:
         results: dict = {}
     else:
         study, results = None, one_run()
+    if not peers.is_main:
+        return None
     import datetime as _dt
 
     out = dict(format=RESULTS_FORMAT, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -368,13 +410,16 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
         docs = select(read_documents(args.file, field=args.field, split=args.split), args.limit)
     except (ValueError, UnicodeDecodeError) as e:
         raise CLIError(f"argument FILE: {e}") from None
-    evaluator = _load_evaluator(args)
-    report = perplexity_report(evaluator, docs, seed=evaluator.options["seed"])
+    with launch_peers() as peers:
+        evaluator = _load_evaluator(args, peers)
+        report = perplexity_report(evaluator, docs, seed=evaluator.options["seed"], peers=peers)
+    if report is None:  # a rank other than 0 of a launched run: rank 0 reports
+        return 0
     report = dict(file=args.file, model=args.model, canvas_length=evaluator.max_length,
                   num_samples=evaluator.options["num_samples"], nelbo_method=evaluator.options["nelbo_method"],
                   seed=evaluator.options["seed"], **report, versions=environment_versions())
     if args.output:
-        Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(args.output, json.dumps(report, indent=2) + "\n")
     if args.json:
         print(json.dumps(report, indent=2))
         return 0

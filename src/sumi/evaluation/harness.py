@@ -86,8 +86,9 @@ class SumiLM(TemplateLM):
 
     def __init__(self, pretrained: Any = None, *, dtype: str | None = None, device: str | None = None,
                  attn_implementation: str | None = None, batch_size: Any = None, max_batch_size: int | None = None,
-                 **options: Any):
+                 peers: Any = None, **options: Any):
         super().__init__()
+        self._peers = peers if peers is not None else _own_peers()
         if "steps" in options:
             options["num_denoising_steps"] = options.pop("steps")
         bs = _batch_size(batch_size)
@@ -112,17 +113,41 @@ class SumiLM(TemplateLM):
                                  "or a preset name for random weights)")
             if model_source(str(pretrained)) == "preset":
                 logger.warning("sumi: %r is a preset with RANDOM weights: scores are chance-level", pretrained)
+            from ..distributed_inference import rank_device
+
             if device in (None, "", "auto"):
                 device = "cuda" if torch.cuda.is_available() else "cpu"
             elif str(device).startswith("cuda") and not torch.cuda.is_available():
                 # lm-eval's --device defaults to "cuda"; on a CPU-only machine run on the CPU
                 logger.warning("sumi: device %r requested but CUDA is not available; using the CPU", device)
                 device = "cpu"
+            device = rank_device(device, self._peers.env)  # under torchrun: cuda:LOCAL_RANK
             self.sumi = SumiEvaluator.from_pretrained(str(pretrained), dtype=dtype, device=device,
                                                       attn_implementation=attn_implementation, progress=True, **options)
         self.pretrained = str(pretrained) if isinstance(pretrained, str) else type(pretrained).__name__
         self._device = self.sumi.device
         self.tokenizer = None if self.sumi.byte_level else self.sumi.tokenizer
+
+    # ---- data parallelism: lm-eval splits the documents by rank and gathers the metrics on rank 0
+    @property
+    def rank(self) -> int:
+        return self._peers.rank
+
+    @property
+    def world_size(self) -> int:
+        return self._peers.world_size
+
+    def all_gather(self, tensor):
+        import torch
+
+        parts = [p.to(tensor.device) for p in self._peers.all_gather(tensor.detach().cpu())]
+        return torch.stack(parts) if tensor.dim() == 0 else torch.cat(parts)
+
+    def gather_object(self, obj, dst: int = 0):
+        return self._peers.gather(obj, dst)
+
+    def barrier(self) -> None:
+        self._peers.barrier()
 
     # ---- TemplateLM plumbing
     @property
@@ -223,6 +248,17 @@ class SumiLM(TemplateLM):
                 out[i] = text
                 self.cache_hook.add_partial("generate_until", requests[i].args, text)
         return out  # type: ignore[return-value]
+
+
+def _own_peers():
+    """The processes of a launched `sumi-lm-eval` run (one when not launched); closed at exit."""
+    import atexit
+
+    from ..distributed_inference import Peers
+
+    peers = Peers()
+    atexit.register(peers.close)
+    return peers
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -75,25 +75,28 @@ def bootstrap_ratio(num: Sequence[float], den: Sequence[float], *, samples: int 
     return float(np.quantile(ratios, alpha)), float(np.quantile(ratios, 1 - alpha))
 
 
-def perplexity_report(evaluator, docs: Sequence[str], *, seed: int = 0, min_units: int = 10,
-                      bootstrap_samples: int = 2000) -> dict:
-    """Score `docs` and summarise (see the module docstring)."""
-    start = time.perf_counter()
-    token_docs = [evaluator.encode(d) for d in docs]
-    scores = evaluator.rolling_nelbo_tokens(token_docs)
-    seconds = time.perf_counter() - start
-    doc_bytes = [len(d.encode("utf-8")) for d in docs]
-    if len(docs) >= min_units:
+def document_records(evaluator, docs: Sequence[str]) -> list[dict]:
+    """Each document's rolling NELBO: `{nelbo, num_tokens, num_bytes, windows: [[nats, tokens, bytes], ...]}`."""
+    scores = evaluator.rolling_nelbo_tokens([evaluator.encode(d) for d in docs])
+    return [dict(nelbo=s.nelbo, num_tokens=s.num_tokens, num_bytes=len(d.encode("utf-8")),
+                 windows=[list(w) for w in s.windows]) for d, s in zip(docs, scores)]
+
+
+def summarize_documents(records: Sequence[dict], *, seconds: float, seed: int = 0, min_units: int = 10,
+                        bootstrap_samples: int = 2000) -> dict:
+    """The report of `perplexity_report` from the records of `document_records`."""
+    if len(records) >= min_units:
         unit = "documents"
-        nats = [s.nelbo for s in scores]
-        toks = [s.num_tokens for s in scores]
-        nbytes = doc_bytes
+        nats = [r["nelbo"] for r in records]
+        toks = [r["num_tokens"] for r in records]
+        nbytes = [r["num_bytes"] for r in records]
     else:
         unit = "windows"
-        nats = [w[0] for s in scores for w in s.windows]
-        toks = [w[1] for s in scores for w in s.windows]
-        nbytes = [w[2] for s in scores for w in s.windows]
-    total_nats, total_tokens, total_bytes = sum(s.nelbo for s in scores), sum(s.num_tokens for s in scores), sum(doc_bytes)
+        nats = [w[0] for r in records for w in r["windows"]]
+        toks = [w[1] for r in records for w in r["windows"]]
+        nbytes = [w[2] for r in records for w in r["windows"]]
+    total_nats = sum(r["nelbo"] for r in records)
+    total_tokens, total_bytes = sum(r["num_tokens"] for r in records), sum(r["num_bytes"] for r in records)
     npt = total_nats / max(total_tokens, 1)
     bpb = total_nats / LN2 / max(total_bytes, 1)
     npt_ci = bootstrap_ratio(nats, toks, samples=bootstrap_samples, seed=seed)
@@ -102,10 +105,29 @@ def perplexity_report(evaluator, docs: Sequence[str], *, seed: int = 0, min_unit
         nats_per_token=npt, nats_per_token_ci95=list(npt_ci),
         bits_per_byte=bpb, bits_per_byte_ci95=list(bpb_ci),
         perplexity=math.exp(min(npt, 700.0)), perplexity_ci95=[math.exp(min(x, 700.0)) for x in npt_ci],
-        num_documents=len(docs), num_windows=sum(len(s.windows) for s in scores), num_tokens=total_tokens,
+        num_documents=len(records), num_windows=sum(len(r["windows"]) for r in records), num_tokens=total_tokens,
         num_bytes=total_bytes, nelbo_nats=total_nats, ci_units=unit, num_units=len(nats), seconds=seconds,
         tokens_per_second=total_tokens / seconds if seconds > 0 else None,
     )
 
 
-__all__ = ["read_documents", "bootstrap_ratio", "perplexity_report"]
+def perplexity_report(evaluator, docs: Sequence[str], *, seed: int = 0, min_units: int = 10,
+                      bootstrap_samples: int = 2000, peers=None, shards=None, resume: bool = False,
+                      shard_size: int | None = None) -> dict | None:
+    """Score `docs` and summarise (see the module docstring). With `peers` (a launched run) the
+    documents are split across the ranks and rank 0 gets the report (the others None); `shards`,
+    `resume`, `shard_size` as in `sumi.distributed_inference.sharded_map`."""
+    from ..distributed_inference import LaunchEnv, Peers, sharded_map
+
+    start = time.perf_counter()
+    done = sharded_map(lambda block: (document_records(evaluator, block), {}), docs, [str(i) for i in range(len(docs))],
+                       peers or Peers(LaunchEnv()), shards=shards, resume=resume, shard_size=shard_size)
+    if done is None:
+        return None
+    report = summarize_documents(done.records, seconds=time.perf_counter() - start, seed=seed, min_units=min_units,
+                                 bootstrap_samples=bootstrap_samples)
+    report["resumed_items"] = done.resumed
+    return report
+
+
+__all__ = ["read_documents", "bootstrap_ratio", "document_records", "summarize_documents", "perplexity_report"]

@@ -25,10 +25,21 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..atomic import write_text_atomic
 from ..checksums import sha256_file
+from ..distributed_inference import LaunchEnv, Peers, ShardFiles, sharded_map
 from .execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, check_limits, run_programs
-from .tasks import TASKS, GenItem, MCItem, extract_gsm8k_answer, gsm8k_correct, humaneval_program, load_task, \
-    mbpp_program, select
+from .tasks import (
+    TASKS,
+    GenItem,
+    MCItem,
+    extract_gsm8k_answer,
+    gsm8k_correct,
+    humaneval_program,
+    load_task,
+    mbpp_program,
+    select,
+)
 
 RESULTS_FORMAT = "sumi-eval/1"
 LOWER_IS_BETTER = {"nats_per_token", "bits_per_byte", "perplexity"}
@@ -50,60 +61,111 @@ def _argmax(xs: Sequence[float]) -> int:
 
 
 # ----------------------------------------------------------------------------- tasks
-def evaluate_mc(evaluator, items: Sequence[MCItem], task: str = "mc") -> tuple[dict, list[dict]]:
-    pairs, spans, keys = [], [], []
+# Each task kind in two halves: `*_records` scores a list of items (one JSON-able record each: the
+# samples of --log-samples), `*_metrics` turns the records of the whole task into metrics. Records
+# of one item never depend on the other items, so the items may be split across processes
+# (`sumi.distributed_inference.sharded_map`) and finished shards reused (--resume).
+def mc_records(evaluator, items: Sequence[MCItem], task: str = "mc") -> list[dict]:
+    pairs: list[tuple[str, str]] = []
+    spans: list[tuple[int, int]] = []
+    keys: list[tuple[str, str]] = []
     for it in items:
         p = it.pairs()
         spans.append((len(pairs), len(p)))
         pairs += p
         keys += [(task, repr(it.id))] * len(p)  # the choices of an item share their random numbers
     lls = [ll for ll, _ in evaluator.loglikelihood(pairs, keys)] if pairs else []
-    acc, acc_norm, samples = [], [], []
+    samples = []
     for it, (a, n) in zip(items, spans):
         scores = lls[a:a + n]
         norm = [s / max(1, len(c.encode("utf-8"))) for s, c in zip(scores, it.choices)]
-        pred, pred_norm = _argmax(scores), _argmax(norm)
-        acc.append(float(pred == it.gold))
-        acc_norm.append(float(pred_norm == it.gold))
-        samples.append(dict(id=it.id, gold=it.gold, pred=pred, pred_norm=pred_norm, loglikelihoods=scores))
-    m, se = _mean_stderr(acc)
-    mn, sen = _mean_stderr(acc_norm)
-    return {"acc": m, "acc_stderr": se, "acc_norm": mn, "acc_norm_stderr": sen}, samples
+        samples.append(dict(id=it.id, gold=it.gold, pred=_argmax(scores), pred_norm=_argmax(norm),
+                            loglikelihoods=scores))
+    return samples
+
+
+def mc_metrics(samples: Sequence[dict]) -> dict:
+    m, se = _mean_stderr([float(s["pred"] == s["gold"]) for s in samples])
+    mn, sen = _mean_stderr([float(s["pred_norm"] == s["gold"]) for s in samples])
+    return {"acc": m, "acc_stderr": se, "acc_norm": mn, "acc_norm_stderr": sen}
+
+
+def evaluate_mc(evaluator, items: Sequence[MCItem], task: str = "mc") -> tuple[dict, list[dict]]:
+    samples = mc_records(evaluator, items, task)
+    return mc_metrics(samples), samples
+
+
+def _generate(evaluator, items: Sequence[GenItem], max_gen_toks: int, desc: str) -> list[str]:
+    return evaluator.generate([it.prompt for it in items], until=items[0].until if items else None,
+                              max_gen_toks=max_gen_toks, desc=desc) if items else []
+
+
+def gsm8k_records(evaluator, items: Sequence[GenItem], max_gen_toks: int) -> list[dict]:
+    samples = []
+    for it, out in zip(items, _generate(evaluator, items, max_gen_toks, "gsm8k")):
+        s, f = extract_gsm8k_answer(out)
+        samples.append(dict(id=it.id, gold=it.gold, completion=out, answer_flexible=f, answer_strict=s))
+    return samples
+
+
+def gsm8k_metrics(samples: Sequence[dict]) -> dict:
+    m, se = _mean_stderr([float(gsm8k_correct(s["answer_flexible"], s["gold"])) for s in samples])
+    ms, ses = _mean_stderr([float(gsm8k_correct(s["answer_strict"], s["gold"])) for s in samples])
+    return {"exact_match": m, "exact_match_stderr": se, "exact_match_strict": ms,
+            "exact_match_strict_stderr": ses}
 
 
 def evaluate_gsm8k(evaluator, items: Sequence[GenItem], max_gen_toks: int) -> tuple[dict, list[dict]]:
-    outs = evaluator.generate([it.prompt for it in items], until=items[0].until if items else None,
-                              max_gen_toks=max_gen_toks, desc="gsm8k") if items else []
-    flex, strict, samples = [], [], []
-    for it, out in zip(items, outs):
-        s, f = extract_gsm8k_answer(out)
-        flex.append(float(gsm8k_correct(f, it.gold)))
-        strict.append(float(gsm8k_correct(s, it.gold)))
-        samples.append(dict(id=it.id, gold=it.gold, completion=out, answer_flexible=f, answer_strict=s))
-    m, se = _mean_stderr(flex)
-    ms, ses = _mean_stderr(strict)
-    return {"exact_match": m, "exact_match_stderr": se, "exact_match_strict": ms,
-            "exact_match_strict_stderr": ses}, samples
+    samples = gsm8k_records(evaluator, items, max_gen_toks)
+    return gsm8k_metrics(samples), samples
+
+
+def code_records(evaluator, name: str, items: Sequence[GenItem], max_gen_toks: int, *, allow_code_execution: bool,
+                 code_timeout: float, code_memory_mb: int, progress: bool) -> list[dict]:
+    """Completions, and with `allow_code_execution` whether each program passed (and how it ended)."""
+    outs = _generate(evaluator, items, max_gen_toks, name)
+    samples = [dict(id=it.id, completion=out) for it, out in zip(items, outs)]
+    if not allow_code_execution:
+        return samples
+    from tqdm.auto import tqdm
+
+    build = humaneval_program if name == "humaneval" else mbpp_program
+    programs = [build(it.meta, out) for it, out in zip(items, outs)]
+    with tqdm(total=len(programs), desc=f"{name}: executing", disable=not progress, file=sys.stderr,
+              leave=False) as bar:
+        results = run_programs(programs, timeout=code_timeout, memory_mb=code_memory_mb, progress=bar.update)
+    for s, r in zip(samples, results):
+        s.update(passed=r.passed, status=r.status)
+    return samples
+
+
+def code_metrics(samples: Sequence[dict], executed: bool) -> dict:
+    if not executed:
+        return {"pass@1": None, "note": "generated code not executed (pass --allow-code-execution)"}
+    m, se = _mean_stderr([float(s["passed"]) for s in samples])
+    return {"pass@1": m, "pass@1_stderr": se}
 
 
 def evaluate_code(evaluator, name: str, items: Sequence[GenItem], max_gen_toks: int, *, allow_code_execution: bool,
                   code_timeout: float, code_memory_mb: int, progress: bool) -> tuple[dict, list[dict]]:
-    outs = evaluator.generate([it.prompt for it in items], until=items[0].until if items else None,
-                              max_gen_toks=max_gen_toks, desc=name) if items else []
-    build = humaneval_program if name == "humaneval" else mbpp_program
-    programs = [build(it.meta, out) for it, out in zip(items, outs)]
-    samples = [dict(id=it.id, completion=out) for it, out in zip(items, outs)]
-    if not allow_code_execution:
-        return {"pass@1": None, "note": "generated code not executed (pass --allow-code-execution)"}, samples
-    from tqdm.auto import tqdm
+    samples = code_records(evaluator, name, items, max_gen_toks, allow_code_execution=allow_code_execution,
+                           code_timeout=code_timeout, code_memory_mb=code_memory_mb, progress=progress)
+    return code_metrics(samples, allow_code_execution), samples
 
-    with tqdm(total=len(programs), desc=f"{name}: executing", disable=not progress, file=sys.stderr, leave=False) as bar:
-        results = run_programs(programs, timeout=code_timeout, memory_mb=code_memory_mb, progress=bar.update)
-    passed = [float(r.passed) for r in results]
-    for s, r in zip(samples, results):
-        s.update(passed=r.passed, status=r.status)
-    m, se = _mean_stderr(passed)
-    return {"pass@1": m, "pass@1_stderr": se}, samples
+
+def _item_keys(items: Sequence[Any]) -> list[str]:
+    """Names of the items for shard files: their ids, or their positions where ids repeat."""
+    keys = [repr(it.id) for it in items]
+    return keys if len(set(keys)) == len(keys) else [str(i) for i in range(len(items))]
+
+
+def _task_shards(evaluator, name: str, shard_dir, settings: dict) -> ShardFiles | None:
+    """The shard files of a task under `shard_dir`, named by everything that decides its records
+    (the device aside: a rank on cuda:3 reuses what cuda:0 wrote)."""
+    if shard_dir is None:
+        return None
+    info = {k: v for k, v in evaluator.info().items() if k != "device"}
+    return ShardFiles(shard_dir, name, dict(task=name, model=info, **settings))
 
 
 def evaluate_task(evaluator, name: str, data_dir: str | os.PathLike | None = None, *, limit: int | None = None,
@@ -111,11 +173,17 @@ def evaluate_task(evaluator, name: str, data_dir: str | os.PathLike | None = Non
                   num_fewshot: int | None = None, max_gen_toks: int | None = None, allow_code_execution: bool = False,
                   code_timeout: float = DEFAULT_TIMEOUT_S, code_memory_mb: int = DEFAULT_MEMORY_MB,
                   nelbo_file: str | os.PathLike | None = None, nelbo_split: str = "auto", nelbo_field: str = "text",
-                  progress: bool = False) -> dict:
+                  progress: bool = False, peers: Peers | None = None, shard_dir: str | os.PathLike | None = None,
+                  resume: bool = False, shard_size: int | None = None) -> dict | None:
     """Run one offline task; returns {metrics, primary, n, seconds, seconds_per_item, settings, samples}.
 
     `limit`: at most this many items (spread evenly); `limit_gen`: the same for the generation tasks
-    (GSM8K, HumanEval, MBPP), which cost 10-100x more per item (default: `limit`)."""
+    (GSM8K, HumanEval, MBPP), which cost 10-100x more per item (default: `limit`).
+
+    `peers` (a launched run): the items are split across the ranks; rank 0 gets the result, the
+    other ranks None. `shard_dir`: each block of at most `shard_size` items is written there as a
+    shard file; with `resume`, finished shards there are reused."""
+    peers = peers or Peers(LaunchEnv())
     start = time.perf_counter()
     if name == "nelbo":
         from .perplexity import perplexity_report, read_documents
@@ -123,7 +191,12 @@ def evaluate_task(evaluator, name: str, data_dir: str | os.PathLike | None = Non
         if nelbo_file is None:
             raise ValueError("task 'nelbo' needs a text or JSONL file (--nelbo-file)")
         docs = select(read_documents(nelbo_file, field=nelbo_field, split=nelbo_split), limit)
-        report = perplexity_report(evaluator, docs, seed=evaluator.options["seed"])
+        shards = _task_shards(evaluator, name, shard_dir, dict(file=sha256_file(nelbo_file), split=nelbo_split,
+                                                              field=nelbo_field, limit=limit))
+        report = perplexity_report(evaluator, docs, seed=evaluator.options["seed"], peers=peers, shards=shards,
+                                   resume=resume, shard_size=shard_size)
+        if report is None:
+            return None
         seconds = time.perf_counter() - start
         metrics = {k: report[k] for k in ("nats_per_token", "nats_per_token_ci95", "bits_per_byte",
                                            "bits_per_byte_ci95", "perplexity", "perplexity_ci95")}
@@ -131,29 +204,46 @@ def evaluate_task(evaluator, name: str, data_dir: str | os.PathLike | None = Non
                     seconds_per_item=seconds / max(1, len(docs)),
                     settings=dict(file=str(nelbo_file), canvas_length=evaluator.max_length,
                                   num_tokens=report["num_tokens"], num_windows=report["num_windows"],
-                                  ci_units=report["ci_units"]),
+                                  ci_units=report["ci_units"], resumed_items=report["resumed_items"]),
                     samples=[])
     spec = TASKS[name]
-    truncated_before = dict(getattr(evaluator, "truncated", {}))
     if data_dir is None:
         raise ValueError("no benchmark data directory (--data-dir)")
     shots = spec.num_fewshot if num_fewshot is None else num_fewshot
     items = select(load_task(name, data_dir, shots), limit if spec.kind == "mc" or limit_gen is None else limit_gen)
     gen_toks = max_gen_toks or spec.max_gen_toks
+
+    def score(block: list) -> tuple[list[dict], dict[str, int]]:
+        truncated_before = dict(evaluator.truncated)
+        if spec.kind == "mc":
+            samples = mc_records(evaluator, block, name)
+        elif spec.kind == "gen":
+            samples = gsm8k_records(evaluator, block, gen_toks)
+        else:
+            samples = code_records(evaluator, name, block, gen_toks, allow_code_execution=allow_code_execution,
+                                   code_timeout=code_timeout, code_memory_mb=code_memory_mb, progress=progress)
+        # contexts (scored) or prompts (generated) left-truncated to fit the canvas
+        cut = sum(v - truncated_before.get(k, 0) for k, v in evaluator.truncated.items())
+        return samples, {"truncated_inputs": cut}
+
+    shards = _task_shards(evaluator, name, shard_dir, dict(
+        data=data_file_hashes([name], data_dir), shots=shots, max_gen_toks=gen_toks,
+        code=[allow_code_execution, code_timeout, code_memory_mb] if spec.kind == "code" else None))
+    done = sharded_map(score, items, _item_keys(items), peers, shards=shards, resume=resume, shard_size=shard_size)
+    if done is None:
+        return None
+    samples = done.records
     if spec.kind == "mc":
-        metrics, samples = evaluate_mc(evaluator, items, name)
+        metrics = mc_metrics(samples)
         if spec.metrics == ("acc",):
             metrics = {k: v for k, v in metrics.items() if not k.startswith("acc_norm")}
     elif spec.kind == "gen":
-        metrics, samples = evaluate_gsm8k(evaluator, items, gen_toks)
+        metrics = gsm8k_metrics(samples)
     else:
-        metrics, samples = evaluate_code(evaluator, name, items, gen_toks, allow_code_execution=allow_code_execution,
-                                         code_timeout=code_timeout, code_memory_mb=code_memory_mb, progress=progress)
+        metrics = code_metrics(samples, allow_code_execution)
     seconds = time.perf_counter() - start
-    settings = dict(num_fewshot=shots, canvas_length=evaluator.max_length, description=spec.description)
-    # contexts (scored) or prompts (generated) left-truncated to fit the canvas during this task
-    settings["truncated_inputs"] = sum(v - truncated_before.get(k, 0)
-                                       for k, v in getattr(evaluator, "truncated", {}).items())
+    settings = dict(num_fewshot=shots, canvas_length=evaluator.max_length, description=spec.description,
+                    truncated_inputs=done.counts.get("truncated_inputs", 0), resumed_items=done.resumed)
     if spec.kind != "mc":
         settings.update(max_gen_toks=gen_toks, until=items[0].until if items else None)
     return dict(metrics=metrics, primary=spec.primary, n=len(items), seconds=seconds,
@@ -203,24 +293,36 @@ def _check_task_kwargs(task_kwargs: dict) -> None:
                      task_kwargs.get("code_memory_mb", DEFAULT_MEMORY_MB))
 
 
+def _is_main(task_kwargs: dict) -> bool:
+    peers = task_kwargs.get("peers")
+    return peers is None or peers.is_main
+
+
 def run_offline(evaluator, names: Sequence[str], data_dir=None, *, config: dict | None = None,
-                log: Callable[[str], None] | None = None, **task_kwargs: Any) -> dict:
-    """Run offline tasks in order; returns the results dict (see the module docstring)."""
+                log: Callable[[str], None] | None = None, **task_kwargs: Any) -> dict | None:
+    """Run offline tasks in order; returns the results dict (see the module docstring). With
+    `peers` (a launched run) every rank takes part and only rank 0 gets the results (others None)."""
     _check_task_kwargs(task_kwargs)
+    log = log if _is_main(task_kwargs) else None
     results = {}
     for name in names:
         if log:
             log(f"running {name} ...")
-        results[name] = evaluate_task(evaluator, name, data_dir, **task_kwargs)
+        r = evaluate_task(evaluator, name, data_dir, **task_kwargs)
+        if r is None:
+            continue
+        results[name] = r
         if log:
-            r = results[name]
             log(f"{name}: {format_metric(r['metrics'].get(r['primary']))} {r['primary']} "
                 f"({r['n']} items, {r['seconds_per_item']:.3f} s/item)")
+    if not _is_main(task_kwargs):
+        return None
+    hidden = ("progress", "peers")
     return dict(
         format=RESULTS_FORMAT,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         config=dict(config or {}, tasks=list(names), data_dir=str(data_dir) if data_dir else None,
-                    **{k: (str(v) if isinstance(v, Path) else v) for k, v in task_kwargs.items() if k != "progress"}),
+                    **{k: (str(v) if isinstance(v, Path) else v) for k, v in task_kwargs.items() if k not in hidden}),
         model=evaluator.info(),
         versions=environment_versions(),
         data_files=data_file_hashes(names, data_dir) if data_dir else {},
@@ -230,10 +332,12 @@ def run_offline(evaluator, names: Sequence[str], data_dir=None, *, config: dict 
 
 # ----------------------------------------------------------------------------- canvas-length study
 def canvas_study(evaluator, names: Sequence[str], lengths: Sequence[int], data_dir=None, *,
-                 log: Callable[[str], None] | None = None, **task_kwargs: Any) -> dict:
+                 log: Callable[[str], None] | None = None, **task_kwargs: Any) -> dict | None:
     """Each task at each canvas length (the generation canvas, the scoring canvas cap and the
-    rolling window). Returns {canvas_lengths, effective: {str(L): capped L}, tasks: {name: {str(L): result}}}."""
+    rolling window). Returns {canvas_lengths, effective: {str(L): capped L}, tasks: {name: {str(L): result}}}
+    (None on the ranks other than 0 of a launched run)."""
     _check_task_kwargs(task_kwargs)
+    log = log if _is_main(task_kwargs) else None
     old = evaluator.options["canvas_length"]
     per_task: dict[str, dict[str, dict]] = {n: {} for n in names}
     effective = {}
@@ -247,6 +351,8 @@ def canvas_study(evaluator, names: Sequence[str], lengths: Sequence[int], data_d
                 per_task[name][str(L)] = evaluate_task(evaluator, name, data_dir, **task_kwargs)
     finally:
         evaluator.set(canvas_length=old)
+    if not _is_main(task_kwargs):
+        return None
     return dict(canvas_lengths=[int(x) for x in lengths], effective=effective, tasks=per_task)
 
 
@@ -342,9 +448,7 @@ def write_results(results: dict, out_dir: str | os.PathLike, *, log_samples: boo
         samples = r.pop("samples", [])
         if log_samples:
             p = out / f"samples_{name}.jsonl"
-            with open(p, "w", encoding="utf-8") as f:
-                for s in samples:
-                    f.write(json.dumps(s, ensure_ascii=False, default=str) + "\n")
+            write_text_atomic(p, "".join(json.dumps(s, ensure_ascii=False, default=str) + "\n" for s in samples))
             paths[f"samples_{name}"] = p
     study = slim.get("canvas_study")
     if study:
@@ -352,16 +456,17 @@ def write_results(results: dict, out_dir: str | os.PathLike, *, log_samples: boo
             for r in rows.values():
                 r.pop("samples", None)
     paths["json"] = out / "results.json"
-    paths["json"].write_text(json.dumps(slim, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomic(paths["json"], json.dumps(slim, indent=2, ensure_ascii=False) + "\n")
     md = results_markdown(slim) if slim.get("results") else ""
     if study:
         md += "\n## Canvas-length study\n\n" + canvas_study_markdown(study)
     paths["md"] = out / "results.md"
-    paths["md"].write_text(md, encoding="utf-8")
+    write_text_atomic(paths["md"], md)
     return paths
 
 
 __all__ = [
-    "evaluate_task", "evaluate_mc", "run_offline", "canvas_study", "canvas_study_markdown", "plot_canvas_study",
+    "evaluate_task", "evaluate_mc", "mc_records", "mc_metrics", "gsm8k_records", "gsm8k_metrics", "code_records",
+    "code_metrics", "run_offline", "canvas_study", "canvas_study_markdown", "plot_canvas_study",
     "results_markdown", "write_results", "environment_versions", "format_metric", "RESULTS_FORMAT",
 ]
