@@ -60,6 +60,7 @@ def _input_errors(fn):
 
 @_input_errors
 def _cmd_prepare(args: argparse.Namespace) -> int:
+    from .filters import spec_from_args
     from .prepare import prepare_dataset
 
     files, info = _corpus_files(args.corpus, args.download_dir)
@@ -69,7 +70,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     meta = prepare_dataset(inputs, args.out, args.tokenizer, val_fraction=args.val_fraction,
                            num_workers=args.workers, seed=args.seed, dtype=args.dtype, text_field=args.text_field,
                            shard_tokens=args.shard_tokens, overwrite=args.overwrite, progress=not args.no_progress,
-                           extra_metadata={"corpora": info} if info else None)
+                           extra_metadata={"corpora": info} if info else None, filters=spec_from_args(args))
     for split, d in meta["splits"].items():
         print(f"{split}: {d['num_tokens']:,} tokens, {d['num_documents']:,} documents, {len(d['shards'])} shards")
     print(f"wrote {args.out}")
@@ -80,8 +81,11 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 def _cmd_stats(args: argparse.Namespace) -> int:
     from .stats import format_stats, stats
 
-    s = stats(args.path, verify=args.verify)
-    print(json.dumps(s, indent=2) if args.json else format_stats(s))
+    all_stats = [stats(path, verify=args.verify) for path in args.path]  # one per source
+    if args.json:
+        print(json.dumps(all_stats[0] if len(all_stats) == 1 else all_stats, indent=2))
+    else:
+        print("\n\n".join(format_stats(s) for s in all_stats))
     return 0
 
 
@@ -101,6 +105,7 @@ def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
 
 def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``data`` with ``prepare`` and ``stats`` to an argparse subparsers object."""
+    from .filters import add_filter_args
     from .prepare import DEFAULT_SHARD_TOKENS
 
     data = subparsers.add_parser("data", help="prepare packed token datasets and inspect them")
@@ -122,10 +127,11 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "with a sumi metadata.json and its shards; never an input or anything else)")
     p.add_argument("--no-progress", action="store_true")
     _add_corpus_args(p)
+    add_filter_args(p)
     p.set_defaults(func=_cmd_prepare)
 
     s = sub.add_parser("stats", help="token/document counts of a prepared dataset; --verify checks sha256")
-    s.add_argument("path")
+    s.add_argument("path", nargs="+", help="prepared dataset folder(s): one table per source")
     s.add_argument("--verify", action="store_true", help="recompute every shard's sha256")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(func=_cmd_stats)

@@ -147,7 +147,7 @@ def _pick_split(datasets, ds, where: str):
     return ds
 
 
-def _iter_hf(ds, text_field: str, where: str) -> Iterator[str]:
+def _iter_hf(ds, text_field: str, where: str, fields: Sequence[str] = ()) -> Iterator[tuple[str, dict[str, Any]]]:
     cols = getattr(ds, "column_names", None)
     if cols is not None and text_field not in cols:
         raise ValueError(f"{where} has no column {text_field!r} (columns: {cols}); pass text_field=")
@@ -157,23 +157,23 @@ def _iter_hf(ds, text_field: str, where: str) -> Iterator[str]:
             continue
         if not isinstance(text, str):
             raise ValueError(f"{where}: field {text_field!r} is a {type(text).__name__}, expected a string")
-        yield text
+        yield text, {f: row.get(f) for f in fields}
 
 
-def _iter_source(src: _Source, text_field: str) -> Iterator[str]:
-    """The texts of one input; a file that cannot be read (a truncated .gz, an I/O error) is a
-    ValueError naming it."""
+def _iter_source(src: _Source, text_field: str, fields: Sequence[str] = ()) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(text, the record's `fields`) of each document of one input; a file that cannot be read (a
+    truncated .gz, an I/O error) is a ValueError naming it."""
     try:
-        yield from _read_source(src, text_field)
+        yield from _read_source(src, text_field, fields)
     except (OSError, EOFError, zlib.error) as e:
         what = "truncated or corrupt compressed file" if src.path.endswith(".gz") else "cannot read the file"
         raise ValueError(f"{src.path}: {what} ({e})") from None
 
 
-def _read_source(src: _Source, text_field: str) -> Iterator[str]:
+def _read_source(src: _Source, text_field: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     if src.kind == "text":
         with _open_text(src.path) as f:
-            yield _decode(f.read())
+            yield _decode(f.read()), {}
     elif src.kind == "jsonl":
         with _open_text(src.path) as f:
             for lineno, obj in iter_json_lines(f, str(src.path)):
@@ -186,7 +186,7 @@ def _read_source(src: _Source, text_field: str) -> Iterator[str]:
                 if not isinstance(text, str):
                     raise ValueError(f"{src.path}:{lineno}: field {text_field!r} is a {type(text).__name__}, "
                                      "expected a string")
-                yield text
+                yield text, {f: obj.get(f) for f in fields}
     elif src.kind == "parquet":
         try:
             import pyarrow.parquet as pq
@@ -197,17 +197,19 @@ def _read_source(src: _Source, text_field: str) -> Iterator[str]:
         if text_field not in pf.schema_arrow.names:
             raise ValueError(f"{src.path}: no column {text_field!r} (columns: {pf.schema_arrow.names}); "
                              "pass text_field=")
-        for batch in pf.iter_batches(columns=[text_field], batch_size=1024):
-            for text in batch.column(0).to_pylist():
+        extra = [f for f in fields if f in pf.schema_arrow.names and f != text_field]
+        for batch in pf.iter_batches(columns=[text_field, *extra], batch_size=1024):
+            for row in batch.to_pylist():
+                text = row[text_field]
                 if text is None:
                     continue
                 if not isinstance(text, str):
                     raise ValueError(f"{src.path}: column {text_field!r} holds {type(text).__name__}, expected strings")
-                yield text
+                yield text, {f: row.get(f) for f in fields}
     elif src.kind == "hf_disk":
         datasets = _import_datasets(f"the saved dataset {src.path!r}")
         ds = _pick_split(datasets, datasets.load_from_disk(src.path), repr(src.path))
-        yield from _iter_hf(ds, text_field, repr(src.path))
+        yield from _iter_hf(ds, text_field, repr(src.path), fields)
     elif src.kind == "hf_hub":
         spec = src.path[len(HUB_PREFIX):]
         name, _, split = spec.partition(":")
@@ -218,7 +220,7 @@ def _read_source(src: _Source, text_field: str) -> Iterator[str]:
             ds = datasets.load_dataset(name, split=split or "train", streaming=True)
         except Exception as e:  # offline, unknown name, ...: re-raise with the input named
             raise ValueError(f"cannot load the Hub dataset {name!r} (split {split or 'train'!r}): {e}") from e
-        yield from _iter_hf(ds, text_field, f"the Hub dataset {name!r}")
+        yield from _iter_hf(ds, text_field, f"the Hub dataset {name!r}", fields)
     else:  # pragma: no cover
         raise AssertionError(src.kind)
 
@@ -227,7 +229,7 @@ def iter_documents(inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
                    text_field: str = "text") -> Iterator[str]:
     """The documents of `inputs`, in order, as `prepare_dataset` reads them (empty texts included)."""
     for src in _expand_inputs(inputs):
-        yield from _iter_source(src, text_field)
+        yield from (text for text, _ in _iter_source(src, text_field))
 
 
 # ----------------------------------------------------------------------------- tokenizer
@@ -490,6 +492,7 @@ def prepare_dataset(
     overwrite: bool = False,
     progress: bool = True,
     extra_metadata: dict[str, Any] | None = None,
+    filters: Any = None,
 ) -> dict[str, Any]:
     """Tokenize `inputs` into a packed dataset in `out_dir`; returns the metadata (also written to
     `out_dir/metadata.json`).
@@ -505,6 +508,8 @@ def prepare_dataset(
       * a plain folder: all the supported files under it, in sorted path order.
       Documents are read in the given order. Empty documents (and texts that tokenize to nothing)
       are skipped and counted in ``metadata["skipped_empty_documents"]``.
+    filters: a `sumi.data.filters.FilterSpec` (score, length, language, exact/near duplicates), applied
+      in order before the split; its counts go to ``metadata["filters"]``.
     tokenizer: a path or name for `sumi.tokenization.load_tokenizer` (``"dolma2"``, a folder with HF
       tokenizer files, a ``tokenizer.json``, a Hub id), a transformers fast tokenizer or a
       ``tokenizers.Tokenizer`` (then pass `bos_token_id`/`eos_token_id`). Documents are encoded
@@ -546,15 +551,17 @@ def prepare_dataset(
     with atomic_folder(out, overwrite=overwrite, may_replace=why_not_replaceable, what=_WHAT) as tmp:
         return _write_dataset(tmp, out, sources, tok, dtype, text_field=text_field, val_fraction=val_fraction,
                               seed=seed, shard_tokens=shard_tokens, num_workers=num_workers, progress=progress,
-                              extra_metadata=extra_metadata)
+                              extra_metadata=extra_metadata, filters=filters)
 
 
 def _write_dataset(tmp: Path, out: Path, sources: Sequence[_Source], tok: _TokInfo, dtype: str, *,
                    text_field: str, val_fraction: float, seed: int, shard_tokens: int, num_workers: int,
-                   progress: bool, extra_metadata: dict[str, Any] | None) -> dict[str, Any]:
+                   progress: bool, extra_metadata: dict[str, Any] | None, filters: Any = None) -> dict[str, Any]:
     """Tokenize `sources` into shards and metadata.json in the staging folder `tmp`."""
     from .. import __version__
+    from .filters import DocumentFilter
 
+    doc_filter = DocumentFilter(filters) if filters is not None else None
     writers = {s: _SplitWriter(tmp, s, dtype, int(shard_tokens)) for s in SPLITS}
     try:
         skipped = 0
@@ -562,11 +569,11 @@ def _write_dataset(tmp: Path, out: Path, sources: Sequence[_Source], tok: _TokIn
         def documents() -> Iterator[str]:
             nonlocal skipped
             for src in sources:
-                for text in _iter_source(src, text_field):
-                    if text:
-                        yield text
-                    else:
+                for text, fields in _iter_source(src, text_field, doc_filter.spec.fields if doc_filter else ()):
+                    if not text:
                         skipped += 1
+                    elif doc_filter is None or doc_filter.keep(text, fields):
+                        yield text
 
         from tqdm.auto import tqdm
 
@@ -616,6 +623,8 @@ def _write_dataset(tmp: Path, out: Path, sources: Sequence[_Source], tok: _TokIn
             "skipped_empty_documents": skipped,
             "splits": {s: w.summary() for s, w in writers.items()},
         }
+        if doc_filter is not None:
+            meta["filters"] = doc_filter.metadata()
         if extra_metadata:
             meta["extra"] = extra_metadata
         # written last: a folder with metadata.json is complete

@@ -22,7 +22,7 @@ def stats(path: str | os.PathLike, *, verify: bool = False) -> dict[str, Any]:
 
     Returns a dict: ``path``, ``dtype``, ``vocab_size``, ``bos_token_id``, ``eos_token_id``,
     ``tokenizer``, ``seed``, ``val_fraction``, ``sumi_version``, ``num_inputs``, ``bytes_on_disk``,
-    ``verified`` and ``splits``: per split ``num_tokens``, ``num_documents``, ``num_shards``,
+    ``verified``, ``filters`` (the prepare-time filter spec and counts, or None) and ``splits``: per split ``num_tokens``, ``num_documents``, ``num_shards``,
     ``doc_len_mean``, ``doc_len_median``, ``doc_len_min``, ``doc_len_max`` (document lengths in
     tokens, without the BOS/EOS delimiters; None for an empty split).
 
@@ -39,6 +39,7 @@ def stats(path: str | os.PathLike, *, verify: bool = False) -> dict[str, Any]:
         "tokenizer": meta["tokenizer"].get("name_or_path"), "seed": meta["seed"],
         "val_fraction": meta["val_fraction"], "sumi_version": meta.get("sumi_version"),
         "num_inputs": len(meta.get("inputs", [])), "splits": {}, "verified": bool(verify),
+        "filters": meta.get("filters"),
     }
     total_bytes = 0
     for split, info in meta["splits"].items():
@@ -82,6 +83,10 @@ def format_stats(s: dict[str, Any]) -> str:
                      f"{fmt(d['doc_len_mean'], ',.1f'):>11}{fmt(d['doc_len_median'], ',.1f'):>12}"
                      f"{fmt(d['doc_len_min'], ','):>8}{fmt(d['doc_len_max'], ','):>10}")
     lines.append("(document lengths in tokens, without the BOS/EOS delimiters)")
+    f = s.get("filters")
+    if f:
+        dropped = ", ".join(f"{k} {v:,}" for k, v in f["dropped"].items()) or "none"
+        lines.append(f"filters     kept {f['kept']:,} of {f['documents_seen']:,} documents; dropped: {dropped}")
     return "\n".join(lines)
 
 
