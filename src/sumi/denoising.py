@@ -22,7 +22,9 @@ from typing import Any, Callable
 import torch
 from transformers.utils import ModelOutput
 
-from .sampling import _Randomness, adaptive_step, ancestral_step, greedy_step, softmax_summary
+from .sampling import (
+    _Randomness, adaptive_step, ancestral_step, entropy_bounded_step, greedy_step, renoise, softmax_summary,
+)
 
 # How many past canvases `stop_on_cycle` compares against: cycles up to this period are caught.
 # Greedy and adaptive at T = 0 settle into period-2 oscillations (two tokens swapping back and
@@ -193,6 +195,33 @@ def _find_cycles(now: torch.Tensor, history: deque, pending: torch.Tensor, k: in
     return found
 
 
+@dataclass(frozen=True)
+class Move:
+    """One forward's worth of a job's plan: `kind` is the step taken with its logits ("ancestral",
+    "correct", "adaptive", "greedy" or "entropy"), from log-SNR `log_snr_t` to the cleaner `log_snr_s`.
+    A "correct" move first re-noises the canvas from `log_snr_s` back to `log_snr_t`."""
+
+    kind: str
+    log_snr_t: float
+    log_snr_s: float
+
+
+def plan_moves(sampler: str, log_snrs: list[float], *, corrector_steps: int = 0, greedy_tail: int = 0) -> list[Move]:
+    """The forwards of a run, in order: one move per schedule step, each ancestral step of the
+    predictor-corrector sampler followed by `corrector_steps` corrector moves at the level it reached,
+    and the last `greedy_tail` moves replaced by argmax steps."""
+    kind = {"ancestral": "ancestral", "predictor_corrector": "ancestral", "adaptive": "adaptive",
+            "greedy": "greedy", "entropy_bounded": "entropy"}[sampler]
+    moves = []
+    for lam_t, lam_s in zip(log_snrs[:-1], log_snrs[1:]):
+        moves.append(Move(kind, lam_t, lam_s))
+        if sampler == "predictor_corrector":
+            moves += [Move("correct", lam_t, lam_s)] * corrector_steps
+    for i in range(max(0, len(moves) - greedy_tail), len(moves)):
+        moves[i] = Move("greedy", moves[i].log_snr_t, moves[i].log_snr_s)
+    return moves
+
+
 # ----------------------------------------------------------------------------- a job
 class CanvasJob:
     """The rows of one `generate()` call, denoised one step at a time by a `DenoisingEngine`.
@@ -208,8 +237,13 @@ class CanvasJob:
         cfg, device = model.config, input_ids.device
         self.vocab_size, self.eos_id = cfg.vocab_size, cfg.eos_token_id
         self.pad_id = cfg.pad_token_id if cfg.pad_token_id is not None else cfg.eos_token_id
-        self.options, self.log_snrs, self.tokenizer = o, log_snrs, tokenizer
-        self.sampler, self.num_steps, self.temperature = o["sampler"], o["num_denoising_steps"], o["temperature"]
+        self.options, self.tokenizer = o, tokenizer
+        self.sampler, self.temperature = o["sampler"], o["temperature"]
+        self.moves = plan_moves(self.sampler, log_snrs, corrector_steps=o["corrector_steps"],
+                                greedy_tail=o["greedy_tail"])
+        self.num_steps = len(self.moves)  # forwards, unless rows leave early
+        # the level after each move (N + 1 entries for the one-move-per-step samplers)
+        self.log_snrs = [log_snrs[0]] + [m.log_snr_s for m in self.moves]
         self.progress_callback = progress_callback
         self.input_ids, self.attention_mask = input_ids, attention_mask
         B, P = input_ids.shape
@@ -281,7 +315,7 @@ class CanvasJob:
             self.rng.spans = [(s, e) for s, e in zip(starts, row_ends)]
         self.canvas = canvas
         # (clones: on CPU `.cpu()` returns the same tensor, and the canvas is updated in place below)
-        self.trajectory = Trajectory(canvas.cpu().clone(), free.cpu().clone(), log_snrs, [], [], [], []) \
+        self.trajectory = Trajectory(canvas.cpu().clone(), free.cpu().clone(), self.log_snrs, [], [], [], []) \
             if record_trajectory else None
         w = self.width
         self.free, self.key_mask = free[:, :w], self.key_mask[:, :w]
@@ -295,8 +329,10 @@ class CanvasJob:
         self.patience = o["early_stop_patience"]
         self.cycle_exit = bool(o["stop_on_cycle"])
         # rows leave the batch one by one only when nothing records every row at every step
-        self.per_row_exit = ((self.patience is not None and self.patience > 0) or self.cycle_exit) \
+        self.settle_exit = self.sampler == "entropy_bounded"  # a row ends once all of it is accepted and still
+        self.per_row_exit = ((self.patience is not None and self.patience > 0) or self.cycle_exit or self.settle_exit) \
             and not record_trajectory and self.progress_callback is None
+        self.settled = torch.zeros(B, dtype=torch.bool, device=device)
         self.unchanged = torch.zeros(B, dtype=torch.long, device=device)  # consecutive steps without a change
         self.active = torch.ones(B, dtype=torch.bool, device=device)  # rows still in the batch
         self.row_forwards = torch.zeros(B, dtype=torch.long, device=device)
@@ -317,27 +353,32 @@ class CanvasJob:
         pos = None if self.position_ids is None else pick(self.position_ids)
         return pick(self.canvas[:, :self.width]), pick(self.key_mask), pos
 
+    def before_forward(self) -> None:
+        """A corrector move re-noises the canvas of the rows still in before its forward."""
+        move = self.moves[self.steps_done]
+        if move.kind != "correct":
+            return
+        rows = self.rows_in()
+        pick = (lambda x: x) if rows is None else (lambda x: x.index_select(0, rows))
+        rng = self.rng if rows is None else self.rng.select(rows)
+        noised = renoise(pick(self.canvas[:, :self.width]), pick(self.free), move.log_snr_s, move.log_snr_t, rng,
+                         vocab_size=self.vocab_size)
+        if rows is None:
+            self.canvas[:, :self.width] = noised
+        else:
+            self.canvas[rows, :self.width] = noised
+
     def advance(self, logits: torch.Tensor) -> None:
-        """Step k of this job from the logits `[b, width, V']` of its rows still in: the sampler,
+        """Move k of this job from the logits `[b, width, V']` of its rows still in: the sampler,
         the records, then the exit rules."""
-        o, V, k = self.options, self.vocab_size, self.steps_done
-        lam_t, lam_s = self.log_snrs[k], self.log_snrs[k + 1]
+        k, move = self.steps_done, self.moves[self.steps_done]
         rows_in = self.rows_in()
         pick = (lambda x: x) if rows_in is None else (lambda x: x.index_select(0, rows_in))
         z, free_k = pick(self.canvas[:, :self.width]), pick(self.free)
         rng_k = self.rng if rows_in is None else self.rng.select(rows_in)
         self.forwards += 1
         self.row_forwards += self.active.long()
-        selected = None
-        filters = dict(top_k=o["top_k"], top_p=o["top_p"], min_p=o["min_p"])
-        if self.sampler == "ancestral":
-            new = ancestral_step(logits, z, free_k, lam_t, lam_s, rng_k, vocab_size=V, temperature=self.temperature,
-                                 **filters)
-        elif self.sampler == "adaptive":
-            new, selected = adaptive_step(logits, z, free_k, rng_k, vocab_size=V, tokens_per_step=o["tokens_per_step"],
-                                          temperature=self.temperature, **filters)
-        else:
-            new = greedy_step(logits, z, free_k, vocab_size=V)
+        new, selected, accepted = self._sample(move, logits, z, free_k, rng_k)
         self._record(logits, z, new, selected)
         row_changed = (new != z).any(-1)
         if rows_in is None:
@@ -346,12 +387,36 @@ class CanvasJob:
         else:
             self.canvas[rows_in, :self.width] = new
             self.unchanged[rows_in] = torch.where(row_changed, 0, self.unchanged[rows_in] + 1)
+        if accepted is not None:  # entropy-bounded: every free position accepted, and nothing moved
+            settled = ~row_changed & ~(free_k & ~accepted).any(-1)
+            if rows_in is None:
+                self.settled = settled
+            else:
+                self.settled[rows_in] = settled
         if self.progress_callback is not None:
-            self.progress_callback(dict(step=k, num_steps=self.num_steps, log_snr_t=lam_t, log_snr_s=lam_s, z=new,
-                                        top1_z=self._summary["argmax"], top1_prob=self._summary["max"],
-                                        noise_mask=free_k, selected_pos=selected))
+            self.progress_callback(dict(step=k, num_steps=self.num_steps, log_snr_t=move.log_snr_t,
+                                        log_snr_s=move.log_snr_s, z=new, top1_z=self._summary["argmax"],
+                                        top1_prob=self._summary["max"], noise_mask=free_k, selected_pos=selected))
         self.steps_done += 1
         self.done = self.steps_done == self.num_steps or self._exit_rules(k)
+
+    def _sample(self, move: Move, logits, z, free, rng):
+        """The step of `move` on canvas z `[b, width]`: the new canvas, the adaptive sampler's selected
+        positions (else None) and the entropy-bounded sampler's accepted positions (else None)."""
+        o, V = self.options, self.vocab_size
+        filters = dict(temperature=self.temperature, top_k=o["top_k"], top_p=o["top_p"], min_p=o["min_p"])
+        if move.kind in ("ancestral", "correct"):
+            return ancestral_step(logits, z, free, move.log_snr_t, move.log_snr_s, rng, vocab_size=V, **filters), \
+                None, None
+        if move.kind == "adaptive":
+            new, selected = adaptive_step(logits, z, free, rng, vocab_size=V, tokens_per_step=o["tokens_per_step"],
+                                          **filters)
+            return new, selected, None
+        if move.kind == "entropy":
+            new, accepted = entropy_bounded_step(logits, z, free, rng, vocab_size=V, entropy_bound=o["entropy_bound"],
+                                                 **filters)
+            return new, None, accepted
+        return greedy_step(logits, z, free, vocab_size=V), None, None
 
     def _record(self, logits, z, new, selected) -> None:
         """The trajectory's entry for this step, and the summary the progress callback reads."""
@@ -391,6 +456,11 @@ class CanvasJob:
             if self.per_row_exit:
                 self.active &= self.unchanged < self.patience
             elif bool((self.unchanged >= self.patience).all()):
+                return True
+        if self.settle_exit:
+            if self.per_row_exit:
+                self.active &= ~self.settled
+            elif bool(self.settled.all()):
                 return True
         return self.per_row_exit and not bool(self.active.any())
 
@@ -497,6 +567,8 @@ class DenoisingEngine:
         was_training = model.training
         model.eval()
         try:
+            for job in jobs:
+                job.before_forward()
             logits = self._forward([j.forward_inputs() for j in jobs])
             self.forwards += 1
             for job, part in zip(jobs, logits):
@@ -536,6 +608,7 @@ class DenoisingEngine:
 
 
 __all__ = [
-    "CYCLE_WINDOW", "SumiGenerationOutput", "Trajectory", "CanvasLayout", "canvas_layout", "frozen_per_row", "CanvasJob",
+    "CYCLE_WINDOW", "SumiGenerationOutput", "Trajectory", "CanvasLayout", "canvas_layout", "frozen_per_row", "Move",
+    "plan_moves", "CanvasJob",
     "DenoisingEngine", "trim_sequences", "cut_at_stop_strings",
 ]

@@ -66,6 +66,11 @@ GENERATION_DEFAULTS: dict[str, Any] = dict(
     early_stop_patience=None,
     stop_on_cycle=False,
     skip_tail=False,
+    # few-step samplers (issue 16): corrector moves per predictor step of "predictor_corrector",
+    # argmax steps at the end of a run, the entropy bound (nats) of "entropy_bounded"
+    corrector_steps=1,
+    greedy_tail=0,
+    entropy_bound=1.0,
 )
 
 
@@ -103,6 +108,12 @@ def validate_generation_options(o: dict) -> None:
         value = o[name]
         if value is not None and not (isinstance(value, (int, float)) and 0.0 < value <= 1.0):
             raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    for name in ("corrector_steps", "greedy_tail"):
+        if not _is_int(o[name]) or o[name] < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {o[name]!r}")
+    bound = o["entropy_bound"]
+    if not isinstance(bound, (int, float)) or isinstance(bound, bool) or not math.isfinite(bound) or bound < 0:
+        raise ValueError(f"entropy_bound must be a finite number of nats >= 0, got {bound!r}")
     patience = o["early_stop_patience"]
     if patience is not None and (not _is_int(patience) or patience < 0):
         raise ValueError(f"early_stop_patience must be a non-negative integer (or None), got {patience!r}")
@@ -179,6 +190,9 @@ class SumiGenerationMixin:
         early_stop_patience: int | None = None,
         stop_on_cycle: bool | None = None,
         skip_tail: bool | None = None,
+        corrector_steps: int | None = None,
+        greedy_tail: int | None = None,
+        entropy_bound: float | None = None,
         record_trajectory: bool = False,
         **kwargs,
     ) -> SumiGenerationOutput:
@@ -190,7 +204,11 @@ class SumiGenerationMixin:
             max_new_tokens / max_length: how much to write (one is required; 0 returns the prompt).
             num_denoising_steps: N, one forward each (default 128).
             seed / generator: randomness; `seed` may be a list with one seed per row.
-            sampler: "ancestral" (default), "adaptive" or "greedy".
+            sampler: "ancestral" (default), "adaptive", "greedy", "predictor_corrector" (each ancestral
+                step followed by `corrector_steps` corrector forwards: re-noise one schedule step back,
+                denoise again) or "entropy_bounded" (positions with predicted entropy under
+                `entropy_bound` nats take the argmax, the rest are redrawn; a row ends once all of it
+                is accepted and unchanged).
             schedule: "linear" (default) or "cosine", between `min_log_snr` and `max_log_snr`.
             temperature: softmax temperature of the denoiser (0 = argmax).
             tokens_per_step: positions the adaptive sampler rewrites per step.
@@ -227,6 +245,9 @@ class SumiGenerationMixin:
                 random initial tokens). The official code denoises that tail each step as free
                 context; skipping it saves that share of each forward (most of it at the default
                 canvas of 2048) and changes the result. Needs the EOS/BOS anchors.
+            corrector_steps: corrector forwards after each predictor step (predictor_corrector; default 1).
+            greedy_tail: the last `greedy_tail` forwards take the argmax (ancestral-type samplers).
+            entropy_bound: the acceptance bound of the entropy_bounded sampler, in nats (default 1.0).
             record_trajectory: also return `.trajectory` (initial canvas, per-step changes,
                 confidence and entropy; see `Trajectory`). Costs one extra softmax per step.
         Returns: `SumiGenerationOutput` with `.sequences`, `.lengths`, `.canvas`, `.num_forwards`,

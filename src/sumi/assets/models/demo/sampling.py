@@ -3,7 +3,14 @@
 * ancestral (default): draw z_s ~ p(z_s | z_t, x_hat) at every position (spec §5);
 * adaptive: overwrite the `tokens_per_step` positions whose top-1 probability most exceeds the
   probability of their current token;
-* greedy: every free position becomes the argmax.
+* greedy: every free position becomes the argmax;
+* predictor-corrector: an ancestral step, then `corrector_steps` corrector steps at the level it
+  reached: re-noise the canvas one schedule step back (`renoise`, the forward process) and take the
+  ancestral step again, one forward each;
+* entropy-bounded: positions whose predicted entropy is under a bound take their argmax, the rest
+  are redrawn from the prediction; a row ends once every position is accepted and stays put.
+
+Any of the ancestral-type samplers may end with a greedy tail (`greedy_tail` final argmax steps).
 
 Each step function takes logits `[B, S, V']`, the canvas z_t `[B, S]` and the positions it may change
 `free` `[B, S]`, and returns the next canvas. `_Randomness` holds a run's random streams (one for the
@@ -16,7 +23,7 @@ import torch
 
 from .diffusion import alpha_from_log_snr
 
-SAMPLERS = ("ancestral", "adaptive", "greedy")
+SAMPLERS = ("ancestral", "adaptive", "greedy", "predictor_corrector", "entropy_bounded")
 
 
 # ----------------------------------------------------------------------------- random draws
@@ -248,10 +255,58 @@ def adaptive_step(
     return z_s, selected.masked_fill(~valid, -1)
 
 
+def renoise(z_s: torch.Tensor, free: torch.Tensor, log_snr_s: float, log_snr_t: float, rng: _Randomness, *,
+            vocab_size: int) -> torch.Tensor:
+    """The forward process from the cleaner level s to the noisier level t < s: each free token is
+    kept with probability a_t / a_s, else replaced by a uniform draw from `[0, V)` (so that
+    q(z_t | x) = a_t 1[z_t = x] + (1 - a_t) / V whenever z_s ~ q(z_s | x)).
+
+    Args: z_s `[B, S]`, free `[B, S]` bool. Returns: z_t `[B, S]`.
+    """
+    a_t = float(alpha_from_log_snr(torch.tensor(log_snr_t, dtype=torch.float64)))
+    a_s = float(alpha_from_log_snr(torch.tensor(log_snr_s, dtype=torch.float64)))
+    B, S = z_s.shape
+    keep = rng.rand(B, S) < a_t / a_s
+    noise = rng.randint(vocab_size, B, S)
+    return torch.where(free & ~keep, noise, z_s)
+
+
+def entropy_bounded_step(
+    logits: torch.Tensor,
+    z_t: torch.Tensor,
+    free: torch.Tensor,
+    rng: _Randomness,
+    *,
+    vocab_size: int,
+    entropy_bound: float,
+    temperature: float = 1.0,
+    top_k=None,
+    top_p=None,
+    min_p=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accept the free positions whose predicted entropy (untempered, nats) is under `entropy_bound`:
+    they take the argmax; redraw every other free position from the (tempered, filtered) prediction.
+
+    Returns: z_s `[B, S]` and the accepted positions `[B, S]` bool.
+    """
+    logits = logits[..., :vocab_size]
+    summary = softmax_summary(logits, z_t, top1=True, entropy=True)
+    accepted = free & (summary["entropy"] < entropy_bound)
+    z_s = torch.where(accepted, summary["argmax"], z_t)
+    rows, cols = (free & ~accepted).nonzero(as_tuple=True)
+    if rows.numel():
+        if temperature == 0:
+            z_s[rows, cols] = summary["argmax"][rows, cols]
+        else:
+            p = denoiser_probs(logits[rows, cols], temperature, top_k, top_p, min_p)
+            z_s[rows, cols] = rng.categorical(p, rows)
+    return z_s, accepted
+
+
 def is_deterministic(sampler: str, temperature: float) -> bool:
-    """Whether a step is a function of the canvas alone (no random draws): greedy, and adaptive at
-    T = 0. Only then does a repeated canvas repeat its future (`stop_on_cycle`)."""
-    return sampler == "greedy" or (sampler == "adaptive" and float(temperature) == 0)
+    """Whether a step is a function of the canvas alone (no random draws): greedy, and adaptive or
+    entropy-bounded at T = 0. Only then does a repeated canvas repeat its future (`stop_on_cycle`)."""
+    return sampler == "greedy" or (sampler in ("adaptive", "entropy_bounded") and float(temperature) == 0)
 
 
 def greedy_step(logits: torch.Tensor, z_t: torch.Tensor, free: torch.Tensor, *, vocab_size: int) -> torch.Tensor:
@@ -261,5 +316,5 @@ def greedy_step(logits: torch.Tensor, z_t: torch.Tensor, free: torch.Tensor, *, 
 
 __all__ = [
     "SAMPLERS", "filter_probs", "denoiser_probs", "dense_posterior", "softmax_summary", "ancestral_step",
-    "adaptive_step", "is_deterministic", "greedy_step",
+    "adaptive_step", "is_deterministic", "greedy_step", "renoise", "entropy_bounded_step",
 ]
