@@ -34,11 +34,11 @@ MESSAGE_PARAMS = dict(OPTION_FIELDS, input_ids="prompt", prompt="prompt", max_le
 
 @dataclass
 class Prompt:
-    """ids: the prompt as the model sees it; field: the request field it came from ("prompt" or
+    """ids: the prompt as the model sees it; source: the request field it came from ("prompt" or
     "messages"); stop: stop strings the chat template implies."""
 
     ids: list[int]
-    field: str
+    source: str
     stop: list[str] = field(default_factory=list)
 
 
@@ -153,8 +153,8 @@ class JobBuilder:
     def _bounded(self, prompt: Prompt) -> Prompt:
         cap = self.settings.max_prompt_tokens
         if cap is not None and len(prompt.ids) > cap:
-            raise invalid(f"{prompt.field}: the prompt is {len(prompt.ids)} tokens, more than this server's "
-                          f"--max-prompt-tokens {cap}", param=prompt.field, code="context_length_exceeded")
+            raise invalid(f"{prompt.source}: the prompt is {len(prompt.ids)} tokens, more than this server's "
+                          f"--max-prompt-tokens {cap}", param=prompt.source, code="context_length_exceeded")
         return prompt
 
     # ---- the job
@@ -174,8 +174,8 @@ class JobBuilder:
         except (ValueError, TypeError) as e:
             message, param = api_message(str(e)), param_from_message(str(e), MESSAGE_PARAMS)
             if param == "prompt":
-                param = prompt.field
-            too_long = param == prompt.field and "does not fit" in message  # canvas_layout's words
+                param = prompt.source
+            too_long = param == prompt.source and "does not fit" in message  # canvas_layout's words
             raise invalid(message, param=param, code="context_length_exceeded" if too_long else None) from None
         if max_tokens is not None and job.budgets[0] < max_tokens:
             canvas = job.layout.canvas_length
