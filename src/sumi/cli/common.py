@@ -313,6 +313,14 @@ _SAMPLING_ARGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         action="store_const", const=True,
         help="greedy / adaptive at temperature 0: a row stops once its canvas repeats a recent state, keeping "
              "the canvas the remaining steps would end on (exact, fewer forwards)")),
+    "corrector_steps": (("--corrector-steps",), dict(
+        type=nonneg_int, metavar="C",
+        help="predictor_corrector: corrector forwards after each step (re-noise one step back, denoise again)")),
+    "greedy_tail": (("--greedy-tail",), dict(
+        type=nonneg_int, metavar="G", help="the last G forwards take the argmax (ancestral-type samplers)")),
+    "entropy_bound": (("--entropy-bound",), dict(
+        type=nonneg_float, metavar="H",
+        help="entropy_bounded: positions with predicted entropy under H nats take the argmax, the rest are redrawn")),
     "seed": (("--seed",), dict(type=seed_list, metavar="SEED", help="random seed, or one seed per prompt (1,2,3)")),
     "canvas_length": (("--canvas-length",), dict(
         type=positive_int, metavar="N",
@@ -340,7 +348,7 @@ _SAMPLING_ARGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 
 SAMPLER_OPTIONS = ("max_new_tokens", "num_denoising_steps", "sampler", "schedule", "temperature", "tokens_per_step",
                    "top_k", "top_p", "min_p", "min_log_snr", "max_log_snr", "early_stop_patience", "stop_on_cycle",
-                   "seed")
+                   "corrector_steps", "greedy_tail", "entropy_bound", "seed")
 CANVAS_OPTIONS = ("canvas_length", "anchor_eosbos", "trim_at_eos", "stop_strings", "align_rows", "skip_tail",
                   "denoise_end", "frozen")
 
