@@ -105,7 +105,7 @@ def test_dry_run_prints_each_phase(tmp_path, capsys):
     (tmp_path / "two.yaml").write_text(TWO_PHASES)
     assert main([str(tmp_path / "two.yaml"), "--dry-run", "--tokens-per-second", "512"]) == 0
     out = capsys.readouterr().out
-    assert "1. pre: steps 0-4 (4 steps = 1.02K tokens); 0.00 h at 512 tokens/s" in out
+    assert "1. pre: steps 0-4 (4 steps = 1.02K tokens); 2 s at 512 tokens/s" in out
     assert "general" in out and "code" in out and "[endless]" in out
 
 

@@ -109,7 +109,11 @@ def memory_per_rank(config: TrainConfig, model_config, counts: dict[str, int], w
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds / 86400:,.1f} days" if seconds >= 2 * 86400 else f"{seconds / 3600:,.2f} h"
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:,.1f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / 60:,.1f} min" if seconds >= 120 else f"{seconds:,.0f} s"
 
 
 def _source_windows(config: TrainConfig) -> dict[str, int | None]:
