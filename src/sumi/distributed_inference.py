@@ -40,7 +40,7 @@ from typing import Any
 from .atomic import write_text_atomic
 
 HEARTBEAT_S = 0.5      # how often a rank bumps its counter and looks at the others'
-DEAD_AFTER_S = 10.0    # a counter that has not moved for this long means the rank is gone
+DEAD_AFTER_S = 20.0    # a counter that has not moved for this long means the rank is gone
 _POLL_S = 0.05         # how often a waiting rank asks the store
 
 
@@ -195,11 +195,15 @@ class Peers:
 
     # -- watching the others
     def _watch(self, store) -> None:
-        seen = {r: (-1, time.monotonic()) for r in range(self.world_size) if r != self.rank}
+        # per other rank: (its counter, when it last moved, my own beats since then); a rank is dead
+        # when its counter stood still for dead_after_s AND this thread kept beating meanwhile (a
+        # starved machine that also stalled this thread blames nobody)
+        seen = {r: (-1, time.monotonic(), 0) for r in range(self.world_size) if r != self.rank}
+        needed = max(2, int(0.8 * self.dead_after_s / self.heartbeat_s))
         while not self._stop.wait(self.heartbeat_s):
             try:
                 store.add(f"beat/{self.rank}", 1)
-                for r, (count, since) in list(seen.items()):
+                for r, (count, since, beats) in list(seen.items()):
                     if store.check([f"failed/{r}"]):
                         _fatal(f"rank {r} of {self.world_size} failed: {store.get(f'failed/{r}').decode()}; "
                                "ending the run")
@@ -208,8 +212,10 @@ class Peers:
                         continue
                     now_count = store.add(f"beat/{r}", 0)
                     if now_count != count:
-                        seen[r] = (now_count, time.monotonic())
-                    elif time.monotonic() - since > self.dead_after_s:
+                        seen[r] = (now_count, time.monotonic(), 0)
+                        continue
+                    seen[r] = (count, since, beats + 1)
+                    if time.monotonic() - since > self.dead_after_s and beats + 1 >= needed:
                         _fatal(f"rank {r} of {self.world_size} stopped responding (no heartbeat for "
                                f"{self.dead_after_s:g} s): ending the run (finished shards are kept; rerun with "
                                "--resume where the command has it)")
@@ -292,7 +298,8 @@ def _connect_store(env: LaunchEnv):
     timeout = timedelta(seconds=_seconds_env("SUMI_STORE_TIMEOUT_S", 600.0))
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
     master = env.rank == 0 and not agent
-    store = dist.TCPStore(host, port, env.world_size, master, timeout, wait_for_workers=master)
+    # every process registers with the store (the host waits for all of them: a rendezvous)
+    store = dist.TCPStore(host, port, env.world_size, master, timeout)
     # separate this run's keys from the launcher's own (and from a restarted attempt's)
     run, attempt = os.environ.get("TORCHELASTIC_RUN_ID", ""), os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     return dist.PrefixStore(f"sumi-inference/{run}/{attempt}/", store)
