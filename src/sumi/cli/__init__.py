@@ -36,9 +36,11 @@ model saw in training. The output is the prompt plus the canvas up to the first 
 # The commands, in the order `sumi --help` lists them: one line each, imported when the parser is built.
 COMMANDS = (
     "sumi.cli.generate",        # generate
+    "sumi.cli.chat",            # chat
     "sumi.cli.info",            # info
     "sumi.data.cli",            # data, tokenizer
     "sumi.training.cli",        # train, export
+    "sumi.training.sft_cli",    # sft
     "sumi.evaluation.cli",      # eval, perplexity
     "sumi.serving.cli",         # serve
     "sumi.analysis.cli",        # analyze

@@ -30,6 +30,7 @@ from .common import (
     resolve_device,
     sampling_kwargs,
 )
+from .chat import chat_once
 from .display import BarProgress, LiveCanvas, sanitize, write_text
 
 EPILOG = """\
@@ -75,6 +76,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="each PROMPT is token ids (comma or space separated) instead of text")
     g.add_argument("--no-bos", action="store_true",
                    help="do not prepend the BOS token to each prompt (by default a prompt starts a document)")
+    g.add_argument("--chat", metavar="MESSAGE",
+                   help="one chat turn: MESSAGE as the user's, rendered through the model's chat template; prints "
+                        "the answer (sumi chat for a conversation)")
 
     s = g.add_argument_group("sampling", "Options left unset come from the model's generation_config.json, "
                                          "else from the defaults shown.")
@@ -168,6 +172,8 @@ def _row_seeds(seed: int, args: argparse.Namespace, num_rows: int) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.chat is not None:
+        return chat_once(args, args.chat)
     # ---- cheap checks first (before loading any weights)
     prompts = _read_prompts(args)
     options = sampling_kwargs(args)
