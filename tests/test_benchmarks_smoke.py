@@ -10,6 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# each runs a benchmark script in a subprocess: `make test-fast` leaves them out, `make test` (CI) runs them
+pytestmark = pytest.mark.slow
+
 
 def run_quick(script: str, tmp_path: Path, timeout: float, **env_extra) -> tuple[str, dict]:
     """Run `benchmarks/<script> --quick --json ...`; returns its stdout and the JSON it wrote."""

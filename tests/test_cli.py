@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -218,12 +217,10 @@ def test_live_canvas_frames():
 
 
 # ----------------------------------------------------------------------------- info
-def test_info_sumi_7b_is_instant(capsys):
-    start = time.perf_counter()
+def test_info_sumi_7b_counts_without_weights(capsys):
+    # counted on the meta device (how long it takes belongs in a benchmark, not here)
     rc, out, err = run(capsys, "info", "sumi-7b")
-    elapsed = time.perf_counter() - start
     assert rc == 0, err
-    assert elapsed < 5.0                                       # meta device: nothing allocated
     assert "7,767,543,808" in out and "7.77B" in out and "6.95B" in out
     assert "bfloat16 14.47 GiB" in out and "random weights" in out
     rc, out, _ = run(capsys, "info", "sumi-7b", "--json")

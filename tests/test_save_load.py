@@ -139,11 +139,13 @@ def test_remote_code_files_are_the_package_modules(tiny_model, tmp_path):
         assert not re.search(r"^\s*(from|import) sumi\b", source, flags=re.M), name
 
 
-def test_meta_device_7b_shape_builds_instantly():
+def test_the_7b_shape_builds_on_the_meta_device_without_allocating():
     with torch.device("meta"):
         model = SumiForMaskGeneration(SumiConfig.from_preset("sumi-7b"))
+    assert all(p.device.type == "meta" for p in model.parameters())  # no storage behind any weight
+    assert all(b.device.type == "meta" for b in model.buffers())
     n = sum(p.numel() for p in model.parameters())
-    assert 7.7e9 < n < 7.8e9
+    assert 7.7e9 < n < 7.8e9  # (the exact count against the formula: test_ref_params)
 
 
 def test_bundled_model_remote_code_is_the_package_modules():
