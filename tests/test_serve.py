@@ -101,18 +101,18 @@ def test_n_choices_are_rows_seeded_seed_plus_index(served, client):
     assert alone.choices[0].text == out.choices[1].text
 
 
-def test_chat_uses_the_plain_template_and_streams_the_same_text(served, client):
+def test_chat_uses_the_default_template_and_streams_the_same_text(served, client):
+    """The demo tokenizer has no chat template: the server renders sumi's default, as `sumi chat` does."""
     url, model, tok = served
-    body = dict(max_tokens=40, sampler="adaptive", temperature=0.0, tokens_per_step=6, **FAST)
+    body = dict(max_tokens=32, sampler="adaptive", temperature=0.0, tokens_per_step=6, **FAST)
     messages = [{"role": "system", "content": "You write Python."},
                 {"role": "user", "content": "Write a function."}]
     plain = client.chat.completions.create(model="demo", messages=messages, seed=9, extra_body=body)
-    template = "System: You write Python.\nUser: Write a function.\nAssistant:"
-    expected = reference(model, tok, prompt_ids(tok, template), [9], stop=["\nUser:"],
+    template = "<|beginoftext|>System:\nYou write Python.\nUser:\nWrite a function.\nAssistant:\n"
+    expected = reference(model, tok, tok.encode(template, add_special_tokens=False), [9],
                          **{k: v for k, v in body.items()})
     assert plain.choices[0].message.content == expected[0]
     assert plain.choices[0].message.role == "assistant" and plain.object == "chat.completion"
-    assert "\nUser:" not in plain.choices[0].message.content
     stream = list(client.chat.completions.create(model="demo", messages=messages, seed=9, stream=True,
                                                  extra_body=body))
     assert stream[0].choices[0].delta.role == "assistant"

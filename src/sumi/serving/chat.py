@@ -1,8 +1,9 @@
 """Chat messages -> one prompt string.
 
-With a tokenizer that has a chat template (`tokenizer.chat_template`), the template renders the
-messages (with the generation prompt for the assistant's turn). Otherwise this plain template,
-one turn per line, which a base model continues naturally:
+With a tokenizer, its chat template (`tokenizer.chat_template`, else sumi's default
+`sumi.chat_template.DEFAULT_CHAT_TEMPLATE`, the one `sumi chat` uses) renders the messages (with
+the generation prompt for the assistant's turn). Without one (byte-level models), this plain
+template, one turn per line, which a base model continues naturally:
 
     System: You are terse.
     User: Name a colour.
@@ -17,6 +18,8 @@ user's next line itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from ..chat_template import DEFAULT_CHAT_TEMPLATE
 
 PLAIN_ROLES = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant"}
 PLAIN_STOP = "\nUser:"
@@ -38,9 +41,11 @@ def render_chat(messages: list[dict[str, str]], tokenizer) -> ChatPrompt:
     Raises ValueError (naming `messages`) when the tokenizer's template rejects them."""
     if not messages:
         raise ValueError("messages must hold at least one message")
-    if getattr(tokenizer, "chat_template", None):
+    if tokenizer is not None:  # its own template, else sumi's default (what `sumi chat` renders)
+        template = getattr(tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
         try:
-            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                                 add_generation_prompt=True)
         except Exception as e:  # a jinja template signals bad input with any exception (raise_exception)
             raise ValueError(f"messages: the model's chat template rejected them: {e}") from None
         return ChatPrompt(text=text, add_bos=False)
