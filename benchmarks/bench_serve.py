@@ -13,8 +13,8 @@ the same ratio without the noise of other jobs on a shared machine), p50/p95/p99
 whether every answer equals the sequential one (the server's batch invariance, checked on every
 request), and the server's resident memory after the level (from /proc). The request set mixes
 prompt lengths, answer budgets and samplers (every fourth request adaptive at T = 0). Both sides
-run the model in `--dtype` (default bfloat16, sumi's AVX512-BF16 path on CPUs that have it) with
-`--threads` torch threads (default 1: on a shared 2-core machine a second OpenMP thread stalls each
+run the model in `--dtype` (default: the checkpoint's, as `sumi serve` does; float32 for the demo
+model on a CPU) with `--threads` torch threads (default 1: on a shared 2-core machine a second OpenMP thread stalls each
 op on a descheduled sibling, and the server's HTTP thread needs a core).
 """
 
@@ -76,13 +76,13 @@ def generate_alone(model, codec: TextCodec, body: dict) -> tuple[str, int, float
 class ServerProcess:
     """`python -m sumi.serving` on a free port, with its resident memory sampled from /proc."""
 
-    def __init__(self, model: str, dtype: str, threads: int, max_batch_rows: int, max_queue: int):
+    def __init__(self, model: str, dtype: str | None, threads: int, max_batch_rows: int, max_queue: int):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join([os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"),
                                              env.get("PYTHONPATH", "")])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sumi.serving", "--model", model, "--dtype", dtype, "--port", "0",
-             "--log-level", "warning",
+            [sys.executable, "-m", "sumi.serving", "--model", model, "--port", "0", "--log-level", "warning",
+             *(["--dtype", dtype] if dtype else []),
              "--max-batch-rows", str(max_batch_rows), "--max-queue", str(max_queue)],
             stderr=subprocess.PIPE, text=True, env=env)
         seen = []  # notices (e.g. about random weights) come before the line with the address
@@ -172,8 +172,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--canvas", type=int, default=96)
     ap.add_argument("--budgets", default="16,32,48", help="answer budgets (max_tokens) in rotation")
-    ap.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"),
-                    help="model dtype on both sides (bfloat16: sumi's AVX512-BF16 path on CPUs that have it)")
+    ap.add_argument("--dtype", default=None, choices=("bfloat16", "float32"),
+                    help="model dtype on both sides (default: the checkpoint's, as `sumi serve`). bfloat16 is "
+                         "faster on CPUs with AVX512-BF16/AMX, but its matmuls depend on the batch size there")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server and of the sequential run")
     ap.add_argument("--max-batch-rows", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="smoke run: sumi-tiny random weights, 6 requests, 1-2 clients")
@@ -189,6 +190,7 @@ def main() -> None:
 
     model, tok = sumi.load(args.model, dtype=args.dtype)
     model.eval()
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     codec = TextCodec(tok, model.config)
     requests = request_set(args.requests, args.steps, args.canvas, budgets)
     generate_alone(model, codec, requests[0])  # warm-up
@@ -212,13 +214,13 @@ def main() -> None:
             results = level["results"]
             ok = [r for r in results if r["status"] == 200]
             tokens = sum(r["tokens"] for r in ok)
-            same = all(r["text"] == s[0] for r, s in zip(results, sequential) if r["status"] == 200)
+            differ = sum(r["text"] != s[0] for r, s in zip(results, sequential) if r["status"] == 200)
             rate = tokens / level["wall"]
             rows.append(dict(clients=clients, requests=len(results), errors=len(results) - len(ok),
                              tokens_per_s=rate, speedup=rate / (seq_tokens / seq_wall),
                              tokens_per_cpu_s=tokens / cpu, cpu_speedup=tokens / cpu / (seq_tokens / seq_cpu),
                              latency=percentiles([r["seconds"] for r in ok]) if ok else (math.nan,) * 3,
-                             identical=same, rss=server.rss(),
+                             identical=differ == 0, differ=differ, rss=server.rss(),
                              first_error=next((r["error"] for r in results if r["status"] != 200), None)))
             print(f"{clients:2d} clients: {rows[-1]['tokens_per_s']:.1f} answer tokens/s, {rows[-1]['errors']} errors",
                   file=sys.stderr)
@@ -231,7 +233,7 @@ def main() -> None:
     total = sum(r["requests"] for r in served)
     errors = sum(r["errors"] for r in served)
     at8 = next(((r["speedup"], r["cpu_speedup"]) for r in served if r["clients"] == 8), None)
-    print(f"### bench_serve: `{args.model}` ({args.dtype}), {args.requests} requests per level ({args.steps} steps, "
+    print(f"### bench_serve: `{args.model}` ({dtype}), {args.requests} requests per level ({args.steps} steps, "
           f"canvas "
           f"{args.canvas}, answer budgets {args.budgets}, every 4th adaptive T=0), max {args.max_batch_rows} rows\n")
     print(f"Machine: {machine()}; {args.threads} torch thread(s) per side; torch {torch.__version__}; "
@@ -241,7 +243,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in rows:
         p50, p95, p99 = r["latency"]
-        same = "-" if r["identical"] is None else ("yes" if r["identical"] else "NO")
+        same = "-" if r["identical"] is None else ("yes" if r["identical"] else f"no: {r['differ']} differ")
         rss = "-" if r["rss"] is None else f"{r['rss'] / mib:.0f} MiB"
         print(f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['tokens_per_s']:.1f} | {r['speedup']:.2f}× "
               f"| {r['tokens_per_cpu_s']:.1f} | {r['cpu_speedup']:.2f}× | {p50:.2f} s | {p95:.2f} s | {p99:.2f} s "
