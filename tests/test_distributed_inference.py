@@ -201,13 +201,13 @@ def _data_dir(tmp_path: Path) -> Path:
     return d
 
 
-def _sumi(args: list[str], nproc: int = 1, timeout: float = 120, env: dict | None = None):
+def _sumi(args: list[str], nproc: int = 1, timeout: float = 120, env: dict | None = None, cwd: Path | None = None):
     if nproc == 1:
         cmd = [sys.executable, "-m", "sumi.cli", *args]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
                f"--master_port={_free_port()}", "-m", "sumi.cli", *args]
-    proc = subprocess.run(cmd, env=env or ENV, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, env=env or ENV, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -321,3 +321,64 @@ def test_a_killed_rank_ends_the_run_with_an_error_within_seconds(tmp_path):
     assert rc != 0
     assert waited < 20, f"rank 0 took {waited:.1f} s to notice"
     assert "rank 1 of 2 stopped responding" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- analyze: row blocks
+def test_concat_records_of_row_blocks_equals_the_whole_batch_recording():
+    import torch
+
+    from sumi import SumiConfig, SumiForMaskGeneration
+    from sumi.analysis.trajectory_io import concat_records, record_generation
+
+    torch.manual_seed(0)
+    model = SumiForMaskGeneration(SumiConfig.from_preset("sumi-tiny")).eval()
+    ids = torch.tensor([[0, 0, 5, 6], [0, 7, 8, 9], [3, 4, 5, 6], [0, 0, 0, 9]])
+    mask = (torch.arange(4) >= torch.tensor([[2], [1], [0], [3]])).long()
+    kw = dict(max_new_tokens=6, num_denoising_steps=5, canvas_length=16, sampler="adaptive", temperature=0.5,
+              tokens_per_step=2)
+    seeds = [11, 12, 13, 14]
+    _, whole = record_generation(model, ids, mask, seed=seeds, **kw)
+    parts = [record_generation(model, ids[a:b], mask[a:b], seed=seeds[a:b], **kw)[1] for a, b in ((0, 1), (1, 4))]
+    merged = concat_records(parts)
+    assert torch.equal(merged.trajectory.canvases(), whole.trajectory.canvases())
+    assert torch.equal(merged.trajectory.free, whole.trajectory.free)
+    for k in range(whole.trajectory.num_steps):
+        assert torch.equal(merged.trajectory.top1_prob[k], whole.trajectory.top1_prob[k])
+        assert torch.equal(merged.trajectory.selected[k], whole.trajectory.selected[k])
+    assert merged.metadata == whole.metadata
+
+
+@pytest.mark.slow
+def test_analyze_with_two_processes_equals_one_process(tmp_path):
+    args = ["analyze", "--model", "demo", "--steps", "6", "--max-new-tokens", "10", "--canvas-length", "48",
+            "--samples", "2", "--budgets", "1,2", "--no-plots", "--json", "The king", "def f(x):", "import os"]
+    one = json.loads(_sumi([*args, "--out", str(tmp_path / "one")]).stdout)
+    two = json.loads(_sumi([*args, "--out", str(tmp_path / "two")], nproc=2).stdout)
+
+    def strip(x):  # where the files went differs
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in ("files", "trajectory_file")}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    assert strip(one) == strip(two)
+    assert len(one["analyses"][0]["metadata"]["completion_ids"]) == 6  # 3 prompts x 2 samples
+
+
+@pytest.mark.slow
+def test_lm_eval_tasks_with_two_processes_equal_one_process(tmp_path):
+    """lm-eval's own sharding by SumiLM.rank / world_size, gathered on rank 0."""
+    pytest.importorskip("lm_eval")
+    tasks = tmp_path / "tasks"
+    shutil.copytree(FIXTURES / "lm_eval_tasks", tasks)
+    env = dict(ENV, HF_DATASETS_CACHE=str(tmp_path / "hf"))
+    lm = ["eval", "--tasks", "sumi_fixture_mc,sumi_fixture_rolling", "--include-path", str(tasks), "--model", "demo",
+          "--num-samples", "2", "--canvas-length", "64", "--no-progress"]
+    r = []
+    for n in (1, 2):
+        out = tmp_path / f"lm{n}"
+        # the task YAMLs name their data files relative to the working directory
+        _sumi([*lm, "--output-dir", str(out)], nproc=n, env=env, cwd=tasks)
+        r.append(json.loads((out / "results.json").read_text())["results"])
+    for task in ("sumi_fixture_mc", "sumi_fixture_rolling"):
+        assert r[0][task]["n"] == r[1][task]["n"]
+        assert r[0][task]["metrics"] == pytest.approx(r[1][task]["metrics"], rel=1e-6)

@@ -108,8 +108,8 @@ def ancestral_constant_level_check(model, input_ids, attention_mask=None, *, log
 
 def revision_budget_study(model, input_ids=None, attention_mask=None, *, tokenizer=None, model_name: str | None = None,
                           budgets: Sequence[float] = (1, 2, 4), region: str = "generated", nelbo_samples: int = 16,
-                          nelbo_seed: int = 0, judge=None, check_ancestral: bool = True,
-                          **generate_kwargs) -> tuple[dict[str, Any], dict[str, TrajectoryRecord]]:
+                          nelbo_seed: int = 0, judge=None, check_ancestral: bool = True, recorder=None,
+                          **generate_kwargs) -> tuple[dict[str, Any], dict[str, TrajectoryRecord]] | tuple[None, None]:
     """Run the sampler with `budgets` x its nominal steps and measure, per budget b (N = nominal):
     the whole-run metrics, the revision-window `(N, b]` metrics (b > N), and the quality of the text
     the run returns (self-NELBO; judge perplexity with an `ARJudge`).
@@ -117,7 +117,12 @@ def revision_budget_study(model, input_ids=None, attention_mask=None, *, tokeniz
     `generate_kwargs` are `generate()` options (max_new_tokens, num_denoising_steps = N, sampler, seed,
     ...); early stopping is disabled. Returns `(study, records)`: the JSON-ready study (one entry per
     budget under "runs", each with its `claim` sentence) and the recorded trajectories by label.
+
+    `recorder`: how a run is recorded (default `record_generation`); a data-parallel one
+    (`sumi.analysis.runner.sharded_recorder`) returns `(None, None)` on the ranks other than 0,
+    which then take part in every run and return `(None, None)`.
     """
+    recorder = recorder or record_generation
     if input_ids is None:
         input_ids = torch.tensor([[model.config.bos_token_id]])
     generate_kwargs = dict(generate_kwargs, early_stop_patience=0, stop_on_cycle=False)
@@ -158,10 +163,12 @@ def revision_budget_study(model, input_ids=None, attention_mask=None, *, tokeniz
 
     if prefix:
         label = f"{sampler}-{steps[-1]}steps"
-        _, record = record_generation(model, input_ids, attention_mask, tokenizer=tokenizer, model_name=model_name,
-                                      num_denoising_steps=steps[-1],
-                                      extra_metadata=dict(nominal_steps=N, budget_steps=steps, label=label),
-                                      **{k: v for k, v in generate_kwargs.items() if k != "num_denoising_steps"})
+        _, record = recorder(model, input_ids, attention_mask, tokenizer=tokenizer, model_name=model_name,
+                             num_denoising_steps=steps[-1],
+                             extra_metadata=dict(nominal_steps=N, budget_steps=steps, label=label),
+                             **{k: v for k, v in generate_kwargs.items() if k != "num_denoising_steps"})
+        if record is None:
+            return None, None
         records[label] = record
         for b in steps:
             run = evaluate(record, b, truncate(record.trajectory, b))
@@ -170,14 +177,18 @@ def revision_budget_study(model, input_ids=None, attention_mask=None, *, tokeniz
     else:
         for b in steps:
             label = f"{sampler}-{b}steps"
-            _, record = record_generation(model, input_ids, attention_mask, tokenizer=tokenizer,
-                                          model_name=model_name, num_denoising_steps=b,
-                                          extra_metadata=dict(nominal_steps=N, budget_steps=steps, label=label),
-                                          **{k: v for k, v in generate_kwargs.items() if k != "num_denoising_steps"})
+            _, record = recorder(model, input_ids, attention_mask, tokenizer=tokenizer,
+                                 model_name=model_name, num_denoising_steps=b,
+                                 extra_metadata=dict(nominal_steps=N, budget_steps=steps, label=label),
+                                 **{k: v for k, v in generate_kwargs.items() if k != "num_denoising_steps"})
+            if record is None:
+                continue
             records[label] = record
             run = evaluate(record, b, record.trajectory)
             run["trajectory"] = label
             runs.append(run)
+    if not records:
+        return None, None
     study: dict[str, Any] = dict(
         sampler=sampler, nominal_steps=N, budget_steps=steps,
         mode="prefix of one run (a step does not depend on the total)" if prefix

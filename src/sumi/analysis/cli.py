@@ -12,6 +12,7 @@ from ..cli.common import (
     add_model_arg,
     add_runtime_args,
     add_sampling_args,
+    launch_peers,
     load_model,
     model_source,
     nonneg_int,
@@ -115,8 +116,9 @@ def _check_judge(judge: str | None) -> None:
                        "a .gguf file or 'smollm2'")
 
 
-def _generate_and_analyse(args: argparse.Namespace) -> dict:
-    """Generate with trajectory recording, then analyse; the result of `run_analysis`."""
+def _generate_and_analyse(args: argparse.Namespace, peers) -> dict | None:
+    """Generate with trajectory recording, then analyse; the result of `run_analysis` (None on the
+    ranks other than 0 of a launched run, whose rows rank 0 analyses)."""
     from .runner import run_analysis
 
     prompts: list = list(args.prompts)
@@ -137,7 +139,7 @@ def _generate_and_analyse(args: argparse.Namespace) -> dict:
         args.out, model=model, tokenizer=tok, model_name=args.model, prompts=prompts or None,
         num_samples=args.samples, seed=args.seed, budgets=args.budgets, region=args.region, judge=args.judge,
         nelbo_samples=args.nelbo_samples, add_bos=not args.no_bos,
-        save_trajectories=not args.no_save_trajectories, plots=not args.no_plots, **options)
+        save_trajectories=not args.no_save_trajectories, plots=not args.no_plots, peers=peers, **options)
 
 
 def _summary(result: dict, out: str) -> str:
@@ -175,7 +177,10 @@ def run(args: argparse.Namespace) -> int:
                 raise CLIError(f"argument --trajectory: no such file {path!r}")
         result = run_analysis(args.out, trajectories=args.trajectory, region=args.region, plots=not args.no_plots)
     else:
-        result = _generate_and_analyse(args)
+        with launch_peers() as peers:
+            result = _generate_and_analyse(args, peers)
+        if result is None:
+            return 0
     if args.json:
         sys.stdout.write(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     else:

@@ -11,9 +11,10 @@ from typing import Any, Sequence
 
 import torch
 
+from ..atomic import write_text_atomic
 from .budget import revision_budget_study
 from .metrics import _clean, analyze_trajectory
-from .trajectory_io import TrajectoryRecord, load_trajectory, save_trajectory
+from .trajectory_io import TrajectoryRecord, concat_records, load_trajectory, record_generation, save_trajectory
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,27 @@ def _as_record(item) -> TrajectoryRecord:
     raise TypeError(f"expected a trajectory file, a TrajectoryRecord or a Trajectory, got {type(item).__name__}")
 
 
+def sharded_recorder(peers):
+    """A `record_generation` for a data-parallel run: each rank records its contiguous block of the
+    batch's rows (the same padded prompt width; seeds are per row), rank 0 gets the rows of all
+    blocks as one record, the other ranks `(None, None)`."""
+    from ..distributed_inference import shard_bounds
+
+    def record(model, input_ids, attention_mask, *, seed, **kwargs):
+        a, b = shard_bounds(input_ids.shape[0], peers.rank, peers.world_size)
+        part = None
+        if b > a:
+            rows_seed = seed[a:b] if isinstance(seed, list) else seed
+            _, rec = record_generation(model, input_ids[a:b], attention_mask[a:b], seed=rows_seed, **kwargs)
+            part = (rec.trajectory, rec.metadata)
+        parts = peers.gather(part)
+        if parts is None:
+            return None, None
+        return None, concat_records([TrajectoryRecord(t, m) for t, m in (p for p in parts if p is not None)])
+
+    return record
+
+
 def run_analysis(
     out_dir: str | os.PathLike,
     *,
@@ -99,8 +121,9 @@ def run_analysis(
     plots: bool = True,
     device: str | torch.device | None = None,
     dtype: str | None = None,
+    peers=None,
     **generate_kwargs,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Analyse how a uniform diffusion model writes; writes `metrics.json`, PNG plots and `report.md`
     under `out_dir` and returns the metrics dict.
 
@@ -111,9 +134,16 @@ def run_analysis(
     ...), and the revision-budget study runs the sampler at `budgets` x its nominal steps. The main
     analysis is the run with the largest budget, its revision window being the steps after the
     nominal N. `judge`: an `ARJudge` or a path to a transformers causal-LM folder (None = skip).
+
+    `peers` (`sumi.distributed_inference.Peers` of a launched run): the rows are split across the
+    ranks (`sharded_recorder`); rank 0 analyses and writes, the others return None.
     """
+    parallel = peers is not None and peers.world_size > 1
+    if parallel and not peers.is_main:
+        judge = None  # only rank 0 measures quality
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if not parallel or peers.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     from .. import __version__
 
     result: dict[str, Any] = dict(sumi_version=__version__, region=region, analyses=[], budget_study=None, files={})
@@ -150,7 +180,10 @@ def run_analysis(
         seeds = [int(seed) + r for r in range(len(rows))]
         study, records_by_label = revision_budget_study(
             model, input_ids, attention_mask, tokenizer=tok, model_name=model_name, budgets=budgets, region=region,
-            nelbo_samples=nelbo_samples, judge=judge, seed=seeds if len(seeds) > 1 else seeds[0], **generate_kwargs)
+            nelbo_samples=nelbo_samples, judge=judge, seed=seeds if len(seeds) > 1 else seeds[0],
+            recorder=sharded_recorder(peers) if parallel else None, **generate_kwargs)
+        if study is None:  # a rank other than 0: its rows are with rank 0
+            return None
         result["kind"] = "run"
         result["budget_study"] = study
         N = study["nominal_steps"]
@@ -176,8 +209,8 @@ def run_analysis(
     metrics_path = out / "metrics.json"
     result["files"]["metrics"] = str(metrics_path)
     result["files"]["report"] = str(out / "report.md")
-    metrics_path.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(render_report(result, out), encoding="utf-8")
+    write_text_atomic(metrics_path, json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomic(out / "report.md", render_report(result, out))
     return result
 
 
@@ -269,4 +302,4 @@ def render_report(result: dict, out_dir: str | Path | None = None) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DEFAULT_PROMPTS", "text_tokenizer", "encode_prompts", "run_analysis", "render_report"]
+__all__ = ["DEFAULT_PROMPTS", "text_tokenizer", "encode_prompts", "sharded_recorder", "run_analysis", "render_report"]

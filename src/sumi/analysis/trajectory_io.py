@@ -205,5 +205,47 @@ def record_generation(model, input_ids=None, attention_mask=None, *, tokenizer=N
     return out, TrajectoryRecord(out.trajectory, json.loads(json.dumps(meta, default=str)))
 
 
+# Metadata entries with one value per row (the rest describe the whole run).
+ROW_METADATA = ("prompt_ids", "completion_ids", "row_prompt_lens", "budgets", "row_starts", "generated_columns",
+                "anchor_columns", "prompt_texts", "completion_texts")
+
+
+def concat_records(records: list[TrajectoryRecord]) -> TrajectoryRecord:
+    """One record of the rows of `records` in order: the runs of consecutive row blocks of one batch
+    (same padded prompt width, canvas and steps; e.g. the blocks of a data-parallel run)."""
+    if not records:
+        raise ValueError("no trajectory records to concatenate")
+    if len(records) == 1:
+        return records[0]
+    trajs = [r.trajectory for r in records]
+    if len({t.num_steps for t in trajs}) != 1 or len({tuple(t.initial.shape[1:]) for t in trajs}) != 1:
+        raise ValueError("trajectories of different step counts or canvas widths cannot be concatenated")
+    offsets = [0]
+    for t in trajs[:-1]:
+        offsets.append(offsets[-1] + t.initial.shape[0])
+
+    def per_step(name: str) -> list:
+        steps = [getattr(t, name) for t in trajs]
+        if not all(steps) or any(x is None for s in steps for x in s):
+            return [None] * trajs[0].num_steps if name == "selected" and any(steps) else []
+        return [torch.cat([torch.as_tensor(s[k]) for s in steps]) for k in range(trajs[0].num_steps)]
+
+    changes = [tuple(torch.cat([torch.as_tensor(t.changes[k][i]).long() + (o if i == 0 else 0)
+                                for t, o in zip(trajs, offsets)]) for i in range(3))
+               for k in range(trajs[0].num_steps)]
+    merged = Trajectory(initial=torch.cat([t.initial for t in trajs]), free=torch.cat([t.free for t in trajs]),
+                        log_snrs=list(trajs[0].log_snrs), changes=changes, top1_prob=per_step("top1_prob"),
+                        entropy=per_step("entropy"), selected=per_step("selected"))
+    meta = dict(records[0].metadata)
+    for key in ROW_METADATA:
+        if all(r.metadata.get(key) is not None for r in records):
+            meta[key] = [row for r in records for row in r.metadata[key]]
+    seeds = [r.metadata.get("seed") for r in records]
+    if all(isinstance(x, list) for x in seeds):
+        meta["seed"] = [x for block in seeds for x in block]
+    meta["num_forwards"] = max(int(r.metadata.get("num_forwards") or 0) for r in records)
+    return TrajectoryRecord(merged, meta)
+
+
 __all__ = ["FORMAT", "FORMAT_VERSION", "TrajectoryRecord", "save_trajectory", "load_trajectory", "canvas_layout",
-           "record_generation", "GENERATE_OPTION_KEYS"]
+           "record_generation", "concat_records", "ROW_METADATA", "GENERATE_OPTION_KEYS"]
