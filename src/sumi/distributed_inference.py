@@ -97,7 +97,9 @@ def rank_device(device, env: LaunchEnv | None = None):
     env = env or launch_env()
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", env.local_rank % max(1, torch.cuda.device_count()))
+        device = torch.device("cuda", env.local_rank % max(1, torch.cuda.device_count()))
+    if device.type == "cuda" and env.world_size > 1:
+        torch.cuda.set_device(device)  # what a bare "cuda" inside torch and libraries then means
     return device
 
 

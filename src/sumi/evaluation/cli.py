@@ -62,6 +62,9 @@ examples:
   sumi eval --offline gsm8k --model PATH --limit 100 --canvas-lengths 256,512,1024,2048 --output-dir study/
   sumi eval --offline nelbo --nelbo-file docs.jsonl --canvas-lengths 256,512,1024,2048 --output-dir study/
   sumi eval --tasks hellaswag,arc_easy --model PATH --limit 100
+  torchrun --nproc_per_node=8 -m sumi.cli eval --offline all --model PATH --output-dir results/   # 8 GPUs
+  (a launched run splits the items by rank, rank 0 writes the results; rerun with --resume after an
+  interruption; see src/sumi/evaluation/README.md)
 """
 
 PPL_EPILOG = """\

@@ -11,6 +11,10 @@ Run lm-eval's own, unchanged command line through one of these instead (same arg
 
 or, in Python, `import sumi.evaluation.harness` before `lm_eval.simple_evaluate(model="sumi", ...)`.
 
+Under torchrun (`torchrun --nproc_per_node=8 -m sumi.evaluation.harness ...`) the model reports its
+`rank` and `world_size`, so lm-eval gives each process its share of the documents and gathers the
+metrics on rank 0; each process runs on `cuda:LOCAL_RANK` (`sumi.distributed_inference`).
+
 `--model_args` (all optional except `pretrained`; defaults in `sumi.evaluation.core.EVAL_DEFAULTS`):
   pretrained           checkpoint folder, preset name (random weights!) or Hub id
   dtype, device, attn_implementation      as in `sumi.load` (lm-eval's --device/--batch_size work too)
