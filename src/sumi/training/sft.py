@@ -418,12 +418,14 @@ def export_sft(ckpt_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dtype
         merge_lora(model)
     if dtype is not None:
         model = model.to({"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype])
-    for key, value in (generation or {}).items():
-        setattr(model.generation_config, key, value)
     tok = load_sft_tokenizer(config)
     with atomic_folder(out_dir, overwrite=True) as tmp:
         model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+        tok.save_pretrained(tmp, save_jinja_files=False)  # the template inside tokenizer_config.json
+        # written directly: transformers' GenerationConfig rejects temperature 0 without do_sample,
+        # while sumi's generate() reads temperature 0 as the argmax
+        gc_path = tmp / "generation_config.json"
+        gc_path.write_text(json.dumps({**json.loads(gc_path.read_text()), **(generation or {})}, indent=2) + "\n")
     return Path(out_dir)
 
 
