@@ -235,11 +235,20 @@ EVAL_ARGS = ["eval", "--offline", "piqa,arc_easy,gsm8k", "--limit", "20", "--lim
 @pytest.mark.slow
 def test_eval_with_two_processes_equals_one_process_item_by_item(tmp_path):
     data = _data_dir(tmp_path)
+    docs = tmp_path / "docs.jsonl"  # the `nelbo` task: `sumi perplexity`'s rolling NELBO
+    docs.write_text("".join(json.dumps({"text": f"Line {i}: the quick brown fox {'jumps ' * i}over the dog."}) + "\n"
+                            for i in range(12)))
+    args = [*EVAL_ARGS, "--data-dir", str(data), "--nelbo-file", str(docs)]
+    args[2] += ",nelbo"
     one, two = tmp_path / "one", tmp_path / "two"
-    _sumi([*EVAL_ARGS, "--data-dir", str(data), "--output-dir", str(one)])
-    _sumi([*EVAL_ARGS, "--data-dir", str(data), "--output-dir", str(two)], nproc=2)
+    _sumi([*args, "--output-dir", str(one)])
+    _sumi([*args, "--output-dir", str(two)], nproc=2)
     r1, r2 = (json.loads((d / "results.json").read_text()) for d in (one, two))
     assert r2["config"]["processes"] == 2 and r1["config"]["processes"] == 1
+    nelbo1, nelbo2 = r1["results"]["nelbo"], r2["results"]["nelbo"]
+    assert nelbo1["n"] == nelbo2["n"] == 12
+    assert nelbo1["settings"]["num_tokens"] == nelbo2["settings"]["num_tokens"]
+    assert nelbo1["metrics"] == pytest.approx(nelbo2["metrics"], rel=1e-6)
     for task in ("piqa", "arc_easy", "gsm8k"):
         assert r1["results"][task]["n"] == r2["results"][task]["n"] == (4 if task == "gsm8k" else 20)
         _assert_same_items(_samples(one, task), _samples(two, task))

@@ -46,6 +46,7 @@ examples:
   sumi generate --model path/to/checkpoint --steps 256 --sampler adaptive --tokens-per-step 4 \\
       --temperature 0 "The capital of France is"
   sumi generate --prompts-file prompts.jsonl --format jsonl > out.jsonl
+  torchrun --nproc_per_node=8 -m sumi.cli generate --prompts-file prompts.jsonl --format jsonl > out.jsonl
   sumi generate --show-steps --steps 32 "Once upon a time"      # watch the canvas denoise
 
 Without --model the default model is used (see `sumi generate --help`, `--model`). A preset name
@@ -71,7 +72,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_model_arg(g)
     g.add_argument("--prompts-file", metavar="FILE",
                    help="read prompts from FILE ('-' = stdin): one prompt per line, or JSONL objects with a "
-                        "\"prompt\" field; added after any PROMPT arguments")
+                        "\"prompt\" field; added after any PROMPT arguments. Each prompt then gets its own seed "
+                        "(from --seed and its index) and aligned rows, so its output depends neither on the batch "
+                        "nor on the number of processes: under torchrun each process generates its share and "
+                        "rank 0 prints all, in order")
     g.add_argument("--ids", action="store_true",
                    help="each PROMPT is token ids (comma or space separated) instead of text")
     g.add_argument("--no-bos", action="store_true",
