@@ -66,7 +66,7 @@ def run_eval(procs: int, args: argparse.Namespace, out_dir: Path) -> dict:
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}",
                "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "sumi.cli", *eval_args]
-    threads = max(1, (args.threads or os.cpu_count() or 1) // procs)
+    threads = args.threads_per_process or max(1, (args.threads or os.cpu_count() or 1) // procs)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false")
     start = time.perf_counter()
@@ -108,6 +108,9 @@ def main() -> None:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), help="weight dtype (default: the checkpoint's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (each process takes cuda:LOCAL_RANK)")
     p.add_argument("--threads", type=int, help="cores to share out among the processes (default: all)")
+    p.add_argument("--threads-per-process", type=int, help="torch threads of every process instead (e.g. 1: the "
+                   "same per-process work whatever the process count; on a busy machine multi-threaded OpenMP "
+                   "loses far more than its share)")
     p.add_argument("--data-dir", help="benchmark JSONL folder (default: $SUMI_EVAL_DATA_DIR or ../shared/...)")
     p.add_argument("--quick", action="store_true", help="smoke run: 8 items, 2 t samples")
     p.add_argument("--json", metavar="PATH", help="also write the numbers here")
