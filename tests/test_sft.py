@@ -347,3 +347,17 @@ def test_sft_config_errors_name_the_key(tmp_path):
     bad.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
     with pytest.raises(ValueError, match="bad.jsonl:1: the last message must be the assistant"):
         read_conversations(str(bad))
+
+
+def test_demo_instruct_answers_heldout_counts_with_its_own_generation_config():
+    """The bundled instruct model, `generate(ids, seed=...)` and nothing else: exact match on a small
+    held-out sample of the task it learned best (its full scores: docs/demo-instruct/)."""
+    import sumi
+    from sumi.sft_tasks import answer_instances, exact_match
+
+    model, tok = sumi.load("demo-instruct")
+    assert tok.chat_template == DEFAULT_CHAT_TEMPLATE
+    instances = generate_instances("count", "heldout", 8, seed=0)
+    answers = answer_instances(model, tok, instances, seed=0)
+    hits = sum(exact_match(a, i.answer) for a, i in zip(answers, instances))
+    assert hits >= 4, list(zip(answers, [i.answer for i in instances]))
