@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_ref_loss import ref_loss
 
 from sumi.chat_template import (
     DEFAULT_CHAT_TEMPLATE,
@@ -26,7 +27,6 @@ from sumi.tokenization import load_tokenizer
 from sumi.training import TrainConfig, read_jsonl, train
 from sumi.training.noise import draw_step_noise
 from sumi.training.sft import CONTEXT, NOISE_ONLY, TARGET, SFTSource, build_canvases
-from test_ref_loss import ref_loss
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = str(REPO / "src" / "sumi" / "assets" / "models" / "demo")

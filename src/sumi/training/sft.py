@@ -213,7 +213,7 @@ class SFTBatch:
     tokens: torch.Tensor
     roles: torch.Tensor
 
-    def to(self, device, non_blocking: bool = False) -> "SFTBatch":
+    def to(self, device, non_blocking: bool = False) -> SFTBatch:
         return SFTBatch(self.tokens.to(device, non_blocking=non_blocking),
                         self.roles.to(device, non_blocking=non_blocking))
 
