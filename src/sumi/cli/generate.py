@@ -13,6 +13,7 @@ from typing import Any
 from ..distributed_inference import sharded_map
 from ..seeding import derive_seed
 from . import DESCRIPTION
+from .chat import chat_once
 from .common import (
     CANVAS_OPTIONS,
     SAMPLER_OPTIONS,
@@ -30,7 +31,6 @@ from .common import (
     resolve_device,
     sampling_kwargs,
 )
-from .chat import chat_once
 from .display import BarProgress, LiveCanvas, sanitize, write_text
 
 EPILOG = """\
