@@ -392,3 +392,38 @@ def test_lm_eval_tasks_with_two_processes_equal_one_process(tmp_path):
     for task in ("sumi_fixture_mc", "sumi_fixture_rolling"):
         assert r[0][task]["n"] == r[1][task]["n"]
         assert r[0][task]["metrics"] == pytest.approx(r[1][task]["metrics"], rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- command-line errors
+@pytest.mark.parametrize("args, needle", [
+    (["eval", "--offline", "piqa", "--resume"], "argument --resume: needs --output-dir"),
+    (["eval", "--tasks", "hellaswag", "--resume", "--output-dir", "x"], "argument --resume: applies to --offline"),
+])
+def test_resume_needs_an_output_folder_and_the_offline_backend(args, needle, capsys, tmp_path):
+    pytest.importorskip("lm_eval")
+    from sumi.cli import main
+
+    data = ["--data-dir", str(FIXTURES / "benchmarks")] if "--offline" in args else []
+    assert main([*args, *data, "--model", "sumi-tiny"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_broken_launch_environment_is_a_one_line_error(monkeypatch, capsys):
+    from sumi.cli import main
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    assert main(["perplexity", __file__, "--model", "sumi-tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "sumi: error: environment variable WORLD_SIZE must be an integer >= 1, got 'two'"
+
+
+def test_notes_are_said_once_by_rank_zero(monkeypatch, capsys):
+    from sumi.cli.common import note
+
+    monkeypatch.setenv("RANK", "1")
+    note("hello")
+    monkeypatch.setenv("RANK", "0")
+    note("world")
+    assert capsys.readouterr().err == "sumi: world\n"
