@@ -155,6 +155,10 @@ BATCH_CASES = [
          top_k=50, seed=4),
     dict(prompt="", max_tokens=20, steps=14, canvas_length=80, schedule="cosine", min_p=0.05, seed=5),
     dict(prompt="    return", max_tokens=12, steps=9, canvas_length=64, temperature=0.8, top_p=0.9, seed=6, n=2),
+    dict(prompt="def g():", max_tokens=20, steps=5, canvas_length=64, sampler="predictor_corrector",
+         corrector_steps=1, greedy_tail=1, seed=7),
+    dict(prompt="KING.", max_tokens=16, steps=12, canvas_length=48, sampler="entropy_bounded", entropy_bound=1.5,
+         temperature=0.9, seed=8),
 ]
 
 

@@ -23,7 +23,8 @@ OPTION_FIELDS = {
     "sampler": "sampler", "schedule": "schedule", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
     "min_p": "min_p", "canvas_length": "canvas_length", "tokens_per_step": "tokens_per_step",
     "stop_on_cycle": "stop_on_cycle", "early_stop_patience": "early_stop_patience", "skip_tail": "skip_tail",
-    "min_log_snr": "min_log_snr", "max_log_snr": "max_log_snr",
+    "min_log_snr": "min_log_snr", "max_log_snr": "max_log_snr", "corrector_steps": "corrector_steps",
+    "greedy_tail": "greedy_tail", "entropy_bound": "entropy_bound",
 }
 
 
@@ -66,6 +67,9 @@ class SamplingFields(_Body):
     skip_tail: bool | None = None
     min_log_snr: float | None = None
     max_log_snr: float | None = None
+    corrector_steps: int | None = None
+    greedy_tail: int | None = None
+    entropy_bound: float | None = None
 
     def generation_options(self) -> dict[str, Any]:
         """The generate() options this request sets explicitly (the rest resolve through the model)."""
