@@ -19,6 +19,7 @@ class CannedEvaluator:
         self.completions = completions
         self.max_length = 2048
         self.options = {"seed": 0}
+        self.truncated: dict = {}  # inputs left-truncated to fit the canvas, per kind (none here)
 
     def generate(self, prompts, until=None, max_gen_toks=None, desc=None):
         from sumi.evaluation.core import cut_at_stop
