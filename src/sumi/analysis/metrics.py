@@ -391,7 +391,7 @@ def confidence_entropy(trajectory, mask: torch.Tensor | None = None) -> dict[str
         return None
     M = analysed_mask(trajectory, mask)
     c = commit_steps(trajectory)
-    out = {f"{q}_{g}": [] for q in ("confidence", "entropy") for g in ("all", "committed", "uncommitted")}
+    out: dict[str, list] = {f"{q}_{g}": [] for q in ("confidence", "entropy") for g in ("all", "committed", "uncommitted")}
     for j in range(1, trajectory.num_steps + 1):
         groups = dict(all=M, committed=M & (c <= j - 1), uncommitted=M & (c >= j))
         for q, values in (("confidence", trajectory.top1_prob[j - 1]), ("entropy", trajectory.entropy[j - 1])):

@@ -26,7 +26,8 @@ def self_nelbo(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Seque
     """
     device = next(model.parameters()).device
     V = model.config.vocab_size
-    per_row, total, tokens = [], 0.0, 0
+    per_row: list = []
+    total, tokens = 0.0, 0
     for prompt, completion in zip(prompt_ids, completion_ids):
         prompt, completion = list(prompt), list(completion)
         if not completion:
@@ -110,7 +111,8 @@ class ARJudge:
         device = next(self.model.parameters()).device
         tok = self.tokenizer
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        nll, count, per_row = 0.0, 0, []
+        nll, count = 0.0, 0
+        per_row: list = []
         for prompt, completion in zip(prompts, completions):
             c_ids = tok(completion, add_special_tokens=False).input_ids
             if not c_ids:

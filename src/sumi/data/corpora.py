@@ -43,7 +43,7 @@ def python_stdlib_files(exclude_tests: bool = True) -> list[Path]:
     root = stdlib_root()
     if not root.is_dir():
         raise FileNotFoundError(f"the standard library folder {str(root)!r} does not exist")
-    files = []
+    files: list = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_parts = Path(dirpath).relative_to(root).parts
         if "site-packages" in rel_parts or "dist-packages" in rel_parts:

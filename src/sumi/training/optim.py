@@ -45,7 +45,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two AdamW groups: weight decay on parameters with ``ndim >= 2`` (every linear weight, the
     token embedding and the untied lm_head), none on 1-D ones (the RMSNorm weights; Sumi has no
     biases). Parameter order follows `model.named_parameters()`."""
-    decay, no_decay = [], []
+    decay: list = []
+    no_decay: list = []
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
