@@ -71,31 +71,19 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         raise ValueError(f"argument --{str(e).split()[0].replace('_', '-')}: {e}") from None
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as e:
-        raise ValueError(f"argument --device: invalid device {name!r} ({e})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"argument --device: {name!r} requested but CUDA is not available")
-    return device
-
-
 def run(args: argparse.Namespace) -> int:
     """Load the model and serve until interrupted. Returns the exit status (2: bad arguments)."""
+    from ..cli.common import CLIError, resolve_device
+
     try:
         settings = settings_from_args(args)
         if not 0 <= args.port < 65536:
             raise ValueError(f"argument --port: must be in [0, 65536), got {args.port}")
-        device = _device(args.device)
+        device = resolve_device(args.device)
         from .server import bind
 
         sock = bind(args.host, args.port)  # before loading: a port in use fails fast
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, CLIError) as e:
         print(f"sumi serve: error: {e}", file=sys.stderr)
         return 2
     import sumi
