@@ -10,7 +10,7 @@ token, with probability `t`, by a uniform draw from `[0, V)`, so
 """
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -132,6 +132,31 @@ def sampling_schedule(
 
 
 # ----------------------------------------------------------------------------- GIDD loss
+def check_loss_inputs(z_t: torch.Tensor, x: torch.Tensor, t: torch.Tensor, vocab_size: int,
+                      ignore_index: int = -100) -> None:
+    """ValueError unless z_t and the scored labels x lie in [0, vocab_size) and t in [0, 1] (no NaN).
+
+    Out-of-range ids would otherwise fail deep in a gather (or read another row on a GPU) and a t
+    outside [0, 1] would be clamped silently. One host sync for all four extremes; skipped while
+    torch.compile traces. Args: z_t / x `[...]` ids, t already broadcast to their shape.
+    """
+    if torch.compiler.is_compiling() or x.numel() == 0:
+        return
+    labels = x.masked_fill(x == ignore_index, 0)
+    # float64 holds every id exactly; min/max propagate NaN, so a NaN t shows in t_lo / t_hi
+    extremes = torch.stack([z_t.min().double(), z_t.max().double(), labels.min().double(),
+                            labels.max().double(), t.min().double(), t.max().double()])
+    z_lo, z_hi, x_lo, x_hi, t_lo, t_hi = extremes.tolist()
+    if x_lo < 0 or x_hi >= vocab_size:
+        raise ValueError(f"labels must lie in [0, vocab_size={vocab_size}) or be ignore_index={ignore_index}; "
+                         f"got values in [{int(x_lo)}, {int(x_hi)}] (ignore_index excluded)")
+    if z_lo < 0 or z_hi >= vocab_size:
+        raise ValueError(f"input_ids (z_t) must lie in [0, vocab_size={vocab_size}); "
+                         f"got values in [{int(z_lo)}, {int(z_hi)}]")
+    if not (0.0 <= t_lo and t_hi <= 1.0):  # also False for NaN
+        raise ValueError(f"t (the noise level) must lie in [0, 1] with no NaN; got values in [{t_lo}, {t_hi}]")
+
+
 def uniform_gidd_loss(
     logits: torch.Tensor,
     z_t: torch.Tensor,
@@ -161,19 +186,27 @@ def uniform_gidd_loss(
         t: noise level, scalar, `[B]`, `[B, 1]` or `[B, S]`.
     Returns:
         loss `[B, S]` float32 (0 at ignored positions) and the valid mask `[B, S]` bool.
+    Raises ValueError (`check_loss_inputs`) for ids outside [0, V) or t outside [0, 1] / NaN.
     """
     V = logits.shape[-1] if vocab_size is None else vocab_size
     if logits.shape[-1] < V:
         raise ValueError(f"logits have {logits.shape[-1]} columns, fewer than vocab_size={V}")
     if z_t.shape != logits.shape[:-1] or x.shape != z_t.shape:
         raise ValueError(f"shapes disagree: logits {tuple(logits.shape)}, z_t {tuple(z_t.shape)}, x {tuple(x.shape)}")
-    logits = logits[..., :V].float()
+    t = _broadcast_t(t, x.shape, x.device)
+    check_loss_inputs(z_t, x, t, V, ignore_index)
+    return _gidd_loss(logits[..., :V], z_t, x, t, V, beta_is, z_loss_strength, ignore_index, eps)
+
+
+def _gidd_loss(logits, z_t, x, t, V, beta_is, z_loss_strength, ignore_index, eps):
+    """`uniform_gidd_loss` on checked inputs: logits `[..., V]`, t broadcast to x's shape."""
+    logits = logits.float()
     valid = x != ignore_index
     x = torch.where(valid, x, torch.zeros_like(x))
 
     # Per-token scalars ([B, S]) in float64, from t directly (u = t/V, not (1 - alpha)/V), so
     # that both ends of the noise range keep their precision; only the [B, S, V] work is fp32.
-    t = _broadcast_t(t, x.shape, x.device).double().clamp(eps, 1.0 - eps)
+    t = t.double().clamp(eps, 1.0 - eps)
     alpha, u = 1.0 - t, t / V
     log_alpha, log_u = torch.log1p(-t), torch.log(t) - math.log(V)
 
@@ -223,8 +256,8 @@ class _FusedLinearGIDDLoss(torch.autograd.Function):
             end = min(start + chunk_size, hidden.shape[0])
             h = hidden[start:end].detach().requires_grad_(need_h)
             with torch.enable_grad():
-                loss, _ = uniform_gidd_loss(F.linear(h, w), z_t[start:end], x[start:end], t[start:end],
-                                            vocab_size=vocab_size, beta_is=beta_is, z_loss_strength=z_loss_strength)
+                loss, _ = _gidd_loss(F.linear(h, w)[:, :vocab_size], z_t[start:end], x[start:end], t[start:end],
+                                     vocab_size, beta_is, z_loss_strength, -100, 1e-12)
                 chunk_total = loss.sum()
                 wrt = [p for p, need in ((h, need_h), (w, need_w)) if need]
                 grads = list(torch.autograd.grad(chunk_total, wrt)) if wrt else []
@@ -267,10 +300,14 @@ def fused_linear_gidd_loss(
     """
     H = hidden.shape[-1]
     V = weight.shape[0] if vocab_size is None else vocab_size
+    if weight.shape[0] < V:
+        raise ValueError(f"weight has {weight.shape[0]} rows, fewer than vocab_size={V}")
     t = _broadcast_t(t, x.shape, x.device)
     rows = (x != ignore_index).reshape(-1)
+    z_t, x, t = z_t.reshape(-1)[rows], x.reshape(-1)[rows], t.reshape(-1)[rows]
+    check_loss_inputs(z_t, x, t, V, ignore_index)
     total = _FusedLinearGIDDLoss.apply(
-        hidden.reshape(-1, H)[rows], weight, z_t.reshape(-1)[rows], x.reshape(-1)[rows], t.reshape(-1)[rows],
+        hidden.reshape(-1, H)[rows], weight, z_t, x, t,
         V, beta_is, z_loss_strength, int(chunk_size or default_loss_chunk_tokens(V)),
     )
     return total, rows.sum()
@@ -421,7 +458,7 @@ def estimate_nelbo(
 __all__ = [
     "MIN_LOG_SNR", "MAX_LOG_SNR", "SCHEDULES", "NELBO_METHODS",
     "alpha_from_log_snr", "log_snr_from_alpha", "t_from_log_snr", "log_snr_from_t", "t_range",
-    "sample_t", "corrupt", "sampling_schedule", "uniform_gidd_loss", "default_loss_chunk_tokens",
+    "sample_t", "corrupt", "sampling_schedule", "check_loss_inputs", "uniform_gidd_loss", "default_loss_chunk_tokens",
     "fused_linear_gidd_loss", "nelbo_weight", "check_nelbo_grid", "nelbo_t_grid", "nelbo_terms", "nelbo_on_grid",
     "estimate_nelbo",
 ]
