@@ -156,5 +156,8 @@ def test_bundled_model_remote_code_is_the_package_modules():
     from sumi.loading import BUNDLED_DIR
 
     pkg = Path(sumi.__file__).parent
-    for name in REMOTE_CODE_FILES:
-        assert (BUNDLED_DIR / "demo" / name).read_bytes() == (pkg / name).read_bytes(), name
+    bundled = [d for d in BUNDLED_DIR.iterdir() if (d / "config.json").is_file()]
+    assert {d.name for d in bundled} >= {"demo", "demo-instruct"}
+    for folder in bundled:
+        for name in REMOTE_CODE_FILES:
+            assert (folder / name).read_bytes() == (pkg / name).read_bytes(), (folder.name, name)

@@ -234,8 +234,8 @@ class CanvasJob:
     def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor, o: dict, log_snrs: list,
                  *, generator=None, tokenizer=None, progress_callback: Callable[[dict], Any] | None = None,
                  record_trajectory: bool = False):
-        cfg, device = model.config, input_ids.device
-        self.vocab_size, self.eos_id = cfg.vocab_size, cfg.eos_token_id
+        cfg = model.config
+        self.vocab_size, self.eos_id, self.bos_id = cfg.vocab_size, cfg.eos_token_id, cfg.bos_token_id
         self.pad_id = cfg.pad_token_id if cfg.pad_token_id is not None else cfg.eos_token_id
         self.options, self.tokenizer = o, tokenizer
         self.sampler, self.temperature = o["sampler"], o["temperature"]
@@ -255,73 +255,91 @@ class CanvasJob:
             self.done, self.layout, self.canvas = True, None, input_ids
             self.row_forwards = torch.zeros(B, dtype=torch.long)
             return
-        self.layout = layout = canvas_layout(
+        self.layout = canvas_layout(
             cfg, attention_mask.long().sum(-1).tolist(), P, o["max_new_tokens"], o["canvas_length"],
             anchors=bool(o["anchor_eosbos"]) and o["frozen"] is None, aligned=bool(o["align_rows"]))
-        self.budgets = layout.budgets
-        C, starts, S = layout.canvas_length, layout.starts, layout.width
-        cols = torch.arange(S, device=device)
-        start_t = torch.tensor(starts, device=device)[:, None]
-        in_row = (cols >= start_t) & (cols < start_t + C)  # [B, S]
-        self.position_ids = (cols - start_t).clamp(min=0) if layout.aligned else None
-        self.key_mask = torch.cat([attention_mask.bool(), in_row[:, P:]], dim=1)
-
-        # ---- the initial canvas: one randint after the prompt (spec §6)
-        gens = _generators(o["seed"], generator, B, device)
-        self.rng = _Randomness(gens, [(s, s + C) for s in starts], device)
-        V = self.vocab_size
-        if self.rng.per_row:
-            init = _Randomness(gens, [(0, C - p) for p in layout.row_prompt], device).randint(V, B, S - P)
-        else:
-            init = torch.randint(0, V, (B, S - P), generator=gens[0], device=device)
-        canvas = torch.cat([input_ids, init], dim=1)
-        canvas = torch.where(in_row | (cols < P), canvas, torch.full_like(canvas, self.pad_id or 0))
-
-        # ---- which positions the sampler may change
-        free = in_row & (cols >= P)
-        frozen_rows = frozen_per_row(o["frozen"], B)
-        if layout.anchors:
-            if cfg.eos_token_id is None or cfg.bos_token_id is None:
-                raise ValueError("anchor_eosbos needs eos_token_id and bos_token_id in the config")
-            frozen_rows = [[(p + n, cfg.eos_token_id), (p + n + 1, cfg.bos_token_id)]
-                           for p, n in zip(layout.row_prompt, layout.budgets)]
-        ends = _per_row(o["denoise_end"], B)
-        for i in range(B):
-            if ends[i] is not None:
-                if not isinstance(ends[i], int) or ends[i] < 0:
-                    raise ValueError(f"denoise_end must be a non-negative int (or one per row), got {ends[i]!r}")
-                free[i, starts[i] + ends[i]:] = False
-            for pos, tok in frozen_rows[i]:
-                if not 0 <= pos < C or not 0 <= tok < V:
-                    raise ValueError(f"frozen entry ({pos}, {tok}) of row {i} is outside the canvas "
-                                     f"[0, {C}) or the vocabulary [0, {V})")
-                if pos < layout.row_prompt[i]:
-                    raise ValueError(f"frozen entry ({pos}, {tok}) of row {i} lies inside the prompt "
-                                     f"(positions [0, {layout.row_prompt[i]})): pin answer positions only")
-                canvas[i, starts[i] + pos] = tok
-                free[i, starts[i] + pos] = False
-
-        # ---- skip_tail: each row's forward ends at its BOS anchor; the columns after it are masked
-        # out of attention (rows of an aligned batch end at different columns) and never change
-        self.width = S  # columns fed to the model
-        if o["skip_tail"]:
-            if not layout.anchors:
-                raise ValueError("skip_tail needs the EOS/BOS anchors (anchor_eosbos=True and no `frozen`)")
-            row_ends = [s + p + n + 2 for s, p, n in zip(starts, layout.row_prompt, layout.budgets)]
-            self.width = max(row_ends)
-            for i, e in enumerate(row_ends):
-                free[i, e:] = False
-                self.key_mask[i, e:] = False
-            self.rng.spans = [(s, e) for s, e in zip(starts, row_ends)]
-        self.canvas = canvas
-        # (clones: on CPU `.cpu()` returns the same tensor, and the canvas is updated in place below)
-        self.trajectory = Trajectory(canvas.cpu().clone(), free.cpu().clone(), self.log_snrs, [], [], [], []) \
+        self.budgets = self.layout.budgets
+        in_row = self._place_rows()
+        self.canvas = self._initial_canvas(in_row, o["seed"], generator)
+        free = self._free_positions(in_row, o["frozen"], o["denoise_end"])
+        self.width = self._skip_tail(free) if o["skip_tail"] else self.layout.width  # columns fed to the model
+        # (clones: on CPU `.cpu()` returns the same tensor, and the canvas is updated in place)
+        self.trajectory = Trajectory(self.canvas.cpu().clone(), free.cpu().clone(), self.log_snrs, [], [], [], []) \
             if record_trajectory else None
         w = self.width
         self.free, self.key_mask = free[:, :w], self.key_mask[:, :w]
         if self.position_ids is not None:
             self.position_ids = self.position_ids[:, :w]
         self._init_exit_rules(o, record_trajectory)
+
+    # ---- the initial canvas
+    def _place_rows(self) -> torch.Tensor:
+        """Each row's columns, positions and attention keys in the `[B, S]` canvas tensor; returns the
+        `[B, S]` mask of the columns each row owns."""
+        layout, device = self.layout, self.input_ids.device
+        cols = torch.arange(layout.width, device=device)
+        start = torch.tensor(layout.starts, device=device)[:, None]
+        in_row = (cols >= start) & (cols < start + layout.canvas_length)
+        self.position_ids = (cols - start).clamp(min=0) if layout.aligned else None
+        self.key_mask = torch.cat([self.attention_mask.bool(), in_row[:, self.prompt_len:]], dim=1)
+        return in_row
+
+    def _initial_canvas(self, in_row: torch.Tensor, seed, generator) -> torch.Tensor:
+        """The prompt, then one randint over the rest (spec §6), padding outside the rows; sets the
+        job's random streams."""
+        layout, device, (B, P) = self.layout, self.input_ids.device, self.input_ids.shape
+        C, S, V = layout.canvas_length, layout.width, self.vocab_size
+        gens = _generators(seed, generator, B, device)
+        self.rng = _Randomness(gens, [(s, s + C) for s in layout.starts], device)
+        if self.rng.per_row:
+            init = _Randomness(gens, [(0, C - p) for p in layout.row_prompt], device).randint(V, B, S - P)
+        else:
+            init = torch.randint(0, V, (B, S - P), generator=gens[0], device=device)
+        canvas = torch.cat([self.input_ids, init], dim=1)
+        in_prompt = torch.arange(S, device=device) < P
+        return torch.where(in_row | in_prompt, canvas, torch.full_like(canvas, self.pad_id or 0))
+
+    def _free_positions(self, in_row: torch.Tensor, frozen, denoise_end) -> torch.Tensor:
+        """`[B, S]` bool: the answer and tail columns, less the pinned ones (EOS/BOS anchors or
+        `frozen`, written into the canvas here) and those from `denoise_end` on."""
+        layout, B = self.layout, self.num_rows
+        C, V, starts = layout.canvas_length, self.vocab_size, layout.starts
+        free = in_row & (torch.arange(layout.width, device=in_row.device) >= self.prompt_len)
+        pinned = frozen_per_row(frozen, B)
+        if layout.anchors:
+            if self.eos_id is None or self.bos_id is None:
+                raise ValueError("anchor_eosbos needs eos_token_id and bos_token_id in the config")
+            pinned = [[(p + n, self.eos_id), (p + n + 1, self.bos_id)] for p, n in zip(layout.row_prompt, layout.budgets)]
+        ends = _per_row(denoise_end, B)
+        for i in range(B):
+            if ends[i] is not None:
+                if not isinstance(ends[i], int) or ends[i] < 0:
+                    raise ValueError(f"denoise_end must be a non-negative int (or one per row), got {ends[i]!r}")
+                free[i, starts[i] + ends[i]:] = False
+            for pos, tok in pinned[i]:
+                if not 0 <= pos < C or not 0 <= tok < V:
+                    raise ValueError(f"frozen entry ({pos}, {tok}) of row {i} is outside the canvas "
+                                     f"[0, {C}) or the vocabulary [0, {V})")
+                if pos < layout.row_prompt[i]:
+                    raise ValueError(f"frozen entry ({pos}, {tok}) of row {i} lies inside the prompt "
+                                     f"(positions [0, {layout.row_prompt[i]})): pin answer positions only")
+                self.canvas[i, starts[i] + pos] = tok
+                free[i, starts[i] + pos] = False
+        return free
+
+    def _skip_tail(self, free: torch.Tensor) -> int:
+        """skip_tail: each row's forward ends at its BOS anchor; the columns after it are masked out of
+        attention (rows of an aligned batch end at different columns) and never change. Returns the
+        columns fed to the model."""
+        layout = self.layout
+        if not layout.anchors:
+            raise ValueError("skip_tail needs the EOS/BOS anchors (anchor_eosbos=True and no `frozen`)")
+        row_ends = [s + p + n + 2 for s, p, n in zip(layout.starts, layout.row_prompt, layout.budgets)]
+        for i, e in enumerate(row_ends):
+            free[i, e:] = False
+            self.key_mask[i, e:] = False
+        self.rng.spans = [(s, e) for s, e in zip(layout.starts, row_ends)]
+        return max(row_ends)
 
     # ---- exit rules: state
     def _init_exit_rules(self, o: dict, record_trajectory: bool) -> None:
