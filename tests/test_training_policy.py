@@ -19,12 +19,12 @@ def test_checkpoints_every_n_steps_and_at_the_end(tmp_path):
 
 def test_validation_follows_its_schedule_and_is_off_without_data():
     config = TrainConfig.from_dict({"steps": 10, "eval": {"every": 4, "at_end": True}})
-    with_data = Validator(module=None, source=object(), config=config, ctx=None)
+    with_data = Validator(module=None, sources={"": object()}, config=config, ctx=None)
     assert [s for s in range(1, 11) if with_data.should_run(s)] == [4, 8, 10]
-    without = Validator(module=None, source=None, config=config, ctx=None)
+    without = Validator(module=None, sources={}, config=config, ctx=None)
     assert not any(without.should_run(s) for s in range(1, 11))
     never = TrainConfig.from_dict({"steps": 10, "eval": {"every": 0, "at_end": False}})
-    assert not any(Validator(None, object(), never, None).should_run(s) for s in range(1, 11))
+    assert not any(Validator(None, {"": object()}, never, None).should_run(s) for s in range(1, 11))
 
 
 def test_training_records_every_n_steps_and_the_last(tmp_path):
