@@ -11,8 +11,6 @@ from sumi import SumiConfig, SumiForMaskGeneration
 from sumi.diffusion import estimate_nelbo, t_range, uniform_gidd_loss
 from sumi.evaluation.nelbo import NELBO_METHODS, ScoreRequest, nelbo_scores, rolling_windows, t_grid
 
-
-
 V = 4
 CANVAS = (1, 3, 0, 2, 1)  # position 0 and 4 stay clean (context); [1, 4) is scored
 SPAN = (1, 4)
@@ -112,6 +110,20 @@ def test_results_do_not_depend_on_batching_or_order(toy):
     assert nelbo_scores(toy, reqs, num_samples=4, seed=4)[0] != a[0]  # the seed matters
     # an empty span scores 0 and costs nothing
     assert nelbo_scores(toy, [ScoreRequest((1, 2), 1, 1)], num_samples=4) == [0.0]
+
+
+def test_a_requests_score_is_bit_identical_whatever_else_is_scored_with_it():
+    """Batches never mix random keys, so a data-parallel shard (any whole items, any order) gives
+    the very same floats as the whole set: here items of two choices and of different lengths,
+    whose canvases would otherwise share padded batches (which moved the last bits)."""
+    torch.manual_seed(0)
+    model = SumiForMaskGeneration(SumiConfig.from_preset("sumi-tiny")).eval()
+    text = torch.randint(0, model.config.vocab_size, (64,), generator=torch.Generator().manual_seed(1)).tolist()
+    reqs = [ScoreRequest(tuple(text[:n]), n // 2, n - m, key=("item", n)) for n in (17, 23, 40, 64) for m in (0, 3)]
+    whole = nelbo_scores(model, reqs, num_samples=4, seed=3, batch_size=3)
+    for part in (reqs[:4], reqs[6:], reqs[::-1], [reqs[i] for i in (7, 2, 6, 3)]):
+        alone = nelbo_scores(model, part, num_samples=4, seed=3, batch_size=3)
+        assert alone == [whole[reqs.index(r)] for r in part]
 
 
 def test_choices_sharing_a_context_share_random_numbers(toy):

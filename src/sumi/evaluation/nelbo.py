@@ -12,15 +12,19 @@ report. `t` comes from `sumi.diffusion.nelbo_t_grid`: "stratified-logsnr" (the d
 uniform draw of the log-SNR per stratum, unbiased, low variance), "stratified" (uniform-in-t strata)
 or "quadrature" (Gauss-Legendre nodes in log-SNR, deterministic in t).
 
-Batching and seeding. Each request expands into `num_samples` canvases (one per t); all of them,
-over all requests, are sorted by length and run `batch_size` at a time (right-padded, padded keys
-masked). Only the span's hidden states go through the LM head, so a long few-shot context costs no
-`[S, V]` logits. The random numbers of a request (its t grid and its noise draws) come from
-generators seeded by `(seed, key)`, where `key` defaults to the *clean context* (the canvas with
-the span removed, plus the span's start). Hence
+Batching and seeding. Each request expands into `num_samples` canvases (one per t). The random
+numbers of a request (its t grid and its noise draws) come from generators seeded by `(seed, key)`,
+where `key` defaults to the *clean context* (the canvas with the span removed, plus the span's
+start). The canvases of the requests that share a key (a *group*: the choices of a question, one
+rolling window) are sorted by length (then content) and run `batch_size` at a time (right-padded,
+padded keys masked); a batch never mixes groups. Only the span's hidden states go through the LM
+head, so a long few-shot context costs no `[S, V]` logits. Hence
 
-* a request's estimate does not depend on the batch size, on the order of the requests or on
-  what else is in the batch;
+* a request's estimate does not depend on the order of the requests, and not even in the last
+  float bit on what else is scored in the same call: its group runs the very same batches (same
+  shapes, same padding) whether it is scored alone, in a shard of a data-parallel run or with a
+  whole benchmark, so 1 and N processes give identical scores (the batch size still changes the
+  shapes, hence the rounding);
 * the choices of a multiple-choice question (same context, different continuations) share their
   t grid and noise draws: *common random numbers*, so that the comparison between choices is far
   less noisy than each estimate on its own.
@@ -33,8 +37,8 @@ windows by their own tokens (windows without clean context would otherwise all s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -95,7 +99,7 @@ def nelbo_scores(
         num_samples: t samples per request (one forward of its canvas each).
         method: "stratified-logsnr" (default), "stratified" or "quadrature" (see `t_grid`).
         seed: base seed; a request's randomness derives from `(seed, request.random_key())`.
-        batch_size: canvases per forward.
+        batch_size: canvases per forward (at most: a batch holds the canvases of one random key).
         beta_is: weight of the Itakura-Saito term (default: the model config's).
         max_loss_elements: the loss is computed over at most this many `position x vocab` entries
             at once (bounds the fp32 temporaries for large vocabularies).
@@ -118,24 +122,11 @@ def nelbo_scores(
         if r.tokens and (min(r.tokens) < 0 or max(r.tokens) >= V):
             raise ValueError(f"token ids must lie in [0, {V})")
 
-    # ---- one canvas per (request, t sample): only (request, k, t, w, seed) is kept; the noised
-    # canvas is built when its batch runs, so memory stays O(batch) however many requests come
-    rows = []  # (request index, k, t, weight, noise seed)
-    for i, r in enumerate(requests):
-        if r.num_scored == 0:
-            continue
-        base = derive_seed(seed, method, num_samples, r.random_key())  # hashes the (long) key once
-        ts, ws = t_grid(num_samples, method, min_log_snr=min_log_snr, max_log_snr=max_log_snr,
-                        generator=torch.Generator().manual_seed(base))
-        for k, (t, w) in enumerate(zip(ts.tolist(), ws.tolist())):
-            rows.append((i, k, t, w, derive_seed(base, k)))
-    order = sorted(range(len(rows)), key=lambda j: -len(requests[rows[j][0]].tokens))
-
+    batches = _group_batches(requests, num_samples, method, seed, batch_size, min_log_snr, max_log_snr)
     parts = [[0.0] * num_samples for _ in requests]  # per (request, k): summed in k order at the end
     lm_head = model.lm_head
     chunk = max(1, max_loss_elements // V)
-    for b0 in range(0, len(order), batch_size):
-        batch = [rows[j] for j in order[b0:b0 + batch_size]]
+    for batch in batches:
         S = max(len(requests[i].tokens) for i, *_ in batch)
         z_b = torch.full((len(batch), S), pad_id, dtype=torch.long)
         x_b = torch.full((len(batch), S), pad_id, dtype=torch.long)
@@ -176,6 +167,30 @@ def nelbo_scores(
         if progress is not None:
             progress(len(batch))
     return [math.fsum(p) for p in parts]
+
+
+def _group_batches(requests: Sequence[ScoreRequest], num_samples: int, method: str, seed: int, batch_size: int,
+                   min_log_snr: float, max_log_snr: float) -> list[list[tuple[int, int, float, float, int]]]:
+    """The batches of `(request index, k, t, weight, noise seed)` rows, one row per canvas to run.
+
+    Rows are grouped by random key and a batch holds one group's rows only, in an order that depends
+    on the group's requests alone (length, then content): what else is scored cannot change a
+    request's batches. Only these numbers are kept; the noised canvas is built when its batch
+    runs, so memory stays O(batch) however many requests come."""
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(requests):
+        if r.num_scored:
+            groups.setdefault(r.random_key(), []).append(i)
+    batches = []
+    for key, members in groups.items():
+        base = derive_seed(seed, method, num_samples, key)  # hashes the (long) key once
+        ts, ws = t_grid(num_samples, method, min_log_snr=min_log_snr, max_log_snr=max_log_snr,
+                        generator=torch.Generator().manual_seed(base))
+        grid = [(k, t, w, derive_seed(base, k)) for k, (t, w) in enumerate(zip(ts.tolist(), ws.tolist()))]
+        members.sort(key=lambda i: (-len(requests[i].tokens), requests[i].tokens, requests[i].start, requests[i].end))
+        rows = [(i, *g) for i in members for g in grid]
+        batches += [rows[a:a + batch_size] for a in range(0, len(rows), batch_size)]
+    return batches
 
 
 def count_canvases(requests: Iterable[ScoreRequest], num_samples: int) -> int:
