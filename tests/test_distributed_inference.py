@@ -217,14 +217,21 @@ def _samples(out: Path, task: str) -> list[dict]:
 
 
 def _assert_same_items(a: list[dict], b: list[dict]) -> None:
-    """The same records item by item; log-likelihoods up to float rounding (the NELBO batches of a
-    shard differ from those of the whole task, and a batch's padding changes the last bits)."""
+    """The same records item by item, log-likelihoods to the last bit (an item's NELBO batches
+    hold its own canvases only, whatever else its process scores)."""
     assert len(a) == len(b) and a
-    for x, y in zip(a, b):
-        lx, ly = x.pop("loglikelihoods", None), y.pop("loglikelihoods", None)
-        assert x == y
-        if lx is not None:
-            assert ly == pytest.approx(lx, rel=1e-5, abs=1e-4)
+    assert a == b
+
+
+def _same_results(results: dict, out_dir: Path) -> dict:
+    """A results.json without what legitimately differs between runs: when it was made, where it
+    was written, how many processes ran and how long each task took."""
+    results = json.loads(json.dumps(results).replace(str(out_dir), "<out>"))
+    del results["created"], results["config"]["processes"]
+    for r in results["results"].values():
+        r.pop("seconds")
+        r.pop("seconds_per_item")
+    return results
 
 
 EVAL_ARGS = ["eval", "--offline", "piqa,arc_easy,gsm8k", "--limit", "20", "--limit-gen", "4", "--model", "demo",
@@ -245,16 +252,13 @@ def test_eval_with_two_processes_equals_one_process_item_by_item(tmp_path):
     _sumi([*args, "--output-dir", str(two)], nproc=2)
     r1, r2 = (json.loads((d / "results.json").read_text()) for d in (one, two))
     assert r2["config"]["processes"] == 2 and r1["config"]["processes"] == 1
-    nelbo1, nelbo2 = r1["results"]["nelbo"], r2["results"]["nelbo"]
-    assert nelbo1["n"] == nelbo2["n"] == 12
-    assert nelbo1["settings"]["num_tokens"] == nelbo2["settings"]["num_tokens"]
-    for key, value in nelbo1["metrics"].items():  # the CI bounds are lists: compared one by one
-        assert nelbo2["metrics"][key] == pytest.approx(value, rel=1e-6), key
+    assert r1["results"]["nelbo"]["n"] == 12
     for task in ("piqa", "arc_easy", "gsm8k"):
-        assert r1["results"][task]["n"] == r2["results"][task]["n"] == (4 if task == "gsm8k" else 20)
+        assert r1["results"][task]["n"] == (4 if task == "gsm8k" else 20)
         _assert_same_items(_samples(one, task), _samples(two, task))
-        assert r1["results"][task]["metrics"] == pytest.approx(r2["results"][task]["metrics"])
-    assert len(list((two / "shards").glob("piqa.*.json"))) == 2  # one shard per process (200 items each)
+    # every metric (perplexity, its bootstrap CI, accuracies) and setting to the last bit
+    assert _same_results(r1, one) == _same_results(r2, two)
+    assert len(list((two / "shards").glob("piqa.*.json"))) == 2  # one shard per process (10 items each)
 
 
 @pytest.mark.slow
@@ -391,7 +395,7 @@ def test_lm_eval_tasks_with_two_processes_equal_one_process(tmp_path):
         r.append(json.loads((out / "results.json").read_text())["results"])
     for task in ("sumi_fixture_mc", "sumi_fixture_rolling"):
         assert r[0][task]["n"] == r[1][task]["n"]
-        assert r[0][task]["metrics"] == pytest.approx(r[1][task]["metrics"], rel=1e-6)
+        assert r[0][task]["metrics"] == r[1][task]["metrics"]  # to the last bit
 
 
 # ----------------------------------------------------------------------------- command-line errors
