@@ -83,3 +83,155 @@ def test_checked_loss_equals_the_loss_computed_from_its_definition():
     r = q.gather(-1, z[..., None]).squeeze(-1) / qhat.gather(-1, z[..., None]).squeeze(-1)
     w = torch.where(z == x, t / (1 + (V - 1) * alpha), torch.ones_like(t))
     torch.testing.assert_close(got.double(), w * kl + w * (r - r.log() - 1), rtol=1e-4, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- run folder lock
+RECIPE = """\
+model: {preset: sumi-tiny}
+data: {source: synthetic, seq_len: 16}
+batch: {global_batch_size: 2, micro_batch_size: 2}
+steps: 1
+seed: 0
+device: cpu
+num_threads: 1
+eval: {at_end: false}
+checkpoint: {every: 1, keep_last: 0}
+log: {progress: false}
+"""
+
+# Another process taking the lock the way a live run does (flock on the lock file), then waiting.
+HOLDER = """\
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, f"pid {os.getpid()} on testhost".encode())
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def holder():
+    """`holder(folder)` starts a process that holds folder's run lock; killed (SIGKILL) at the end."""
+    import subprocess
+    import sys
+
+    from sumi.training.runlock import LOCK_NAME
+
+    procs = []
+
+    def start(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder / LOCK_NAME)], stdout=subprocess.PIPE,
+                                text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "locked"
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(RECIPE)
+    return path
+
+
+def test_second_run_into_a_locked_out_dir_fails_and_writes_nothing(recipe, tmp_path, holder):
+    from sumi.training import train
+    from sumi.training.runlock import RunFolderInUse
+
+    run = tmp_path / "run"
+    proc = holder(run)
+    with pytest.raises(RunFolderInUse, match=rf"^{run} is in use by another training run \(pid {proc.pid} on "
+                                             "testhost\\)"):
+        train(recipe, [f"out_dir={run}"])
+    assert sorted(p.name for p in run.iterdir()) == [".sumi-train.lock"]  # no config, log or checkpoint
+    proc.kill()
+    proc.wait()  # a dead holder leaves no stale lock: the next run goes ahead
+    result = train(recipe, [f"out_dir={run}"])
+    assert result.step == 1 and result.checkpoint is not None
+
+
+def test_a_separate_checkpoint_dir_is_locked_too(recipe, tmp_path, holder):
+    from sumi.training import train
+    from sumi.training.runlock import RunFolderInUse
+
+    holder(tmp_path / "ckpt")
+    with pytest.raises(RunFolderInUse, match="ckpt is in use"):
+        train(recipe, [f"out_dir={tmp_path / 'run'}", f"checkpoint.dir={tmp_path / 'ckpt'}"])
+    assert not list((tmp_path / "ckpt").glob("step_*"))
+
+
+def test_lock_is_released_after_a_run_and_after_a_failed_one(recipe, tmp_path):
+    from sumi.training import ConfigError, train
+    from sumi.training.runlock import run_folder_lock
+
+    run = tmp_path / "run"
+    train(recipe, [f"out_dir={run}"])
+    with pytest.raises(ConfigError, match="--resume"):  # fails inside the locked block
+        train(recipe, [f"out_dir={run}"])
+    with run_folder_lock(run):  # free again in this process, and held against a nested attempt
+        with pytest.raises(ConfigError, match="in use"):
+            train(recipe, [f"out_dir={run}"], resume=True)
+
+
+def test_sumi_train_reports_a_locked_out_dir_in_one_line(recipe, tmp_path, holder, capsys):
+    from sumi.cli import main
+
+    run = tmp_path / "run"
+    holder(run)
+    assert main(["train", str(recipe), f"out_dir={run}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sumi: error: ") and "in use by another training run" in err[0]
+
+
+@pytest.mark.slow
+def test_two_real_runs_into_one_out_dir(recipe, tmp_path, capsys):
+    """A live `python -m sumi.training` run holds its folder: a second `sumi train` there is refused
+    in one line and the first run finishes with all its checkpoints."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from sumi.cli import main
+
+    run = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    first = subprocess.Popen([sys.executable, "-m", "sumi.training", str(recipe), f"out_dir={run}", "steps=3",
+                              "step_delay_s=1.5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "train_log.jsonl").exists():  # the run is past its set-up, inside the lock
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0]
+            time.sleep(0.1)
+        assert main(["train", str(recipe), f"out_dir={run}", "steps=3"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"pid {first.pid} on " in err[0], err
+        out, _ = first.communicate(timeout=120)
+        assert first.returncode == 0, out
+    finally:
+        first.kill()
+        first.wait()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"step_{s:07d}" for s in (1, 2, 3)]
+
+
+def test_lock_removes_only_a_folder_it_created_and_left_empty(tmp_path):
+    from sumi.training.runlock import LOCK_NAME, run_folder_lock
+
+    fresh, kept, used = tmp_path / "a" / "fresh", tmp_path / "kept", tmp_path / "used"
+    kept.mkdir()
+    for folder in (fresh, kept, used):
+        with pytest.raises(KeyError), run_folder_lock(folder):
+            if folder == used:
+                (folder / "config.yaml").write_text("x")
+            raise KeyError("set-up failed")
+    assert not fresh.exists() and (tmp_path / "a").is_dir()
+    assert sorted(p.name for p in kept.iterdir()) == [LOCK_NAME]
+    assert sorted(p.name for p in used.iterdir()) == [LOCK_NAME, "config.yaml"]

@@ -46,6 +46,7 @@ from .mixture import MixtureSource, open_mixture
 from .noise import draw_step_noise
 from .optim import build_optimizer, set_lr
 from .phases import PhasePlan, build_plan
+from .runlock import RunFolderInUse, run_folder_lock
 from .sft import apply_lora, evaluate_sft, global_scored_tokens, merge_lora, sft_sources
 from .sources import BatchSource, make_source, open_source
 
@@ -442,9 +443,35 @@ def train(config: TrainConfig | str | os.PathLike, overrides: Sequence[str] = ()
         torch.set_num_threads(config.num_threads)
     ctx = init_distributed(config.device)
     try:
-        return _train(config, ctx, source, val_source, return_model)
+        with _exclusive_run_folders(config, ctx):
+            return _train(config, ctx, source, val_source, return_model)
     finally:
         shutdown(ctx)
+
+
+@contextlib.contextmanager
+def _exclusive_run_folders(config: TrainConfig, ctx: DistContext):
+    """Rank 0 holds the lock of out_dir (and of checkpoint.dir when it lies elsewhere) for the whole
+    run; when another run holds one, every rank fails with the same one-line error (no rank waits)."""
+    folders = [Path(config.out_dir).resolve()]
+    ckpt = config.checkpoint_dir().resolve()
+    if not ckpt.is_relative_to(folders[0]):
+        folders.append(ckpt)
+    with contextlib.ExitStack() as locks:
+        failure: Exception | None = None
+        if ctx.is_main:
+            try:
+                for folder in folders:
+                    locks.enter_context(run_folder_lock(folder))
+            except (ConfigError, OSError) as e:
+                failure = e
+        message = [None if failure is None else " ".join(str(failure).split())]
+        dist.broadcast_object_list(message, src=0)
+        if failure is not None:
+            raise failure
+        if message[0] is not None:
+            raise RunFolderInUse(message[0])
+        yield
 
 
 def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_model) -> TrainResult:
