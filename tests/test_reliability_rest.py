@@ -235,3 +235,84 @@ def test_lock_removes_only_a_folder_it_created_and_left_empty(tmp_path):
     assert not fresh.exists() and (tmp_path / "a").is_dir()
     assert sorted(p.name for p in kept.iterdir()) == [LOCK_NAME]
     assert sorted(p.name for p in used.iterdir()) == [LOCK_NAME, "config.yaml"]
+
+
+# ----------------------------------------------------------------------------- --prompts-file cap
+def test_prompts_file_past_the_cap_is_refused_naming_the_cap(tmp_path):
+    from sumi.cli.common import CLIError, read_prompts_file
+
+    path = tmp_path / "p.txt"
+    path.write_text("one\ntwo\n")  # 8 bytes
+    assert read_prompts_file(str(path), max_bytes=8) == ["one", "two"]  # exactly at the cap: read
+    with pytest.raises(CLIError, match=r"^argument --prompts-file: .*p\.txt' is longer than the cap of 7 B "
+                                       r"\(7 bytes\)"):
+        read_prompts_file(str(path), max_bytes=7)
+
+
+class _Endless:
+    """A stdin that never ends (`yes prompt | sumi generate --prompts-file -`), counting what is read."""
+
+    def __init__(self):
+        self.buffer, self.read_bytes = self, 0
+
+    def read(self, n: int) -> bytes:
+        self.read_bytes += n
+        return (b"prompt\n" * (n // 7 + 1))[:n]
+
+
+def test_endless_stdin_stops_at_the_cap(monkeypatch):
+    from sumi.cli.common import CLIError, read_prompts_file
+
+    stdin = _Endless()
+    monkeypatch.setattr("sys.stdin", stdin)
+    with pytest.raises(CLIError, match="'-' is longer than the cap of 3.00 MiB"):
+        read_prompts_file("-", max_bytes=3 << 20)
+    assert stdin.read_bytes <= 4 << 20  # read past the cap by at most one piece
+
+
+def test_sumi_generate_on_dev_zero_is_a_one_line_error(monkeypatch, capsys):
+    import os
+
+    from sumi.cli import main
+
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+    monkeypatch.setattr("sumi.cli.common.MAX_PROMPTS_FILE_BYTES", 2 << 20)
+    assert main(["generate", "--prompts-file", "/dev/zero", "-n", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sumi: error: argument --prompts-file: '/dev/zero' is longer than "
+                                               "the cap of 2.00 MiB"), err
+
+
+# ----------------------------------------------------------------------------- out of memory
+def _cpu_allocation_failure():
+    torch.empty(1 << 50, dtype=torch.uint8)  # 1 PiB: torch's CPU allocator refuses it
+
+
+def _python_allocation_failure():
+    bytearray(1 << 62)
+
+
+@pytest.mark.parametrize("fail", [_cpu_allocation_failure, _python_allocation_failure])
+def test_out_of_memory_is_a_one_line_error(fail, monkeypatch, capsys):
+    from sumi.cli import main
+
+    monkeypatch.setattr("sumi.cli.generate.run", lambda args: fail())
+    assert main(["generate", "hello"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sumi: error: out of memory ("), err
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory(monkeypatch):
+    from sumi.cli import is_out_of_memory, main
+
+    def fail(args):
+        raise RuntimeError("shape mismatch in layer 3")
+
+    monkeypatch.setattr("sumi.cli.generate.run", fail)
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # a bug stays a traceback
+        main(["generate", "hello"])
+    assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(RuntimeError("[enforce fail] DefaultCPUAllocator: not enough memory: you tried to "
+                                         "allocate 8 bytes"))
+    assert not is_out_of_memory(ValueError("can't allocate memory"))  # an input error, not an allocation

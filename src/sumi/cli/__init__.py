@@ -106,14 +106,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except RuntimeError as e:
-        if type(e).__name__ != "OutOfMemoryError" and "out of memory" not in str(e).lower():
+    except (MemoryError, RuntimeError) as e:
+        if not is_out_of_memory(e):
             raise
-        print(f"{PROG}: error: out of memory ({' '.join(str(e).split())[:200]}); try --dtype bfloat16, a smaller "
-              "--canvas-length, fewer prompts at once, or another --device", file=sys.stderr)
+        detail = " ".join(str(e).split())[:200] or type(e).__name__
+        print(f"{PROG}: error: out of memory ({detail}); try --dtype bfloat16, a smaller --canvas-length or batch, "
+              "fewer prompts at once, or another --device", file=sys.stderr)
         return 1
     finally:
         restore_logging()
+
+
+# How allocation failures read: torch's CPU allocator ("can't allocate memory: you tried to allocate
+# N bytes", "not enough memory" on Windows), CUDA / MPS / XPU ("out of memory"), errno 12 text, C++.
+_OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
+                "bad_alloc", "failed to allocate")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """Whether `e` is a failed memory allocation: a MemoryError, torch's OutOfMemoryError or a
+    RuntimeError whose message is an allocator's."""
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return True
+    message = str(e).lower()
+    return isinstance(e, RuntimeError) and any(phrase in message for phrase in _OOM_PHRASES)
 
 
 def _error(e: BaseException) -> None:
@@ -121,4 +137,4 @@ def _error(e: BaseException) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
-__all__ = ["main", "build_parser", "register", "COMMANDS", "DESCRIPTION"]
+__all__ = ["main", "build_parser", "register", "is_out_of_memory", "COMMANDS", "DESCRIPTION"]

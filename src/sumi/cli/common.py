@@ -7,16 +7,17 @@ Imports no command module, so any command (here or in another package) can impor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..diffusion import SCHEDULES
+from ..formatting import format_bytes
 from ..generation_sumi import GENERATION_DEFAULTS, SAMPLERS
 
 PROG = "sumi"
@@ -247,11 +248,18 @@ def load_model(name: str, *, dtype, device, attn_implementation):
 
 
 # ----------------------------------------------------------------------------- prompts
-def read_prompts_file(path: str) -> list[str]:
+# The most --prompts-file reads: far more prompts than one run generates, and a bound on the memory
+# an endless input (a pipe that never closes, /dev/zero, a wrong huge file) can take.
+MAX_PROMPTS_FILE_BYTES = 128 << 20
+
+
+def read_prompts_file(path: str, max_bytes: int | None = None) -> list[str]:
     """One prompt per line (blank lines skipped), or JSONL objects with a "prompt" field (chosen when
-    the file ends in .jsonl or every non-blank line starts with '{')."""
+    the file ends in .jsonl or every non-blank line starts with '{'). `path` "-" is stdin. At most
+    `max_bytes` (default MAX_PROMPTS_FILE_BYTES) are read; a longer input is an error."""
+    cap = MAX_PROMPTS_FILE_BYTES if max_bytes is None else max_bytes
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        text = _read_capped(path, cap).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise CLIError(f"argument --prompts-file: cannot read {path!r}: {e}") from e
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
@@ -268,6 +276,20 @@ def read_prompts_file(path: str) -> list[str]:
             raise CLIError(f"argument --prompts-file: line {n} of {path!r} has no string \"prompt\" field")
         prompts.append(obj["prompt"])
     return prompts
+
+
+def _read_capped(path: str, cap: int) -> bytes:
+    """The bytes of `path` ("-" = stdin), read in 1 MiB pieces; CLIError past `cap` bytes."""
+    pieces, total = [], 0
+    with contextlib.ExitStack() as stack:
+        stream = getattr(sys.stdin, "buffer", sys.stdin) if path == "-" else stack.enter_context(open(path, "rb"))
+        while piece := stream.read(1 << 20):
+            pieces.append(piece.encode("utf-8") if isinstance(piece, str) else piece)
+            total += len(pieces[-1])
+            if total > cap:
+                raise CLIError(f"argument --prompts-file: {path!r} is longer than the cap of {format_bytes(cap)} "
+                               f"({cap} bytes) that --prompts-file reads; split it into smaller files")
+    return b"".join(pieces)
 
 
 def parse_ids(text: str, index: int) -> list[int]:
@@ -397,6 +419,6 @@ __all__ = [
     "PROG", "CLIError", "note", "positive_int", "nonneg_int", "finite_float", "nonneg_float", "unit_interval",
     "seed_list", "frozen_pair", "add_verbosity_args", "verbosity", "configure_logging", "add_model_arg",
     "add_runtime_args", "resolve_device", "launch_peers_env", "launch_peers", "model_source", "load_model",
-    "read_prompts_file", "parse_ids",
+    "MAX_PROMPTS_FILE_BYTES", "read_prompts_file", "parse_ids",
     "DefaultRule", "SAMPLER_OPTIONS", "CANVAS_OPTIONS", "add_sampling_args", "sampling_kwargs",
 ]
