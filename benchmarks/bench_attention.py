@@ -64,8 +64,14 @@ def main(argv=None) -> int:
     if not kernels.available():
         print(f"bench_attention: the native kernel cannot run here: {kernels.why_not()}", file=sys.stderr)
         return 1
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
     rows = []
     g = torch.Generator().manual_seed(0)
     with torch.inference_mode():
@@ -73,8 +79,10 @@ def main(argv=None) -> int:
             q = torch.randn(B, h, S, d, generator=g).bfloat16()
             kv = [torch.randn(B, k, S, d, generator=g).bfloat16() for _ in range(2)]
 
-            attention = {"sumi": modeling.ALL_ATTENTION_FUNCTIONS[kernels.ATTENTION_NAME],
-                         "sdpa": modeling.ALL_ATTENTION_FUNCTIONS["sdpa"]}
+            attention = {
+                "sumi": modeling.ALL_ATTENTION_FUNCTIONS[kernels.ATTENTION_NAME],
+                "sdpa": modeling.ALL_ATTENTION_FUNCTIONS["sdpa"],
+            }
             times = {"sumi": float("inf"), "sdpa": float("inf")}
             outs = {}
             for _ in range(3):  # alternate, so that load from elsewhere hits both
@@ -83,20 +91,39 @@ def main(argv=None) -> int:
                     times[name] = min(times[name], t)
             flop = 4.0 * B * h * S * S * d
             diff = float((outs["sumi"].float() - outs["sdpa"].float()).abs().max())
-            rows.append(dict(shape=label, B=B, h=h, k=k, S=S, d=d, sdpa_s=times["sdpa"], sumi_s=times["sumi"],
-                             sdpa_gflops=flop / times["sdpa"] / 1e9, sumi_gflops=flop / times["sumi"] / 1e9,
-                             ratio=times["sdpa"] / times["sumi"], max_abs_diff=diff))
-    print(f"## bench_attention\n\n- machine: {cpu}, {os.cpu_count()} cores, torch threads {args.threads}; torch "
-          f"{torch.__version__}; {time.strftime('%Y-%m-%d')}; best of {args.repeats}, bf16, no mask\n")
+            rows.append(
+                dict(
+                    shape=label,
+                    B=B,
+                    h=h,
+                    k=k,
+                    S=S,
+                    d=d,
+                    sdpa_s=times["sdpa"],
+                    sumi_s=times["sumi"],
+                    sdpa_gflops=flop / times["sdpa"] / 1e9,
+                    sumi_gflops=flop / times["sumi"] / 1e9,
+                    ratio=times["sdpa"] / times["sumi"],
+                    max_abs_diff=diff,
+                )
+            )
+    print(
+        f"## bench_attention\n\n- machine: {cpu}, {os.cpu_count()} cores, torch threads {args.threads}; torch "
+        f"{torch.__version__}; {time.strftime('%Y-%m-%d')}; best of {args.repeats}, bf16, no mask\n"
+    )
     print("| shape | B, h / KV heads, S, d | SDPA | sumi kernel | ratio | max abs diff |")
     print("|---|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['shape']} | {r['B']}, {r['h']} / {r['k']}, {r['S']}, {r['d']} | {r['sdpa_s'] * 1e3:.2f} ms "
-              f"({r['sdpa_gflops']:.0f} GFLOP/s) | {r['sumi_s'] * 1e3:.2f} ms ({r['sumi_gflops']:.0f} GFLOP/s) | "
-              f"{r['ratio']:.2f}× | {r['max_abs_diff']:.2g} |")
-    print("\nratio = SDPA time / sumi time (> 1: the kernel is faster); GFLOP/s counts 4 B h S² d. "
-          "Both outputs are bf16: the difference is output rounding (tests/test_kernels.py checks both "
-          "against float64).")
+        print(
+            f"| {r['shape']} | {r['B']}, {r['h']} / {r['k']}, {r['S']}, {r['d']} | {r['sdpa_s'] * 1e3:.2f} ms "
+            f"({r['sdpa_gflops']:.0f} GFLOP/s) | {r['sumi_s'] * 1e3:.2f} ms ({r['sumi_gflops']:.0f} GFLOP/s) | "
+            f"{r['ratio']:.2f}× | {r['max_abs_diff']:.2g} |"
+        )
+    print(
+        "\nratio = SDPA time / sumi time (> 1: the kernel is faster); GFLOP/s counts 4 B h S² d. "
+        "Both outputs are bf16: the difference is output rounding (tests/test_kernels.py checks both "
+        "against float64)."
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(dict(cpu=cpu, threads=args.threads, rows=rows), indent=2) + "\n")
     return 0

@@ -47,9 +47,12 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sumi import SumiConfig, SumiForMaskGeneration  # noqa: E402
+from sumi import (  # noqa: E402
+    SumiConfig,
+    SumiForMaskGeneration,
+    kernels,  # noqa: E402
+)
 from sumi.diffusion import alpha_from_log_snr, sampling_schedule  # noqa: E402
-from sumi import kernels  # noqa: E402
 from sumi.generation_sumi import _Randomness, adaptive_step, ancestral_step, dense_posterior  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -164,13 +167,14 @@ def set_attention(model: SumiForMaskGeneration, impl: str) -> None:
     assert model.model.layers[0].self_attn.config._attn_implementation == impl
 
 
-def sdpa_backend(model: SumiForMaskGeneration, batch: int, canvas: int, dtype: torch.dtype,
-                 device: torch.device) -> str:
+def sdpa_backend(
+    model: SumiForMaskGeneration, batch: int, canvas: int, dtype: torch.dtype, device: torch.device
+) -> str:
     """The kernel this model's attention call runs (no padding mask): sumi's native one where it
     takes the inputs (bf16 on an AVX512-BF16 CPU, `sumi.kernels`), else the SDPA kernel PyTorch picks."""
     cfg = model.config
     probe = torch.zeros(batch, cfg.num_attention_heads, canvas, cfg.head_dim, dtype=dtype, device=device)
-    if kernels.supports(probe, probe[:, :cfg.num_key_value_heads], probe[:, :cfg.num_key_value_heads]):
+    if kernels.supports(probe, probe[:, : cfg.num_key_value_heads], probe[:, : cfg.num_key_value_heads]):
         return "sumi AVX512-BF16 kernel"
     try:
         from torch.nn.attention import SDPBackend
@@ -184,9 +188,16 @@ def sdpa_backend(model: SumiForMaskGeneration, batch: int, canvas: int, dtype: t
 
 
 # ----------------------------------------------------------------------------- official-style baseline
-def official_ancestral_step(logits: torch.Tensor, z_t: torch.Tensor, free: torch.Tensor, log_snr_t: float,
-                            log_snr_s: float, generator: torch.Generator, vocab_size: int,
-                            temperature: float = 1.0) -> torch.Tensor:
+def official_ancestral_step(
+    logits: torch.Tensor,
+    z_t: torch.Tensor,
+    free: torch.Tensor,
+    log_snr_t: float,
+    log_snr_s: float,
+    generator: torch.Generator,
+    vocab_size: int,
+    temperature: float = 1.0,
+) -> torch.Tensor:
     """The official ancestral step: dense fp32 x_hat `[B, S, V]`, dense posterior, then one
     `torch.multinomial` over all B*S rows (frozen positions are drawn too, then restored)."""
     B, S = z_t.shape
@@ -196,8 +207,9 @@ def official_ancestral_step(logits: torch.Tensor, z_t: torch.Tensor, free: torch
     return torch.where(free, z_s, z_t)
 
 
-def official_adaptive_step(logits: torch.Tensor, z_t: torch.Tensor, free: torch.Tensor, vocab_size: int,
-                           tokens_per_step: int) -> torch.Tensor:
+def official_adaptive_step(
+    logits: torch.Tensor, z_t: torch.Tensor, free: torch.Tensor, vocab_size: int, tokens_per_step: int
+) -> torch.Tensor:
     """The official adaptive step at T = 0: a dense fp32 softmax `[B, S, V]`, confidence
     `p_max - p(z_t)`, the top `tokens_per_step` free positions per row take their argmax."""
     probs = torch.softmax(logits[..., :vocab_size].float(), dim=-1)
@@ -207,8 +219,9 @@ def official_adaptive_step(logits: torch.Tensor, z_t: torch.Tensor, free: torch.
     return z_t.scatter(1, selected, top1.gather(1, selected))
 
 
-def official_canvas(model, input_ids: torch.Tensor, max_new_tokens: int, canvas_length: int,
-                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def official_canvas(
+    model, input_ids: torch.Tensor, max_new_tokens: int, canvas_length: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompt + one `randint` canvas, EOS/BOS anchors frozen after the budget (spec §6).
     Returns (canvas `[B, S]`, free `[B, S]` bool)."""
     cfg = model.config
@@ -222,13 +235,21 @@ def official_canvas(model, input_ids: torch.Tensor, max_new_tokens: int, canvas_
     free[:, :P] = False
     canvas[:, P + budget] = cfg.eos_token_id
     canvas[:, P + budget + 1] = cfg.bos_token_id
-    free[:, P + budget:P + budget + 2] = False
+    free[:, P + budget : P + budget + 2] = False
     return canvas, free
 
 
-def official_style_generate(model, input_ids: torch.Tensor, *, max_new_tokens: int, num_steps: int,
-                            canvas_length: int, seed: int, temperature: float = 1.0,
-                            schedule: str = "linear") -> torch.Tensor:
+def official_style_generate(
+    model,
+    input_ids: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    num_steps: int,
+    canvas_length: int,
+    seed: int,
+    temperature: float = 1.0,
+    schedule: str = "linear",
+) -> torch.Tensor:
     """The official generation loop (ancestral, linear schedule): one forward and one dense
     ancestral step per step over the whole canvas. Run it with eager attention for the official
     style. Returns the final canvas `[B, S]`."""
@@ -237,13 +258,15 @@ def official_style_generate(model, input_ids: torch.Tensor, *, max_new_tokens: i
     log_snrs = sampling_schedule(num_steps, schedule).tolist()
     for k in range(num_steps):
         logits = model(input_ids=canvas).logits
-        canvas = official_ancestral_step(logits, canvas, free, log_snrs[k], log_snrs[k + 1], g,
-                                         model.config.vocab_size, temperature)
+        canvas = official_ancestral_step(
+            logits, canvas, free, log_snrs[k], log_snrs[k + 1], g, model.config.vocab_size, temperature
+        )
     return canvas
 
 
-def xhat_draw_fraction(logits: torch.Tensor, z_t: torch.Tensor, free: torch.Tensor, log_snr_t: float,
-                       log_snr_s: float, vocab_size: int) -> float:
+def xhat_draw_fraction(
+    logits: torch.Tensor, z_t: torch.Tensor, free: torch.Tensor, log_snr_t: float, log_snr_s: float, vocab_size: int
+) -> float:
     """Expected fraction of free positions where the mixture sampler draws from x_hat (the only
     rows that need a full categorical draw): `(1 - keep_prob) * a_s`."""
     V = vocab_size
@@ -293,10 +316,10 @@ def attention_peak_mib(cfg, batch: int, canvas: int, dtype_name: str, impl: str,
     if not Path("/proc/self/clear_refs").exists():
         return None
     spec = [batch, cfg.num_attention_heads, cfg.num_key_value_heads, canvas, cfg.head_dim, dtype_name, impl, threads]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src")]
-                                                      + sys.path))
-    proc = subprocess.run([sys.executable, "-c", ATTENTION_MEMORY_CHILD, json.dumps(spec)], capture_output=True,
-                          text=True, env=env)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src")] + sys.path))
+    proc = subprocess.run(
+        [sys.executable, "-c", ATTENTION_MEMORY_CHILD, json.dumps(spec)], capture_output=True, text=True, env=env
+    )
     if proc.returncode != 0:
         log(f"attention memory child failed: {proc.stderr.strip().splitlines()[-1:]}")
         return None
@@ -321,8 +344,13 @@ def forward_time_split(model, canvas: torch.Tensor) -> dict[str, float]:
         model(input_ids=canvas)
     split = dict(matmul=0.0, attention=0.0, other=0.0)
     for e in prof.key_averages():
-        kind = ("matmul" if e.key in ("aten::mm", "aten::addmm", "aten::bmm") else
-                "attention" if "scaled_dot_product" in e.key or "sink_attention" in e.key else "other")
+        kind = (
+            "matmul"
+            if e.key in ("aten::mm", "aten::addmm", "aten::bmm")
+            else "attention"
+            if "scaled_dot_product" in e.key or "sink_attention" in e.key
+            else "other"
+        )
         split[kind] += e.self_cpu_time_total / 1e6
     split["total"] = sum(split.values())
     return split
@@ -347,59 +375,95 @@ def bench_cell(base: SumiForMaskGeneration, canvas_len: int, dtype_name: str, ar
         ratio = baseline / ours if baseline is not None and ours and unit != "GFLOP/s" else None
         r = dict(cell, what=what, baseline=baseline, ours=ours, unit=unit, ratio=ratio, note=note, **extra)
         rows.append(r)
-        log(f"  {what:<32} canvas {canvas_len:>5} {dtype_name:<9} official-style {fmt(baseline, unit):>10}  "
-            f"sumi {fmt(ours, unit):>10}  ratio {fmt_ratio(r['ratio'])}")
+        log(
+            f"  {what:<32} canvas {canvas_len:>5} {dtype_name:<9} official-style {fmt(baseline, unit):>10}  "
+            f"sumi {fmt(ours, unit):>10}  ratio {fmt_ratio(r['ratio'])}"
+        )
 
     # -- forward: eager vs SDPA
     def fwd(impl):
         def run():
             set_attention(model, impl)
             return model(input_ids=canvas).logits
+
         return run
 
     t_eager, t_sdpa, lg_eager, lg_sdpa = time_pair(fwd("eager"), fwd("sdpa"), args.repeats, device)
     diff = (lg_eager.float() - lg_sdpa.float()).abs().max().item()
     scale = lg_eager.float().abs().max().item()
     backend = sdpa_backend(model, B, canvas_len, dtype, device)
-    row("forward", t_eager, t_sdpa, note=f"max abs logit diff {diff:.2g} (max abs logit {scale:.2g}); "
-        f"attention kernel {backend}", max_abs_logit_diff=diff, max_abs_logit=scale, sdpa_kernel=backend)
+    row(
+        "forward",
+        t_eager,
+        t_sdpa,
+        note=f"max abs logit diff {diff:.2g} (max abs logit {scale:.2g}); attention kernel {backend}",
+        max_abs_logit_diff=diff,
+        max_abs_logit=scale,
+        sdpa_kernel=backend,
+    )
     logits = lg_sdpa
     del lg_eager
     lin_flop, att_flop = forward_flops(cfg, B, canvas_len)
     flop = lin_flop + att_flop
     peak = args.matmul_peak.get(dtype_name)
     share = (lambda rate: f"{100 * rate / peak:.0f}%") if peak else (lambda rate: "n/a")
-    note = (f"{flop / 1e9:.0f} GFLOP ({lin_flop / 1e9:.0f} linear + head, {att_flop / 1e9:.0f} attention); "
-            f"official-style {share(flop / t_eager / 1e9)}, sumi {share(flop / t_sdpa / 1e9)} of the {dtype_name} "
-            f"matmul probe ({peak or 0:.0f} GFLOP/s)")
+    note = (
+        f"{flop / 1e9:.0f} GFLOP ({lin_flop / 1e9:.0f} linear + head, {att_flop / 1e9:.0f} attention); "
+        f"official-style {share(flop / t_eager / 1e9)}, sumi {share(flop / t_sdpa / 1e9)} of the {dtype_name} "
+        f"matmul probe ({peak or 0:.0f} GFLOP/s)"
+    )
     split = None
     if device.type == "cpu":
         set_attention(model, "sdpa")
         split = forward_time_split(model, canvas)
-        note += (f"; sumi's time (profiler): linear + head {100 * split['matmul'] / split['total']:.0f}% at "
-                 f"{lin_flop / split['matmul'] / 1e9:.0f} GFLOP/s, attention kernel "
-                 f"{100 * split['attention'] / split['total']:.0f}% at {att_flop / max(split['attention'], 1e-9) / 1e9:.0f} "
-                 f"GFLOP/s, other {100 * split['other'] / split['total']:.0f}%")
-    row("forward FLOP rate", flop / t_eager / 1e9, flop / t_sdpa / 1e9, unit="GFLOP/s", note=note,
-        flop=flop, linear_flop=lin_flop, attention_flop=att_flop, time_split=split)
+        note += (
+            f"; sumi's time (profiler): linear + head {100 * split['matmul'] / split['total']:.0f}% at "
+            f"{lin_flop / split['matmul'] / 1e9:.0f} GFLOP/s, attention kernel "
+            f"{100 * split['attention'] / split['total']:.0f}% at {att_flop / max(split['attention'], 1e-9) / 1e9:.0f} "
+            f"GFLOP/s, other {100 * split['other'] / split['total']:.0f}%"
+        )
+    row(
+        "forward FLOP rate",
+        flop / t_eager / 1e9,
+        flop / t_sdpa / 1e9,
+        unit="GFLOP/s",
+        note=note,
+        flop=flop,
+        linear_flop=lin_flop,
+        attention_flop=att_flop,
+        time_split=split,
+    )
 
     # -- attention memory: the eager score tensor, analytic; the forward's peak, measured on CUDA
     h = cfg.num_attention_heads
     score_mib = 4 * B * h * canvas_len * (canvas_len + 1) / MIB
-    sdpa_mib = 0.0 if backend in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION",
-                                  "sumi AVX512-BF16 kernel") else (
-        torch.finfo(dtype).bits // 8 * B * h * canvas_len * (canvas_len + 1) / MIB)
-    row("attention scores, 1 layer", score_mib, sdpa_mib, unit="MiB",
+    sdpa_mib = (
+        0.0
+        if backend in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "sumi AVX512-BF16 kernel")
+        else (torch.finfo(dtype).bits // 8 * B * h * canvas_len * (canvas_len + 1) / MIB)
+    )
+    row(
+        "attention scores, 1 layer",
+        score_mib,
+        sdpa_mib,
+        unit="MiB",
         note=f"analytic: eager fp32 [B,h,S,S+1] (~3 such tensors live at its softmax); "
-             f"{backend}: {'tiled, no S x S tensor' if sdpa_mib == 0 else 'math kernel, ' + dtype_name + ' [B,h,S,S+1]'}")
+        f"{backend}: {'tiled, no S x S tensor' if sdpa_mib == 0 else 'math kernel, ' + dtype_name + ' [B,h,S,S+1]'}",
+    )
     if device.type == "cpu":
-        measured = {impl: attention_peak_mib(cfg, B, canvas_len, dtype_name, impl, args.threads)
-                    for impl in ("eager", "sdpa")}
+        measured = {
+            impl: attention_peak_mib(cfg, B, canvas_len, dtype_name, impl, args.threads) for impl in ("eager", "sdpa")
+        }
         out_mib = B * h * canvas_len * cfg.head_dim * torch.finfo(dtype).bits / 8 / MIB
         if None not in measured.values():
-            row("attention peak memory, 1 layer", measured["eager"], measured["sdpa"], unit="MiB",
+            row(
+                "attention peak memory, 1 layer",
+                measured["eager"],
+                measured["sdpa"],
+                unit="MiB",
                 note=f"measured in a child process: peak resident memory one attention call adds to its "
-                     f"inputs (its output [B,h,S,d] {dtype_name} included: {out_mib:.1f} MiB)")
+                f"inputs (its output [B,h,S,d] {dtype_name} included: {out_mib:.1f} MiB)",
+            )
     if device.type == "cuda":
         peaks = {}
         for impl in ("eager", "sdpa"):
@@ -408,29 +472,40 @@ def bench_cell(base: SumiForMaskGeneration, canvas_len: int, dtype_name: str, ar
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
             before = torch.cuda.memory_allocated(device)
-            model(input_ids=canvas).logits
+            _ = model(input_ids=canvas).logits
             sync(device)
             peaks[impl] = (torch.cuda.max_memory_allocated(device) - before) / MIB
-        row("forward peak memory", peaks["eager"], peaks["sdpa"], unit="MiB",
-            note="measured: torch.cuda.max_memory_allocated above the weights (logits included)")
+        row(
+            "forward peak memory",
+            peaks["eager"],
+            peaks["sdpa"],
+            unit="MiB",
+            note="measured: torch.cuda.max_memory_allocated above the weights (logits included)",
+        )
 
     # -- one generate step: official-style loop (eager + dense) vs model.generate (SDPA + mixture)
     def official():
         set_attention(model, "eager")
-        return official_style_generate(model, prompt, max_new_tokens=max_new, num_steps=K,
-                                       canvas_length=canvas_len, seed=seed)
+        return official_style_generate(
+            model, prompt, max_new_tokens=max_new, num_steps=K, canvas_length=canvas_len, seed=seed
+        )
 
     def ours():
         set_attention(model, "sdpa")
-        return model.generate(input_ids=prompt, max_new_tokens=max_new, num_denoising_steps=K, seed=seed,
-                              canvas_length=canvas_len).canvas
+        return model.generate(
+            input_ids=prompt, max_new_tokens=max_new, num_denoising_steps=K, seed=seed, canvas_length=canvas_len
+        ).canvas
 
     t_off, t_ours, c_off, c_ours = time_pair(official, ours, args.repeats, device)
     assert c_off.shape == c_ours.shape == canvas.shape, (c_off.shape, c_ours.shape, canvas.shape)
     assert bool((c_off[:, :P] == prompt).all()) and bool((c_ours[:, :P] == prompt).all())
-    row(f"generate, per step (K={K})", t_off / K, t_ours / K,
+    row(
+        f"generate, per step (K={K})",
+        t_off / K,
+        t_ours / K,
         note=f"official-style: eager + dense posterior + multinomial; sumi: generate() default "
-             f"({backend} + mixture ancestral); total over {K} steps / {K}")
+        f"({backend} + mixture ancestral); total over {K} steps / {K}",
+    )
 
     # -- the sampling part alone, given the (SDPA) logits of this canvas
     rng_g = torch.Generator(device=device)
@@ -444,18 +519,28 @@ def bench_cell(base: SumiForMaskGeneration, canvas_len: int, dtype_name: str, ar
 
         def mixture():
             rng_g.manual_seed(seed)
-            return ancestral_step(logits, canvas, free, lam_t, lam_s, _Randomness([rng_g], [(0, canvas_len)], device),
-                                  vocab_size=V)
+            return ancestral_step(
+                logits, canvas, free, lam_t, lam_s, _Randomness([rng_g], [(0, canvas_len)], device), vocab_size=V
+            )
 
         t_dense, t_mix, _, _ = time_pair(dense, mixture, args.repeats, device)
         frac = xhat_draw_fraction(logits, canvas, free, lam_t, lam_s, V)
-        row(f"sampling only, step {k}/{n}", t_dense, t_mix,
+        row(
+            f"sampling only, step {k}/{n}",
+            t_dense,
+            t_mix,
             note=f"given logits: softmax + dense posterior + multinomial vs ancestral_step; "
-                 f"~{100 * frac:.1f}% of positions draw from x_hat", xhat_draw_fraction=frac)
+            f"~{100 * frac:.1f}% of positions draw from x_hat",
+            xhat_draw_fraction=frac,
+        )
         if k == args.mid_step:
             # a typical step of a real N-step run; the generate row's K = 2 steps are the worst case
-            row(f"whole step {k}/{n} (forward + sampling)", t_eager + t_dense, t_sdpa + t_mix,
-                note="sum of the forward row and the sampling row above, each side")
+            row(
+                f"whole step {k}/{n} (forward + sampling)",
+                t_eager + t_dense,
+                t_sdpa + t_mix,
+                note="sum of the forward row and the sampling row above, each side",
+            )
     # -- the adaptive sampler at T = 0 alone (the evaluation protocol's sampler)
     tps = max(1, math.ceil(canvas_len / 256))  # the evaluation default: the canvas over 256 steps
 
@@ -463,13 +548,24 @@ def bench_cell(base: SumiForMaskGeneration, canvas_len: int, dtype_name: str, ar
         return official_adaptive_step(logits, canvas, free, V, tps)
 
     def adaptive_ours():
-        return adaptive_step(logits, canvas, free, _Randomness([None], [(0, canvas_len)], device),
-                             vocab_size=V, tokens_per_step=tps, temperature=0.0)[0]
+        return adaptive_step(
+            logits,
+            canvas,
+            free,
+            _Randomness([None], [(0, canvas_len)], device),
+            vocab_size=V,
+            tokens_per_step=tps,
+            temperature=0.0,
+        )[0]
 
     t_dense, t_ad, z_dense, z_ad = time_pair(adaptive_dense, adaptive_ours, args.repeats, device)
-    row("adaptive sampling only, T = 0", t_dense, t_ad,
+    row(
+        "adaptive sampling only, T = 0",
+        t_dense,
+        t_ad,
         note=f"given logits: dense fp32 softmax + gap + top-{tps} vs adaptive_step (block-wise softmax "
-             f"statistics); same canvas: {'yes' if torch.equal(z_dense, z_ad) else 'NO'}")
+        f"statistics); same canvas: {'yes' if torch.equal(z_dense, z_ad) else 'NO'}",
+    )
     set_attention(model, "sdpa")
     return rows
 
@@ -492,38 +588,56 @@ def fmt_ratio(ratio) -> str:
 def render(info: dict, rows: list[dict], args) -> str:
     lines = ["## bench_core", ""]
     where = f"{info['gpu']} (CUDA), host " if info["gpu"] else ""
-    lines.append(f"- machine: {where}{info['cpu']} ({', '.join(info['cpu_flags']) or 'no flags read'}), "
-                 f"{info['cpu_count']} cores, torch threads {info['torch_threads']}")
-    lines.append(f"- software: torch {info['torch']}, transformers {info['transformers']}, "
-                 f"Python {info['python']}; date {info['date']}")
-    mm = ", ".join(f"{name} {info[f'matmul_gflops_{name}']:.0f}" if info[f"matmul_gflops_{name}"] else f"{name} n/a"
-                   for name in ("float32", "bfloat16"))
+    lines.append(
+        f"- machine: {where}{info['cpu']} ({', '.join(info['cpu_flags']) or 'no flags read'}), "
+        f"{info['cpu_count']} cores, torch threads {info['torch_threads']}"
+    )
+    lines.append(
+        f"- software: torch {info['torch']}, transformers {info['transformers']}, "
+        f"Python {info['python']}; date {info['date']}"
+    )
+    mm = ", ".join(
+        f"{name} {info[f'matmul_gflops_{name}']:.0f}" if info[f"matmul_gflops_{name}"] else f"{name} n/a"
+        for name in ("float32", "bfloat16")
+    )
     tf32 = "" if info["gpu"] is None else f" (TF32 {'on' if info.get('cuda_tf32_matmul') else 'off'})"
     lines.append(f"- matmul {info['matmul_n']}x{info['matmul_n']} GFLOP/s on {info['device']}: {mm}{tf32}")
-    lines.append(f"- model: {args.preset}, random weights (seed {args.seed}), batch {args.batch}; "
-                 f"best of {args.repeats} after one warm-up; generate K={args.steps} steps, linear schedule")
+    lines.append(
+        f"- model: {args.preset}, random weights (seed {args.seed}), batch {args.batch}; "
+        f"best of {args.repeats} after one warm-up; generate K={args.steps} steps, linear schedule"
+    )
     lines.append("")
     lines.append("| measurement | canvas | dtype | official-style | sumi | ratio | notes |")
     lines.append("|---|---:|---|---:|---:|---:|---|")
     for r in rows:
-        lines.append(f"| {r['what']} | {r['canvas']} | {r['dtype']} | {fmt(r['baseline'], r['unit'])} | "
-                     f"{fmt(r['ours'], r['unit'])} | {fmt_ratio(r['ratio'])} | {r['note']} |")
+        lines.append(
+            f"| {r['what']} | {r['canvas']} | {r['dtype']} | {fmt(r['baseline'], r['unit'])} | "
+            f"{fmt(r['ours'], r['unit'])} | {fmt_ratio(r['ratio'])} | {r['note']} |"
+        )
     lines.append("")
-    lines.append("official-style = eager attention (fp32 off-by-one softmax with a sink column) and, when sampling, "
-                 "dense fp32 x_hat + `dense_posterior` + one `torch.multinomial` over all B*S rows; "
-                 "sumi = its default attention (bf16 on an AVX512-BF16 CPU: sumi's native kernel; else SDPA "
-                 "with an appended zero key/value row) and the exact mixture sampler "
-                 "(`ancestral_step`, what `generate()` runs). ratio = official-style / sumi (> 1: sumi is faster "
-                 "or smaller).")
+    lines.append(
+        "official-style = eager attention (fp32 off-by-one softmax with a sink column) and, when sampling, "
+        "dense fp32 x_hat + `dense_posterior` + one `torch.multinomial` over all B*S rows; "
+        "sumi = its default attention (bf16 on an AVX512-BF16 CPU: sumi's native kernel; else SDPA "
+        "with an appended zero key/value row) and the exact mixture sampler "
+        "(`ancestral_step`, what `generate()` runs). ratio = official-style / sumi (> 1: sumi is faster "
+        "or smaller)."
+    )
     return "\n".join(lines)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--canvas", type=int, nargs="+", default=[512, 2048], help="canvas lengths (default 512 2048)")
-    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=sorted(DTYPES),
-                   help="model dtypes, cast with .to(dtype) (default float32 bfloat16)")
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float32", "bfloat16"],
+        choices=sorted(DTYPES),
+        help="model dtypes, cast with .to(dtype) (default float32 bfloat16)",
+    )
     p.add_argument("--steps", type=int, default=2, help="K, denoising steps of the generate measurement (default 2)")
     p.add_argument("--repeats", type=int, default=2, help="best of N timed runs after one warm-up (default 2)")
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
@@ -531,12 +645,16 @@ def parse_args(argv=None):
     p.add_argument("--preset", default=None, help="model preset (default sumi-57m; sumi-tiny with --quick)")
     p.add_argument("--mid-step", type=int, default=64, help="sampling-only row at step MID_STEP of MID_OF (64)")
     p.add_argument("--mid-of", type=int, default=128, help="... of an MID_OF-step schedule (128, the default N)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch.set_num_threads (default os.cpu_count(); 1 with --quick)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default os.cpu_count(); 1 with --quick)"
+    )
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: sumi-tiny preset, canvas 64, one repeat, one thread, small matmul probe "
-                        "(a few seconds; the timings mean nothing)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: sumi-tiny preset, canvas 64, one repeat, one thread, small matmul probe "
+        "(a few seconds; the timings mean nothing)",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the machine info and all rows as JSON")
     args = p.parse_args(argv)
     if args.quick:

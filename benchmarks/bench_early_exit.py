@@ -52,27 +52,42 @@ def main():
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.quick:
-        args.model, args.samples, args.steps, args.canvas, args.new_tokens, args.judge = \
-            "sumi-tiny", 2, 4, 48, 16, "none"
+        args.model, args.samples, args.steps, args.canvas, args.new_tokens, args.judge = (
+            "sumi-tiny",
+            2,
+            4,
+            48,
+            16,
+            "none",
+        )
     model, tok = sumi.load(args.model)
-    V, bos = model.config.vocab_size, model.config.bos_token_id
+    bos = model.config.bos_token_id
     C = min(args.canvas, model.config.max_position_embeddings)
     judge = None
     if args.judge != "none":
         from sumi.analysis.quality import ARJudge
+
         judge = ARJudge(args.judge)
     patience = dict(zip(("ancestral", "adaptive", "greedy"), (int(p) for p in args.patience.split(","))))
     prompt = torch.full((args.samples, 1), bos)
     started, rows = time.time(), []
     for sampler in args.samplers.split(","):
-        base_kw = dict(max_new_tokens=args.new_tokens, num_denoising_steps=args.steps, canvas_length=C,
-                       sampler=sampler, seed=[args.seed + i for i in range(args.samples)])
+        base_kw = dict(
+            max_new_tokens=args.new_tokens,
+            num_denoising_steps=args.steps,
+            canvas_length=C,
+            sampler=sampler,
+            seed=[args.seed + i for i in range(args.samples)],
+        )
         if sampler == "adaptive":  # enough edits per step to fill the canvas within the budget
             base_kw.update(temperature=0.0, tokens_per_step=max(1, math.ceil((C - 1) / args.steps)))
         reference = {}  # samples without early exit, per skip_tail setting
-        variants = [("official", {}), ("early exit", dict(early_stop_patience=patience[sampler])),
-                    ("skip tail", dict(skip_tail=True)),
-                    ("both", dict(skip_tail=True, early_stop_patience=patience[sampler]))]
+        variants = [
+            ("official", {}),
+            ("early exit", dict(early_stop_patience=patience[sampler])),
+            ("skip tail", dict(skip_tail=True)),
+            ("both", dict(skip_tail=True, early_stop_patience=patience[sampler])),
+        ]
         if is_deterministic(sampler, base_kw.get("temperature", 1.0)):  # greedy; adaptive at T = 0 here
             variants.insert(2, ("stop on cycle", dict(stop_on_cycle=True)))
             variants.append(("skip tail + stop on cycle", dict(skip_tail=True, stop_on_cycle=True)))
@@ -82,36 +97,54 @@ def main():
                 out = model.generate(prompt, **base_kw, **extra)
             dt = time.perf_counter() - t0
             width = (1 + args.new_tokens + 2) if extra.get("skip_tail") else C
-            ids = [out.sequences[i, 1:int(out.lengths[i])].tolist() for i in range(args.samples)]
+            ids = [out.sequences[i, 1 : int(out.lengths[i])].tolist() for i in range(args.samples)]
             reference.setdefault(bool(extra.get("skip_tail")), ids)
-            row = dict(sampler=sampler, variant=variant, patience=extra.get("early_stop_patience"),
-                       row_forwards=float(out.row_forwards.float().mean()),
-                       forward_tokens=float(out.row_forwards.float().mean()) * width,
-                       identical=ids == reference[bool(extra.get("skip_tail"))], seconds=dt / args.samples,
-                       entropy=float(np.mean([token_entropy(i) for i in ids])), gen_ppl=None)
+            row = dict(
+                sampler=sampler,
+                variant=variant,
+                patience=extra.get("early_stop_patience"),
+                row_forwards=float(out.row_forwards.float().mean()),
+                forward_tokens=float(out.row_forwards.float().mean()) * width,
+                identical=ids == reference[bool(extra.get("skip_tail"))],
+                seconds=dt / args.samples,
+                entropy=float(np.mean([token_entropy(i) for i in ids])),
+                gen_ppl=None,
+            )
             if judge is not None:
                 texts = [tok.decode(i, skip_special_tokens=True) for i in ids]
                 row["gen_ppl"] = judge.perplexity([""] * len(texts), texts)["perplexity"]
             rows.append(row)
-            print(f"{sampler:9s} {variant:10s} row-forwards {row['row_forwards']:6.1f}  "
-                  f"gen PPL {row['gen_ppl'] or float('nan'):7.1f}  {dt:.1f} s", file=sys.stderr)
+            print(
+                f"{sampler:9s} {variant:10s} row-forwards {row['row_forwards']:6.1f}  "
+                f"gen PPL {row['gen_ppl'] or float('nan'):7.1f}  {dt:.1f} s",
+                file=sys.stderr,
+            )
 
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-               platform.processor())
-    print(f"### bench_early_exit: `{args.model}`, {args.samples} unconditional samples, {args.new_tokens}-token "
-          f"budget on a {C}-token canvas, {args.steps} steps\n")
-    print(f"Machine: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; torch "
-          f"{torch.__version__}; {time.strftime('%Y-%m-%d')}. Judge: {judge.path if judge else 'none'}.\n")
-    print("| sampler | variant | row-forwards | vs official | forward tokens vs official | same samples as without early exit | "
-          "judge gen. PPL | entropy | s / sample |")
+    cpu = next(
+        (l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor()
+    )
+    print(
+        f"### bench_early_exit: `{args.model}`, {args.samples} unconditional samples, {args.new_tokens}-token "
+        f"budget on a {C}-token canvas, {args.steps} steps\n"
+    )
+    print(
+        f"Machine: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; torch "
+        f"{torch.__version__}; {time.strftime('%Y-%m-%d')}. Judge: {judge.path if judge else 'none'}.\n"
+    )
+    print(
+        "| sampler | variant | row-forwards | vs official | forward tokens vs official | same samples as without early exit | "
+        "judge gen. PPL | entropy | s / sample |"
+    )
     print("|---|---|---:|---:|---:|---|---:|---:|---:|")
     for r in rows:
         base = next(b for b in rows if b["sampler"] == r["sampler"] and b["variant"] == "official")
         name = r["variant"] + (f" (patience {r['patience']})" if r["patience"] else "")
         ppl = f"{r['gen_ppl']:.1f}" if r["gen_ppl"] is not None else "-"
-        print(f"| {r['sampler']} | {name} | {r['row_forwards']:.1f} | {r['row_forwards'] / base['row_forwards']:.2f} | "
-              f"{r['forward_tokens'] / base['forward_tokens']:.2f} | {'yes' if r['identical'] else 'no'} | {ppl} | "
-              f"{r['entropy']:.2f} | {r['seconds']:.2f} |")
+        print(
+            f"| {r['sampler']} | {name} | {r['row_forwards']:.1f} | {r['row_forwards'] / base['row_forwards']:.2f} | "
+            f"{r['forward_tokens'] / base['forward_tokens']:.2f} | {'yes' if r['identical'] else 'no'} | {ppl} | "
+            f"{r['entropy']:.2f} | {r['seconds']:.2f} |"
+        )
     print(f"\n_{time.time() - started:.0f} s in all._")
     if args.json:
         with open(args.json, "w") as f:

@@ -40,8 +40,15 @@ def machine() -> dict:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return dict(cpu=cpu, cores=os.cpu_count(), torch=torch.__version__, gpu=gpu, python=platform.python_version(),
-                date=dt.date.today().isoformat(), load_average=os.getloadavg()[0])
+    return dict(
+        cpu=cpu,
+        cores=os.cpu_count(),
+        torch=torch.__version__,
+        gpu=gpu,
+        python=platform.python_version(),
+        date=dt.date.today().isoformat(),
+        load_average=os.getloadavg()[0],
+    )
 
 
 def _free_port() -> int:
@@ -52,9 +59,25 @@ def _free_port() -> int:
 
 def run_eval(procs: int, args: argparse.Namespace, out_dir: Path) -> dict:
     """One `sumi eval` run with `procs` processes; its task seconds, items/s and predictions."""
-    eval_args = ["eval", "--offline", "hellaswag", "--limit", str(args.limit), "--model", args.model,
-                 "--num-samples", str(args.num_samples), "--batch-size", str(args.batch_size), "--device", args.device,
-                 "--no-progress", "--log-samples", "--output-dir", str(out_dir)]
+    eval_args = [
+        "eval",
+        "--offline",
+        "hellaswag",
+        "--limit",
+        str(args.limit),
+        "--model",
+        args.model,
+        "--num-samples",
+        str(args.num_samples),
+        "--batch-size",
+        str(args.batch_size),
+        "--device",
+        args.device,
+        "--no-progress",
+        "--log-samples",
+        "--output-dir",
+        str(out_dir),
+    ]
     if args.canvas_length:
         eval_args += ["--canvas-length", str(args.canvas_length)]
     if args.dtype:
@@ -64,11 +87,25 @@ def run_eval(procs: int, args: argparse.Namespace, out_dir: Path) -> dict:
     if procs == 1:
         cmd = [sys.executable, "-m", "sumi.cli", *eval_args]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}",
-               "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "sumi.cli", *eval_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={procs}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}",
+            "-m",
+            "sumi.cli",
+            *eval_args,
+        ]
     threads = args.threads_per_process or max(1, (args.threads or os.cpu_count() or 1) // procs)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -76,24 +113,37 @@ def run_eval(procs: int, args: argparse.Namespace, out_dir: Path) -> dict:
         sys.exit(f"bench_eval_parallel: the {procs}-process run failed:\n{proc.stderr[-3000:]}")
     result = json.loads((out_dir / "results.json").read_text())["results"]["hellaswag"]
     samples = [json.loads(line) for line in (out_dir / "samples_hellaswag.jsonl").read_text().splitlines()]
-    return dict(processes=procs, threads_each=threads, items=result["n"], task_seconds=result["seconds"],
-                items_per_s=result["n"] / result["seconds"], end_to_end_s=wall,
-                acc_norm=result["metrics"]["acc_norm"], preds=[(s["pred"], s["pred_norm"]) for s in samples])
+    return dict(
+        processes=procs,
+        threads_each=threads,
+        items=result["n"],
+        task_seconds=result["seconds"],
+        items_per_s=result["n"] / result["seconds"],
+        end_to_end_s=wall,
+        acc_norm=result["metrics"]["acc_norm"],
+        preds=[(s["pred"], s["pred_norm"]) for s in samples],
+    )
 
 
 def table(rows: list[dict], info: dict, args: argparse.Namespace) -> str:
     base = rows[0]
-    lines = [f"**{info['cpu']}, {info['cores']} cores{', ' + info['gpu'] if info['gpu'] else ''}, torch "
-             f"{info['torch']}, {info['date']}** (load average {info['load_average']:.1f} at the start); "
-             f"`sumi eval --offline hellaswag --limit {args.limit} --model {args.model} --num-samples "
-             f"{args.num_samples}` on {args.device}", "",
-             "| processes | threads each | items | task s | items/s | speed-up | end-to-end s | acc_norm | "
-             "same predictions |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"**{info['cpu']}, {info['cores']} cores{', ' + info['gpu'] if info['gpu'] else ''}, torch "
+        f"{info['torch']}, {info['date']}** (load average {info['load_average']:.1f} at the start); "
+        f"`sumi eval --offline hellaswag --limit {args.limit} --model {args.model} --num-samples "
+        f"{args.num_samples}` on {args.device}",
+        "",
+        "| processes | threads each | items | task s | items/s | speed-up | end-to-end s | acc_norm | "
+        "same predictions |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         same = "yes" if r["preds"] == base["preds"] else "NO"
-        lines.append(f"| {r['processes']} | {r['threads_each']} | {r['items']} | {r['task_seconds']:.1f} | "
-                     f"{r['items_per_s']:.2f} | {r['items_per_s'] / base['items_per_s']:.2f}x | "
-                     f"{r['end_to_end_s']:.1f} | {r['acc_norm']:.4f} | {same} |")
+        lines.append(
+            f"| {r['processes']} | {r['threads_each']} | {r['items']} | {r['task_seconds']:.1f} | "
+            f"{r['items_per_s']:.2f} | {r['items_per_s'] / base['items_per_s']:.2f}x | "
+            f"{r['end_to_end_s']:.1f} | {r['acc_norm']:.4f} | {same} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -108,9 +158,13 @@ def main() -> None:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), help="weight dtype (default: the checkpoint's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (each process takes cuda:LOCAL_RANK)")
     p.add_argument("--threads", type=int, help="cores to share out among the processes (default: all)")
-    p.add_argument("--threads-per-process", type=int, help="torch threads of every process instead (e.g. 1: the "
-                   "same per-process work whatever the process count; on a busy machine multi-threaded OpenMP "
-                   "loses far more than its share)")
+    p.add_argument(
+        "--threads-per-process",
+        type=int,
+        help="torch threads of every process instead (e.g. 1: the "
+        "same per-process work whatever the process count; on a busy machine multi-threaded OpenMP "
+        "loses far more than its share)",
+    )
     p.add_argument("--data-dir", help="benchmark JSONL folder (default: $SUMI_EVAL_DATA_DIR or ../shared/...)")
     p.add_argument("--quick", action="store_true", help="smoke run: 8 items, 2 t samples")
     p.add_argument("--json", metavar="PATH", help="also write the numbers here")
@@ -131,9 +185,21 @@ def main() -> None:
             rows.append(run_eval(n, args, Path(tmp) / f"p{n}"))
     print(table(rows, info, args))
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(machine=info, settings=vars(args), rows=[
-            {k: v for k, v in r.items() if k != "preds"} | {"same_predictions": r["preds"] == rows[0]["preds"]}
-            for r in rows]), indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                dict(
+                    machine=info,
+                    settings=vars(args),
+                    rows=[
+                        {k: v for k, v in r.items() if k != "preds"}
+                        | {"same_predictions": r["preds"] == rows[0]["preds"]}
+                        for r in rows
+                    ],
+                ),
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

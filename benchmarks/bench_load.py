@@ -53,11 +53,19 @@ DTYPE_NAMES = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}
 LOADERS = ("sumi", "transformers", "naive")
 BASELINE = "transformers"
 # --quick: the sumi-7b layout (GQA 4:1, SwiGLU, untied head) at 7M parameters.
-QUICK_SHAPE = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
-                   num_key_value_heads=1, head_dim=64, vocab_size=8192, bos_token_id=1, eos_token_id=2,
-                   pad_token_id=0)
-TINY_SHAPE = dict(QUICK_SHAPE, hidden_size=32, intermediate_size=64, num_hidden_layers=1, head_dim=8,
-                  vocab_size=300)
+QUICK_SHAPE = dict(
+    hidden_size=256,
+    intermediate_size=768,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=1,
+    head_dim=64,
+    vocab_size=8192,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+)
+TINY_SHAPE = dict(QUICK_SHAPE, hidden_size=32, intermediate_size=64, num_hidden_layers=1, head_dim=8, vocab_size=300)
 MiB = 2**20
 # glibc raises its mmap threshold (up to 32 MiB) after a large free and then serves later tensors from
 # a heap it keeps: one case would reuse memory freed by the previous one and look cheaper. A fixed
@@ -105,11 +113,13 @@ def write_checkpoint(folder: Path, config, dtype_name: str, layout: str, shard_b
     total = sum(nbytes.values())
     if layout == "sharded":
         (folder / "model.safetensors.index.json").write_text(
-            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+        )
     config.dtype = DTYPE_NAMES[dtype_name]
     config.save_pretrained(folder)
-    (folder / "bench_complete.json").write_text(json.dumps({"weights_bytes": total, "dtype": dtype_name,
-                                                             "layout": layout}))
+    (folder / "bench_complete.json").write_text(
+        json.dumps({"weights_bytes": total, "dtype": dtype_name, "layout": layout})
+    )
     return total
 
 
@@ -219,12 +229,21 @@ def child(spec: dict) -> None:
             t_touch = time.perf_counter() - t0
         after = proc_status()
         weights = sum(p.numel() * p.element_size() for p in model.parameters())
-        results.append(dict(case, loader=loader, load_s=t_load, load_touch_s=t_touch, weights=weights,
-                            peak=after["VmHWM"] - before["VmRSS"], base_rss=before["VmRSS"],
-                            peak_anon=max(sampler.anon, after["RssAnon"]) - before["RssAnon"],
-                            peak_file=max(sampler.file, after["RssFile"]) - before["RssFile"],
-                            model_dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
-                            fingerprint=fingerprint))
+        results.append(
+            dict(
+                case,
+                loader=loader,
+                load_s=t_load,
+                load_touch_s=t_touch,
+                weights=weights,
+                peak=after["VmHWM"] - before["VmRSS"],
+                base_rss=before["VmRSS"],
+                peak_anon=max(sampler.anon, after["RssAnon"]) - before["RssAnon"],
+                peak_file=max(sampler.file, after["RssFile"]) - before["RssFile"],
+                model_dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+                fingerprint=fingerprint,
+            )
+        )
         del model
     print("RESULT " + json.dumps(results), flush=True)
 
@@ -242,10 +261,17 @@ def machine_info(threads: int) -> dict:
         mem = next(int(l.split()[1]) * 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal"))
     except (OSError, StopIteration):
         pass
-    return dict(date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), cpu=cpu,
-                cpu_count=os.cpu_count(), ram_bytes=mem, torch_threads=threads, torch=torch.__version__,
-                transformers=transformers.__version__, safetensors=safetensors.__version__,
-                python=platform.python_version())
+    return dict(
+        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        cpu=cpu,
+        cpu_count=os.cpu_count(),
+        ram_bytes=mem,
+        torch_threads=threads,
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        safetensors=safetensors.__version__,
+        python=platform.python_version(),
+    )
 
 
 def fmt_s(s: float) -> str:
@@ -257,17 +283,21 @@ def fmt_mib(b: int) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| file → model | layout | loader | load | load + first read | peak RSS | (anon / file) | weights "
-             "| peak / weights | peak vs transformers | time vs transformers |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| file → model | layout | loader | load | load + first read | peak RSS | (anon / file) | weights "
+        "| peak / weights | peak vs transformers | time vs transformers |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         base = next((b for b in rows if b["loader"] == BASELINE and b["case"] == r["case"]), None)
         vs_peak = f"{r['peak'] / base['peak']:.2f}×" if base and base["peak"] > 0 else "–"
         vs_time = f"{r['load_touch_s'] / base['load_touch_s']:.2f}×" if base else "–"
-        lines.append(f"| {r['file_dtype']} → {r['model_dtype']} | {r['layout']} | {r['loader']} "
-                     f"| {fmt_s(r['load_s'])} | {fmt_s(r['load_touch_s'])} | {fmt_mib(r['peak'])} | {fmt_mib(r['peak_anon'])} / "
-                     f"{fmt_mib(r['peak_file'])} | {fmt_mib(r['weights'])} | {r['peak'] / r['weights']:.2f}× "
-                     f"| {vs_peak} | {vs_time} |")
+        lines.append(
+            f"| {r['file_dtype']} → {r['model_dtype']} | {r['layout']} | {r['loader']} "
+            f"| {fmt_s(r['load_s'])} | {fmt_s(r['load_touch_s'])} | {fmt_mib(r['peak'])} | {fmt_mib(r['peak_anon'])} / "
+            f"{fmt_mib(r['peak_file'])} | {fmt_mib(r['weights'])} | {r['peak'] / r['weights']:.2f}× "
+            f"| {vs_peak} | {vs_time} |"
+        )
     return "\n".join(lines)
 
 
@@ -295,16 +325,28 @@ def parse_size(text: str) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="sumi-7b")
-    ap.add_argument("--cases", nargs="+", default=["bf16:bf16"],
-                    help="FILE:MODEL dtype pairs (bf16, fp32, fp16), e.g. bf16:bf16 fp32:bf16")
+    ap.add_argument(
+        "--cases",
+        nargs="+",
+        default=["bf16:bf16"],
+        help="FILE:MODEL dtype pairs (bf16, fp32, fp16), e.g. bf16:bf16 fp32:bf16",
+    )
     ap.add_argument("--layouts", nargs="+", default=["sharded"], choices=["sharded", "single"])
     ap.add_argument("--loaders", nargs="+", default=["sumi", "transformers"], choices=LOADERS)
     ap.add_argument("--shard-size", default="5GB", help="largest shard (save_pretrained's default: 5GB)")
-    ap.add_argument("--path", type=Path, default=None,
-                    help="folder for the checkpoints (FOLDER/<dtype>-<layout>); complete ones are reused")
+    ap.add_argument(
+        "--path",
+        type=Path,
+        default=None,
+        help="folder for the checkpoints (FOLDER/<dtype>-<layout>); complete ones are reused",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the checkpoints this run wrote")
-    ap.add_argument("--repeats", type=int, default=1,
-                    help="load each case N times per loader (alternating): best time, largest peak")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="load each case N times per loader (alternating): best time, largest peak",
+    )
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--quick", action="store_true", help="7M-parameter shape, every case and layout")
     ap.add_argument("--json", default=None, help="also write the results here")
@@ -341,8 +383,13 @@ def main() -> None:
                     shutil.rmtree(folder, ignore_errors=True)
                     t0 = time.perf_counter()
                     written.append(folder)
-                    write_checkpoint(folder, SumiConfig.from_preset(args.preset, **overrides), file_dtype, layout,
-                                     parse_size(args.shard_size))
+                    write_checkpoint(
+                        folder,
+                        SumiConfig.from_preset(args.preset, **overrides),
+                        file_dtype,
+                        layout,
+                        parse_size(args.shard_size),
+                    )
                     log(f"  wrote {folder} in {time.perf_counter() - t0:.0f} s")
                 folders[file_dtype, layout] = folder
         warmup = root / "tiny"
@@ -359,35 +406,53 @@ def main() -> None:
         for file_dtype, dtype in cases:
             need = n_params * (2 if dtype != "fp32" else 4)
             if avail is not None and need > 0.8 * avail:
-                log(f"skipping {file_dtype}:{dtype}: the {need / 1e9:.1f} GB model does not fit in "
-                    f"{avail / 1e9:.1f} GB of available memory")
+                log(
+                    f"skipping {file_dtype}:{dtype}: the {need / 1e9:.1f} GB model does not fit in "
+                    f"{avail / 1e9:.1f} GB of available memory"
+                )
                 continue
-            specs += [dict(case=len(specs) + i, file_dtype=file_dtype, dtype=dtype, layout=layout,
-                           path=str(folders[file_dtype, layout])) for i, layout in enumerate(args.layouts)]
+            specs += [
+                dict(
+                    case=len(specs) + i,
+                    file_dtype=file_dtype,
+                    dtype=dtype,
+                    layout=layout,
+                    path=str(folders[file_dtype, layout]),
+                )
+                for i, layout in enumerate(args.layouts)
+            ]
 
         rows = []
         # A fresh process for each case and loader, the loaders alternating case by case so that a
         # busy spell of a shared machine hits both (with --quick one process for all, to save start-up
         # time; VmHWM is reset between the cases a process measures). Each starts with its files
         # just read, i.e. in the page cache where memory allows.
-        runs = ([(args.loaders, specs)] if args.quick else
-                [([l], [c]) for c in specs for _ in range(args.repeats) for l in args.loaders])
+        runs = (
+            [(args.loaders, specs)]
+            if args.quick
+            else [([l], [c]) for c in specs for _ in range(args.repeats) for l in args.loaders]
+        )
         for loaders, cases_of_run in runs:
             for path in dict.fromkeys(c["path"] for c in cases_of_run):
                 warm_page_cache(Path(path))
             log(f"loading with {', '.join(loaders)}: {len(cases_of_run)} case(s)")
             spec = dict(loaders=loaders, cases=cases_of_run, warmup=str(warmup), threads=args.threads)
-            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
-                                  text=True, env=dict(os.environ, TQDM_DISABLE="1", **MALLOC_ENV))
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", json.dumps(spec)],
+                capture_output=True,
+                text=True,
+                env=dict(os.environ, TQDM_DISABLE="1", **MALLOC_ENV),
+            )
             result = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
             if proc.returncode != 0 or result is None:
                 sys.exit(f"{', '.join(loaders)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-            rows += json.loads(result[len("RESULT "):])
+            rows += json.loads(result[len("RESULT ") :])
         rows = merge_repeats(rows)
         rows.sort(key=lambda r: (r["case"], args.loaders.index(r["loader"])))
         for r in rows:  # every loader must load the same weights
             r["same_weights"] = r["fingerprint"] is not None and all(
-                o["fingerprint"] == r["fingerprint"] for o in rows if o["case"] == r["case"])
+                o["fingerprint"] == r["fingerprint"] for o in rows if o["case"] == r["case"]
+            )
     finally:
         if not args.keep:
             for folder in written:
@@ -400,21 +465,30 @@ def main() -> None:
     info = machine_info(args.threads)
     shard = f"{parse_size(args.shard_size) / 1e9:g} GB shards" if "sharded" in args.layouts else "one file"
     repeats = "" if args.quick or args.repeats == 1 else f", best time / largest peak of {args.repeats} runs"
-    print(f"\n## bench_load: {args.preset}{' (quick shape)' if args.quick else ''}, {n_params:,} parameters, "
-          f"{shard}, random normal weights{repeats}\n")
+    print(
+        f"\n## bench_load: {args.preset}{' (quick shape)' if args.quick else ''}, {n_params:,} parameters, "
+        f"{shard}, random normal weights{repeats}\n"
+    )
     ram = f"{info['ram_bytes'] / 2**30:.0f} GiB RAM" if info["ram_bytes"] else "RAM unknown"
-    print(f"{info['cpu']}, {info['cpu_count']} cores, {ram}, torch {info['torch']}, transformers "
-          f"{info['transformers']}, safetensors {info['safetensors']}, {info['torch_threads']} threads, "
-          f"{info['date']}\n")
+    print(
+        f"{info['cpu']}, {info['cpu_count']} cores, {ram}, torch {info['torch']}, transformers "
+        f"{info['transformers']}, safetensors {info['safetensors']}, {info['torch_threads']} threads, "
+        f"{info['date']}\n"
+    )
     print(table(rows))
-    print("\npeak RSS: growth of VmHWM over the RSS before the load, through the load and a first read of every "
-          "weight; anon / file: sampled peaks of RssAnon and RssFile (file = touched pages of the memory-mapped "
-          "checkpoint). Weights: bytes of the loaded parameters.")
+    print(
+        "\npeak RSS: growth of VmHWM over the RSS before the load, through the load and a first read of every "
+        "weight; anon / file: sampled peaks of RssAnon and RssFile (file = touched pages of the memory-mapped "
+        "checkpoint). Weights: bytes of the loaded parameters."
+    )
     if not all(r["same_weights"] for r in rows):
         print("\nWARNING: loaders disagree on the weights (fingerprints differ)")
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(machine=info, preset=args.preset, quick=args.quick,
-                                                   parameters=n_params, rows=rows), indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                dict(machine=info, preset=args.preset, quick=args.quick, parameters=n_params, rows=rows), indent=2
+            )
+        )
 
 
 if __name__ == "__main__":

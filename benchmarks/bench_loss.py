@@ -12,10 +12,8 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
-import time
 
 CHILD = r"""
 import json, resource, sys, time, torch
@@ -68,20 +66,36 @@ def main():
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
     results = {}
     for variant in ("unfused", "fused"):
-        code = CHILD.format(src=src, N=args.tokens, H=args.hidden, V=args.vocab, chunk=args.chunk,
-                            variant=variant, device=args.device, threads=args.threads)
+        code = CHILD.format(
+            src=src,
+            N=args.tokens,
+            H=args.hidden,
+            V=args.vocab,
+            chunk=args.chunk,
+            variant=variant,
+            device=args.device,
+            threads=args.threads,
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
     u, f = results["unfused"], results["fused"]
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-    print(f"\n## bench_loss: N={args.tokens} tokens, hidden {args.hidden}, vocab {args.vocab}, chunk {args.chunk}, "
-          f"device {args.device} ({cpu if args.device == 'cpu' else 'cuda'}, {args.threads} threads)\n")
+    cpu = next(
+        (l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor()
+    )
+    print(
+        f"\n## bench_loss: N={args.tokens} tokens, hidden {args.hidden}, vocab {args.vocab}, chunk {args.chunk}, "
+        f"device {args.device} ({cpu if args.device == 'cpu' else 'cuda'}, {args.threads} threads)\n"
+    )
     print("| variant | loss | peak extra memory | forward+backward | |grad W| | |grad h| |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, r in results.items():
-        print(f"| {name} | {r['loss']:.6f} | {r['peak'] / 2**20:,.0f} MiB | {r['seconds']:.2f} s | {r['grad_w']:.6e} | {r['grad_h']:.6e} |")
-    print(f"\nmemory ratio unfused/fused: {u['peak'] / max(f['peak'], 1):.1f}x; time ratio: {u['seconds'] / f['seconds']:.2f}x; "
-          f"relative loss difference {abs(u['loss'] - f['loss']) / abs(u['loss']):.1e}")
+        print(
+            f"| {name} | {r['loss']:.6f} | {r['peak'] / 2**20:,.0f} MiB | {r['seconds']:.2f} s | {r['grad_w']:.6e} | {r['grad_h']:.6e} |"
+        )
+    print(
+        f"\nmemory ratio unfused/fused: {u['peak'] / max(f['peak'], 1):.1f}x; time ratio: {u['seconds'] / f['seconds']:.2f}x; "
+        f"relative loss difference {abs(u['loss'] - f['loss']) / abs(u['loss']):.1e}"
+    )
     if args.json:
         json.dump(dict(args=vars(args), results=results), open(args.json, "w"), indent=1)
 

@@ -35,21 +35,31 @@ def variants(canvas: int) -> dict[str, tuple[dict, callable]]:
     return {
         "ancestral": (dict(sampler="ancestral"), lambda f: dict(num_denoising_steps=f)),
         "ancestral + greedy tail 1": (dict(sampler="ancestral", greedy_tail=1), lambda f: dict(num_denoising_steps=f)),
-        "predictor-corrector c=1": (dict(sampler="predictor_corrector", corrector_steps=1),
-                                              lambda f: dict(num_denoising_steps=max(1, f // 2))),
-        "entropy-bounded H<1 T=1": (dict(sampler="entropy_bounded", entropy_bound=1.0, temperature=1.0),
-                                             lambda f: dict(num_denoising_steps=f)),
-        "entropy-bounded H<2 T=0.9": (dict(sampler="entropy_bounded", entropy_bound=2.0, temperature=0.9),
-                                               lambda f: dict(num_denoising_steps=f)),
-        "adaptive T=0": (dict(sampler="adaptive", temperature=0.0),
-                             lambda f: dict(num_denoising_steps=f, tokens_per_step=max(1, math.ceil((canvas - 1) / f)))),
+        "predictor-corrector c=1": (
+            dict(sampler="predictor_corrector", corrector_steps=1),
+            lambda f: dict(num_denoising_steps=max(1, f // 2)),
+        ),
+        "entropy-bounded H<1 T=1": (
+            dict(sampler="entropy_bounded", entropy_bound=1.0, temperature=1.0),
+            lambda f: dict(num_denoising_steps=f),
+        ),
+        "entropy-bounded H<2 T=0.9": (
+            dict(sampler="entropy_bounded", entropy_bound=2.0, temperature=0.9),
+            lambda f: dict(num_denoising_steps=f),
+        ),
+        "adaptive T=0": (
+            dict(sampler="adaptive", temperature=0.0),
+            lambda f: dict(num_denoising_steps=f, tokens_per_step=max(1, math.ceil((canvas - 1) / f))),
+        ),
         "greedy": (dict(sampler="greedy"), lambda f: dict(num_denoising_steps=f)),
     }
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
+    )
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
@@ -65,8 +75,9 @@ def plot(rows: list[dict], reference: dict, path: str) -> None:
         a.plot([r["forwards"] for r in rs], [r["gen_ppl"] for r in rs], marker="o", label=name)
         b.plot([r["forwards"] for r in rs], [r["entropy"] for r in rs], marker="o", label=name)
     a.axhline(reference["gen_ppl"], color="k", ls="--", lw=0.8, label="128-step ancestral")
-    b.axhspan(reference["entropy"] - 0.2, reference["entropy"] + 0.2, color="k", alpha=0.08,
-              label="128-step ancestral ± 0.2")
+    b.axhspan(
+        reference["entropy"] - 0.2, reference["entropy"] + 0.2, color="k", alpha=0.08, label="128-step ancestral ± 0.2"
+    )
     a.axvline(8, color="grey", ls=":", lw=0.8)
     b.axvline(8, color="grey", ls=":", lw=0.8)
     for ax, label in ((a, "judge perplexity (lower is better)"), (b, "sample entropy (nats)")):
@@ -108,29 +119,55 @@ def main() -> None:
     for name, (fixed, spend) in chosen.items():
         for f in [int(x) for x in args.forwards.split(",")]:
             t0 = time.perf_counter()
-            out = model.generate(prompt, max_new_tokens=args.new_tokens, canvas_length=args.canvas,
-                                 seed=[args.seed + i for i in range(args.samples)], **fixed, **spend(f))
+            out = model.generate(
+                prompt,
+                max_new_tokens=args.new_tokens,
+                canvas_length=args.canvas,
+                seed=[args.seed + i for i in range(args.samples)],
+                **fixed,
+                **spend(f),
+            )
             seconds = (time.perf_counter() - t0) / args.samples
-            ids = [out.sequences[i, 1:int(out.lengths[i])].tolist() for i in range(args.samples)]
+            ids = [out.sequences[i, 1 : int(out.lengths[i])].tolist() for i in range(args.samples)]
             texts = [tok.decode(i, skip_special_tokens=True) for i in ids]
             ppl = judge.perplexity([""] * len(texts), texts)["perplexity"]
-            rows.append(dict(variant=name, budget=f, forwards=float(out.row_forwards.float().mean()), gen_ppl=ppl,
-                             entropy=float(np.mean([token_entropy(i) for i in ids])),
-                             tokens=float(np.mean([len(i) for i in ids])), seconds=seconds, sample=texts[0][:200]))
-            print(f"{name} @ {f}: {rows[-1]['forwards']:.1f} forwards, PPL {ppl:.1f}, entropy "
-                  f"{rows[-1]['entropy']:.2f}", file=sys.stderr)
-    ref = next((r for r in rows if r["variant"] == "ancestral" and r["budget"] == max(r["budget"] for r in rows)),
-               rows[0])
-    print(f"\n## The sampling frontier of `{args.model}` ({args.samples} unconditional samples of {args.new_tokens} "
-          f"tokens on a {args.canvas}-token canvas per row; judge {judge.path})\n")
-    print(f"Reference: ancestral at {ref['budget']} forwards, judge PPL {ref['gen_ppl']:.1f}, entropy "
-          f"{ref['entropy']:.2f}. Goal: the same PPL at 8 forwards, entropy within 0.2 nats.\n")
-    print("| sampler | forwards (budget) | forwards (used) | judge gen. PPL | entropy (nats) | meets the goal | s / sample |")
+            rows.append(
+                dict(
+                    variant=name,
+                    budget=f,
+                    forwards=float(out.row_forwards.float().mean()),
+                    gen_ppl=ppl,
+                    entropy=float(np.mean([token_entropy(i) for i in ids])),
+                    tokens=float(np.mean([len(i) for i in ids])),
+                    seconds=seconds,
+                    sample=texts[0][:200],
+                )
+            )
+            print(
+                f"{name} @ {f}: {rows[-1]['forwards']:.1f} forwards, PPL {ppl:.1f}, entropy {rows[-1]['entropy']:.2f}",
+                file=sys.stderr,
+            )
+    ref = next(
+        (r for r in rows if r["variant"] == "ancestral" and r["budget"] == max(r["budget"] for r in rows)), rows[0]
+    )
+    print(
+        f"\n## The sampling frontier of `{args.model}` ({args.samples} unconditional samples of {args.new_tokens} "
+        f"tokens on a {args.canvas}-token canvas per row; judge {judge.path})\n"
+    )
+    print(
+        f"Reference: ancestral at {ref['budget']} forwards, judge PPL {ref['gen_ppl']:.1f}, entropy "
+        f"{ref['entropy']:.2f}. Goal: the same PPL at 8 forwards, entropy within 0.2 nats.\n"
+    )
+    print(
+        "| sampler | forwards (budget) | forwards (used) | judge gen. PPL | entropy (nats) | meets the goal | s / sample |"
+    )
     print("|---|---:|---:|---:|---:|:---:|---:|")
     for r in rows:
         meets = r["gen_ppl"] <= ref["gen_ppl"] and abs(r["entropy"] - ref["entropy"]) <= 0.2
-        print(f"| {r['variant']} | {r['budget']} | {r['forwards']:.1f} | {r['gen_ppl']:.1f} | {r['entropy']:.2f} | "
-              f"{'yes' if meets else ''} | {r['seconds']:.2f} |")
+        print(
+            f"| {r['variant']} | {r['budget']} | {r['forwards']:.1f} | {r['gen_ppl']:.1f} | {r['entropy']:.2f} | "
+            f"{'yes' if meets else ''} | {r['seconds']:.2f} |"
+        )
     print(f"\n_{machine()}; {time.time() - started:.0f} s._")
     if args.json:
         with open(args.json, "w") as f:

@@ -41,9 +41,18 @@ import sumi  # noqa: E402
 from sumi.serving.client import post  # noqa: E402
 from sumi.serving.jobs import TextCodec  # noqa: E402
 
-PROMPTS = ["def read_config(path):", "import os\n", "class Stack:\n    def push(self, item):",
-           "ROMEO.\n", "    return self.", "KING HENRY.\nWhat says", "def test_split(self):\n", "#",
-           "if __name__ == '__main__':\n", "First Citizen.\nBefore we proceed"]
+PROMPTS = [
+    "def read_config(path):",
+    "import os\n",
+    "class Stack:\n    def push(self, item):",
+    "ROMEO.\n",
+    "    return self.",
+    "KING HENRY.\nWhat says",
+    "def test_split(self):\n",
+    "#",
+    "if __name__ == '__main__':\n",
+    "First Citizen.\nBefore we proceed",
+]
 
 
 # ----------------------------------------------------------------------------- the request set
@@ -51,8 +60,13 @@ def request_set(n: int, steps: int, canvas: int, budgets: list[int]) -> list[dic
     """n request bodies: prompts, budgets and samplers in rotation, one seed each."""
     out = []
     for i in range(n):
-        body = dict(prompt=PROMPTS[i % len(PROMPTS)], max_tokens=budgets[i % len(budgets)], steps=steps,
-                    canvas_length=canvas, seed=1000 + i)
+        body = dict(
+            prompt=PROMPTS[i % len(PROMPTS)],
+            max_tokens=budgets[i % len(budgets)],
+            steps=steps,
+            canvas_length=canvas,
+            seed=1000 + i,
+        )
         if i % 4 == 3:  # adaptive at T = 0, enough edits per step to reach every answer position
             body.update(sampler="adaptive", temperature=0.0, tokens_per_step=math.ceil(body["max_tokens"] / steps) + 1)
         out.append(body)
@@ -65,10 +79,15 @@ def generate_alone(model, codec: TextCodec, body: dict) -> tuple[str, int, float
     ids = [model.config.bos_token_id] + codec.encode(body["prompt"])
     options = {k: v for k, v in body.items() if k not in ("prompt", "seed", "max_tokens", "steps")}
     start, cpu = time.perf_counter(), time.process_time()
-    out = model.generate(torch.tensor([ids]), seed=[body["seed"]], max_new_tokens=body["max_tokens"],
-                         num_denoising_steps=body["steps"], **options)
+    out = model.generate(
+        torch.tensor([ids]),
+        seed=[body["seed"]],
+        max_new_tokens=body["max_tokens"],
+        num_denoising_steps=body["steps"],
+        **options,
+    )
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    answer = out.sequences[0, len(ids):int(out.lengths[0])].tolist()
+    answer = out.sequences[0, len(ids) : int(out.lengths[0])].tolist()
     return codec.decode(answer), len(answer), seconds, cpu
 
 
@@ -78,13 +97,30 @@ class ServerProcess:
 
     def __init__(self, model: str, dtype: str | None, threads: int, max_batch_rows: int, max_queue: int):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = os.pathsep.join([os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"),
-                                             env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"), env.get("PYTHONPATH", "")]
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sumi.serving", "--model", model, "--port", "0", "--log-level", "warning",
-             *(["--dtype", dtype] if dtype else []),
-             "--max-batch-rows", str(max_batch_rows), "--max-queue", str(max_queue)],
-            stderr=subprocess.PIPE, text=True, env=env)
+            [
+                sys.executable,
+                "-m",
+                "sumi.serving",
+                "--model",
+                model,
+                "--port",
+                "0",
+                "--log-level",
+                "warning",
+                *(["--dtype", dtype] if dtype else []),
+                "--max-batch-rows",
+                str(max_batch_rows),
+                "--max-queue",
+                str(max_queue),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         seen = []  # notices (e.g. about random weights) come before the line with the address
         while not (found := re.search(r"http://\S+:\d+", seen[-1] if seen else "")):
             seen.append(self.proc.stderr.readline())
@@ -138,9 +174,13 @@ def run_level(url: str, requests: list[dict], clients: int) -> dict:
                 status, body = 0, str(e)
             seconds = time.perf_counter() - start
             ok = status == 200
-            results[i] = dict(status=status, seconds=seconds, text=body["choices"][0]["text"] if ok else None,
-                              tokens=body["usage"]["completion_tokens"] if ok else 0,
-                              error=None if ok else str(body)[:200])
+            results[i] = dict(
+                status=status,
+                seconds=seconds,
+                text=body["choices"][0]["text"] if ok else None,
+                tokens=body["usage"]["completion_tokens"] if ok else 0,
+                error=None if ok else str(body)[:200],
+            )
 
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -172,17 +212,27 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--canvas", type=int, default=96)
     ap.add_argument("--budgets", default="16,32,48", help="answer budgets (max_tokens) in rotation")
-    ap.add_argument("--dtype", default=None, choices=("bfloat16", "float32"),
-                    help="model dtype on both sides (default: the checkpoint's, as `sumi serve`). bfloat16 is "
-                         "faster on CPUs with AVX512-BF16/AMX, but its matmuls depend on the batch size there")
+    ap.add_argument(
+        "--dtype",
+        default=None,
+        choices=("bfloat16", "float32"),
+        help="model dtype on both sides (default: the checkpoint's, as `sumi serve`). bfloat16 is "
+        "faster on CPUs with AVX512-BF16/AMX, but its matmuls depend on the batch size there",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server and of the sequential run")
     ap.add_argument("--max-batch-rows", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="smoke run: sumi-tiny random weights, 6 requests, 1-2 clients")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.quick:
-        args.model, args.requests, args.clients, args.steps, args.canvas, args.budgets = \
-            "sumi-tiny", 6, "1,2", 4, 80, "8,16"
+        args.model, args.requests, args.clients, args.steps, args.canvas, args.budgets = (
+            "sumi-tiny",
+            6,
+            "1,2",
+            4,
+            80,
+            "8,16",
+        )
     levels = [int(c) for c in args.clients.split(",")]
     budgets = [int(b) for b in args.budgets.split(",")]
     torch.set_num_threads(args.threads)
@@ -200,9 +250,20 @@ def main() -> None:
     print(f"sequential: {seq_tokens / seq_wall:.1f} answer tokens/s", file=sys.stderr)
     del model
 
-    rows = [dict(clients="sequential (generate)", requests=len(requests), errors=0, tokens_per_s=seq_tokens / seq_wall,
-                 speedup=1.0, tokens_per_cpu_s=seq_tokens / seq_cpu, cpu_speedup=1.0,
-                 latency=percentiles([r[2] for r in sequential]), identical=None, rss=None)]
+    rows = [
+        dict(
+            clients="sequential (generate)",
+            requests=len(requests),
+            errors=0,
+            tokens_per_s=seq_tokens / seq_wall,
+            speedup=1.0,
+            tokens_per_cpu_s=seq_tokens / seq_cpu,
+            cpu_speedup=1.0,
+            latency=percentiles([r[2] for r in sequential]),
+            identical=None,
+            rss=None,
+        )
+    ]
     server = ServerProcess(args.model, args.dtype, args.threads, args.max_batch_rows, max_queue=max(levels) * 2)
     try:
         post(server.url, "/v1/completions", requests[0])  # warm-up
@@ -216,14 +277,26 @@ def main() -> None:
             tokens = sum(r["tokens"] for r in ok)
             differ = sum(r["text"] != s[0] for r, s in zip(results, sequential) if r["status"] == 200)
             rate = tokens / level["wall"]
-            rows.append(dict(clients=clients, requests=len(results), errors=len(results) - len(ok),
-                             tokens_per_s=rate, speedup=rate / (seq_tokens / seq_wall),
-                             tokens_per_cpu_s=tokens / cpu, cpu_speedup=tokens / cpu / (seq_tokens / seq_cpu),
-                             latency=percentiles([r["seconds"] for r in ok]) if ok else (math.nan,) * 3,
-                             identical=differ == 0, differ=differ, rss=server.rss(),
-                             first_error=next((r["error"] for r in results if r["status"] != 200), None)))
-            print(f"{clients:2d} clients: {rows[-1]['tokens_per_s']:.1f} answer tokens/s, {rows[-1]['errors']} errors",
-                  file=sys.stderr)
+            rows.append(
+                dict(
+                    clients=clients,
+                    requests=len(results),
+                    errors=len(results) - len(ok),
+                    tokens_per_s=rate,
+                    speedup=rate / (seq_tokens / seq_wall),
+                    tokens_per_cpu_s=tokens / cpu,
+                    cpu_speedup=tokens / cpu / (seq_tokens / seq_cpu),
+                    latency=percentiles([r["seconds"] for r in ok]) if ok else (math.nan,) * 3,
+                    identical=differ == 0,
+                    differ=differ,
+                    rss=server.rss(),
+                    first_error=next((r["error"] for r in results if r["status"] != 200), None),
+                )
+            )
+            print(
+                f"{clients:2d} clients: {rows[-1]['tokens_per_s']:.1f} answer tokens/s, {rows[-1]['errors']} errors",
+                file=sys.stderr,
+            )
         peak_rss = max([server.peak_rss, rss_start] + [r["rss"] for r in rows[1:]])
     finally:
         server.close()
@@ -233,30 +306,54 @@ def main() -> None:
     total = sum(r["requests"] for r in served)
     errors = sum(r["errors"] for r in served)
     at8 = next(((r["speedup"], r["cpu_speedup"]) for r in served if r["clients"] == 8), None)
-    print(f"### bench_serve: `{args.model}` ({dtype}), {args.requests} requests per level ({args.steps} steps, "
-          f"canvas "
-          f"{args.canvas}, answer budgets {args.budgets}, every 4th adaptive T=0), max {args.max_batch_rows} rows\n")
-    print(f"Machine: {machine()}; {args.threads} torch thread(s) per side; torch {torch.__version__}; "
-          f"{time.strftime('%Y-%m-%d')}; server and clients on loopback.\n")
-    print("| clients | requests | errors | answer tokens/s | vs sequential | answer tokens / CPU-s | vs sequential "
-          "| p50 latency | p95 | p99 | answers identical to generate() | server RSS after |")
+    print(
+        f"### bench_serve: `{args.model}` ({dtype}), {args.requests} requests per level ({args.steps} steps, "
+        f"canvas "
+        f"{args.canvas}, answer budgets {args.budgets}, every 4th adaptive T=0), max {args.max_batch_rows} rows\n"
+    )
+    print(
+        f"Machine: {machine()}; {args.threads} torch thread(s) per side; torch {torch.__version__}; "
+        f"{time.strftime('%Y-%m-%d')}; server and clients on loopback.\n"
+    )
+    print(
+        "| clients | requests | errors | answer tokens/s | vs sequential | answer tokens / CPU-s | vs sequential "
+        "| p50 latency | p95 | p99 | answers identical to generate() | server RSS after |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in rows:
         p50, p95, p99 = r["latency"]
         same = "-" if r["identical"] is None else ("yes" if r["identical"] else f"no: {r['differ']} differ")
         rss = "-" if r["rss"] is None else f"{r['rss'] / mib:.0f} MiB"
-        print(f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['tokens_per_s']:.1f} | {r['speedup']:.2f}× "
-              f"| {r['tokens_per_cpu_s']:.1f} | {r['cpu_speedup']:.2f}× | {p50:.2f} s | {p95:.2f} s | {p99:.2f} s "
-              f"| {same} | {rss} |")
-    print(f"\n{total} requests to the server, {errors} errors; server RSS {rss_start / mib:.0f} MiB after the warm-up, "
-          f"{rows[-1]['rss'] / mib:.0f} MiB at the end, peak {peak_rss / mib:.0f} MiB. "
-          + (f"At 8 clients: {at8[0]:.2f}× the sequential throughput in wall time, {at8[1]:.2f}× per CPU-second "
-             "(goal ≥ 3×). " if at8 else "")
-          + f"_{time.time() - started:.0f} s in all._")
+        print(
+            f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['tokens_per_s']:.1f} | {r['speedup']:.2f}× "
+            f"| {r['tokens_per_cpu_s']:.1f} | {r['cpu_speedup']:.2f}× | {p50:.2f} s | {p95:.2f} s | {p99:.2f} s "
+            f"| {same} | {rss} |"
+        )
+    print(
+        f"\n{total} requests to the server, {errors} errors; server RSS {rss_start / mib:.0f} MiB after the warm-up, "
+        f"{rows[-1]['rss'] / mib:.0f} MiB at the end, peak {peak_rss / mib:.0f} MiB. "
+        + (
+            f"At 8 clients: {at8[0]:.2f}× the sequential throughput in wall time, {at8[1]:.2f}× per CPU-second "
+            "(goal ≥ 3×). "
+            if at8
+            else ""
+        )
+        + f"_{time.time() - started:.0f} s in all._"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(args=vars(args), machine=machine(), torch=torch.__version__, rows=rows,
-                           rss_start=rss_start, peak_rss=peak_rss), f, indent=1)
+            json.dump(
+                dict(
+                    args=vars(args),
+                    machine=machine(),
+                    torch=torch.__version__,
+                    rows=rows,
+                    rss_start=rss_start,
+                    peak_rss=peak_rss,
+                ),
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

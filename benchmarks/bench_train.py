@@ -48,10 +48,10 @@ except ImportError:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from sumi import SumiForMaskGeneration  # noqa: E402
+from sumi.seeding import derive_seed  # noqa: E402
 from sumi.training import TrainConfig, build_optimizer, draw_step_noise  # noqa: E402
 from sumi.training.distributed import init_distributed, shutdown  # noqa: E402
 from sumi.training.dryrun import build_model_config, parameter_counts  # noqa: E402
-from sumi.seeding import derive_seed  # noqa: E402
 from sumi.training.sources import SyntheticSource  # noqa: E402
 from sumi.training.trainer import build_training_module, enable_activation_checkpointing, train_step  # noqa: E402
 
@@ -105,15 +105,22 @@ def step_flops(model_config, counts: dict, batch: int, seq_len: int) -> float:
 
 
 def bench_config(args, dtype: str) -> TrainConfig:
-    return TrainConfig.from_dict({
-        "model": {"preset": args.preset},
-        "data": {"source": "synthetic", "synthetic_kind": "random", "seq_len": args.seq_len},
-        "optim": {"lr": 1e-4, "min_lr": 1e-5, "warmup_steps": 0},
-        "batch": {"global_batch_size": args.batch, "micro_batch_size": args.batch},
-        "steps": 10**6, "seed": args.seed, "device": args.device, "dtype": dtype,
-        "activation_checkpointing": args.activation_checkpointing, "compile": args.compile,
-        "out_dir": "/tmp/sumi-bench-train", "log": {"progress": False},
-    })
+    return TrainConfig.from_dict(
+        {
+            "model": {"preset": args.preset},
+            "data": {"source": "synthetic", "synthetic_kind": "random", "seq_len": args.seq_len},
+            "optim": {"lr": 1e-4, "min_lr": 1e-5, "warmup_steps": 0},
+            "batch": {"global_batch_size": args.batch, "micro_batch_size": args.batch},
+            "steps": 10**6,
+            "seed": args.seed,
+            "device": args.device,
+            "dtype": dtype,
+            "activation_checkpointing": args.activation_checkpointing,
+            "compile": args.compile,
+            "out_dir": "/tmp/sumi-bench-train",
+            "log": {"progress": False},
+        }
+    )
 
 
 def run_sumi(args, cfg: TrainConfig, ctx, model_config, n_steps: int):
@@ -128,8 +135,9 @@ def run_sumi(args, cfg: TrainConfig, ctx, model_config, n_steps: int):
             torch.cuda.reset_peak_memory_stats(ctx.device)
         sync(ctx.device)
         t0 = time.perf_counter()
-        loss, _, _ = train_step(module, optimizer, params, data, step, cfg.optim.lr, cfg, ctx, 1,
-                                model_config.vocab_size)
+        loss, _, _ = train_step(
+            module, optimizer, params, data, step, cfg.optim.lr, cfg, ctx, 1, model_config.vocab_size
+        )
         sync(ctx.device)
         times.append(time.perf_counter() - t0)
         losses.append(loss)
@@ -151,8 +159,11 @@ def run_plain(args, cfg: TrainConfig, ctx, model_config, n_steps: int):
     params = list(model.parameters())
     src = SyntheticSource(model_config.vocab_size, kind="random")
     data = src.batches(cfg.data.seq_len, args.batch, seed=cfg.seed)
-    amp = torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else torch.autocast(
-        dev.type, enabled=False)
+    amp = (
+        torch.autocast(dev.type, dtype=torch.bfloat16)
+        if cfg.dtype == "bfloat16"
+        else torch.autocast(dev.type, enabled=False)
+    )
     times, losses, peak = [], [], 0
     for step in range(n_steps):
         if dev.type == "cuda":
@@ -180,16 +191,22 @@ def run_plain(args, cfg: TrainConfig, ctx, model_config, n_steps: int):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--preset", default=None, help="default: sumi-57m on CPU, sumi-1b on CUDA")
     p.add_argument("--seq-len", type=int, default=None, help="default: 512 on CPU, 1184 on CUDA")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--steps", type=int, default=3, help="timed steps per side")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per side first")
-    p.add_argument("--dtypes", nargs="+", choices=tuple(DTYPES), default=None,
-                   help="default: float32 bfloat16 on CPU, bfloat16 on CUDA")
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=tuple(DTYPES),
+        default=None,
+        help="default: float32 bfloat16 on CPU, bfloat16 on CUDA",
+    )
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the decoder layers (sumi side)")
     p.add_argument("--matmul-n", type=int, default=None, help="peak-matmul size (default 2048 CPU, 8192 CUDA)")
@@ -212,10 +229,19 @@ def main(argv=None) -> int:
     rows, info = [], {}
     try:
         device = ctx.device
-        info = dict(machine=machine_name(device), torch=torch.__version__, device=str(device), preset=args.preset,
-                    batch=args.batch, seq_len=args.seq_len, steps=args.steps, warmup=args.warmup,
-                    activation_checkpointing=args.activation_checkpointing, compile=args.compile,
-                    date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+        info = dict(
+            machine=machine_name(device),
+            torch=torch.__version__,
+            device=str(device),
+            preset=args.preset,
+            batch=args.batch,
+            seq_len=args.seq_len,
+            steps=args.steps,
+            warmup=args.warmup,
+            activation_checkpointing=args.activation_checkpointing,
+            compile=args.compile,
+            date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        )
         model_config = build_model_config(bench_config(args, "float32"))
         counts = parameter_counts(model_config)
         flops = step_flops(model_config, counts, args.batch, args.seq_len)
@@ -225,8 +251,10 @@ def main(argv=None) -> int:
             peak = matmul_flops(device, DTYPES[dtype], args.matmul_n)
             info[f"matmul_peak_flops_{dtype}"] = peak
             cfg = bench_config(args, dtype)
-            log(f"[{dtype}] matmul peak {peak / 1e12:.3f} TFLOP/s; {counts['total'] / 1e6:.1f}M parameters, "
-                f"{tokens} tokens/step, {flops / 1e9:.1f} GFLOP/step")
+            log(
+                f"[{dtype}] matmul peak {peak / 1e12:.3f} TFLOP/s; {counts['total'] / 1e6:.1f}M parameters, "
+                f"{tokens} tokens/step, {flops / 1e9:.1f} GFLOP/step"
+            )
             results = {}
             for side, fn in (("sumi trainer", run_sumi), ("plain loop", run_plain)):
                 times, losses, mem = fn(args, cfg, ctx, model_config, n)
@@ -235,10 +263,19 @@ def main(argv=None) -> int:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
             for side, (times, losses, mem) in results.items():
-                best = min(times[args.warmup:])
-                rows.append(dict(path=side, dtype=dtype, step_s=best, tokens_per_s=tokens / best,
-                                 flops_per_s=flops / best, peak_fraction=flops / best / peak,
-                                 peak_memory_bytes=mem or None, first_loss=losses[0]))
+                best = min(times[args.warmup :])
+                rows.append(
+                    dict(
+                        path=side,
+                        dtype=dtype,
+                        step_s=best,
+                        tokens_per_s=tokens / best,
+                        flops_per_s=flops / best,
+                        peak_fraction=flops / best / peak,
+                        peak_memory_bytes=mem or None,
+                        first_loss=losses[0],
+                    )
+                )
             ours, plain = rows[-2], rows[-1]
             ours["speedup"] = plain["step_s"] / ours["step_s"]
             ours["loss_rel_diff"] = abs(ours["first_loss"] - plain["first_loss"]) / abs(plain["first_loss"])
@@ -246,19 +283,35 @@ def main(argv=None) -> int:
         shutdown(ctx)
 
     unit, scale = ("TFLOP/s", 1e12) if cuda else ("GFLOP/s", 1e9)
-    print(f"### bench_train: {info['preset']}, batch {args.batch} x {args.seq_len} tokens, "
-          f"{'activation checkpointing, ' if args.activation_checkpointing else ''}best of {args.steps} steps "
-          f"after {args.warmup} warm-up\n")
-    print(f"Machine: {info['machine']}; torch {info['torch']}; {info['date']}. Matmul peak ({args.matmul_n}^3): " +
-          ", ".join(f"{d} {info[f'matmul_peak_flops_{d}'] / scale:.1f} {unit}" for d in args.dtypes) + "\n")
+    print(
+        f"### bench_train: {info['preset']}, batch {args.batch} x {args.seq_len} tokens, "
+        f"{'activation checkpointing, ' if args.activation_checkpointing else ''}best of {args.steps} steps "
+        f"after {args.warmup} warm-up\n"
+    )
+    print(
+        f"Machine: {info['machine']}; torch {info['torch']}; {info['date']}. Matmul peak ({args.matmul_n}^3): "
+        + ", ".join(f"{d} {info[f'matmul_peak_flops_{d}'] / scale:.1f} {unit}" for d in args.dtypes)
+        + "\n"
+    )
     mem_col = cuda
-    head = "| path | dtype | step (s) | tokens/s | achieved " + unit + " | % of matmul peak |" + \
-           (" peak memory |" if mem_col else "") + " speed-up | first-step loss |"
+    head = (
+        "| path | dtype | step (s) | tokens/s | achieved "
+        + unit
+        + " | % of matmul peak |"
+        + (" peak memory |" if mem_col else "")
+        + " speed-up | first-step loss |"
+    )
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in rows:
-        cells = [r["path"], r["dtype"], f"{r['step_s']:.3f}", f"{r['tokens_per_s']:,.0f}",
-                 f"{r['flops_per_s'] / scale:.2f}", f"{100 * r['peak_fraction']:.1f}"]
+        cells = [
+            r["path"],
+            r["dtype"],
+            f"{r['step_s']:.3f}",
+            f"{r['tokens_per_s']:,.0f}",
+            f"{r['flops_per_s'] / scale:.2f}",
+            f"{100 * r['peak_fraction']:.1f}",
+        ]
         if mem_col:
             cells.append(f"{(r['peak_memory_bytes'] or 0) / 2**30:.2f} GiB")
         cells.append(f"{r['speedup']:.2f}x" if "speedup" in r else "1.00x")
@@ -267,8 +320,10 @@ def main(argv=None) -> int:
             loss += f" (rel. diff {r['loss_rel_diff']:.1e})"
         cells.append(loss)
         print("| " + " | ".join(cells) + " |")
-    print("\nFLOPs per token: 6 x (parameters - embedding) + 12 x layers x seq_len x heads x head_dim "
-          "(bidirectional attention, forward + backward).")
+    print(
+        "\nFLOPs per token: 6 x (parameters - embedding) + 12 x layers x seq_len x heads x head_dim "
+        "(bidirectional attention, forward + backward)."
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(dict(info=info, rows=rows), indent=2))
     return 0

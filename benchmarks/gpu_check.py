@@ -80,8 +80,11 @@ def main():
         try:
             with sdpa_kernel([backend]):
                 err = rel_err(model(x).logits, ref)
-            check(f"sdpa backend {backend.name} (bf16, sumi-1b)", err < 1.2 * eager_err + 1e-3,
-                  f"rel err vs fp64 {err:.2e} (bf16 eager: {eager_err:.2e})")
+            check(
+                f"sdpa backend {backend.name} (bf16, sumi-1b)",
+                err < 1.2 * eager_err + 1e-3,
+                f"rel err vs fp64 {err:.2e} (bf16 eager: {eager_err:.2e})",
+            )
         except RuntimeError as e:
             rows.append((f"sdpa backend {backend.name}", "n/a", str(e).splitlines()[0][:80]))
 
@@ -91,13 +94,19 @@ def main():
         peaks = {}
         for impl in ("eager", "sdpa"):
             model.config._attn_implementation = impl
-            torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated()
             model(x)
             torch.cuda.synchronize()
             peaks[impl] = (torch.cuda.max_memory_allocated() - before) / 2**20
-        rows.append((f"forward peak extra memory S={S} (sumi-1b bf16)", "info",
-                     f"eager {peaks['eager']:.0f} MiB, sdpa {peaks['sdpa']:.0f} MiB, ratio {peaks['eager'] / peaks['sdpa']:.2f}"))
+        rows.append(
+            (
+                f"forward peak extra memory S={S} (sumi-1b bf16)",
+                "info",
+                f"eager {peaks['eager']:.0f} MiB, sdpa {peaks['sdpa']:.0f} MiB, ratio {peaks['eager'] / peaks['sdpa']:.2f}",
+            )
+        )
     del model
     torch.cuda.empty_cache()
 
@@ -108,8 +117,11 @@ def main():
         kw = dict(max_new_tokens=32, num_denoising_steps=8, canvas_length=256, sampler=sampler, tokens_per_step=4)
         a = model.generate(prompt, seed=1, **kw)
         b = model.generate(prompt, seed=1, **kw)
-        ok = torch.equal(a.canvas, b.canvas) and torch.equal(a.canvas[:, :4], prompt) \
+        ok = (
+            torch.equal(a.canvas, b.canvas)
+            and torch.equal(a.canvas[:, :4], prompt)
             and int(a.canvas[0, 4 + 32]) == model.config.eos_token_id
+        )
         check(f"generate cuda {sampler}: seeded, prompt+anchors intact", ok, f"forwards {a.num_forwards}")
     cpu = build("sumi-tiny", torch.float32, "cpu")
     gpu = build("sumi-tiny", torch.float32, dev)

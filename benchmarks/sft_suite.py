@@ -21,8 +21,11 @@ from sumi.sft_tasks import score_suite
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="demo-instruct")
-    p.add_argument("--generation-from", metavar="MODEL",
-                   help="use this model's generation config (to score a base model the same way)")
+    p.add_argument(
+        "--generation-from",
+        metavar="MODEL",
+        help="use this model's generation config (to score a base model the same way)",
+    )
     p.add_argument("--per-task", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the scores as JSON here")
@@ -31,10 +34,25 @@ def main() -> None:
     model, tok = sumi.load(args.model)
     if args.generation_from:
         model.generation_config = sumi.load(args.generation_from)[0].generation_config
-    result = {"model": args.model, "per_task": args.per_task, "seed": args.seed,
-              "generation": {k: v for k, v in model.generation_config.to_dict().items()
-                             if k in ("canvas_length", "max_new_tokens", "sampler", "temperature", "tokens_per_step",
-                                      "num_denoising_steps", "stop_on_cycle")}}
+    result = {
+        "model": args.model,
+        "per_task": args.per_task,
+        "seed": args.seed,
+        "generation": {
+            k: v
+            for k, v in model.generation_config.to_dict().items()
+            if k
+            in (
+                "canvas_length",
+                "max_new_tokens",
+                "sampler",
+                "temperature",
+                "tokens_per_step",
+                "num_denoising_steps",
+                "stop_on_cycle",
+            )
+        },
+    }
     t0 = time.perf_counter()
     for split in ("heldout", "heldout_words"):
         result[split] = score_suite(model, tok, split, args.per_task, seed=args.seed)

@@ -59,28 +59,32 @@ CASE1_META = dict(prompt_len=1, anchor_columns=[[5]], generated_columns=[[1, 5]]
 
 def case1(top1=None):
     return make_trajectory(
-        [[9, 1, 1, 1, 1, 7]], [[False, True, True, True, True, False]],
-        [{(0, 1): 2, (0, 2): 2, (0, 3): 5},     # step 1
-         {(0, 1): 1, (0, 2): 3},                # step 2: col 1 back to A (A->B->A)
-         {(0, 2): 1},                           # step 3: col 2 back to A (A->B->C->A)
-         {(0, 5): 8},                           # step 4: only the frozen anchor "changes"
-         {(0, 3): 6}],                          # step 5
-        top1=top1)
+        [[9, 1, 1, 1, 1, 7]],
+        [[False, True, True, True, True, False]],
+        [
+            {(0, 1): 2, (0, 2): 2, (0, 3): 5},  # step 1
+            {(0, 1): 1, (0, 2): 3},  # step 2: col 1 back to A (A->B->A)
+            {(0, 2): 1},  # step 3: col 2 back to A (A->B->C->A)
+            {(0, 5): 8},  # step 4: only the frozen anchor "changes"
+            {(0, 3): 6},
+        ],  # step 5
+        top1=top1,
+    )
 
 
 def test_overwrite_edit_steps_and_gross_change_case1():
     t = case1()
     np.testing.assert_allclose(overwrite_rates(t), [3 / 4, 2 / 4, 1 / 4, 0, 1 / 4])
     assert change_counts(t)[:, 0].tolist() == [3, 2, 1, 0, 1]
-    assert edit_step_share(t) == 4 / 5                       # step 4 changed only the frozen anchor
-    assert edit_step_share(t, window_start=3) == 1 / 2       # steps 4, 5
+    assert edit_step_share(t) == 4 / 5  # step 4 changed only the frozen anchor
+    assert edit_step_share(t, window_start=3) == 1 / 2  # steps 4, 5
     assert gross_change(t) == 7 / 4
     assert gross_change(t, window_start=1) == 4 / 4
 
 
 def test_net_change_case1():
     t = case1()
-    assert net_change(t) == 1 / 4                            # only col 3 ends away from its initial token
+    assert net_change(t) == 1 / 4  # only col 3 ends away from its initial token
     assert net_change(t, 1) == 3 / 4
     assert net_change(t, 3) == 1 / 4
     assert net_change(t, 3, 4) == 0.0
@@ -105,13 +109,13 @@ def test_round_trips_case1():
     rt = round_trips(t)
     assert rt.count == 2
     assert rt.col.tolist() == [1, 2] and rt.step.tolist() == [2, 3]
-    assert rt.hops.tolist() == [2, 3]                        # A->B->A, A->B->C->A
-    assert rt.length.tolist() == [1, 2]                      # steps away from A
+    assert rt.hops.tolist() == [2, 3]  # A->B->A, A->B->C->A
+    assert rt.length.tolist() == [1, 2]  # steps away from A
     s = rt.summary()
     assert s["aba"] == 1 and s["abca"] == 1 and s["longer_cycles"] == 0
     assert s["rate_per_position"] == 2 / 4 and s["positions_with_round_trip"] == 2
     assert s["share_of_changes"] == 2 / 7 and s["returned_to_initial"] == 2
-    assert round_trips(t, window_start=2).count == 1         # only the return at step 3
+    assert round_trips(t, window_start=2).count == 1  # only the return at step 3
     assert round_trips(t, window_start=3).count == 0
 
 
@@ -131,9 +135,9 @@ def test_confidence_committed_vs_uncommitted_case1():
     ce = confidence_entropy(case1(top1))
     f = lambda *xs: pytest.approx(sum(xs) / len(xs), abs=1e-3)
     assert ce["confidence_all"][0] == f(0.1, 0.2, 0.3, 0.4)
-    assert ce["confidence_committed"][0] == f(0.4)            # step 1: only col 4 (never changes) is final
+    assert ce["confidence_committed"][0] == f(0.4)  # step 1: only col 4 (never changes) is final
     assert ce["confidence_uncommitted"][0] == f(0.1, 0.2, 0.3)
-    assert ce["confidence_committed"][2] == f(0.1, 0.4)       # step 3 sees z^(2): cols 1, 4 final
+    assert ce["confidence_committed"][2] == f(0.1, 0.4)  # step 3 sees z^(2): cols 1, 4 final
     assert ce["confidence_uncommitted"][2] == f(0.2, 0.3)
     assert ce["confidence_committed"][4] == f(0.1, 0.2, 0.4)
     assert ce["entropy_uncommitted"][4] == f(0.7)
@@ -144,12 +148,13 @@ def test_confidence_committed_vs_uncommitted_case1():
 
 def test_oscillation_and_unchanged_rows():
     # row 0, col 0: A->B->A->B->A; everything else never changes (row 1 is all unchanged)
-    t = make_trajectory([[0, 0, 0, 0], [0, 0, 0, 0]], [[True] * 4, [True] * 4],
-                        [{(0, 0): 1}, {(0, 0): 0}, {(0, 0): 1}, {(0, 0): 0}])
+    t = make_trajectory(
+        [[0, 0, 0, 0], [0, 0, 0, 0]], [[True] * 4, [True] * 4], [{(0, 0): 1}, {(0, 0): 0}, {(0, 0): 1}, {(0, 0): 0}]
+    )
     rt = round_trips(t)
     assert rt.count == 3 and rt.hops.tolist() == [2, 2, 2] and rt.length.tolist() == [1, 1, 1]
     assert rt.summary()["returned_to_initial"] == 1 and rt.summary()["positions_with_round_trip"] == 1
-    assert edit_step_share(t) == 0.5                         # row 0 changed at 4/4 steps, row 1 at 0/4
+    assert edit_step_share(t) == 0.5  # row 0 changed at 4/4 steps, row 1 at 0/4
     np.testing.assert_allclose(overwrite_rates(t), [1 / 8] * 4)
     assert net_change(t) == 0.0 and gross_change(t) == 4 / 8
     assert commit_steps(t)[0].tolist() == [4, 0, 0, 0]
@@ -160,12 +165,12 @@ def test_oscillation_and_unchanged_rows():
 
 def test_masks_regions_and_truncate():
     t = case1()
-    meta = dict(CASE1_META, generated_columns=[[1, 3]])      # pretend the answer is cols 1-2 only
+    meta = dict(CASE1_META, generated_columns=[[1, 3]])  # pretend the answer is cols 1-2 only
     gen = region_mask(t, meta, "generated")
     assert gen[0].tolist() == [False, True, True, False, False, False]
     assert region_mask(t, meta, "tail")[0].tolist() == [False, False, False, True, True, False]
-    assert region_mask(t, None, "generated").equal(t.free)   # no metadata: every free position
-    assert net_change(t, mask=gen) == 0.0                    # cols 1, 2 both came back
+    assert region_mask(t, None, "generated").equal(t.free)  # no metadata: every free position
+    assert net_change(t, mask=gen) == 0.0  # cols 1, 2 both came back
     assert round_trips(t, gen).count == 2
     assert analyze_trajectory(t, meta, region="tail")["summary"]["num_positions"] == 2
     short = truncate(t, 2)
@@ -194,9 +199,18 @@ def test_analysis_is_json_clean_with_window():
 # ----------------------------------------------------------------------------- files
 @pytest.mark.parametrize("sampler", ["adaptive", "ancestral"])
 def test_save_load_round_trip(tiny_model, tmp_path, sampler):
-    out, rec = record_generation(tiny_model, torch.tensor([[1, 5, 6], [1, 7, 8]]), model_name="tiny",
-                                 max_new_tokens=8, num_denoising_steps=5, canvas_length=24, seed=[3, 4],
-                                 sampler=sampler, tokens_per_step=2, temperature=0.0 if sampler == "adaptive" else 1.0)
+    out, rec = record_generation(
+        tiny_model,
+        torch.tensor([[1, 5, 6], [1, 7, 8]]),
+        model_name="tiny",
+        max_new_tokens=8,
+        num_denoising_steps=5,
+        canvas_length=24,
+        seed=[3, 4],
+        sampler=sampler,
+        tokens_per_step=2,
+        temperature=0.0 if sampler == "adaptive" else 1.0,
+    )
     from sumi.tokenization import ByteTokenizer
 
     tok = ByteTokenizer(256, 1, 2, 0)
@@ -218,7 +232,7 @@ def test_save_load_round_trip(tiny_model, tmp_path, sampler):
     assert m["model"] == "tiny" and m["sampler"] == sampler and m["seed"] == [3, 4] and m["sumi_version"]
     assert m["prompt_ids"] == [[1, 5, 6], [1, 7, 8]] and m["prompt_texts"] == ["\x05\x06", "\x07\x08"]
     assert m["generated_columns"] == [[3, 11], [3, 11]] and m["anchor_columns"] == [[11, 12], [11, 12]]
-    assert m["completion_ids"][0] == out.sequences[0, 3:int(out.lengths[0])].tolist()
+    assert m["completion_ids"][0] == out.sequences[0, 3 : int(out.lengths[0])].tolist()
     x, y = analyze_trajectory(b, m), analyze_trajectory(a, rec.metadata)
     assert {k: v for k, v in x.items() if k != "metadata"} == {k: v for k, v in y.items() if k != "metadata"}
     small = load_trajectory(save_trajectory(tmp_path / "small.pt", a, rec.metadata, include_confidence=False))
@@ -246,13 +260,15 @@ def test_greedy_and_adaptive_budgets_are_prefixes_of_one_run(tiny_model, sampler
 
 
 def test_ancestral_steps_at_constant_log_snr_keep_every_token(tiny_model):
-    check = ancestral_constant_level_check(tiny_model, torch.tensor([[1, 5, 6]]), log_snr=9.0, steps=3,
-                                           max_new_tokens=6, canvas_length=16, seed=0)
+    check = ancestral_constant_level_check(
+        tiny_model, torch.tensor([[1, 5, 6]]), log_snr=9.0, steps=3, max_new_tokens=6, canvas_length=16, seed=0
+    )
     assert check["tokens_changed"] == 0 and check["posterior_max_deviation_from_point_mass"] == 0.0
     assert check["keeps_every_token"] and check["free_positions"] == 11
-    low = ancestral_constant_level_check(tiny_model, torch.tensor([[1, 5, 6]]), log_snr=-2.0, steps=2,
-                                         max_new_tokens=6, canvas_length=16, seed=0)
-    assert low["tokens_changed"] == 0                        # any constant level: a_t / a_s = 1
+    low = ancestral_constant_level_check(
+        tiny_model, torch.tensor([[1, 5, 6]]), log_snr=-2.0, steps=2, max_new_tokens=6, canvas_length=16, seed=0
+    )
+    assert low["tokens_changed"] == 0  # any constant level: a_t / a_s = 1
 
 
 def test_budget_steps_and_self_nelbo(tiny_model):

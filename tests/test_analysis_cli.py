@@ -9,8 +9,20 @@ import torch
 
 from sumi.cli import main
 
-FAST = ["--model", "sumi-tiny", "--steps", "3", "--max-new-tokens", "6", "--canvas-length", "20",
-        "--nelbo-samples", "2", "--seed", "0"]
+FAST = [
+    "--model",
+    "sumi-tiny",
+    "--steps",
+    "3",
+    "--max-new-tokens",
+    "6",
+    "--canvas-length",
+    "20",
+    "--nelbo-samples",
+    "2",
+    "--seed",
+    "0",
+]
 PLOTS = ("commit_heatmap", "overwrite_rate", "round_trip_lengths", "net_change", "confidence_entropy")
 
 
@@ -30,8 +42,9 @@ def assert_png(path, min_bytes=5000):
 @pytest.fixture(scope="module")
 def greedy_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("analyze_greedy")
-    rc = main(["analyze", *FAST, "--sampler", "greedy", "--budgets", "1,2,3", "--samples", "2", "--out", str(out),
-               "Hi"])
+    rc = main(
+        ["analyze", *FAST, "--sampler", "greedy", "--budgets", "1,2,3", "--samples", "2", "--out", str(out), "Hi"]
+    )
     assert rc == 0
     return out
 
@@ -42,7 +55,7 @@ def test_analyze_end_to_end_writes_json_plots_report(greedy_run, capsys):
     assert result["kind"] == "run" and len(result["analyses"]) == 1
     a = result["analyses"][0]
     s = a["summary"]
-    assert s["num_rows"] == 2 and s["num_steps"] == 9 and s["num_positions"] == 12   # 2 rows x 6 tokens
+    assert s["num_rows"] == 2 and s["num_steps"] == 9 and s["num_positions"] == 12  # 2 rows x 6 tokens
     assert s["window"]["start"] == 3 and s["window"]["steps"] == 6
     assert len(a["per_step"]["overwrite_rate"]) == 9 and len(a["per_canvas"]["net_change_to_final"]) == 10
     study = result["budget_study"]
@@ -63,8 +76,9 @@ def test_analyze_end_to_end_writes_json_plots_report(greedy_run, capsys):
 def test_analyze_reloads_trajectory_files(greedy_run, tmp_path, capsys):
     first = json.loads((greedy_run / "metrics.json").read_text())["analyses"][0]
     capsys.readouterr()
-    rc = main(["analyze", "--trajectory", str(greedy_run / "trajectories" / "greedy-9steps.pt"),
-               "--out", str(tmp_path)])
+    rc = main(
+        ["analyze", "--trajectory", str(greedy_run / "trajectories" / "greedy-9steps.pt"), "--out", str(tmp_path)]
+    )
     out, _ = capsys.readouterr()
     assert rc == 0 and "greedy-9steps" in out
     again = json.loads((tmp_path / "metrics.json").read_text())["analyses"][0]
@@ -110,9 +124,17 @@ def judge_folder(tmp_path_factory):
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="<s>")
     folder = tmp_path_factory.mktemp("judge")
     tok.save_pretrained(folder)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
-                         bos_token_id=vocab["<s>"], eos_token_id=vocab["<s>"])
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=128,
+        bos_token_id=vocab["<s>"],
+        eos_token_id=vocab["<s>"],
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
@@ -126,10 +148,23 @@ def test_run_analysis_api_with_judge(judge_folder, tmp_path):
     ppl = judge.perplexity(["Hello"], ["abc"])
     assert ppl["tokens"] == 3 and 1 < ppl["perplexity"] < 10 * 257
     model, tok = sumi.load("sumi-tiny")
-    result = run_analysis(tmp_path, model=model, tokenizer=tok, model_name="sumi-tiny", prompts=["Hi"],
-                          sampler="adaptive", temperature=0.0, tokens_per_step=2, num_denoising_steps=2,
-                          max_new_tokens=5, canvas_length=16, budgets=(1, 2), nelbo_samples=2, judge=str(judge_folder),
-                          plots=False)
+    result = run_analysis(
+        tmp_path,
+        model=model,
+        tokenizer=tok,
+        model_name="sumi-tiny",
+        prompts=["Hi"],
+        sampler="adaptive",
+        temperature=0.0,
+        tokens_per_step=2,
+        num_denoising_steps=2,
+        max_new_tokens=5,
+        canvas_length=16,
+        budgets=(1, 2),
+        nelbo_samples=2,
+        judge=str(judge_folder),
+        plots=False,
+    )
     runs = result["budget_study"]["runs"]
     assert all(r["quality"]["judge_perplexity"] is None or r["quality"]["judge_perplexity"] > 1 for r in runs)
     assert any(r["quality"]["judge"]["tokens"] > 0 for r in runs)

@@ -66,12 +66,14 @@ def test_export_cli_out_of_space_is_one_line_naming_the_file(tmp_path, checkpoin
 
 
 def test_killed_export_leaves_no_folder_and_the_next_run_cleans_up(tmp_path, checkpoints):
-    code = ("import os, signal\nfrom sumi import SumiForMaskGeneration\nfrom sumi.training import export_checkpoint\n"
-            "real = SumiForMaskGeneration.save_pretrained\n"
-            "def save(self, folder, *a, **k):\n    self.config.save_pretrained(folder)\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n"
-            "SumiForMaskGeneration.save_pretrained = save\n"
-            f"export_checkpoint({str(checkpoints)!r}, {str(tmp_path / 'export')!r})\n")
+    code = (
+        "import os, signal\nfrom sumi import SumiForMaskGeneration\nfrom sumi.training import export_checkpoint\n"
+        "real = SumiForMaskGeneration.save_pretrained\n"
+        "def save(self, folder, *a, **k):\n    self.config.save_pretrained(folder)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "SumiForMaskGeneration.save_pretrained = save\n"
+        f"export_checkpoint({str(checkpoints)!r}, {str(tmp_path / 'export')!r})\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     assert not (tmp_path / "export").exists()  # no folder with a config and no weights
@@ -121,8 +123,12 @@ def test_remove_stale_staging_keeps_live_and_foreign_names(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale = [tmp_path / f".out.tmp-{dead.pid}-0123abcd", tmp_path / f".out.old-{dead.pid}-89abcdef"]
-    keep = [tmp_path / f".out.tmp-{os.getpid()}-0123abcd", tmp_path / f".other.tmp-{dead.pid}-0123abcd",
-            tmp_path / ".out.tmp-notapid-0123abcd", tmp_path / "out"]
+    keep = [
+        tmp_path / f".out.tmp-{os.getpid()}-0123abcd",
+        tmp_path / f".other.tmp-{dead.pid}-0123abcd",
+        tmp_path / ".out.tmp-notapid-0123abcd",
+        tmp_path / "out",
+    ]
     for p in stale + keep:
         p.mkdir()
     assert sorted(remove_stale_staging(tmp_path / "out")) == sorted(stale)

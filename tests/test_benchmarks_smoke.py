@@ -20,7 +20,11 @@ def run_quick(script: str, tmp_path: Path, timeout: float, **env_extra) -> tuple
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **env_extra)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out_json)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc.stdout, json.loads(out_json.read_text())
@@ -31,9 +35,17 @@ def test_bench_core_quick(tmp_path):
     assert "| measurement | canvas | dtype | official-style | sumi | ratio | notes |" in out
     assert "matmul" in out and "torch" in out
     for dtype in ("float32", "bfloat16"):
-        for what in ("forward", "attention scores, 1 layer", "generate, per step (K=2)",
-                     "sampling only, step 64/128", "whole step 64/128 (forward + sampling)", "sampling only, step 0/2",
-                     "forward FLOP rate", "attention peak memory, 1 layer", "adaptive sampling only, T = 0"):
+        for what in (
+            "forward",
+            "attention scores, 1 layer",
+            "generate, per step (K=2)",
+            "sampling only, step 64/128",
+            "whole step 64/128 (forward + sampling)",
+            "sampling only, step 0/2",
+            "forward FLOP rate",
+            "attention peak memory, 1 layer",
+            "adaptive sampling only, T = 0",
+        ):
             assert f"| {what} | 64 | {dtype} |" in out, f"missing row {what!r} / {dtype}:\n{out}"
     assert len(data["rows"]) == 18 and data["machine"]["torch"]
     assert "same canvas: yes" in out  # the adaptive rows: dense reference and adaptive_step agree
@@ -57,8 +69,11 @@ def test_bench_early_exit_quick(tmp_path):
     assert "| sampler | variant | row-forwards |" in out and "torch" in out
     variants = {(r["sampler"], r["variant"]) for r in data["rows"]}
     cycles = {"stop on cycle", "skip tail + stop on cycle"}
-    assert variants == {(s, v) for s in ("ancestral", "adaptive", "greedy")
-                        for v in ["official", "early exit", "skip tail", "both"] + ([] if s == "ancestral" else sorted(cycles))}
+    assert variants == {
+        (s, v)
+        for s in ("ancestral", "adaptive", "greedy")
+        for v in ["official", "early exit", "skip tail", "both"] + ([] if s == "ancestral" else sorted(cycles))
+    }
     for r in data["rows"]:
         skips = r["variant"] in ("skip tail", "both", "skip tail + stop on cycle")
         assert r["forward_tokens"] <= 4 * 48 and skips == (r["forward_tokens"] < 4 * 48)

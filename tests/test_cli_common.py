@@ -46,18 +46,77 @@ def test_unset_options_are_left_to_the_generation_config():
 
 
 def test_the_namespace_becomes_generate_keywords():
-    args = parser_with().parse_args([
-        "-n", "7", "--steps", "9", "--sampler", "adaptive", "--schedule", "cosine", "-t", "0.5",
-        "--tokens-per-step", "3", "--top-k", "5", "--top-p", "0.9", "--min-p", "0.05", "--min-log-snr", "-4",
-        "--max-log-snr", "6", "--early-stop", "2", "--stop-on-cycle", "--seed", "1,2", "--canvas-length", "96",
-        "--no-anchors", "--no-trim", "--stop", "a", "--stop", "b", "--align-rows", "--skip-tail",
-        "--denoise-end", "80", "--frozen", "40:1", "--frozen", "41:2"])
+    args = parser_with().parse_args(
+        [
+            "-n",
+            "7",
+            "--steps",
+            "9",
+            "--sampler",
+            "adaptive",
+            "--schedule",
+            "cosine",
+            "-t",
+            "0.5",
+            "--tokens-per-step",
+            "3",
+            "--top-k",
+            "5",
+            "--top-p",
+            "0.9",
+            "--min-p",
+            "0.05",
+            "--min-log-snr",
+            "-4",
+            "--max-log-snr",
+            "6",
+            "--early-stop",
+            "2",
+            "--stop-on-cycle",
+            "--seed",
+            "1,2",
+            "--canvas-length",
+            "96",
+            "--no-anchors",
+            "--no-trim",
+            "--stop",
+            "a",
+            "--stop",
+            "b",
+            "--align-rows",
+            "--skip-tail",
+            "--denoise-end",
+            "80",
+            "--frozen",
+            "40:1",
+            "--frozen",
+            "41:2",
+        ]
+    )
     assert sampling_kwargs(args) == dict(
-        max_new_tokens=7, num_denoising_steps=9, sampler="adaptive", schedule="cosine", temperature=0.5,
-        tokens_per_step=3, top_k=5, top_p=0.9, min_p=0.05, min_log_snr=-4.0, max_log_snr=6.0,
-        early_stop_patience=2, stop_on_cycle=True, seed=[1, 2], canvas_length=96, anchor_eosbos=False,
-        trim_at_eos=False, stop_strings=["a", "b"], align_rows=True, skip_tail=True, denoise_end=80,
-        frozen=[[40, 1], [41, 2]])
+        max_new_tokens=7,
+        num_denoising_steps=9,
+        sampler="adaptive",
+        schedule="cosine",
+        temperature=0.5,
+        tokens_per_step=3,
+        top_k=5,
+        top_p=0.9,
+        min_p=0.05,
+        min_log_snr=-4.0,
+        max_log_snr=6.0,
+        early_stop_patience=2,
+        stop_on_cycle=True,
+        seed=[1, 2],
+        canvas_length=96,
+        anchor_eosbos=False,
+        trim_at_eos=False,
+        stop_strings=["a", "b"],
+        align_rows=True,
+        skip_tail=True,
+        denoise_end=80,
+        frozen=[[40, 1], [41, 2]],
+    )
     assert sampling_kwargs(parser_with().parse_args(["--num-denoising-steps", "5"])) == {"num_denoising_steps": 5}
 
 
@@ -77,8 +136,10 @@ def test_min_log_snr_must_be_below_max():
 
 
 def test_help_shows_the_default_each_command_uses():
-    text = parser_with({"num_denoising_steps": 256, "tokens_per_step": DefaultRule("ceil(canvas_length / steps)")},
-                       only=("num_denoising_steps", "tokens_per_step", "temperature")).format_help()
+    text = parser_with(
+        {"num_denoising_steps": 256, "tokens_per_step": DefaultRule("ceil(canvas_length / steps)")},
+        only=("num_denoising_steps", "tokens_per_step", "temperature"),
+    ).format_help()
     text = " ".join(text.split())
     assert "one forward pass each (default: 256)" in text
     assert "(default: ceil(canvas_length / steps))" in text
@@ -98,10 +159,16 @@ def clean_logging():
         logging.getLogger(n).handlers[:] = handlers
 
 
-@pytest.mark.parametrize("verbosity, shown", [
-    (-2, set()), (-1, {"error"}), (0, {"warning", "error"}), (1, {"info", "warning", "error", "loading"}),
-    (2, {"debug", "info", "warning", "error", "loading"}),
-])
+@pytest.mark.parametrize(
+    "verbosity, shown",
+    [
+        (-2, set()),
+        (-1, {"error"}),
+        (0, {"warning", "error"}),
+        (1, {"info", "warning", "error", "loading"}),
+        (2, {"debug", "info", "warning", "error", "loading"}),
+    ],
+)
 def test_verbosity_picks_what_reaches_stderr(capsys, clean_logging, verbosity, shown):
     configure_logging(verbosity)
     configure_logging(verbosity)  # a second call replaces the first: each message once
@@ -181,7 +248,9 @@ def test_overrides_may_follow_the_options(capsys):
 @pytest.mark.slow  # a fresh interpreter imports torch and transformers (~10 s on 2 busy cores)
 def test_shared_helpers_import_no_command():
     """`sumi.cli.common` is what command modules import: importing it (or `sumi.cli`) loads no command."""
-    code = ("import sys, sumi.cli.common, sumi.cli; print(sorted(m for m in sys.modules "
-            "if m.startswith('sumi.') and m.endswith(('cli', 'generate', 'info'))))")
+    code = (
+        "import sys, sumi.cli.common, sumi.cli; print(sorted(m for m in sys.modules "
+        "if m.startswith('sumi.') and m.endswith(('cli', 'generate', 'info'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['sumi.cli']"

@@ -24,8 +24,8 @@ from sumi.data import (
     stats,
     train_tokenizer,
 )
-from sumi.data.cli import main as data_main
 from sumi.data.cli import add_parser as register_cli
+from sumi.data.cli import main as data_main
 
 SEED = 1234
 
@@ -74,7 +74,7 @@ def corpus(tmp_path_factory, stdlib_texts):
     for f in stdlib_texts:
         text = f.read_text(encoding="utf-8")
         for k in range(0, min(len(text), 6000), 1500):  # pieces of various files
-            chunks.append(text[k:k + 300 + (k // 10)])
+            chunks.append(text[k : k + 300 + (k // 10)])
     for i, text in enumerate(chunks[:6]):  # whole-file .txt documents
         p = root / f"doc{i:02d}.txt"
         p.write_bytes(text.encode("utf-8"))
@@ -127,8 +127,10 @@ def test_round_trip_both_splits_give_all_documents(dataset, corpus, tok):
     assert len(train.shard_info) > 1  # shard_tokens=2000 forces several shards
     assert train.num_documents > 0 and val.num_documents > 0
     assert train.num_documents + val.num_documents == len(docs)
-    expected = {"train": [d for d in docs if split_of(d, SEED, 0.25) == "train"],
-                "validation": [d for d in docs if split_of(d, SEED, 0.25) == "validation"]}
+    expected = {
+        "train": [d for d in docs if split_of(d, SEED, 0.25) == "train"],
+        "validation": [d for d in docs if split_of(d, SEED, 0.25) == "validation"],
+    }
     for ds in (train, val):
         stream = ds.tokens()
         # the stream starts with BOS and each document is BOS ... EOS
@@ -171,16 +173,18 @@ def test_split_is_content_hash(corpus):
 
 def test_text_field_and_folder_input(tmp_path, corpus, tok_dir, tok):
     inputs, docs, rest = corpus
-    meta = prepare_dataset([rest], tmp_path / "a", str(tok_dir), text_field="body", val_fraction=0.0,
-                           num_workers=1, progress=False)
+    meta = prepare_dataset(
+        [rest], tmp_path / "a", str(tok_dir), text_field="body", val_fraction=0.0, num_workers=1, progress=False
+    )
     ds = PackedDataset(tmp_path / "a")
     assert ds.decode_documents(tok) == [json.loads(line)["body"] for line in rest.open()]
     assert meta["splits"]["validation"]["num_documents"] == 0 and meta["splits"]["validation"]["shards"] == []
     st = stats(tmp_path / "a")
     assert st["splits"]["validation"]["doc_len_mean"] is None and "validation" in format_stats(st)
     with pytest.warns(UserWarning, match="validation split is empty"):
-        prepare_dataset([rest], tmp_path / "a2", str(tok_dir), text_field="body", val_fraction=1e-9,
-                        num_workers=1, progress=False)
+        prepare_dataset(
+            [rest], tmp_path / "a2", str(tok_dir), text_field="body", val_fraction=1e-9, num_workers=1, progress=False
+        )
     # a folder expands to its supported files in sorted order
     folder = tmp_path / "folder"
     (folder / "sub").mkdir(parents=True)
@@ -287,7 +291,7 @@ def test_get_window(dataset):
     for i in (0, 1, ds.num_windows(L) // 2, ds.num_windows(L) - 1):
         w = ds.get_window(i, L)
         assert w.dtype == torch.long and w.shape == (L,)
-        assert w.tolist() == stream[i * L:(i + 1) * L].tolist()
+        assert w.tolist() == stream[i * L : (i + 1) * L].tolist()
     with pytest.raises(IndexError):
         ds.get_window(ds.num_windows(L), L)
     # picklable (for DataLoader workers): memmaps reopen
@@ -331,8 +335,10 @@ def test_batches_start_step_resumes_exactly(dataset):
         assert len(resumed) == len(full) - start
     # same for one rank of a 2-rank run
     r1 = list(ds.batches(L, 2, seed=SEED, rank=1, world_size=2, num_steps=6))
-    assert all(torch.equal(a, b) for a, b in zip(ds.batches(L, 2, seed=SEED, rank=1, world_size=2, start_step=3,
-                                                            num_steps=3), r1[3:]))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(ds.batches(L, 2, seed=SEED, rank=1, world_size=2, start_step=3, num_steps=3), r1[3:])
+    )
 
 
 def test_split_documents_validates():
@@ -350,7 +356,7 @@ def test_trained_tokenizer_special_ids_round_trip_and_determinism(tmp_path, tok,
     assert len(tok) == 400
     vocab = tok.get_vocab()
     assert vocab["Ġ"] >= 3 and max(vocab.values()) == 399
-    for text in SPECIAL_DOCS[:2] + ["def f(x):\n\treturn x ** 2  # \x00 \U0001F600\n", "  leading spaces"]:
+    for text in SPECIAL_DOCS[:2] + ["def f(x):\n\treturn x ** 2  # \x00 \U0001f600\n", "  leading spaces"]:
         ids = tok.encode(text, add_special_tokens=False)
         assert tok.decode(ids) == text
         assert all(3 <= i < 400 for i in ids)
@@ -440,8 +446,9 @@ def test_parquet_input(tmp_path, tok_dir, tok):
 
     texts = ["alpha doc", "beta doc", None, "gamma"]
     pq.write_table(pa.table({"text": texts}), tmp_path / "d.parquet")
-    prepare_dataset([tmp_path / "d.parquet"], tmp_path / "o", str(tok_dir), val_fraction=0.0, num_workers=1,
-                    progress=False)
+    prepare_dataset(
+        [tmp_path / "d.parquet"], tmp_path / "o", str(tok_dir), val_fraction=0.0, num_workers=1, progress=False
+    )
     assert PackedDataset(tmp_path / "o").decode_documents(tok) == ["alpha doc", "beta doc", "gamma"]
 
 
@@ -454,8 +461,9 @@ def test_saved_datasets_input(tmp_path, tok_dir, tok):
     ds.save_to_disk(str(tmp_path / "saved"))
     datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(tmp_path / "saved_dict"))
     for i, folder in enumerate(("saved", "saved_dict")):
-        prepare_dataset([tmp_path / folder], tmp_path / f"o{i}", str(tok_dir), val_fraction=0.0, num_workers=1,
-                        progress=False)
+        prepare_dataset(
+            [tmp_path / folder], tmp_path / f"o{i}", str(tok_dir), val_fraction=0.0, num_workers=1, progress=False
+        )
         assert PackedDataset(tmp_path / f"o{i}").decode_documents(tok) == ["one", "two", "three"]
 
 
@@ -492,9 +500,26 @@ def test_cli(tmp_path, stdlib_texts, capsys):
 
     files = [str(f) for f in stdlib_texts[:3]]
     assert data_main(["tokenizer", "train", *files, "-o", str(tmp_path / "tok"), "--vocab-size", "300"]) == 0
-    assert data_main(["data", "prepare", *files, "-o", str(tmp_path / "ds"), "--tokenizer", str(tmp_path / "tok"),
-                      "--val-fraction", "0", "--workers", "1", "--no-progress"]) == 0
+    assert (
+        data_main(
+            [
+                "data",
+                "prepare",
+                *files,
+                "-o",
+                str(tmp_path / "ds"),
+                "--tokenizer",
+                str(tmp_path / "tok"),
+                "--val-fraction",
+                "0",
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert data_main(["data", "stats", str(tmp_path / "ds"), "--verify", "--json"]) == 0
     out = capsys.readouterr().out
-    st = json.loads(out[out.index("{"):])
+    st = json.loads(out[out.index("{") :])
     assert st["splits"]["train"]["num_documents"] == 3 and st["verified"]

@@ -38,8 +38,9 @@ def _prepare(inputs, out, tok_dir, **kw):
 
 def _snapshot(folder):
     """{relative path: bytes or None for folders} of everything under `folder`."""
-    return {p.relative_to(folder).as_posix(): (None if p.is_dir() else p.read_bytes())
-            for p in sorted(folder.rglob("*"))}
+    return {
+        p.relative_to(folder).as_posix(): (None if p.is_dir() else p.read_bytes()) for p in sorted(folder.rglob("*"))
+    }
 
 
 def _cli(argv, capsys):
@@ -119,8 +120,22 @@ def test_cli_overwrite_of_a_non_dataset_is_a_one_line_error(tmp_path, corpus, to
     victim = tmp_path / "keep"
     victim.mkdir()
     (victim / "precious.txt").write_text("x")
-    code, out, err = _cli(["data", "prepare", str(corpus), "-o", str(victim), "--tokenizer", str(tok_dir),
-                           "--workers", "1", "--no-progress", "--overwrite"], capsys)
+    code, out, err = _cli(
+        [
+            "data",
+            "prepare",
+            str(corpus),
+            "-o",
+            str(victim),
+            "--tokenizer",
+            str(tok_dir),
+            "--workers",
+            "1",
+            "--no-progress",
+            "--overwrite",
+        ],
+        capsys,
+    )
     assert code != 0 and "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "refusing to replace" in lines[0] and "never an input" in lines[0]
@@ -153,14 +168,16 @@ def test_stale_staging_folders_of_dead_runs_are_removed(tmp_path, corpus, tok_di
 
 
 def test_killed_prepare_leaves_staging_that_the_next_run_removes(tmp_path, corpus, tok_dir):
-    code = ("import os, signal, sumi.data.prepare as p\n"
-            "real = p._SplitWriter.add\n"
-            "def add(self, doc):\n"
-            "    real(self, doc)\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n"
-            "p._SplitWriter.add = add\n"
-            f"p.prepare_dataset([{str(corpus)!r}], {str(tmp_path / 'ds')!r}, {str(tok_dir)!r}, num_workers=1, "
-            "progress=False)\n")
+    code = (
+        "import os, signal, sumi.data.prepare as p\n"
+        "real = p._SplitWriter.add\n"
+        "def add(self, doc):\n"
+        "    real(self, doc)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "p._SplitWriter.add = add\n"
+        f"p.prepare_dataset([{str(corpus)!r}], {str(tmp_path / 'ds')!r}, {str(tok_dir)!r}, num_workers=1, "
+        "progress=False)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     left = [p.name for p in tmp_path.iterdir()]
@@ -191,14 +208,26 @@ def test_tokenizer_train_cli_existing_output_and_bad_min_frequency(tmp_path, cor
     out = tmp_path / "tok"
     out.mkdir()
     (out / "keep.txt").write_text("k")
-    code, _, err = _cli(["tokenizer", "train", str(corpus / "doc00.txt"), "-o", str(out), "--vocab-size", "300"],
-                        capsys)
+    code, _, err = _cli(
+        ["tokenizer", "train", str(corpus / "doc00.txt"), "-o", str(out), "--vocab-size", "300"], capsys
+    )
     assert code != 0 and "Traceback" not in err and "already exists" in err and len(err.strip().splitlines()) == 1
-    code, _, err = _cli(["tokenizer", "train", str(corpus / "doc00.txt"), "-o", str(tmp_path / "t2"),
-                         "--vocab-size", "300", "--min-frequency", "-1"], capsys)
+    code, _, err = _cli(
+        [
+            "tokenizer",
+            "train",
+            str(corpus / "doc00.txt"),
+            "-o",
+            str(tmp_path / "t2"),
+            "--vocab-size",
+            "300",
+            "--min-frequency",
+            "-1",
+        ],
+        capsys,
+    )
     assert code != 0 and "min_frequency" in err and len(err.strip().splitlines()) == 1
-    code, _, err = _cli(["tokenizer", "train", str(corpus), "-o", str(tmp_path / "t3"), "--vocab-size", "300"],
-                        capsys)
+    code, _, err = _cli(["tokenizer", "train", str(corpus), "-o", str(tmp_path / "t3"), "--vocab-size", "300"], capsys)
     assert code != 0 and "is a folder" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]
 
@@ -218,7 +247,20 @@ def test_truncated_gzip_and_binary_jsonl_name_the_file(tmp_path, tok_dir, capsys
     binary.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(128, 256)) + b"\n")
     with pytest.raises(ValueError, match=r"bin.jsonl:1: not UTF-8 text"):
         _prepare([binary], tmp_path / "o", tok_dir)
-    code, _, err = _cli(["data", "prepare", str(trunc), "-o", str(tmp_path / "o"), "--tokenizer", str(tok_dir),
-                         "--workers", "1", "--no-progress"], capsys)
+    code, _, err = _cli(
+        [
+            "data",
+            "prepare",
+            str(trunc),
+            "-o",
+            str(tmp_path / "o"),
+            "--tokenizer",
+            str(tok_dir),
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1 and "trunc.txt.gz" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt.gz", "bin.jsonl", "trunc.txt.gz"]

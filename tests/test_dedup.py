@@ -12,9 +12,11 @@ from sumi.data import PackedDataset, prepare_dataset, train_tokenizer
 from sumi.data.dedup import Deduplicator, shingles
 from sumi.data.filters import DocumentFilter, FilterSpec
 
-WORDS = ("river stone cloud ember lantern meadow signal harbor copper willow thunder glass orbit velvet canyon "
-         "falcon prism quartz saddle tundra anchor beacon cobalt delta fjord glacier harvest island jungle kettle "
-         "lagoon mirror nectar oasis pepper quiver raven summit timber umber valley walnut yonder zephyr").split()
+WORDS = (
+    "river stone cloud ember lantern meadow signal harbor copper willow thunder glass orbit velvet canyon "
+    "falcon prism quartz saddle tundra anchor beacon cobalt delta fjord glacier harvest island jungle kettle "
+    "lagoon mirror nectar oasis pepper quiver raven summit timber umber valley walnut yonder zephyr"
+).split()
 
 
 def _distinct(n: int, words: int = 80, seed: int = 0) -> list[str]:
@@ -54,26 +56,43 @@ def test_planted_exact_and_near_duplicates_are_removed_distinct_kept():
 
 
 def test_filters_by_score_length_and_language_in_order():
-    f = DocumentFilter(FilterSpec(score_field="edu", min_score=3.0, min_chars=5, max_chars=50,
-                                  language_field="lang", languages=("ja", "en"), dedup="exact"))
-    cases = [("good text", {"edu": 3.5, "lang": "ja"}, True),
-             ("good text", {"edu": 4, "lang": "en"}, False),  # exact duplicate
-             ("low score", {"edu": 2.9, "lang": "en"}, False),
-             ("tiny", {"edu": 5, "lang": "en"}, False),
-             ("x" * 51, {"edu": 5, "lang": "en"}, False),
-             ("other lang", {"edu": 5, "lang": "de"}, False),
-             ("no score", {"lang": "en"}, False),
-             ("text score", {"edu": "high", "lang": "en"}, False)]
+    f = DocumentFilter(
+        FilterSpec(
+            score_field="edu",
+            min_score=3.0,
+            min_chars=5,
+            max_chars=50,
+            language_field="lang",
+            languages=("ja", "en"),
+            dedup="exact",
+        )
+    )
+    cases = [
+        ("good text", {"edu": 3.5, "lang": "ja"}, True),
+        ("good text", {"edu": 4, "lang": "en"}, False),  # exact duplicate
+        ("low score", {"edu": 2.9, "lang": "en"}, False),
+        ("tiny", {"edu": 5, "lang": "en"}, False),
+        ("x" * 51, {"edu": 5, "lang": "en"}, False),
+        ("other lang", {"edu": 5, "lang": "de"}, False),
+        ("no score", {"lang": "en"}, False),
+        ("text score", {"edu": "high", "lang": "en"}, False),
+    ]
     assert [f.keep(t, fields) for t, fields, _ in cases] == [k for _, _, k in cases]
     meta = f.metadata()
     assert meta["kept"] == 1 and meta["documents_seen"] == len(cases)
     assert meta["dropped"] == {"exact_duplicate": 1, "language": 1, "length": 2, "low_score": 2, "missing_field": 1}
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"score_field": "edu"}, "min_score"), ({"min_score": 3}, "score_field"), ({"dedup": "fuzzy"}, "dedup"),
-    ({"min_chars": 10, "max_chars": 5}, "min_chars"), ({"languages": ("ja",)}, "language_field"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"score_field": "edu"}, "min_score"),
+        ({"min_score": 3}, "score_field"),
+        ({"dedup": "fuzzy"}, "dedup"),
+        ({"min_chars": 10, "max_chars": 5}, "min_chars"),
+        ({"languages": ("ja",)}, "language_field"),
+    ],
+)
 def test_bad_filter_specs_are_one_line_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FilterSpec(**kwargs)
@@ -82,15 +101,26 @@ def test_bad_filter_specs_are_one_line_errors(kwargs, message):
 def test_prepare_applies_filters_and_records_counts(tmp_path, capsys):
     docs = _distinct(30, seed=1)
     rows = [{"text": t, "edu": 1 + i % 5, "lang": "en"} for i, t in enumerate(docs)]
-    rows += [{"text": docs[4], "edu": 5, "lang": "en"}, {"text": _near_copy(docs[9], 1), "edu": 5, "lang": "en"},
-             {"text": docs[14], "edu": 5, "lang": "fr"}]
+    rows += [
+        {"text": docs[4], "edu": 5, "lang": "en"},
+        {"text": _near_copy(docs[9], 1), "edu": 5, "lang": "en"},
+        {"text": docs[14], "edu": 5, "lang": "fr"},
+    ]
     src = tmp_path / "docs.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tok = train_tokenizer([src], tmp_path / "tok", vocab_size=300)
-    spec = FilterSpec(score_field="edu", min_score=3, language_field="lang", languages=("en",), dedup="near",
-                      near_threshold=0.7)
-    meta = prepare_dataset([src], tmp_path / "data", tokenizer=str(tmp_path / "tok"), val_fraction=0, num_workers=1,
-                           progress=False, filters=spec)
+    spec = FilterSpec(
+        score_field="edu", min_score=3, language_field="lang", languages=("en",), dedup="near", near_threshold=0.7
+    )
+    meta = prepare_dataset(
+        [src],
+        tmp_path / "data",
+        tokenizer=str(tmp_path / "tok"),
+        val_fraction=0,
+        num_workers=1,
+        progress=False,
+        filters=spec,
+    )
     kept_originals = [t for i, t in enumerate(docs) if 1 + i % 5 >= 3]
     assert meta["filters"]["kept"] == len(kept_originals) == 18
     assert meta["filters"]["dropped"] == {"low_score": 12, "exact_duplicate": 1, "near_duplicate": 1, "language": 1}
@@ -101,5 +131,10 @@ def test_prepare_applies_filters_and_records_counts(tmp_path, capsys):
 
     assert main(["data", "stats", str(tmp_path / "data"), str(tmp_path / "data")]) == 0
     out = capsys.readouterr().out
-    assert out.count("filters     kept 18 of 33 documents; dropped: exact_duplicate 1, language 1, low_score 12, "
-                     "near_duplicate 1") == 2
+    assert (
+        out.count(
+            "filters     kept 18 of 33 documents; dropped: exact_duplicate 1, language 1, low_score 12, "
+            "near_duplicate 1"
+        )
+        == 2
+    )

@@ -12,14 +12,46 @@ V, BOS, EOS = 256, 1, 2
 JOBS = [
     dict(prompt=[5, 6, 7], max_new_tokens=10, canvas_length=24, num_denoising_steps=6, sampler="ancestral", seed=[1]),
     dict(prompt=[9], max_new_tokens=20, canvas_length=40, num_denoising_steps=4, sampler="greedy", seed=[2]),
-    dict(prompt=[3, 4], max_new_tokens=8, canvas_length=32, num_denoising_steps=9, sampler="adaptive",
-         tokens_per_step=3, temperature=0.7, seed=[3]),
-    dict(prompt=[[5, 6], [7, 8]], max_new_tokens=6, canvas_length=16, num_denoising_steps=5, sampler="ancestral",
-         schedule="cosine", top_p=0.9, seed=[4, 5]),
-    dict(prompt=[8, 8, 8, 8], max_new_tokens=12, canvas_length=28, num_denoising_steps=12, sampler="adaptive",
-         temperature=0, tokens_per_step=2, stop_on_cycle=True, seed=[6]),
-    dict(prompt=[7], max_new_tokens=5, canvas_length=20, num_denoising_steps=7, sampler="ancestral", skip_tail=True,
-         seed=[7]),
+    dict(
+        prompt=[3, 4],
+        max_new_tokens=8,
+        canvas_length=32,
+        num_denoising_steps=9,
+        sampler="adaptive",
+        tokens_per_step=3,
+        temperature=0.7,
+        seed=[3],
+    ),
+    dict(
+        prompt=[[5, 6], [7, 8]],
+        max_new_tokens=6,
+        canvas_length=16,
+        num_denoising_steps=5,
+        sampler="ancestral",
+        schedule="cosine",
+        top_p=0.9,
+        seed=[4, 5],
+    ),
+    dict(
+        prompt=[8, 8, 8, 8],
+        max_new_tokens=12,
+        canvas_length=28,
+        num_denoising_steps=12,
+        sampler="adaptive",
+        temperature=0,
+        tokens_per_step=2,
+        stop_on_cycle=True,
+        seed=[6],
+    ),
+    dict(
+        prompt=[7],
+        max_new_tokens=5,
+        canvas_length=20,
+        num_denoising_steps=7,
+        sampler="ancestral",
+        skip_tail=True,
+        seed=[7],
+    ),
 ]
 
 
@@ -94,8 +126,15 @@ def test_a_cancelled_job_leaves_and_the_rest_are_unchanged(tiny_model):
 
 def test_rows_that_leave_early_stop_taking_part_in_forwards(tiny_model):
     # stop_on_cycle: greedy rows leave once their canvas repeats; the engine's batch shrinks
-    spec = dict(prompt=[5, 6], max_new_tokens=8, canvas_length=20, num_denoising_steps=40, sampler="greedy",
-                stop_on_cycle=True, seed=[1])
+    spec = dict(
+        prompt=[5, 6],
+        max_new_tokens=8,
+        canvas_length=20,
+        num_denoising_steps=40,
+        sampler="greedy",
+        stop_on_cycle=True,
+        seed=[1],
+    )
     job, engine = prepare(tiny_model, spec), DenoisingEngine(tiny_model)
     engine.add(job)
     while not job.done:
@@ -111,8 +150,9 @@ def test_progress_callbacks_see_each_jobs_own_rows(tiny_model):
     for i, spec in enumerate(JOBS[:2]):
         spec = dict(spec)
         prompt = torch.tensor(spec.pop("prompt"))
-        jobs.append(tiny_model.prepare_generation(prompt, progress_callback=lambda info, i=i: seen[i].append(info),
-                                                  **spec))
+        jobs.append(
+            tiny_model.prepare_generation(prompt, progress_callback=lambda info, i=i: seen[i].append(info), **spec)
+        )
         engine.add(jobs[-1])
     while engine.jobs:
         engine.step()
@@ -133,19 +173,27 @@ def test_layout_of_a_row(tiny_model):
         canvas_layout(tiny_model.config, [14], 14, 4, 16, anchors=True, aligned=False)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(temperature=float("nan")), "temperature"),
-    (dict(temperature=float("inf")), "temperature"),
-    (dict(min_log_snr=3.0, max_log_snr=-3.0), "min_log_snr"),
-    (dict(min_log_snr=float("nan")), "min_log_snr"),
-    (dict(early_stop_patience=-1), "early_stop_patience"),
-    (dict(frozen=[(0, 5)]), "inside the prompt"),
-    (dict(canvas_length=0), "canvas_length"),
-    (dict(seed="7"), "seed"),
-    (dict(tokens_per_step=0), "tokens_per_step"),
-    (dict(stop_strings=["x"]), "tokenizer"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(temperature=float("nan")), "temperature"),
+        (dict(temperature=float("inf")), "temperature"),
+        (dict(min_log_snr=3.0, max_log_snr=-3.0), "min_log_snr"),
+        (dict(min_log_snr=float("nan")), "min_log_snr"),
+        (dict(early_stop_patience=-1), "early_stop_patience"),
+        (dict(frozen=[(0, 5)]), "inside the prompt"),
+        (dict(canvas_length=0), "canvas_length"),
+        (dict(seed="7"), "seed"),
+        (dict(tokens_per_step=0), "tokens_per_step"),
+        (dict(stop_strings=["x"]), "tokenizer"),
+    ],
+)
 def test_prepare_rejects_bad_options_before_any_work(tiny_model, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        tiny_model.prepare_generation(torch.tensor([[5, 6]]), max_new_tokens=4, canvas_length=kwargs.pop(
-            "canvas_length", 32), num_denoising_steps=2, **kwargs)
+        tiny_model.prepare_generation(
+            torch.tensor([[5, 6]]),
+            max_new_tokens=4,
+            canvas_length=kwargs.pop("canvas_length", 32),
+            num_denoising_steps=2,
+            **kwargs,
+        )

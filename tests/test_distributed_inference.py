@@ -32,8 +32,7 @@ from sumi.distributed_inference import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
-ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-           TOKENIZERS_PARALLELISM="false")
+ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
 for _name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
     ENV.pop(_name, None)
 
@@ -52,13 +51,16 @@ def test_launch_env_reads_torchrun_variables_and_defaults_to_one_process():
     assert (env.rank, env.world_size, env.local_rank, env.is_main) == (5, 8, 1, False)
 
 
-@pytest.mark.parametrize("environ, needle", [
-    ({"RANK": "x", "WORLD_SIZE": "2"}, "RANK must be an integer"),
-    ({"RANK": "2", "WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "1"}, "RANK must be below WORLD_SIZE"),
-    ({"RANK": "0"}, "WORLD_SIZE is not set"),
-    ({"RANK": "0", "WORLD_SIZE": "0"}, "WORLD_SIZE must be an integer >= 1"),
-    ({"RANK": "0", "WORLD_SIZE": "2", "MASTER_PORT": "1"}, "MASTER_ADDR is not set"),
-])
+@pytest.mark.parametrize(
+    "environ, needle",
+    [
+        ({"RANK": "x", "WORLD_SIZE": "2"}, "RANK must be an integer"),
+        ({"RANK": "2", "WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "1"}, "RANK must be below WORLD_SIZE"),
+        ({"RANK": "0"}, "WORLD_SIZE is not set"),
+        ({"RANK": "0", "WORLD_SIZE": "0"}, "WORLD_SIZE must be an integer >= 1"),
+        ({"RANK": "0", "WORLD_SIZE": "2", "MASTER_PORT": "1"}, "MASTER_ADDR is not set"),
+    ],
+)
 def test_launch_env_rejects_a_broken_environment_naming_the_variable(environ, needle):
     with pytest.raises(ValueError, match=needle):
         launch_env(environ)
@@ -87,10 +89,11 @@ def test_shard_files_round_trip_and_ignore_other_settings_overlaps_and_broken_fi
     files = ShardFiles(tmp_path, "piqa", {"seed": 1})
     files.write({"a": {"x": 1}, "b": {"x": 2}}, {"truncated_inputs": 1})
     files.write({"c": {"x": 3}}, {"truncated_inputs": 2})
-    ShardFiles(tmp_path, "piqa", {"seed": 2}).write({"d": {"x": 4}})          # other settings
+    ShardFiles(tmp_path, "piqa", {"seed": 2}).write({"d": {"x": 4}})  # other settings
     (tmp_path / f"piqa.{files.fingerprint}.broken-1.json").write_text("{not json")
-    (tmp_path / f"piqa.{files.fingerprint}.dup-1.json").write_text(json.dumps(
-        dict(fingerprint=files.fingerprint, records={"a": {"x": 9}}, counts={})))  # repeats key "a"
+    (tmp_path / f"piqa.{files.fingerprint}.dup-1.json").write_text(
+        json.dumps(dict(fingerprint=files.fingerprint, records={"a": {"x": 9}}, counts={}))
+    )  # repeats key "a"
     records, counts, used = files.load()
     assert records == {"a": {"x": 1}, "b": {"x": 2}, "c": {"x": 3}}
     assert counts == {"truncated_inputs": 3} and used == 2
@@ -178,26 +181,65 @@ def _data_dir(tmp_path: Path) -> Path:
     4 more questions."""
     d = tmp_path / "data"
     d.mkdir()
-    things = ["bread", "tea", "a bike", "a lamp", "shoes", "a plant", "a window", "soup", "a dog", "a car", "paint",
-              "a book"]
+    things = [
+        "bread",
+        "tea",
+        "a bike",
+        "a lamp",
+        "shoes",
+        "a plant",
+        "a window",
+        "soup",
+        "a dog",
+        "a car",
+        "paint",
+        "a book",
+    ]
     with open(d / "piqa_validation.jsonl", "w") as f:
         for i in range(24):
             t = things[i % len(things)]
-            f.write(json.dumps({"goal": f"Look after {t} ({i}).", "sol1": f"Keep {t} clean and dry.",
-                                "sol2": f"Throw {t} into a river number {i}.", "label": i % 2}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "goal": f"Look after {t} ({i}).",
+                        "sol1": f"Keep {t} clean and dry.",
+                        "sol2": f"Throw {t} into a river number {i}.",
+                        "label": i % 2,
+                    }
+                )
+                + "\n"
+            )
     with open(d / "arc_easy_test.jsonl", "w") as f:
         for i in range(24):
-            f.write(json.dumps({"id": f"arc-{i}", "question": f"Which of these is item {i} about {things[i % 12]}?",
-                                "choices": [things[(i + k) % 12] for k in range(3 + i % 2)],
-                                "choice_labels": list("ABCD")[:3 + i % 2], "answer": i % 3,
-                                "answer_key": "ABC"[i % 3]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"arc-{i}",
+                        "question": f"Which of these is item {i} about {things[i % 12]}?",
+                        "choices": [things[(i + k) % 12] for k in range(3 + i % 2)],
+                        "choice_labels": list("ABCD")[: 3 + i % 2],
+                        "answer": i % 3,
+                        "answer_key": "ABC"[i % 3],
+                    }
+                )
+                + "\n"
+            )
     shutil.copy(FIXTURES / "benchmarks" / "gsm8k_fewshot_cot8.jsonl", d)
     with open(d / "gsm8k_test.jsonl", "w") as f:
         f.write((FIXTURES / "benchmarks" / "gsm8k_test.jsonl").read_text())
         for i in range(4):
-            f.write(json.dumps({"id": 10 + i, "question": f"Ann has {i + 2} pens and buys {i}. How many now?",
-                                "answer": f"#### {2 * i + 2}", "final_answer": str(2 * i + 2),
-                                "final_answer_value": 2 * i + 2}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": 10 + i,
+                        "question": f"Ann has {i + 2} pens and buys {i}. How many now?",
+                        "answer": f"#### {2 * i + 2}",
+                        "final_answer": str(2 * i + 2),
+                        "final_answer_value": 2 * i + 2,
+                    }
+                )
+                + "\n"
+            )
     return d
 
 
@@ -205,8 +247,17 @@ def _sumi(args: list[str], nproc: int = 1, timeout: float = 120, env: dict | Non
     if nproc == 1:
         cmd = [sys.executable, "-m", "sumi.cli", *args]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
-               f"--master_port={_free_port()}", "-m", "sumi.cli", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={nproc}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}",
+            "-m",
+            "sumi.cli",
+            *args,
+        ]
     proc = subprocess.run(cmd, env=env or ENV, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -234,17 +285,38 @@ def _same_results(results: dict, out_dir: Path) -> dict:
     return results
 
 
-EVAL_ARGS = ["eval", "--offline", "piqa,arc_easy,gsm8k", "--limit", "20", "--limit-gen", "4", "--model", "demo",
-             "--num-samples", "2", "--canvas-length", "128", "--steps", "6", "--max-gen-toks", "12",
-             "--no-progress", "--log-samples"]
+EVAL_ARGS = [
+    "eval",
+    "--offline",
+    "piqa,arc_easy,gsm8k",
+    "--limit",
+    "20",
+    "--limit-gen",
+    "4",
+    "--model",
+    "demo",
+    "--num-samples",
+    "2",
+    "--canvas-length",
+    "128",
+    "--steps",
+    "6",
+    "--max-gen-toks",
+    "12",
+    "--no-progress",
+    "--log-samples",
+]
 
 
 @pytest.mark.slow
 def test_eval_with_two_processes_equals_one_process_item_by_item(tmp_path):
     data = _data_dir(tmp_path)
     docs = tmp_path / "docs.jsonl"  # the `nelbo` task: `sumi perplexity`'s rolling NELBO
-    docs.write_text("".join(json.dumps({"text": f"Line {i}: the quick brown fox {'jumps ' * i}over the dog."}) + "\n"
-                            for i in range(12)))
+    docs.write_text(
+        "".join(
+            json.dumps({"text": f"Line {i}: the quick brown fox {'jumps ' * i}over the dog."}) + "\n" for i in range(12)
+        )
+    )
     args = [*EVAL_ARGS, "--data-dir", str(data), "--nelbo-file", str(docs)]
     args[2] += ",nelbo"
     one, two = tmp_path / "one", tmp_path / "two"
@@ -290,8 +362,24 @@ def test_resume_recomputes_only_the_missing_shard(tmp_path):
 def test_generate_prompts_file_with_two_processes_writes_the_same_jsonl(tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("def f(x):\nThe king\nimport os\nclass A:\nHAMLET.\n")
-    args = ["generate", "--prompts-file", str(prompts), "--model", "demo", "--steps", "6", "-n", "10",
-            "--canvas-length", "48", "--seed", "3", "--format", "jsonl", "--no-progress"]
+    args = [
+        "generate",
+        "--prompts-file",
+        str(prompts),
+        "--model",
+        "demo",
+        "--steps",
+        "6",
+        "-n",
+        "10",
+        "--canvas-length",
+        "48",
+        "--seed",
+        "3",
+        "--format",
+        "jsonl",
+        "--no-progress",
+    ]
     a = [json.loads(x) for x in _sumi(args).stdout.splitlines()]
     b = [json.loads(x) for x in _sumi(args, nproc=2).stdout.splitlines()]
 
@@ -310,13 +398,41 @@ def test_a_killed_rank_ends_the_run_with_an_error_within_seconds(tmp_path):
     data = _data_dir(tmp_path)
     out = tmp_path / "out"
     port = _free_port()
-    args = [sys.executable, "-m", "sumi.cli", "eval", "--offline", "piqa", "--limit", "24", "--model", "demo",
-            "--num-samples", "16", "--canvas-length", "128", "--no-progress", "--data-dir", str(data),
-            "--output-dir", str(out), "--shard-size", "1"]
+    args = [
+        sys.executable,
+        "-m",
+        "sumi.cli",
+        "eval",
+        "--offline",
+        "piqa",
+        "--limit",
+        "24",
+        "--model",
+        "demo",
+        "--num-samples",
+        "16",
+        "--canvas-length",
+        "128",
+        "--no-progress",
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--shard-size",
+        "1",
+    ]
     procs = []
     for rank in (0, 1):
-        env = dict(ENV, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(port), SUMI_DEAD_AFTER_S="4", SUMI_HEARTBEAT_S="0.2")
+        env = dict(
+            ENV,
+            RANK=str(rank),
+            WORLD_SIZE="2",
+            LOCAL_RANK=str(rank),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            SUMI_DEAD_AFTER_S="4",
+            SUMI_HEARTBEAT_S="0.2",
+        )
         procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     try:
         deadline = time.monotonic() + 90
@@ -348,8 +464,14 @@ def test_concat_records_of_row_blocks_equals_the_whole_batch_recording():
     model = SumiForMaskGeneration(SumiConfig.from_preset("sumi-tiny")).eval()
     ids = torch.tensor([[0, 0, 5, 6], [0, 7, 8, 9], [3, 4, 5, 6], [0, 0, 0, 9]])
     mask = (torch.arange(4) >= torch.tensor([[2], [1], [0], [3]])).long()
-    kw = dict(max_new_tokens=6, num_denoising_steps=5, canvas_length=16, sampler="adaptive", temperature=0.5,
-              tokens_per_step=2)
+    kw = dict(
+        max_new_tokens=6,
+        num_denoising_steps=5,
+        canvas_length=16,
+        sampler="adaptive",
+        temperature=0.5,
+        tokens_per_step=2,
+    )
     seeds = [11, 12, 13, 14]
     _, whole = record_generation(model, ids, mask, seed=seeds, **kw)
     parts = [record_generation(model, ids[a:b], mask[a:b], seed=seeds[a:b], **kw)[1] for a, b in ((0, 1), (1, 4))]
@@ -364,8 +486,26 @@ def test_concat_records_of_row_blocks_equals_the_whole_batch_recording():
 
 @pytest.mark.slow
 def test_analyze_with_two_processes_equals_one_process(tmp_path):
-    args = ["analyze", "--model", "demo", "--steps", "6", "--max-new-tokens", "10", "--canvas-length", "48",
-            "--samples", "2", "--budgets", "1,2", "--no-plots", "--json", "The king", "def f(x):", "import os"]
+    args = [
+        "analyze",
+        "--model",
+        "demo",
+        "--steps",
+        "6",
+        "--max-new-tokens",
+        "10",
+        "--canvas-length",
+        "48",
+        "--samples",
+        "2",
+        "--budgets",
+        "1,2",
+        "--no-plots",
+        "--json",
+        "The king",
+        "def f(x):",
+        "import os",
+    ]
     one = json.loads(_sumi([*args, "--out", str(tmp_path / "one")]).stdout)
     two = json.loads(_sumi([*args, "--out", str(tmp_path / "two")], nproc=2).stdout)
 
@@ -385,8 +525,20 @@ def test_lm_eval_tasks_with_two_processes_equal_one_process(tmp_path):
     tasks = tmp_path / "tasks"
     shutil.copytree(FIXTURES / "lm_eval_tasks", tasks)
     env = dict(ENV, HF_DATASETS_CACHE=str(tmp_path / "hf"))
-    lm = ["eval", "--tasks", "sumi_fixture_mc,sumi_fixture_rolling", "--include-path", str(tasks), "--model", "demo",
-          "--num-samples", "2", "--canvas-length", "64", "--no-progress"]
+    lm = [
+        "eval",
+        "--tasks",
+        "sumi_fixture_mc,sumi_fixture_rolling",
+        "--include-path",
+        str(tasks),
+        "--model",
+        "demo",
+        "--num-samples",
+        "2",
+        "--canvas-length",
+        "64",
+        "--no-progress",
+    ]
     r = []
     for n in (1, 2):
         out = tmp_path / f"lm{n}"
@@ -399,10 +551,13 @@ def test_lm_eval_tasks_with_two_processes_equal_one_process(tmp_path):
 
 
 # ----------------------------------------------------------------------------- command-line errors
-@pytest.mark.parametrize("args, needle", [
-    (["eval", "--offline", "piqa", "--resume"], "argument --resume: needs --output-dir"),
-    (["eval", "--tasks", "hellaswag", "--resume", "--output-dir", "x"], "argument --resume: applies to --offline"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["eval", "--offline", "piqa", "--resume"], "argument --resume: needs --output-dir"),
+        (["eval", "--tasks", "hellaswag", "--resume", "--output-dir", "x"], "argument --resume: applies to --offline"),
+    ],
+)
 def test_resume_needs_an_output_folder_and_the_offline_backend(args, needle, capsys, tmp_path):
     pytest.importorskip("lm_eval")
     from sumi.cli import main

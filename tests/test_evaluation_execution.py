@@ -30,8 +30,9 @@ class CannedEvaluator:
 def test_canonical_humaneval_solutions_pass_and_empty_bodies_fail():
     rows = load_jsonl(FIXTURES / "humaneval.jsonl")
     items = load_task("humaneval", FIXTURES)
-    canonical = run_programs([humaneval_program(it.meta, r["canonical_solution"]) for it, r in zip(items, rows)],
-                             timeout=20)
+    canonical = run_programs(
+        [humaneval_program(it.meta, r["canonical_solution"]) for it, r in zip(items, rows)], timeout=20
+    )
     assert [r.status for r in canonical] == ["passed"] * 3
     empty = run_programs([humaneval_program(it.meta, "") for it in items], timeout=20)
     stub = run_programs([humaneval_program(it.meta, "    pass\n") for it in items], timeout=20)

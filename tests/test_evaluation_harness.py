@@ -51,14 +51,35 @@ def test_registration_and_console_script():
 
 def test_lm_eval_cli_runs_the_plugin(saved_model, task_dir, tmp_path):
     out = tmp_path / "out"
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    args = ["--model", "sumi",
-            "--model_args", f"pretrained={saved_model},num_samples=4,num_denoising_steps=4,canvas_length=96,seed=7",
-            "--tasks", TASKS, "--include_path", str(task_dir), "--output_path", str(out), "--log_samples",
-            "--device", "cpu", "--batch_size", "2"]
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false"
+    )
+    args = [
+        "--model",
+        "sumi",
+        "--model_args",
+        f"pretrained={saved_model},num_samples=4,num_denoising_steps=4,canvas_length=96,seed=7",
+        "--tasks",
+        TASKS,
+        "--include_path",
+        str(task_dir),
+        "--output_path",
+        str(out),
+        "--log_samples",
+        "--device",
+        "cpu",
+        "--batch_size",
+        "2",
+    ]
     # lm-eval's own CLI (lm_eval.__main__.cli_evaluate), unchanged, with "sumi" registered first
-    proc = subprocess.run([sys.executable, "-m", "sumi.evaluation.harness", *args], cwd=task_dir, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sumi.evaluation.harness", *args],
+        cwd=task_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results_file = next(out.rglob("results_*.json"))
     res = json.loads(results_file.read_text())
@@ -82,9 +103,26 @@ def test_sumi_eval_tasks_uses_lm_eval_in_process(saved_model, task_dir, tmp_path
     from sumi.cli import main
 
     out = tmp_path / "res"
-    rc = main(["eval", "--tasks", "sumi_fixture_mc,sumi_fixture_rolling", "--include-path", str(task_dir),
-               "--model", str(saved_model), "--num-samples", "2", "--limit", "2", "--canvas-length", "64",
-               "--output-dir", str(out), "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "--tasks",
+            "sumi_fixture_mc,sumi_fixture_rolling",
+            "--include-path",
+            str(task_dir),
+            "--model",
+            str(saved_model),
+            "--num-samples",
+            "2",
+            "--limit",
+            "2",
+            "--canvas-length",
+            "64",
+            "--output-dir",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert res["config"]["backend"] == "lm-eval"

@@ -24,15 +24,18 @@ def _with_row(tmp_path, file, row_index, **changes):
     return data
 
 
-@pytest.mark.parametrize("task,file,field,value,where", [
-    ("piqa", "piqa_validation.jsonl", "label", 2, "piqa row 2"),
-    ("piqa", "piqa_validation.jsonl", "label", -1, "piqa row 2"),
-    ("hellaswag", "hellaswag_validation.jsonl", "label", 4, "hellaswag row 2"),
-    ("arc_easy", "arc_easy_test.jsonl", "answer", 9, "arc_easy_test.jsonl row 2"),
-    ("winogrande", "winogrande_validation.jsonl", "label", 2, "winogrande row 2"),
-    ("mmlu", "mmlu_test.jsonl", "answer", 4, "mmlu_test.jsonl row 2"),
-    ("mmlu", "mmlu_dev.jsonl", "answer", 7, "mmlu_dev.jsonl"),
-])
+@pytest.mark.parametrize(
+    "task,file,field,value,where",
+    [
+        ("piqa", "piqa_validation.jsonl", "label", 2, "piqa row 2"),
+        ("piqa", "piqa_validation.jsonl", "label", -1, "piqa row 2"),
+        ("hellaswag", "hellaswag_validation.jsonl", "label", 4, "hellaswag row 2"),
+        ("arc_easy", "arc_easy_test.jsonl", "answer", 9, "arc_easy_test.jsonl row 2"),
+        ("winogrande", "winogrande_validation.jsonl", "label", 2, "winogrande row 2"),
+        ("mmlu", "mmlu_test.jsonl", "answer", 4, "mmlu_test.jsonl row 2"),
+        ("mmlu", "mmlu_dev.jsonl", "answer", 7, "mmlu_dev.jsonl"),
+    ],
+)
 def test_out_of_range_gold_label_is_rejected(tmp_path, task, file, field, value, where):
     assert load_task(task, FIXTURES)  # the fixtures themselves are fine
     data = _with_row(tmp_path, file, 1, **{field: value})
@@ -59,9 +62,14 @@ class NeverCalled:
         pass
 
 
-@pytest.mark.parametrize("kw,match", [({"code_timeout": 0}, "timeout must be"),
-                                      ({"code_timeout": float("nan")}, "timeout must be"),
-                                      ({"code_memory_mb": 0}, "memory limit")])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"code_timeout": 0}, "timeout must be"),
+        ({"code_timeout": float("nan")}, "timeout must be"),
+        ({"code_memory_mb": 0}, "memory limit"),
+    ],
+)
 def test_bad_code_limits_are_rejected_before_any_task(kw, match):
     with pytest.raises(ValueError, match=match):
         run_offline(NeverCalled(), ["piqa", "humaneval"], FIXTURES, allow_code_execution=True, **kw)

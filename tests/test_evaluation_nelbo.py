@@ -20,8 +20,9 @@ SPAN = (1, 4)
 def toy():
     """A sumi-tiny-shaped model with V = 4 and a sharpened head, so the loss depends strongly on z."""
     torch.manual_seed(0)
-    cfg = SumiConfig.from_preset("sumi-tiny", vocab_size=V, max_position_embeddings=16, bos_token_id=1,
-                                 eos_token_id=2, pad_token_id=0)
+    cfg = SumiConfig.from_preset(
+        "sumi-tiny", vocab_size=V, max_position_embeddings=16, bos_token_id=1, eos_token_id=2, pad_token_id=0
+    )
     model = SumiForMaskGeneration(cfg).eval()
     with torch.no_grad():
         model.lm_head.weight.mul_(60.0)
@@ -61,11 +62,22 @@ def test_exact_reference_is_converged_and_matches_the_library_definition(toy):
     # batch, so use its (near-exact in t) quadrature grid; the rows then average out the noise in z.
     x = torch.tensor([CANVAS] * 400)
     mask = torch.zeros_like(x, dtype=torch.bool)
-    mask[:, SPAN[0]:SPAN[1]] = True
+    mask[:, SPAN[0] : SPAN[1]] = True
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        per_row = estimate_nelbo(lambda z: toy(z).logits, x, vocab_size=V, num_samples=64, method="quadrature",
-                                 noise_mask=mask, generator=g).double().sum(-1)
+        per_row = (
+            estimate_nelbo(
+                lambda z: toy(z).logits,
+                x,
+                vocab_size=V,
+                num_samples=64,
+                method="quadrature",
+                noise_mask=mask,
+                generator=g,
+            )
+            .double()
+            .sum(-1)
+        )
     se = float(per_row.std()) / math.sqrt(len(per_row))
     assert abs(float(per_row.mean()) - e400) < 4 * se
 
@@ -144,8 +156,18 @@ def test_invalid_requests_are_rejected(toy):
         nelbo_scores(toy, [ScoreRequest((1, 2), 1, 2)], method="simpson")
 
 
-@pytest.mark.parametrize("n,window,bos,context", [(0, 8, True, 0), (5, 8, True, 0), (7, 8, True, 0), (30, 8, True, 0),
-                                                  (30, 8, False, 0), (30, 8, True, 3), (100, 16, True, 15)])
+@pytest.mark.parametrize(
+    "n,window,bos,context",
+    [
+        (0, 8, True, 0),
+        (5, 8, True, 0),
+        (7, 8, True, 0),
+        (30, 8, True, 0),
+        (30, 8, False, 0),
+        (30, 8, True, 3),
+        (100, 16, True, 15),
+    ],
+)
 def test_rolling_windows_score_every_token_once(n, window, bos, context):
     wins = rolling_windows(n, window, bos=bos, context=context)
     first = 1 if bos else 0
@@ -168,10 +190,12 @@ def test_common_random_numbers_make_choice_differences_precise():
     n = len(ctx)
     shared, independent = [], []
     for rep in range(30):
-        x, y = nelbo_scores(model, [ScoreRequest(a, n, n + 2, key=(rep,)), ScoreRequest(b, n, n + 2, key=(rep,))],
-                            num_samples=8)
+        x, y = nelbo_scores(
+            model, [ScoreRequest(a, n, n + 2, key=(rep,)), ScoreRequest(b, n, n + 2, key=(rep,))], num_samples=8
+        )
         shared.append(x - y)
-        x, y = nelbo_scores(model, [ScoreRequest(a, n, n + 2, key=(rep, 0)), ScoreRequest(b, n, n + 2, key=(rep, 1))],
-                            num_samples=8)
+        x, y = nelbo_scores(
+            model, [ScoreRequest(a, n, n + 2, key=(rep, 0)), ScoreRequest(b, n, n + 2, key=(rep, 1))], num_samples=8
+        )
         independent.append(x - y)
     assert np.std(shared) < 0.1 * np.std(independent)

@@ -21,7 +21,6 @@ DOCS = FIXTURES / "lm_eval_tasks" / "docs.jsonl"
 CONTEXT, ANSWER = "The cat sat on", " the mat."
 
 
-
 @pytest.fixture(scope="module")
 def overfit_model():
     """sumi-tiny overfit on one byte sequence ([BOS] text [EOS][BOS]) with the GIDD loss (~5 s)."""
@@ -43,8 +42,13 @@ def overfit_model():
 @pytest.fixture(scope="module")
 def random_evaluator():
     torch.manual_seed(0)
-    return SumiEvaluator(SumiForMaskGeneration(SumiConfig.from_preset("sumi-tiny")).eval(), num_samples=4,
-                         num_denoising_steps=4, canvas_length=96, seed=0)
+    return SumiEvaluator(
+        SumiForMaskGeneration(SumiConfig.from_preset("sumi-tiny")).eval(),
+        num_samples=4,
+        num_denoising_steps=4,
+        canvas_length=96,
+        seed=0,
+    )
 
 
 def test_the_training_text_is_ranked_first(overfit_model):
@@ -72,7 +76,7 @@ def test_the_training_text_is_ranked_first(overfit_model):
 
 def test_greedy_check_is_computed_on_request(overfit_model):
     ev = SumiEvaluator(overfit_model, num_samples=2, seed=0, greedy_check=True, num_denoising_steps=8)
-    (ll, greedy), = ev.loglikelihood([(CONTEXT, " the mat.")])
+    ((ll, greedy),) = ev.loglikelihood([(CONTEXT, " the mat.")])
     assert isinstance(greedy, bool)
     ev.set(greedy_check=False)
     assert ev.loglikelihood([(CONTEXT, " the mat.")])[0][1] is False
@@ -127,13 +131,45 @@ def test_offline_runner_on_fixtures(random_evaluator):
 
 def test_sumi_eval_offline_all_and_canvas_study(tmp_path, capsys):
     out = tmp_path / "res"
-    rc = main(["eval", "--offline", "all", "--data-dir", str(BENCH), "--model", "sumi-tiny", "--limit", "2",
-               "--limit-gen", "1", "--steps", "4", "--num-samples", "2", "--max-gen-toks", "16", "--allow-code-execution",
-               "--output-dir", str(out), "--log-samples", "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "--offline",
+            "all",
+            "--data-dir",
+            str(BENCH),
+            "--model",
+            "sumi-tiny",
+            "--limit",
+            "2",
+            "--limit-gen",
+            "1",
+            "--steps",
+            "4",
+            "--num-samples",
+            "2",
+            "--max-gen-toks",
+            "16",
+            "--allow-code-execution",
+            "--output-dir",
+            str(out),
+            "--log-samples",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     assert results["format"] == "sumi-eval/1" and set(results["results"]) == {
-        "mmlu", "hellaswag", "piqa", "arc_easy", "arc_challenge", "winogrande", "gsm8k", "humaneval", "mbpp"}
+        "mmlu",
+        "hellaswag",
+        "piqa",
+        "arc_easy",
+        "arc_challenge",
+        "winogrande",
+        "gsm8k",
+        "humaneval",
+        "mbpp",
+    }
     for name, r in results["results"].items():
         value = r["metrics"][r["primary"]]
         n = 1 if name in ("gsm8k", "humaneval", "mbpp") else 2  # --limit-gen 1, --limit 2
@@ -148,9 +184,30 @@ def test_sumi_eval_offline_all_and_canvas_study(tmp_path, capsys):
     assert (out / "results.md").read_text() == table
 
     study = tmp_path / "study"
-    rc = main(["eval", "--offline", "gsm8k,nelbo", "--nelbo-file", str(DOCS), "--data-dir", str(BENCH),
-               "--model", "sumi-tiny", "--canvas-lengths", "32,64,512", "--steps", "2", "--num-samples", "2",
-               "--max-gen-toks", "8", "--output-dir", str(study), "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "--offline",
+            "gsm8k,nelbo",
+            "--nelbo-file",
+            str(DOCS),
+            "--data-dir",
+            str(BENCH),
+            "--model",
+            "sumi-tiny",
+            "--canvas-lengths",
+            "32,64,512",
+            "--steps",
+            "2",
+            "--num-samples",
+            "2",
+            "--max-gen-toks",
+            "8",
+            "--output-dir",
+            str(study),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     res = json.loads((study / "results.json").read_text())["canvas_study"]
     assert res["canvas_lengths"] == [32, 64, 512] and res["effective"]["512"] == 256  # sumi-tiny's cap
@@ -164,13 +221,42 @@ def test_sumi_eval_offline_all_and_canvas_study(tmp_path, capsys):
 def test_sumi_perplexity_command(tmp_path, capsys):
     text = tmp_path / "notes.txt"
     text.write_text("Uniform diffusion starts from random tokens.\n\nEvery position is denoised in parallel.\n")
-    assert main(["perplexity", str(text), "--model", "sumi-tiny", "--num-samples", "2", "--canvas-length", "32",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "perplexity",
+                str(text),
+                "--model",
+                "sumi-tiny",
+                "--num-samples",
+                "2",
+                "--canvas-length",
+                "32",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "nats/token" in out and "bits/byte" in out and "95% CI" in out and "upper bound" in out
     report_path = tmp_path / "r.json"
-    assert main(["perplexity", str(DOCS), "--model", "sumi-tiny", "--json", "--num-samples", "2",
-                 "--output", str(report_path), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "perplexity",
+                str(DOCS),
+                "--model",
+                "sumi-tiny",
+                "--json",
+                "--num-samples",
+                "2",
+                "--output",
+                str(report_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["num_documents"] == 2 and report["nelbo_method"] == "stratified-logsnr"
     assert json.loads(report_path.read_text())["nats_per_token"] == report["nats_per_token"]
@@ -183,8 +269,9 @@ def test_sumi_eval_input_errors(tmp_path, capsys):
     assert main(["eval", "--offline", "nelbo", "--model", "sumi-tiny"]) == 2
     assert "--nelbo-file" in capsys.readouterr().err
     assert main(["eval", "--offline", "mmlu", "--data-dir", str(tmp_path / "nope"), "--model", "sumi-tiny"]) == 2
-    assert main(["eval", "--offline", "mmlu", "--data-dir", str(tmp_path), "--model", "sumi-tiny",
-                 "--no-progress"]) == 2
+    assert (
+        main(["eval", "--offline", "mmlu", "--data-dir", str(tmp_path), "--model", "sumi-tiny", "--no-progress"]) == 2
+    )
     assert "not found" in capsys.readouterr().err
     assert main(["eval", "--offline", "mmlu", "--canvas-lengths", "2,x"]) == 2
 
@@ -195,14 +282,20 @@ def test_real_tokenizer_path():
     from sumi import load_tokenizer
 
     torch.manual_seed(0)
-    cfg = SumiConfig.from_preset("sumi-tiny", vocab_size=100278, bos_token_id=100256, eos_token_id=100257,
-                                 pad_token_id=100277, max_position_embeddings=128)
+    cfg = SumiConfig.from_preset(
+        "sumi-tiny",
+        vocab_size=100278,
+        bos_token_id=100256,
+        eos_token_id=100257,
+        pad_token_id=100277,
+        max_position_embeddings=128,
+    )
     tok = load_tokenizer("dolma2")
     ev = SumiEvaluator(SumiForMaskGeneration(cfg).eval(), tok, num_samples=2, num_denoising_steps=2, seed=0)
     assert not ev.byte_level and ev.max_length == 128
     ctx, cont = ev.encode_pair("Question: Where?\nAnswer: ", "Paris")
     assert tok.decode(ctx) == "Question: Where?\nAnswer:" and tok.decode(cont) == " Paris"
-    (ll, _), = ev.loglikelihood([("Question: Where?\nAnswer:", " Paris")])
+    ((ll, _),) = ev.loglikelihood([("Question: Where?\nAnswer:", " Paris")])
     assert math.isfinite(ll) and ll < 0
     out = ev.generate(["def f(x):"], max_gen_toks=6, until=["\n"])
     assert isinstance(out[0], str) and "\n" not in out[0]
@@ -214,8 +307,10 @@ def test_items_share_random_numbers_and_windows_do_not(random_evaluator):
     import numpy as np
 
     ev = SumiEvaluator(random_evaluator.model, num_samples=8)
-    pairs = [("The trophy did not fit because the trophy", " was too big."),
-             ("The trophy did not fit because the box", " was too big.")]
+    pairs = [
+        ("The trophy did not fit because the trophy", " was too big."),
+        ("The trophy did not fit because the box", " was too big."),
+    ]
     shared, independent = [], []
     for seed in range(12):
         ev.set(seed=seed)

@@ -7,26 +7,39 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import shared_path
-from sumi.evaluation.tasks import (MBPP_EXEMPLAR_TESTS, TASKS, extract_gsm8k_answer, gsm8k_correct, gsm8k_prefix,
-                                   hellaswag_preprocess, load_jsonl, load_task, normalize_number, resolve_task_names,
-                                   select)
+
+from sumi.evaluation.tasks import (
+    MBPP_EXEMPLAR_TESTS,
+    TASKS,
+    extract_gsm8k_answer,
+    gsm8k_correct,
+    gsm8k_prefix,
+    hellaswag_preprocess,
+    load_jsonl,
+    load_task,
+    normalize_number,
+    resolve_task_names,
+    select,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval" / "benchmarks"
 
 
-@pytest.mark.parametrize("text,strict,flexible", [
-    ("She has 5 + 4 = 9 apples. So the answer is 9.", "9", "9"),
-    ("Total: $1,450,000. So the answer is $1,450,000.", "1450000", "1450000"),
-    ("It drops 3 degrees, to -7. The answer is -7", "-7", "-7"),
-    ("So the answer is 18.00.\n", "18", "18"),
-    ("We get 12 then 15 cookies in the end", None, "15"),
-    ("The answer is: 42", "42", "42"),
-    ("the answer is 2.5 hours", "2.5", "2.5"),
-    ("no digits at all", None, None),
-    ("So the answer is 6. Question: 7 more", "6", "7"),  # flexible takes the last number; cut at stop first
-])
+@pytest.mark.parametrize(
+    "text,strict,flexible",
+    [
+        ("She has 5 + 4 = 9 apples. So the answer is 9.", "9", "9"),
+        ("Total: $1,450,000. So the answer is $1,450,000.", "1450000", "1450000"),
+        ("It drops 3 degrees, to -7. The answer is -7", "-7", "-7"),
+        ("So the answer is 18.00.\n", "18", "18"),
+        ("We get 12 then 15 cookies in the end", None, "15"),
+        ("The answer is: 42", "42", "42"),
+        ("the answer is 2.5 hours", "2.5", "2.5"),
+        ("no digits at all", None, None),
+        ("So the answer is 6. Question: 7 more", "6", "7"),  # flexible takes the last number; cut at stop first
+    ],
+)
 def test_gsm8k_answer_extraction(text, strict, flexible):
     assert extract_gsm8k_answer(text) == (strict, flexible)
 
@@ -50,7 +63,9 @@ def test_every_task_loads_from_the_fixtures():
 def test_multiple_choice_formats():
     mmlu = load_task("mmlu", FIXTURES)[0]
     ctx = mmlu.contexts[0]
-    assert ctx.startswith("The following are multiple choice questions (with answers) about elementary mathematics.\n\n")
+    assert ctx.startswith(
+        "The following are multiple choice questions (with answers) about elementary mathematics.\n\n"
+    )
     assert ctx.count("\nAnswer:") == 6 and ctx.endswith("What is 4 + 3?\nA. 6\nB. 7\nC. 8\nD. 43\nAnswer:")
     assert "What is 1 + 1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer: B\n\n" in ctx
     assert mmlu.continuations == [" A", " B", " C", " D"] and mmlu.gold == 1
@@ -62,14 +77,18 @@ def test_multiple_choice_formats():
     assert hellaswag_preprocess(" a [header] b ") == "a b"  # lm-eval: markers dropped, one "  " pass
 
     piqa = load_task("piqa", FIXTURES)[1]
-    assert piqa.pairs() == [("Question: Cool down a hot drink.\nAnswer:", " Put it in the oven."),
-                            ("Question: Cool down a hot drink.\nAnswer:", " Let it sit for a few minutes.")]
+    assert piqa.pairs() == [
+        ("Question: Cool down a hot drink.\nAnswer:", " Put it in the oven."),
+        ("Question: Cool down a hot drink.\nAnswer:", " Let it sit for a few minutes."),
+    ]
     arc = load_task("arc_easy", FIXTURES)[1]
     assert len(arc.continuations) == 3 and arc.gold == 1
 
     wino = load_task("winogrande", FIXTURES)[0]
-    assert wino.pairs() == [("The trophy did not fit in the box because the trophy", " was too big."),
-                            ("The trophy did not fit in the box because the box", " was too big.")]
+    assert wino.pairs() == [
+        ("The trophy did not fit in the box because the trophy", " was too big."),
+        ("The trophy did not fit in the box because the box", " was too big."),
+    ]
     assert wino.gold == 0 and load_task("winogrande", FIXTURES)[1].gold == 1
     with pytest.raises(ValueError, match="0-shot"):
         load_task("piqa", FIXTURES, num_fewshot=2)
@@ -85,8 +104,10 @@ def test_generation_formats():
     he = load_task("humaneval", FIXTURES)[0]
     assert he.prompt.startswith("def add(") and "\ndef" in he.until
     mb = load_task("mbpp", FIXTURES)[0]
-    assert mb.prompt.endswith("Write a function to square a number.\nYour code should pass these tests:\n"
-                              "assert square(3) == 9\nassert square(-2) == 4\nassert square(0) == 0\n```python\n")
+    assert mb.prompt.endswith(
+        "Write a function to square a number.\nYour code should pass these tests:\n"
+        "assert square(3) == 9\nassert square(-2) == 4\nassert square(0) == 0\n```python\n"
+    )
     assert mb.prompt.count("```python\n") == 4 and mb.until == ["```"]
 
 
@@ -115,14 +136,33 @@ def test_loader_errors_name_the_file(tmp_path):
 
 # ----------------------------------------------------------------------------- the real files
 README_ROWS = {
-    "mmlu_test.jsonl": 14042, "mmlu_dev.jsonl": 285, "mmlu_validation.jsonl": 1531, "hellaswag_validation.jsonl": 10042,
-    "piqa_validation.jsonl": 1838, "arc_easy_validation.jsonl": 570, "arc_easy_test.jsonl": 2376,
-    "arc_challenge_validation.jsonl": 299, "arc_challenge_test.jsonl": 1172, "winogrande_validation.jsonl": 1267,
-    "gsm8k_test.jsonl": 1319, "gsm8k_fewshot_cot8.jsonl": 8, "humaneval.jsonl": 164, "mbpp_test.jsonl": 500,
+    "mmlu_test.jsonl": 14042,
+    "mmlu_dev.jsonl": 285,
+    "mmlu_validation.jsonl": 1531,
+    "hellaswag_validation.jsonl": 10042,
+    "piqa_validation.jsonl": 1838,
+    "arc_easy_validation.jsonl": 570,
+    "arc_easy_test.jsonl": 2376,
+    "arc_challenge_validation.jsonl": 299,
+    "arc_challenge_test.jsonl": 1172,
+    "winogrande_validation.jsonl": 1267,
+    "gsm8k_test.jsonl": 1319,
+    "gsm8k_fewshot_cot8.jsonl": 8,
+    "humaneval.jsonl": 164,
+    "mbpp_test.jsonl": 500,
     "mbpp_fewshot_3shot.jsonl": 3,
 }
-TASK_SIZES = {"mmlu": 14042, "hellaswag": 10042, "piqa": 1838, "arc_easy": 2376, "arc_challenge": 1172,
-              "winogrande": 1267, "gsm8k": 1319, "humaneval": 164, "mbpp": 500}
+TASK_SIZES = {
+    "mmlu": 14042,
+    "hellaswag": 10042,
+    "piqa": 1838,
+    "arc_easy": 2376,
+    "arc_challenge": 1172,
+    "winogrande": 1267,
+    "gsm8k": 1319,
+    "humaneval": 164,
+    "mbpp": 500,
+}
 
 
 def test_loaders_parse_every_real_benchmark_file():

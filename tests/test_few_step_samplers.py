@@ -24,8 +24,9 @@ def test_renoise_is_the_forward_process_between_two_levels():
     clean = torch.rand(1, n, generator=g) < a_s
     z_s = torch.where(clean, x, torch.randint(0, V, (1, n), generator=g))
     free = torch.ones(1, n, dtype=torch.bool)
-    z_t = renoise(z_s, free, lam_s, lam_t, _Randomness([torch.Generator().manual_seed(1)], [(0, n)], "cpu"),
-                  vocab_size=V)
+    z_t = renoise(
+        z_s, free, lam_s, lam_t, _Randomness([torch.Generator().manual_seed(1)], [(0, n)], "cpu"), vocab_size=V
+    )
     freq = torch.bincount(z_t[0], minlength=V).double() / n
     expected = torch.full((V,), (1 - a_t) / V, dtype=torch.float64)
     expected[3] += a_t
@@ -42,10 +43,16 @@ def test_renoise_leaves_fixed_positions_alone():
 
 def test_entropy_bounded_step_accepts_the_confident_and_redraws_the_rest():
     V = 4
-    logits = torch.tensor([[[20.0, 0, 0, 0],      # entropy ~0: accepted -> argmax 0
-                            [0.0, 0, 0, 0],       # entropy log 4 = 1.386: redrawn
-                            [0.0, 9, 0, 0],       # confident but not free: kept
-                            [0.0, 0, 0, 30]]])    # confident: argmax 3
+    logits = torch.tensor(
+        [
+            [
+                [20.0, 0, 0, 0],  # entropy ~0: accepted -> argmax 0
+                [0.0, 0, 0, 0],  # entropy log 4 = 1.386: redrawn
+                [0.0, 9, 0, 0],  # confident but not free: kept
+                [0.0, 0, 0, 30],
+            ]
+        ]
+    )  # confident: argmax 3
     z = torch.tensor([[1, 2, 1, 1]])
     free = torch.tensor([[True, True, False, True]])
     rng = _Randomness([torch.Generator().manual_seed(0)], [(0, 4)], "cpu")
@@ -76,12 +83,20 @@ def test_predictor_corrector_is_the_ancestral_step_with_renoise_and_repeat(tiny_
     # hand-run the plan with the same per-row random stream: predictor, then renoise + ancestral again
     from sumi.sampling import ancestral_step
 
-    P, C = 2, 24
-    out = tiny_model.generate(torch.tensor([[5, 6]]), max_new_tokens=8, canvas_length=C, num_denoising_steps=3,
-                              sampler="predictor_corrector", corrector_steps=1, seed=[4])
+    C = 24
+    out = tiny_model.generate(
+        torch.tensor([[5, 6]]),
+        max_new_tokens=8,
+        canvas_length=C,
+        num_denoising_steps=3,
+        sampler="predictor_corrector",
+        corrector_steps=1,
+        seed=[4],
+    )
     assert out.num_forwards == 6
-    job = tiny_model.prepare_generation(torch.tensor([[5, 6]]), max_new_tokens=8, canvas_length=C,
-                                        num_denoising_steps=3, sampler="ancestral", seed=[4])
+    job = tiny_model.prepare_generation(
+        torch.tensor([[5, 6]]), max_new_tokens=8, canvas_length=C, num_denoising_steps=3, sampler="ancestral", seed=[4]
+    )
     z, free, rng = job.canvas.clone(), job.free, job.rng
     lams = job.log_snrs
     with torch.no_grad():
@@ -95,8 +110,12 @@ def test_predictor_corrector_is_the_ancestral_step_with_renoise_and_repeat(tiny_
 def test_greedy_tail_ends_on_argmax_steps(tiny_model):
     kw = dict(max_new_tokens=8, canvas_length=24, num_denoising_steps=4, seed=[3])
     tail = tiny_model.generate(torch.tensor([[5, 6]]), sampler="ancestral", greedy_tail=1, **kw)
-    head = tiny_model.prepare_generation(torch.tensor([[5, 6]]), sampler="ancestral", num_denoising_steps=4,
-                                         **{k: v for k, v in kw.items() if k != "num_denoising_steps"})
+    head = tiny_model.prepare_generation(
+        torch.tensor([[5, 6]]),
+        sampler="ancestral",
+        num_denoising_steps=4,
+        **{k: v for k, v in kw.items() if k != "num_denoising_steps"},
+    )
     engine = DenoisingEngine(tiny_model)
     engine.add(head)
     for _ in range(3):
@@ -113,21 +132,29 @@ def test_entropy_bounded_rows_end_once_settled(tiny_model):
     kw = dict(max_new_tokens=8, canvas_length=24, num_denoising_steps=30, temperature=0.0)
     forwards = []
     for seed in range(6):
-        out = tiny_model.generate(torch.tensor([[5, 6]]), seed=[seed], sampler="entropy_bounded", entropy_bound=10.0,
-                                  **kw)
+        out = tiny_model.generate(
+            torch.tensor([[5, 6]]), seed=[seed], sampler="entropy_bounded", entropy_bound=10.0, **kw
+        )
         greedy = tiny_model.generate(torch.tensor([[5, 6]]), seed=[seed], sampler="greedy", early_stop_patience=1, **kw)
         assert torch.equal(out.canvas, greedy.canvas) and out.num_forwards == greedy.num_forwards
         forwards.append(out.num_forwards)
     assert min(forwards) < 30, forwards  # some rows settled early
 
 
-@pytest.mark.parametrize("sampler,extra", [("predictor_corrector", dict(corrector_steps=2)),
-                                           ("ancestral", dict(greedy_tail=2)),
-                                           ("entropy_bounded", dict(entropy_bound=2.0, temperature=0.8))])
+@pytest.mark.parametrize(
+    "sampler,extra",
+    [
+        ("predictor_corrector", dict(corrector_steps=2)),
+        ("ancestral", dict(greedy_tail=2)),
+        ("entropy_bounded", dict(entropy_bound=2.0, temperature=0.8)),
+    ],
+)
 def test_few_step_samplers_give_the_same_rows_alone_and_among_others(tiny_model, sampler, extra):
-    specs = [dict(prompt=[5, 6], canvas_length=24, num_denoising_steps=5, seed=[1], sampler=sampler, **extra),
-             dict(prompt=[7], canvas_length=32, num_denoising_steps=3, seed=[2], sampler="ancestral"),
-             dict(prompt=[9, 9, 9], canvas_length=20, num_denoising_steps=7, seed=[3], sampler=sampler, **extra)]
+    specs = [
+        dict(prompt=[5, 6], canvas_length=24, num_denoising_steps=5, seed=[1], sampler=sampler, **extra),
+        dict(prompt=[7], canvas_length=32, num_denoising_steps=3, seed=[2], sampler="ancestral"),
+        dict(prompt=[9, 9, 9], canvas_length=20, num_denoising_steps=7, seed=[3], sampler=sampler, **extra),
+    ]
     engine = DenoisingEngine(tiny_model)
     jobs = []
     for spec in specs:
@@ -142,9 +169,14 @@ def test_few_step_samplers_give_the_same_rows_alone_and_among_others(tiny_model,
         assert torch.equal(job.result().canvas, alone.canvas)
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(corrector_steps=-1), "corrector_steps"),
-                                          (dict(greedy_tail=1.5), "greedy_tail"),
-                                          (dict(entropy_bound=float("nan")), "entropy_bound")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(corrector_steps=-1), "corrector_steps"),
+        (dict(greedy_tail=1.5), "greedy_tail"),
+        (dict(entropy_bound=float("nan")), "entropy_bound"),
+    ],
+)
 def test_bad_few_step_options(tiny_model, kwargs, match):
     with pytest.raises(ValueError, match=match):
         tiny_model.generate(torch.tensor([[5, 6]]), max_new_tokens=4, canvas_length=24, num_denoising_steps=2, **kwargs)

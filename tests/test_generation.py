@@ -17,8 +17,7 @@ def run(model, prompt, **kw):
 
 
 # ----------------------------------------------------------------------------- official replay
-def official_style_generate(model, prompt, *, max_new_tokens, steps, canvas_length, seed, sampler,
-                            tokens_per_step=1):
+def official_style_generate(model, prompt, *, max_new_tokens, steps, canvas_length, seed, sampler, tokens_per_step=1):
     """Greedy / adaptive (T = 0) written from spec §5-6 with the eager path: the reference our
     generate() must replay token for token."""
     model.config._attn_implementation = "eager"
@@ -41,8 +40,7 @@ def official_style_generate(model, prompt, *, max_new_tokens, steps, canvas_leng
                 z = torch.where(free, probs.argmax(-1), z)
             else:
                 for b in range(B):
-                    conf = [(probs[b, i].max() - probs[b, i, z[b, i]]).item() if free[b, i] else -1.0
-                            for i in range(C)]
+                    conf = [(probs[b, i].max() - probs[b, i, z[b, i]]).item() if free[b, i] else -1.0 for i in range(C)]
                     chosen = sorted(range(C), key=lambda i: -conf[i])[:tokens_per_step]
                     for i in chosen:
                         z[b, i] = probs[b, i].argmax()
@@ -54,10 +52,20 @@ def official_style_generate(model, prompt, *, max_new_tokens, steps, canvas_leng
 @pytest.mark.parametrize("sampler,tps", [("greedy", 1), ("adaptive", 1), ("adaptive", 3)])
 def test_seed_exact_replay_of_official_greedy_and_adaptive(tiny_model, sampler, tps):
     prompt = [[5, 6, 7, 8], [9, 10, 11, 12]]
-    ref = official_style_generate(tiny_model, prompt, max_new_tokens=10, steps=5, canvas_length=32, seed=123,
-                                  sampler=sampler, tokens_per_step=tps)
-    out = run(tiny_model, prompt, max_new_tokens=10, num_denoising_steps=5, canvas_length=32, seed=123,
-              sampler=sampler, temperature=0.0, tokens_per_step=tps)
+    ref = official_style_generate(
+        tiny_model, prompt, max_new_tokens=10, steps=5, canvas_length=32, seed=123, sampler=sampler, tokens_per_step=tps
+    )
+    out = run(
+        tiny_model,
+        prompt,
+        max_new_tokens=10,
+        num_denoising_steps=5,
+        canvas_length=32,
+        seed=123,
+        sampler=sampler,
+        temperature=0.0,
+        tokens_per_step=tps,
+    )
     assert torch.equal(out.canvas, ref)
 
 
@@ -76,8 +84,14 @@ def test_initial_canvas_is_one_randint_after_the_prompt(tiny_model):
 def test_prompt_and_anchors_unchanged(tiny_model, sampler):
     prompt = [[5, 6, 7, 8, 9]]
     seen = []
-    out = run(tiny_model, prompt, sampler=sampler, seed=0, tokens_per_step=4,
-              progress_callback=lambda info: seen.append(info["z"].clone()))
+    out = run(
+        tiny_model,
+        prompt,
+        sampler=sampler,
+        seed=0,
+        tokens_per_step=4,
+        progress_callback=lambda info: seen.append(info["z"].clone()),
+    )
     for z in seen + [out.canvas]:
         assert torch.equal(z[:, :5], torch.tensor(prompt))
         assert z[0, 5 + 12] == EOS and z[0, 5 + 13] == BOS
@@ -92,8 +106,10 @@ def test_seeds_reproducible(tiny_model, sampler):
     assert torch.equal(a.canvas, b.canvas)
     assert not torch.equal(a.canvas, c.canvas)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    assert torch.equal(run(tiny_model, [[5, 6]], sampler=sampler, generator=g1).canvas,
-                       run(tiny_model, [[5, 6]], sampler=sampler, generator=g2).canvas)
+    assert torch.equal(
+        run(tiny_model, [[5, 6]], sampler=sampler, generator=g1).canvas,
+        run(tiny_model, [[5, 6]], sampler=sampler, generator=g2).canvas,
+    )
 
 
 def test_trimming_at_first_eos(tiny_model):
@@ -131,23 +147,44 @@ def test_batched_equals_each_row_alone_with_align_rows(tiny_model):
     prompts = [[5, 6, 7, 8, 9], [10, 11]]
     padded = torch.tensor([[5, 6, 7, 8, 9], [PAD, PAD, PAD, 10, 11]])
     mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 0, 1, 1]])
-    for sampler, extra in [("greedy", {}), ("adaptive", {"temperature": 0.0, "tokens_per_step": 3}),
-                           ("ancestral", {}), ("adaptive", {"tokens_per_step": 2})]:
-        batch = tiny_model.generate(padded, attention_mask=mask, max_new_tokens=12, num_denoising_steps=5,
-                                    canvas_length=40, sampler=sampler, seed=[11, 22], align_rows=True, **extra)
+    for sampler, extra in [
+        ("greedy", {}),
+        ("adaptive", {"temperature": 0.0, "tokens_per_step": 3}),
+        ("ancestral", {}),
+        ("adaptive", {"tokens_per_step": 2}),
+    ]:
+        batch = tiny_model.generate(
+            padded,
+            attention_mask=mask,
+            max_new_tokens=12,
+            num_denoising_steps=5,
+            canvas_length=40,
+            sampler=sampler,
+            seed=[11, 22],
+            align_rows=True,
+            **extra,
+        )
         for i, (p, s) in enumerate(zip(prompts, [11, 22])):
-            alone = tiny_model.generate(torch.tensor([p]), max_new_tokens=12, num_denoising_steps=5,
-                                        canvas_length=40, sampler=sampler, seed=s, **extra)
+            alone = tiny_model.generate(
+                torch.tensor([p]),
+                max_new_tokens=12,
+                num_denoising_steps=5,
+                canvas_length=40,
+                sampler=sampler,
+                seed=s,
+                **extra,
+            )
             assert torch.equal(batch.canvas[i], alone.canvas[0]), (sampler, i)
             n = alone.sequences.shape[1]  # the row's prompt ends at column 5, as in the left-padded batch
-            assert batch.sequences[i, 5 - len(p):5 - len(p) + n].tolist() == alone.sequences[0].tolist(), (sampler, i)
+            assert batch.sequences[i, 5 - len(p) : 5 - len(p) + n].tolist() == alone.sequences[0].tolist(), (sampler, i)
 
 
 def test_official_layout_left_padded_batch_runs(tiny_model):
     padded = torch.tensor([[5, 6, 7], [PAD, 10, 11]])
     mask = torch.tensor([[1, 1, 1], [0, 1, 1]])
-    out = tiny_model.generate(padded, attention_mask=mask, max_new_tokens=8, num_denoising_steps=3,
-                              canvas_length=32, seed=0)
+    out = tiny_model.generate(
+        padded, attention_mask=mask, max_new_tokens=8, num_denoising_steps=3, canvas_length=32, seed=0
+    )
     assert out.canvas.shape == (2, 32) and torch.equal(out.canvas[:, :3], padded)
     assert (out.canvas[:, 3 + 8] == EOS).all() and (out.canvas[:, 3 + 9] == BOS).all()
 
@@ -162,8 +199,9 @@ def test_early_stop_never_changes_a_converged_result(tiny_model, sampler, extra)
             layer.self_attn.o_proj.weight.mul_(3.0)
             layer.mlp.down_proj.weight.mul_(3.0)
     full = run(tiny_model, [[5, 6, 7]], sampler=sampler, seed=5, num_denoising_steps=40, **extra)
-    early = run(tiny_model, [[5, 6, 7]], sampler=sampler, seed=5, num_denoising_steps=40,
-                early_stop_patience=1, **extra)
+    early = run(
+        tiny_model, [[5, 6, 7]], sampler=sampler, seed=5, num_denoising_steps=40, early_stop_patience=1, **extra
+    )
     assert torch.equal(full.canvas, early.canvas)
     assert full.num_forwards == 40 and 2 < early.num_forwards < 40
 
@@ -182,10 +220,25 @@ def _settling(model):
 def test_rows_leave_the_batch_one_by_one(tiny_model, sampler, extra):
     model = _settling(tiny_model)
     prompts = torch.tensor([[5, 6, 7], [8, 9, 10], [11, 12, 13], [14, 15, 16]])
-    full = model.generate(prompts, max_new_tokens=12, canvas_length=40, num_denoising_steps=40, sampler=sampler,
-                          seed=[1, 2, 3, 4], **extra)
-    early = model.generate(prompts, max_new_tokens=12, canvas_length=40, num_denoising_steps=40, sampler=sampler,
-                           seed=[1, 2, 3, 4], early_stop_patience=1, **extra)
+    full = model.generate(
+        prompts,
+        max_new_tokens=12,
+        canvas_length=40,
+        num_denoising_steps=40,
+        sampler=sampler,
+        seed=[1, 2, 3, 4],
+        **extra,
+    )
+    early = model.generate(
+        prompts,
+        max_new_tokens=12,
+        canvas_length=40,
+        num_denoising_steps=40,
+        sampler=sampler,
+        seed=[1, 2, 3, 4],
+        early_stop_patience=1,
+        **extra,
+    )
     assert torch.equal(full.canvas, early.canvas)  # fixed points: stopping a row changes nothing
     assert full.row_forwards.tolist() == [40] * 4
     per_row = early.row_forwards.tolist()
@@ -197,7 +250,9 @@ def test_rows_leave_the_batch_one_by_one(tiny_model, sampler, extra):
 def test_stop_on_cycle_ends_on_the_full_runs_canvas(tiny_model, sampler, extra, steps):
     # The random tiny model's deterministic samplers oscillate instead of settling (see above).
     prompts = torch.tensor([[5, 6, 7], [8, 9, 10], [11, 12, 13], [14, 15, 16]])
-    kw = dict(max_new_tokens=12, canvas_length=40, num_denoising_steps=steps, sampler=sampler, seed=[1, 2, 3, 4], **extra)
+    kw = dict(
+        max_new_tokens=12, canvas_length=40, num_denoising_steps=steps, sampler=sampler, seed=[1, 2, 3, 4], **extra
+    )
     full = tiny_model.generate(prompts, record_trajectory=True, **kw)
     early = tiny_model.generate(prompts, stop_on_cycle=True, **kw)
     assert torch.equal(full.canvas, early.canvas) and torch.equal(full.sequences, early.sequences)
@@ -258,8 +313,14 @@ def test_a_row_that_stops_early_matches_the_row_alone(tiny_model):
     prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
     padded = torch.tensor([[5, 6, 7, 8, 9], [PAD, PAD, PAD, 10, 11], [PAD, PAD, 12, 13, 14]])
     mask = (padded != PAD).long()
-    kw = dict(max_new_tokens=12, num_denoising_steps=30, canvas_length=40, early_stop_patience=2,
-              min_log_snr=-2.0, max_log_snr=12.0)  # a late schedule, so rows stop at different steps
+    kw = dict(
+        max_new_tokens=12,
+        num_denoising_steps=30,
+        canvas_length=40,
+        early_stop_patience=2,
+        min_log_snr=-2.0,
+        max_log_snr=12.0,
+    )  # a late schedule, so rows stop at different steps
     batch = tiny_model.generate(padded, attention_mask=mask, seed=[11, 22, 33], align_rows=True, **kw)
     for i, (p, s) in enumerate(zip(prompts, [11, 22, 33])):
         alone = tiny_model.generate(torch.tensor([p]), seed=s, **kw)
@@ -274,11 +335,11 @@ def test_skip_tail_runs_the_canvas_up_to_the_bos_anchor(tiny_model):
     full = run(tiny_model, [[5, 6, 7]], sampler="greedy", **kw)
     skip = run(tiny_model, [[5, 6, 7]], sampler="greedy", skip_tail=True, **kw)
     traj = run(tiny_model, [[5, 6, 7]], sampler="greedy", record_trajectory=True, **kw).trajectory
-    assert torch.equal(skip.canvas[0, P + n + 2:], traj.initial[0, P + n + 2:])  # tail: random init, untouched
-    assert not torch.equal(full.canvas[0, P + n + 2:], traj.initial[0, P + n + 2:])
+    assert torch.equal(skip.canvas[0, P + n + 2 :], traj.initial[0, P + n + 2 :])  # tail: random init, untouched
+    assert not torch.equal(full.canvas[0, P + n + 2 :], traj.initial[0, P + n + 2 :])
     # the same as a canvas that ends at the anchor (one row: the first columns of the initial draw agree)
     short = run(tiny_model, [[5, 6, 7]], sampler="greedy", canvas_length=P + n + 2, **kw)
-    assert torch.equal(skip.canvas[0, :P + n + 2], short.canvas[0])
+    assert torch.equal(skip.canvas[0, : P + n + 2], short.canvas[0])
     assert torch.equal(skip.sequences, short.sequences)
     with pytest.raises(ValueError, match="skip_tail needs the EOS/BOS anchors"):
         run(tiny_model, [[5, 6, 7]], frozen=[(9, EOS)], skip_tail=True, **kw)
@@ -310,8 +371,9 @@ def test_no_prompt_and_zero_tokens(tiny_model):
     assert out.canvas[0, 0] == BOS and out.sequences.shape[1] <= 6
     zero = tiny_model.generate(torch.tensor([5, 6]), max_new_tokens=0)
     assert zero.sequences.tolist() == [[5, 6]] and zero.num_forwards == 0
-    via_length = tiny_model.generate(torch.tensor([5, 6]), max_length=6, num_denoising_steps=2,
-                                     canvas_length=16, seed=0, trim_at_eos=False)
+    via_length = tiny_model.generate(
+        torch.tensor([5, 6]), max_length=6, num_denoising_steps=2, canvas_length=16, seed=0, trim_at_eos=False
+    )
     assert via_length.sequences.shape == (1, 6)
 
 
@@ -369,8 +431,9 @@ class ByteTokenizer:
 def test_stop_strings_cut_the_sequences(tiny_model):
     # pin "xy!z" into the answer; the stop string "!" must cut right before it
     frozen = [(2, ord("x")), (3, ord("y")), (4, ord("!")), (5, ord("z")), (20, EOS)]
-    out = run(tiny_model, [[5, 6]], frozen=frozen, sampler="greedy", seed=0, stop_strings=["!"],
-              tokenizer=ByteTokenizer())
+    out = run(
+        tiny_model, [[5, 6]], frozen=frozen, sampler="greedy", seed=0, stop_strings=["!"], tokenizer=ByteTokenizer()
+    )
     assert out.sequences[0, :4].tolist() == [5, 6, ord("x"), ord("y")]
     assert set(out.sequences[0, 4:].tolist()) == {PAD}
     assert out.lengths.tolist() == [4]
@@ -379,22 +442,25 @@ def test_stop_strings_cut_the_sequences(tiny_model):
 
 
 # ----------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(input_ids=torch.tensor([[5, 300]])), "vocab_size"),
-    (dict(input_ids=torch.tensor([[5, -1]])), "vocab_size"),
-    (dict(input_ids=torch.ones(1, 39, dtype=torch.long)), "does not fit"),
-    (dict(input_ids=torch.ones(1, 2, 2, dtype=torch.long)), "input_ids"),
-    (dict(input_ids=torch.tensor([[5.0]])), "input_ids"),
-    (dict(input_ids=torch.tensor([[5, 6]]), attention_mask=torch.ones(1, 3)), "attention_mask"),
-    (dict(sampler="beam"), "sampler"),
-    (dict(schedule="exp"), "schedule"),
-    (dict(max_new_tokens=-1), "max_new_tokens"),
-    (dict(num_denoising_steps=0), "num_denoising_steps"),
-    (dict(temperature=-0.5), "temperature"),
-    (dict(top_p=1.5), "top_p"),
-    (dict(frozen=[(100, 5)]), "frozen"),
-    (dict(seed=[1, 2]), "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(input_ids=torch.tensor([[5, 300]])), "vocab_size"),
+        (dict(input_ids=torch.tensor([[5, -1]])), "vocab_size"),
+        (dict(input_ids=torch.ones(1, 39, dtype=torch.long)), "does not fit"),
+        (dict(input_ids=torch.ones(1, 2, 2, dtype=torch.long)), "input_ids"),
+        (dict(input_ids=torch.tensor([[5.0]])), "input_ids"),
+        (dict(input_ids=torch.tensor([[5, 6]]), attention_mask=torch.ones(1, 3)), "attention_mask"),
+        (dict(sampler="beam"), "sampler"),
+        (dict(schedule="exp"), "schedule"),
+        (dict(max_new_tokens=-1), "max_new_tokens"),
+        (dict(num_denoising_steps=0), "num_denoising_steps"),
+        (dict(temperature=-0.5), "temperature"),
+        (dict(top_p=1.5), "top_p"),
+        (dict(frozen=[(100, 5)]), "frozen"),
+        (dict(seed=[1, 2]), "seed"),
+    ],
+)
 def test_bad_input_gives_clear_errors(tiny_model, kwargs, match):
     kwargs.setdefault("input_ids", torch.tensor([[5, 6]]))
     kwargs.setdefault("max_new_tokens", 4)
@@ -417,8 +483,14 @@ def test_recording_a_trajectory_changes_nothing(tiny_model, sampler):
     traj = rec.trajectory
     assert plain.trajectory is None and traj.num_steps == 6 and len(traj.log_snrs) == 7
     seen = []
-    run(tiny_model, [[5, 6, 7]], sampler=sampler, seed=9, tokens_per_step=3,
-        progress_callback=lambda info: seen.append(info["z"].clone()))
+    run(
+        tiny_model,
+        [[5, 6, 7]],
+        sampler=sampler,
+        seed=9,
+        tokens_per_step=3,
+        progress_callback=lambda info: seen.append(info["z"].clone()),
+    )
     canvases = traj.canvases()
     assert all(torch.equal(canvases[k + 1], z) for k, z in enumerate(seen))
     assert torch.equal(traj.canvas(traj.num_steps - 1), rec.canvas)

@@ -12,9 +12,11 @@ import sumi.kernels as kernels
 # a stand-in kernel source: `_build` only needs the symbol, and it compiles in milliseconds
 STUB = "int sink_attention_bf16(void) { return 0; }\n"
 # what an attacker would plant: a library that acts when loaded
-PLANT = ('#include <stdio.h>\n__attribute__((constructor)) static void pwn(void) {\n'
-         '  FILE *f = fopen(MARKER, "w"); if (f) { fputs("pwned", f); fclose(f); }\n}\n'
-         'int sink_attention_bf16(void) { return 1; }\n')
+PLANT = (
+    "#include <stdio.h>\n__attribute__((constructor)) static void pwn(void) {\n"
+    '  FILE *f = fopen(MARKER, "w"); if (f) { fputs("pwned", f); fclose(f); }\n}\n'
+    "int sink_attention_bf16(void) { return 1; }\n"
+)
 
 
 @pytest.fixture

@@ -42,12 +42,15 @@ def test_the_kernel_builds_on_this_cpu():
     assert kernels.available(), kernels.why_not()
 
 
-@pytest.mark.parametrize("B,H,HK,S,D,masked", [
-    (1, 8, 2, 300, 64, False),   # GQA, S not a multiple of the 64 x 128 blocks
-    (2, 4, 4, 129, 128, True),   # head dim 128, padding masks, one more key than a block
-    (3, 2, 1, 7, 64, True),      # tiny S; row 0 has every key masked (the sink takes all the weight)
-    (1, 2, 2, 1, 64, False),     # a single position
-])
+@pytest.mark.parametrize(
+    "B,H,HK,S,D,masked",
+    [
+        (1, 8, 2, 300, 64, False),  # GQA, S not a multiple of the 64 x 128 blocks
+        (2, 4, 4, 129, 128, True),  # head dim 128, padding masks, one more key than a block
+        (3, 2, 1, 7, 64, True),  # tiny S; row 0 has every key masked (the sink takes all the weight)
+        (1, 2, 2, 1, 64, False),  # a single position
+    ],
+)
 def test_kernel_matches_float64_reference(B, H, HK, S, D, masked):
     g = torch.Generator().manual_seed(B * 1000 + S)
     q = (torch.randn(B, H, S, D, generator=g) * 2).bfloat16()  # O(1)..O(10) scores
@@ -80,8 +83,9 @@ def test_the_model_uses_it_for_bf16_inference_only(monkeypatch):
     real = kernels.sink_attention
     monkeypatch.setattr(kernels, "sink_attention", lambda *a: calls.append(1) or real(*a))
     torch.manual_seed(0)
-    config = modeling.SumiConfig.from_preset("sumi-tiny", head_dim=64, hidden_size=128, num_attention_heads=2,
-                                             num_key_value_heads=1)
+    config = modeling.SumiConfig.from_preset(
+        "sumi-tiny", head_dim=64, hidden_size=128, num_attention_heads=2, num_key_value_heads=1
+    )
     model = modeling.SumiForMaskGeneration(config).eval()
     assert model.config._attn_implementation == kernels.ATTENTION_NAME  # the default with sumi installed
     x = torch.randint(0, 256, (2, 40))
@@ -115,5 +119,6 @@ def test_unsupported_inputs_are_refused():
     assert not kernels.supports(q, q, q)  # fp32
     q = torch.zeros(1, 3, 4, 64, dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="do not fit"):
-        kernels.sink_attention(q, torch.zeros(1, 2, 4, 64, dtype=torch.bfloat16),
-                               torch.zeros(1, 2, 4, 64, dtype=torch.bfloat16), None, 1.0)
+        kernels.sink_attention(
+            q, torch.zeros(1, 2, 4, 64, dtype=torch.bfloat16), torch.zeros(1, 2, 4, 64, dtype=torch.bfloat16), None, 1.0
+        )

@@ -19,8 +19,16 @@ def _same_weights(a, b) -> bool:
 @pytest.fixture(scope="module")
 def dolma2_folder(tmp_path_factory):
     """A tiny model with the dolma2 vocabulary, saved with Sumi's tokenizer."""
-    config = SumiConfig.from_preset("sumi-tiny", vocab_size=100278, bos_token_id=100256, eos_token_id=100257,
-                                    pad_token_id=100277, hidden_size=16, intermediate_size=32, head_dim=8)
+    config = SumiConfig.from_preset(
+        "sumi-tiny",
+        vocab_size=100278,
+        bos_token_id=100256,
+        eos_token_id=100257,
+        pad_token_id=100277,
+        hidden_size=16,
+        intermediate_size=32,
+        head_dim=8,
+    )
     torch.manual_seed(0)
     model = SumiForMaskGeneration(config)
     folder = tmp_path_factory.mktemp("tiny_dolma2")
@@ -58,9 +66,19 @@ def test_preset_options():
     model, _ = load("sumi-tiny", dtype=torch.float16)
     assert next(model.parameters()).dtype == torch.float16
     # the preset's own dtype is the default (sumi-7b is bfloat16); checked on a shrunken copy
-    small = build_preset("sumi-7b", num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=4,
-                         num_key_value_heads=1, head_dim=8, vocab_size=300, bos_token_id=1, eos_token_id=2,
-                         pad_token_id=0)
+    small = build_preset(
+        "sumi-7b",
+        num_hidden_layers=1,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=8,
+        vocab_size=300,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     assert next(small.parameters()).dtype == torch.bfloat16
 
 
@@ -140,9 +158,11 @@ def test_bundled_demo_model_loads_with_its_tokenizer():
     assert "demo" in bundled_models() and model_source("demo") == "bundled"
     model, tok = sumi.load("demo")
     assert model.dtype == torch.float32 and tok is not None
-    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (model.config.bos_token_id,
-                                                                       model.config.eos_token_id,
-                                                                       model.config.pad_token_id)
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (
+        model.config.bos_token_id,
+        model.config.eos_token_id,
+        model.config.pad_token_id,
+    )
     assert model.generation_config.canvas_length == 256  # shipped sampler defaults
     size = sum(f.stat().st_size for f in (BUNDLED_DIR / "demo").iterdir())
     assert size < 30 * 2**20

@@ -11,8 +11,17 @@ from safetensors.torch import load_file, save_file
 from sumi import SumiConfig, SumiForMaskGeneration
 from sumi.loading import load, load_safetensors_folder, nonfinite_weights
 
-TINY = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=2,
-            num_key_value_heads=1, max_position_embeddings=64, bos_token_id=1, eos_token_id=2)
+TINY = dict(
+    vocab_size=64,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=4,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    max_position_embeddings=64,
+    bos_token_id=1,
+    eos_token_id=2,
+)
 
 
 def _save(folder, layers=4, **overrides):
@@ -36,8 +45,11 @@ def _set_config(folder, **changes):
 def test_config_with_fewer_layers_than_the_weights_is_an_error(tmp_path):
     _save(tmp_path, layers=8)
     _set_config(tmp_path, num_hidden_layers=4)
-    with pytest.raises(ValueError, match=r"does not match its config.json: has \d+ weight\(s\) the model does not "
-                                         r"have: model.layers.4"):
+    with pytest.raises(
+        ValueError,
+        match=r"does not match its config.json: has \d+ weight\(s\) the model does not "
+        r"have: model.layers.4",
+    ):
         load(tmp_path)
 
 
@@ -73,8 +85,11 @@ def test_nonfinite_weights_are_found_with_verify(tmp_path):
     _rewrite(tmp_path, state)
     model, _ = load(tmp_path)  # loading stays lazy by default ...
     assert nonfinite_weights(model) == ["model.layers.1.mlp.up_proj.weight", "model.norm.weight"]
-    with pytest.raises(ValueError, match=r"2 weight\(s\) hold NaN or infinity: model.layers.1.mlp.up_proj.weight, "
-                                         r"model.norm.weight"):
+    with pytest.raises(
+        ValueError,
+        match=r"2 weight\(s\) hold NaN or infinity: model.layers.1.mlp.up_proj.weight, "
+        r"model.norm.weight",
+    ):
         load(tmp_path, verify=True)  # ... and verify=True reads them all
     _save(tmp_path)
     model, _ = load(tmp_path, verify=True)

@@ -31,8 +31,18 @@ ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 1.2  # peak / weights, the issue's target
 ALLOWANCE = 16 * 2**20  # bytes beside the weights (measured 0-1.5 MiB, see the module docstring)
 # ~152M parameters: 304 MB in bf16, 12 layers of ~22 MB each + a 16 MB embedding and head.
-SHAPE = dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=12, num_attention_heads=8,
-             num_key_value_heads=2, head_dim=128, vocab_size=8192, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+SHAPE = dict(
+    hidden_size=1024,
+    intermediate_size=2816,
+    num_hidden_layers=12,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    head_dim=128,
+    vocab_size=8192,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+)
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 
@@ -81,14 +91,15 @@ def write_sharded(folder: Path, config: SumiConfig, tensors: dict, shards: int) 
     names = list(tensors)
     files, weight_map = [], {}
     for i in range(shards):
-        part = names[i * len(names) // shards: (i + 1) * len(names) // shards]
+        part = names[i * len(names) // shards : (i + 1) * len(names) // shards]
         file = folder / f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
         save_file({k: tensors[k] for k in part}, str(file), metadata={"format": "pt"})
         weight_map.update({k: file.name for k in part})
         files.append(str(file))
     total = sum(t.numel() * t.element_size() for t in tensors.values())
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
-                                                                     "weight_map": weight_map}))
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map})
+    )
     config.dtype = next(iter(tensors.values())).dtype
     config.save_pretrained(folder)
     return files
@@ -96,17 +107,22 @@ def write_sharded(folder: Path, config: SumiConfig, tensors: dict, shards: int) 
 
 def measure(cases: list[dict], warmup: Path, loader: str = "sumi:load") -> list[dict]:
     """Run CHILD with `loader` ("module:function", called as f(path, dtype=...)) over `cases`."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-               TQDM_DISABLE="1", HF_HUB_OFFLINE="1",
-               # a fixed glibc mmap threshold: every tensor is its own mapping, returned to the system
-               # when freed, so a case cannot reuse (and hide) memory that the previous one freed
-               MALLOC_MMAP_THRESHOLD_="65536")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        TQDM_DISABLE="1",
+        HF_HUB_OFFLINE="1",
+        # a fixed glibc mmap threshold: every tensor is its own mapping, returned to the system
+        # when freed, so a case cannot reuse (and hide) memory that the previous one freed
+        MALLOC_MMAP_THRESHOLD_="65536",
+    )
     spec = dict(warmup=str(warmup), cases=cases)
-    proc = subprocess.run([sys.executable, "-c", CHILD, loader, json.dumps(spec)], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, loader, json.dumps(spec)], capture_output=True, text=True, env=env, timeout=120
+    )
     result = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     assert proc.returncode == 0 and result, f"stdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-3000:]}"
-    return json.loads(result[len("RESULT "):])
+    return json.loads(result[len("RESULT ") :])
 
 
 def check(results: list[dict]) -> None:
@@ -128,8 +144,12 @@ def checkpoints(tmp_path_factory):
     bf16 = {k: torch.empty(s, dtype=torch.bfloat16).normal_(0.0, 0.02, generator=g) for k, s in shapes.items()}
     files = {"bf16": write_sharded(root / "bf16", config, bf16, shards=3)}
     files["fp32"] = write_sharded(root / "fp32", config, {k: v.float() for k, v in bf16.items()}, shards=3)
-    tiny = SumiForMaskGeneration(SumiConfig.from_preset("sumi-7b", **dict(
-        SHAPE, hidden_size=32, intermediate_size=64, num_hidden_layers=1, head_dim=8, vocab_size=300)))
+    tiny = SumiForMaskGeneration(
+        SumiConfig.from_preset(
+            "sumi-7b",
+            **dict(SHAPE, hidden_size=32, intermediate_size=64, num_hidden_layers=1, head_dim=8, vocab_size=300),
+        )
+    )
     tiny.save_pretrained(root / "tiny")
     return root, files
 
@@ -139,13 +159,17 @@ def test_sharded_load_peak_memory_is_the_weights(checkpoints):
     loaded weights, and every tensor equal to the file's (converted exactly: bf16 -> fp32 -> bf16
     is lossless)."""
     root, files = checkpoints
-    cases = [dict(name="bf16 shards -> bf16", path=str(root / "bf16"), files=files["bf16"], dtype="bfloat16"),
-             dict(name="bf16 shards -> fp32", path=str(root / "bf16"), files=files["bf16"], dtype="float32"),
-             dict(name="fp32 shards -> bf16", path=str(root / "fp32"), files=files["fp32"], dtype="bfloat16")]
+    cases = [
+        dict(name="bf16 shards -> bf16", path=str(root / "bf16"), files=files["bf16"], dtype="bfloat16"),
+        dict(name="bf16 shards -> fp32", path=str(root / "bf16"), files=files["bf16"], dtype="float32"),
+        dict(name="fp32 shards -> bf16", path=str(root / "fp32"), files=files["fp32"], dtype="bfloat16"),
+    ]
     results = measure(cases, root / "tiny")
     for r in results:
-        print(f"{r['name']}: peak {r['peak'] / 2**20:.1f} MiB, weights {r['weights'] / 2**20:.1f} MiB, "
-              f"{r['peak'] / r['weights']:.3f}x")
+        print(
+            f"{r['name']}: peak {r['peak'] / 2**20:.1f} MiB, weights {r['weights'] / 2**20:.1f} MiB, "
+            f"{r['peak'] / r['weights']:.3f}x"
+        )
     check(results)
 
 

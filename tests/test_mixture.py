@@ -32,10 +32,19 @@ class Labelled:
 
 
 def _config(weights: dict[str, float], *, phases: list | None = None, G: int = 16, on_exhausted: str = "epoch"):
-    data = {"sources": [{"name": n, "kind": "synthetic"} for n in weights], "mixture": weights, "seq_len": S,
-            "on_exhausted": on_exhausted}
-    cfg = {"model": {"preset": "sumi-tiny"}, "data": data, "batch": {"global_batch_size": G, "micro_batch_size": G},
-           "steps": 50, "seed": 5}
+    data = {
+        "sources": [{"name": n, "kind": "synthetic"} for n in weights],
+        "mixture": weights,
+        "seq_len": S,
+        "on_exhausted": on_exhausted,
+    }
+    cfg = {
+        "model": {"preset": "sumi-tiny"},
+        "data": data,
+        "batch": {"global_batch_size": G, "micro_batch_size": G},
+        "steps": 50,
+        "seed": 5,
+    }
     if phases:
         del cfg["steps"]
         cfg["phases"] = phases
@@ -47,8 +56,14 @@ def _config(weights: dict[str, float], *, phases: list | None = None, G: int = 1
 def _mixture(config: TrainConfig, sizes: list[int]) -> MixtureSource:
     plan = build_plan(config)
     sources = [Labelled(i, n) for i, n in enumerate(sizes)]
-    return MixtureSource(sources, plan, global_batch_size=config.batch.global_batch_size, seq_len=S, seed=config.seed,
-                         on_exhausted=config.data.on_exhausted)
+    return MixtureSource(
+        sources,
+        plan,
+        global_batch_size=config.batch.global_batch_size,
+        seq_len=S,
+        seed=config.seed,
+        on_exhausted=config.data.on_exhausted,
+    )
 
 
 def _labels(batch: torch.Tensor) -> list[tuple[int, int]]:
@@ -101,8 +116,9 @@ def test_realised_mixture_is_within_one_percent_of_the_weights():
         rows = _all_rows(mix, steps)
         share = np.bincount([s for s, _ in rows], minlength=4) / len(rows)
         assert np.abs(share - np.array(list(weights.values()))).max() <= 0.01, (steps, share)
-        assert mix.tokens_before(steps) == {n: int(c) * S for n, c in zip(weights, np.bincount(
-            [s for s, _ in rows], minlength=4))}
+        assert mix.tokens_before(steps) == {
+            n: int(c) * S for n, c in zip(weights, np.bincount([s for s, _ in rows], minlength=4))
+        }
 
 
 def test_ranks_and_resume_see_the_same_rows():
@@ -146,16 +162,22 @@ def test_stop_policy_ends_before_a_window_is_reused():
 
 
 # ----------------------------------------------------------------------------- bad mixtures
-@pytest.mark.parametrize("change, message", [
-    ({"mixture": {"a": 0.5, "b": 0.4}}, r"sum to 0\.9, not 1"),
-    ({"mixture": {"a": 0.5, "c": 0.5}}, r"unknown source 'c'.*\['a', 'b'\]"),
-    ({"mixture": {"a": 1.5, "b": -0.5}}, r"'data\.mixture\.b'.*>= 0"),
-    ({"mixture": {}}, r"no mixture"),
-    ({"on_exhausted": "wrap"}, r"'epoch' or 'stop'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"mixture": {"a": 0.5, "b": 0.4}}, r"sum to 0\.9, not 1"),
+        ({"mixture": {"a": 0.5, "c": 0.5}}, r"unknown source 'c'.*\['a', 'b'\]"),
+        ({"mixture": {"a": 1.5, "b": -0.5}}, r"'data\.mixture\.b'.*>= 0"),
+        ({"mixture": {}}, r"no mixture"),
+        ({"on_exhausted": "wrap"}, r"'epoch' or 'stop'"),
+    ],
+)
 def test_bad_mixtures_fail_with_the_key(change, message):
-    data = {"sources": [{"name": "a", "kind": "synthetic"}, {"name": "b", "kind": "synthetic"}],
-            "mixture": {"a": 0.5, "b": 0.5}, **change}
+    data = {
+        "sources": [{"name": "a", "kind": "synthetic"}, {"name": "b", "kind": "synthetic"}],
+        "mixture": {"a": 0.5, "b": 0.5},
+        **change,
+    }
     with pytest.raises(ConfigError, match=message):
         TrainConfig.from_dict({"model": {"preset": "sumi-tiny"}, "data": data}).validate()
 
@@ -166,14 +188,20 @@ def test_an_empty_or_missing_source_fails_before_any_work(tmp_path, capsys):
 
     (tmp_path / "tiny.txt").write_text("a b")
     tok = train_tokenizer([tmp_path / "tiny.txt"], tmp_path / "tok", vocab_size=260)
-    prepare_dataset([tmp_path / "tiny.txt"], tmp_path / "small", tokenizer=str(tmp_path / "tok"), val_fraction=0,
-                    num_workers=1, progress=False)
+    prepare_dataset(
+        [tmp_path / "tiny.txt"],
+        tmp_path / "small",
+        tokenizer=str(tmp_path / "tok"),
+        val_fraction=0,
+        num_workers=1,
+        progress=False,
+    )
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"""\
 model: {{preset: sumi-tiny, overrides: {{vocab_size: {len(tok)}}}}}
 data:
   seq_len: 32
-  sources: [{{name: big, kind: synthetic}}, {{name: small, path: {tmp_path / 'small'}}}]
+  sources: [{{name: big, kind: synthetic}}, {{name: small, path: {tmp_path / "small"}}}]
   mixture: {{big: 0.5, small: 0.5}}
 batch: {{global_batch_size: 4, micro_batch_size: 4}}
 steps: 2

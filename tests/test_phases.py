@@ -74,9 +74,19 @@ def test_lr_segments_follow_their_definitions(tmp_path):
     assert lrs[4:] == pytest.approx([3e-3 + (3e-4 - 3e-3) * i / 3 for i in range(4)])  # linear, end at last step
     cos = build_plan(_cfg(tmp_path, ["phases.1.lr.schedule=cosine"]))
     assert [cos.lr_at(s, c.optim) for s in range(4, 8)] == pytest.approx(
-        [3e-4 + (3e-3 - 3e-4) * 0.5 * (1 + math.cos(math.pi * i / 3)) for i in range(4)])
-    run = _cfg(tmp_path, ["phases.0.lr.schedule=run", "phases.0.lr.start=null", "phases.0.lr.warmup_steps=0",
-                          "phases.1.lr.schedule=run", "phases.1.lr.start=null", "phases.1.lr.end=null"])
+        [3e-4 + (3e-3 - 3e-4) * 0.5 * (1 + math.cos(math.pi * i / 3)) for i in range(4)]
+    )
+    run = _cfg(
+        tmp_path,
+        [
+            "phases.0.lr.schedule=run",
+            "phases.0.lr.start=null",
+            "phases.0.lr.warmup_steps=0",
+            "phases.1.lr.schedule=run",
+            "phases.1.lr.start=null",
+            "phases.1.lr.end=null",
+        ],
+    )
     assert [build_plan(run).lr_at(s, run.optim) for s in range(8)] == [lr_at(s, 8, run.optim) for s in range(8)]
 
 
@@ -113,9 +123,21 @@ def test_dry_run_prints_each_phase(tmp_path, capsys):
 def test_two_processes_match_one_across_a_phase_boundary(tmp_path):
     (tmp_path / "two.yaml").write_text(TWO_PHASES)
     _run(["-m", "sumi.training", "two.yaml", "out_dir=one"], cwd=tmp_path)
-    _run(["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-          f"--master_port={free_port()}", "-m", "sumi.training", "two.yaml", "out_dir=two",
-          "batch.micro_batch_size=2"], cwd=tmp_path)
+    _run(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            f"--master_port={free_port()}",
+            "-m",
+            "sumi.training",
+            "two.yaml",
+            "out_dir=two",
+            "batch.micro_batch_size=2",
+        ],
+        cwd=tmp_path,
+    )
     one, two = read_jsonl(tmp_path / "one" / "train_log.jsonl"), read_jsonl(tmp_path / "two" / "train_log.jsonl")
     assert len(_losses(one)) == 8
     _close(_losses(two), _losses(one), rel=1e-5)
@@ -127,8 +149,14 @@ def test_two_processes_match_one_across_a_phase_boundary(tmp_path):
 def test_sigkill_and_resume_across_a_phase_boundary_is_exact(tmp_path):
     (tmp_path / "two.yaml").write_text(TWO_PHASES)
     _run(["-m", "sumi.training", "two.yaml", "out_dir=base"], cwd=tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "sumi.training", "two.yaml", "out_dir=run", "step_delay_s=0.4"],
-                            cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sumi.training", "two.yaml", "out_dir=run", "step_delay_s=0.4"],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     target = tmp_path / "run" / "checkpoints" / "step_0000003" / "manifest.json"  # in phase 1; killed before 8
     deadline = time.monotonic() + 180
     while not target.exists():

@@ -15,14 +15,13 @@ import sumi
 import sumi.modeling_sumi as modeling
 
 
-
 # ----------------------------------------------------------------------------- reference
 def ref_forward(model, input_ids, attention_mask=None, position_ids=None):
     """Logits `[B, S, V]` float64 of the whole network, by loops over rows, positions and heads."""
     cfg = model.config
     W = {k: v.detach().double() for k, v in model.state_dict().items()}
     B, S = input_ids.shape
-    H, nh, nkv, d = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+    nh, nkv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     group = nh // nkv
     eps, theta = cfg.rms_norm_eps, float(cfg.rope_parameters["rope_theta"])
     if position_ids is None:
@@ -78,7 +77,8 @@ def ref_forward(model, input_ids, attention_mask=None, position_ids=None):
             for i in range(S):
                 xn = rmsnorm(h[i], W[p + "post_attention_layernorm.weight"])
                 mlp = W[p + "mlp.down_proj.weight"] @ (
-                    silu(W[p + "mlp.gate_proj.weight"] @ xn) * (W[p + "mlp.up_proj.weight"] @ xn))
+                    silu(W[p + "mlp.gate_proj.weight"] @ xn) * (W[p + "mlp.up_proj.weight"] @ xn)
+                )
                 h[i] = h[i] + mlp
         for s in range(S):
             logits[b, s] = W["lm_head.weight"] @ rmsnorm(h[s], W["model.norm.weight"])
@@ -132,8 +132,16 @@ def test_attention_switch_dispatches(tiny, monkeypatch):
     from `ALL_ATTENTION_FUNCTIONS` (otherwise the comparisons below would compare one path with itself)."""
     calls = {"eager": 0, "sdpa": 0}
     eager, sdpa = modeling.eager_sink_attention, modeling.sdpa_sink_attention
-    monkeypatch.setattr(modeling, "eager_sink_attention", lambda *a, **k: (calls.__setitem__("eager", calls["eager"] + 1), eager(*a, **k))[1])
-    monkeypatch.setitem(modeling.ALL_ATTENTION_FUNCTIONS, "sdpa", lambda *a, **k: (calls.__setitem__("sdpa", calls["sdpa"] + 1), sdpa(*a, **k))[1])
+    monkeypatch.setattr(
+        modeling,
+        "eager_sink_attention",
+        lambda *a, **k: (calls.__setitem__("eager", calls["eager"] + 1), eager(*a, **k))[1],
+    )
+    monkeypatch.setitem(
+        modeling.ALL_ATTENTION_FUNCTIONS,
+        "sdpa",
+        lambda *a, **k: (calls.__setitem__("sdpa", calls["sdpa"] + 1), sdpa(*a, **k))[1],
+    )
     x = ids(1, 4, 64, 0)
     logits_of(tiny, "eager", input_ids=x)
     assert calls == {"eager": tiny.config.num_hidden_layers, "sdpa": 0}
@@ -154,12 +162,14 @@ def test_forward_matches_reference_no_mask(tiny, impl):
 
 def _padding_mask():
     # row 0: left padding; row 1: right padding; row 2: all pad but one token; row 3: no padding
-    return torch.tensor([
-        [0, 0, 0, 1, 1, 1, 1, 1],
-        [1, 1, 1, 1, 1, 0, 0, 0],
-        [0, 0, 0, 0, 1, 0, 0, 0],
-        [1, 1, 1, 1, 1, 1, 1, 1],
-    ])
+    return torch.tensor(
+        [
+            [0, 0, 0, 1, 1, 1, 1, 1],
+            [1, 1, 1, 1, 1, 0, 0, 0],
+            [0, 0, 0, 0, 1, 0, 0, 0],
+            [1, 1, 1, 1, 1, 1, 1, 1],
+        ]
+    )
 
 
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])
@@ -193,12 +203,14 @@ def test_forward_matches_reference_position_ids(tiny, impl):
     mask = _padding_mask()
     x = ids(*mask.shape, 64, 4)
     # left-padded positions shifted to start at 0, an offset row and a permutation
-    pos = torch.stack([
-        (mask[0].cumsum(0) - 1).clamp(min=0),
-        torch.arange(8) + 37,
-        torch.tensor([5, 0, 7, 2, 2, 1, 6, 3]),
-        torch.arange(8) * 13,
-    ])
+    pos = torch.stack(
+        [
+            (mask[0].cumsum(0) - 1).clamp(min=0),
+            torch.arange(8) + 37,
+            torch.tensor([5, 0, 7, 2, 2, 1, 6, 3]),
+            torch.arange(8) * 13,
+        ]
+    )
     ref = ref_forward(tiny, x, attention_mask=mask, position_ids=pos)
     got = logits_of(tiny, impl, input_ids=x, attention_mask=mask, position_ids=pos)
     assert_close_rel(got, ref)
@@ -212,9 +224,17 @@ def test_forward_matches_reference_position_ids(tiny, impl):
 def test_forward_reference_gqa_and_theta():
     """A different head layout (8 query heads on 2 KV heads, head_dim != hidden/heads) and theta,
     one layer, through both paths."""
-    model = build_model(seed=5, vocab_size=32, hidden_size=48, num_attention_heads=8, num_key_value_heads=2,
-                        head_dim=8, intermediate_size=40, num_hidden_layers=1,
-                        rope_parameters={"rope_theta": 500000.0, "rope_type": "default"})
+    model = build_model(
+        seed=5,
+        vocab_size=32,
+        hidden_size=48,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=8,
+        intermediate_size=40,
+        num_hidden_layers=1,
+        rope_parameters={"rope_theta": 500000.0, "rope_type": "default"},
+    )
     x = ids(2, 7, 32, 6)
     mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]])
     ref = ref_forward(model, x, attention_mask=mask)
@@ -224,8 +244,16 @@ def test_forward_reference_gqa_and_theta():
 
 @pytest.fixture(scope="module")
 def bigger():
-    return build_model(seed=9, vocab_size=300, hidden_size=128, intermediate_size=256, num_attention_heads=8,
-                       num_key_value_heads=2, head_dim=32, num_hidden_layers=3)
+    return build_model(
+        seed=9,
+        vocab_size=300,
+        hidden_size=128,
+        intermediate_size=256,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=32,
+        num_hidden_layers=3,
+    )
 
 
 @pytest.mark.parametrize("masked", [False, True])
@@ -251,8 +279,16 @@ def test_bf16_sdpa_close_to_fp32(bigger):
     mask = torch.ones(B, S, dtype=torch.long)
     mask[1, :10] = 0
     ref = logits_of(bigger, "sdpa", input_ids=x, attention_mask=mask)
-    model16 = build_model(seed=9, vocab_size=300, hidden_size=128, intermediate_size=256, num_attention_heads=8,
-                          num_key_value_heads=2, head_dim=32, num_hidden_layers=3).to(torch.bfloat16)
+    model16 = build_model(
+        seed=9,
+        vocab_size=300,
+        hidden_size=128,
+        intermediate_size=256,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=32,
+        num_hidden_layers=3,
+    ).to(torch.bfloat16)
     got = logits_of(model16, "sdpa", input_ids=x, attention_mask=mask)
     assert got.dtype == torch.bfloat16
     rel = float((got.float() - ref).norm() / ref.norm())

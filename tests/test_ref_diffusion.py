@@ -10,7 +10,6 @@ import torch
 from sumi.diffusion import corrupt, nelbo_t_grid, nelbo_weight, sample_t, sampling_schedule
 
 
-
 def sigmoid(v: float) -> float:
     return 1.0 / (1.0 + math.exp(-v))
 
@@ -172,8 +171,9 @@ def test_sample_t_per_row_and_mixture():
 
 
 def test_sample_t_custom_range():
-    t = sample_t(4, 1000, per_token_fraction=1.0, min_log_snr=-2.0, max_log_snr=3.0,
-                 generator=torch.Generator().manual_seed(3))
+    t = sample_t(
+        4, 1000, per_token_fraction=1.0, min_log_snr=-2.0, max_log_snr=3.0, generator=torch.Generator().manual_seed(3)
+    )
     lo, hi = sigmoid(-3.0), sigmoid(2.0)  # t = sigmoid(-lambda)
     assert float(t.min()) >= lo - 1e-7 and float(t.max()) <= hi + 1e-7
     assert float(t.min()) < lo + 0.01 and float(t.max()) > hi - 0.01
@@ -204,14 +204,14 @@ def test_nelbo_stratified_uniform_within_strata_and_unbiased():
     for _ in range(reps):
         t, w = nelbo_t_grid(K, method="stratified", generator=g)
         offsets += [(float(t[k]) - (T_LO + k * width)) / width for k in range(K)]
-        estimates.append(float((w * t ** 2).sum()))
+        estimates.append(float((w * t**2).sum()))
     bins = 10
     counts = [0] * bins
     for o in offsets:
         counts[min(int(o * bins), bins - 1)] += 1
     assert chi2_stat(counts, [1 / bins] * bins) < chi2_threshold(bins - 1), counts
     # E[sum_k w_k h(t_k)] = (1/(hi-lo)) * integral of h over [lo, hi], h(t) = t^2
-    exact = (T_HI ** 3 - T_LO ** 3) / (3 * (T_HI - T_LO))
+    exact = (T_HI**3 - T_LO**3) / (3 * (T_HI - T_LO))
     mean = sum(estimates) / reps
     sd = math.sqrt(sum((e - mean) ** 2 for e in estimates) / (reps - 1))
     assert abs(mean - exact) < 5 * sd / math.sqrt(reps) + 1e-12
@@ -231,11 +231,12 @@ QUADRATURE_CASES = {
     # alpha = 1 - t = sigmoid(lambda): integral of sigmoid over [-9, 9] = softplus(9) - softplus(-9) = 9
     "alpha": (lambda t: 1 - t, lambda: 9.0 / (T_HI - T_LO)),
     # t^2 (1-t) dlambda = -t dt: (t_max^2 - t_min^2) / 2
-    "t^2(1-t)": (lambda t: t * t * (1 - t), lambda: (T_HI ** 2 - T_LO ** 2) / 2 / (T_HI - T_LO)),
+    "t^2(1-t)": (lambda t: t * t * (1 - t), lambda: (T_HI**2 - T_LO**2) / 2 / (T_HI - T_LO)),
     # a loss-like smooth function, exact value by composite Simpson in lambda
-    "log1p(t)*sqrt(t)": (lambda t: math.log1p(t) * math.sqrt(t),
-                         lambda: _simpson(lambda lam: math.log1p(sigmoid(-lam)) * math.sqrt(sigmoid(-lam)), -9.0, 9.0)
-                         / (T_HI - T_LO)),
+    "log1p(t)*sqrt(t)": (
+        lambda t: math.log1p(t) * math.sqrt(t),
+        lambda: _simpson(lambda lam: math.log1p(sigmoid(-lam)) * math.sqrt(sigmoid(-lam)), -9.0, 9.0) / (T_HI - T_LO),
+    ),
 }
 
 
@@ -270,8 +271,9 @@ def test_nelbo_grids_custom_log_snr_range(bounds):
     assert float(t.min()) >= t_lo and float(t.max()) <= t_hi
     est = sum(float(wk) * (1 - float(tk)) / (float(tk) * (1 - float(tk))) for tk, wk in zip(t, w))
     assert abs(est - exact) <= 1e-9 * exact, (est, exact)
-    t, w = nelbo_t_grid(10, method="stratified", min_log_snr=lo_lam, max_log_snr=hi_lam,
-                        generator=torch.Generator().manual_seed(0))
+    t, w = nelbo_t_grid(
+        10, method="stratified", min_log_snr=lo_lam, max_log_snr=hi_lam, generator=torch.Generator().manual_seed(0)
+    )
     width = (t_hi - t_lo) / 10
     for k in range(10):
         assert t_lo + k * width - 1e-15 <= float(t[k]) <= t_lo + (k + 1) * width + 1e-15

@@ -17,7 +17,6 @@ from sumi.diffusion import uniform_gidd_loss
 EPS = 1e-12
 
 
-
 # ----------------------------------------------------------------------------- reference
 def ref_token_terms(logits_row: torch.Tensor, z: int, x: int, t: float, V: int) -> dict:
     """Spec §4 for one position. `logits_row` 1-D float64 (only the first V entries are used)."""

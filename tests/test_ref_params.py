@@ -67,11 +67,14 @@ def test_sumi_7b_parameter_count():
     assert not any("inv_freq" in n for n, _ in model.named_buffers())  # RoPE frequencies are not stored
 
 
-@pytest.mark.parametrize("name,overrides", [
-    ("sumi-7b", {}),
-    ("sumi-tiny", {}),
-    ("sumi-tiny", dict(num_hidden_layers=3, num_attention_heads=8, num_key_value_heads=2, head_dim=12)),
-])
+@pytest.mark.parametrize(
+    "name,overrides",
+    [
+        ("sumi-7b", {}),
+        ("sumi-tiny", {}),
+        ("sumi-tiny", dict(num_hidden_layers=3, num_attention_heads=8, num_key_value_heads=2, head_dim=12)),
+    ],
+)
 def test_state_dict_layout(name, overrides):
     if name == "sumi-7b":
         model = meta_model(name, **overrides)
@@ -95,8 +98,11 @@ def _comment_numbers() -> dict:
         name, comment = m.group(1), m.group(2)
         tot = re.search(r"([\d.]+)\s*([BMK])\s*parameters", comment)
         ne = re.search(r"([\d.]+)\s*([BMK])\s*non-embedding", comment)
-        parse = lambda g: None if g is None else (float(g.group(1)), unit[g.group(2)],
-                                                  len(g.group(1).split(".")[1]) if "." in g.group(1) else 0)
+        parse = lambda g: (
+            None
+            if g is None
+            else (float(g.group(1)), unit[g.group(2)], len(g.group(1).split(".")[1]) if "." in g.group(1) else 0)
+        )
         out[name] = (parse(tot), parse(ne))
     return out
 
@@ -119,5 +125,6 @@ def test_preset_builds_and_matches_its_comment(name):
         if stated is None:
             continue
         value, mult, decimals = stated
-        assert abs(actual / mult - value) <= 0.5 * 10 ** -decimals + 1e-9, \
+        assert abs(actual / mult - value) <= 0.5 * 10**-decimals + 1e-9, (
             f"{name}: the comment says {value} x {mult:g} {what} parameters, the model has {actual:,}"
+        )

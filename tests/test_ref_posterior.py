@@ -17,7 +17,6 @@ import torch
 from sumi.generation_sumi import _Randomness, adaptive_step, ancestral_step, dense_posterior, greedy_step
 
 
-
 # ----------------------------------------------------------------------------- references
 def sigmoid(v: float) -> float:
     return 1.0 / (1.0 + math.exp(-v))
@@ -146,12 +145,20 @@ def test_ancestral_step_distribution(pair_index, temperature):
     rows, z_vals, logits, z_t = _ancestral_setup(V, n)
     S = z_t.shape[1]
     free = torch.ones(1, S, dtype=torch.bool)
-    z_s = ancestral_step(logits, z_t, free, lt, ls, rng_for(1000 + 10 * pair_index + int(temperature * 10), S),
-                         vocab_size=V, temperature=temperature)
+    z_s = ancestral_step(
+        logits,
+        z_t,
+        free,
+        lt,
+        ls,
+        rng_for(1000 + 10 * pair_index + int(temperature * 10), S),
+        vocab_size=V,
+        temperature=temperature,
+    )
     assert z_s.shape == z_t.shape and z_s.dtype == z_t.dtype
     assert int(z_s.min()) >= 0 and int(z_s.max()) < V
     for i in range(4):
-        counts = torch.bincount(z_s[0, i * n:(i + 1) * n], minlength=V).tolist()
+        counts = torch.bincount(z_s[0, i * n : (i + 1) * n], minlength=V).tolist()
         probs = ref_posterior(softmax64(rows[i].tolist(), temperature), z_vals[i], lt, ls)
         stat, df = chi2_stat(counts, probs)
         assert stat < chi2_threshold(df), (i, stat, df, counts, [round(p * n, 1) for p in probs])
@@ -164,8 +171,9 @@ def test_ancestral_chi_square_has_power():
     lt, ls = -1.0, 1.5
     rows, z_vals, logits, z_t = _ancestral_setup(V, n)
     S = z_t.shape[1]
-    z_s = ancestral_step(logits, z_t, torch.ones(1, S, dtype=torch.bool), lt, ls, rng_for(7, S),
-                         vocab_size=V, temperature=0.7)
+    z_s = ancestral_step(
+        logits, z_t, torch.ones(1, S, dtype=torch.bool), lt, ls, rng_for(7, S), vocab_size=V, temperature=0.7
+    )
 
     def forgets_z_t(i):
         a_s = sigmoid(ls)
@@ -178,7 +186,7 @@ def test_ancestral_chi_square_has_power():
     for name, law in wrong_laws.items():
         total, total_df = 0.0, 0
         for i in range(4):
-            counts = torch.bincount(z_s[0, i * n:(i + 1) * n], minlength=V).tolist()
+            counts = torch.bincount(z_s[0, i * n : (i + 1) * n], minlength=V).tolist()
             stat, df = chi2_stat(counts, law(i))
             total, total_df = total + stat, total_df + df
         assert total > chi2_threshold(total_df), name
@@ -233,8 +241,10 @@ def _adaptive_case(seed=0, V=8, B=4, S=12, extra=3):
     free[1, 4] = True  # a row with a single free position
     free[2] = False  # a row with none
     # the most confident position of row 0 is made non-free: it must not be chosen
-    conf0 = [max(softmax64(logits[0, s, :V].tolist())) - softmax64(logits[0, s, :V].tolist())[int(z_t[0, s])]
-             for s in range(S)]
+    conf0 = [
+        max(softmax64(logits[0, s, :V].tolist())) - softmax64(logits[0, s, :V].tolist())[int(z_t[0, s])]
+        for s in range(S)
+    ]
     free[0, max(range(S), key=lambda s: conf0[s])] = False
     return logits, z_t, free
 
@@ -280,8 +290,9 @@ def test_adaptive_selection_uses_untempered_softmax(temperature):
     else:
         pytest.fail("no discriminating case found")
     S = z_t.shape[1]
-    z_s, selected = adaptive_step(logits, z_t, free, rng_for(1, S), vocab_size=V, tokens_per_step=k,
-                                  temperature=temperature)
+    z_s, selected = adaptive_step(
+        logits, z_t, free, rng_for(1, S), vocab_size=V, tokens_per_step=k, temperature=temperature
+    )
     for b in range(z_t.shape[0]):
         got = sorted(int(s) for s in selected[b] if int(s) >= 0)
         assert got == sorted(untempered[b])
@@ -301,8 +312,9 @@ def test_adaptive_sample_distribution(temperature):
     z_t[:, 0] = int(row.argmax())  # confidence 0
     z_t[:, 1] = int(row.argmin())  # confidence > 0: always the one selected
     free = torch.ones(B, 2, dtype=torch.bool)
-    z_s, selected = adaptive_step(logits, z_t, free, rng_for(11, 2), vocab_size=V, tokens_per_step=1,
-                                  temperature=temperature)
+    z_s, selected = adaptive_step(
+        logits, z_t, free, rng_for(11, 2), vocab_size=V, tokens_per_step=1, temperature=temperature
+    )
     assert bool((selected[:, 0] == 1).all())
     assert torch.equal(z_s[:, 0], z_t[:, 0])
     counts = torch.bincount(z_s[:, 1], minlength=V).tolist()

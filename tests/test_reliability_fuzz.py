@@ -25,9 +25,19 @@ import pytest
 
 HERE = Path(__file__).parent
 BENCH = HERE / "fixtures" / "eval" / "benchmarks"
-TINY = dict(model_type="sumi", vocab_size=300, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
-            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64, bos_token_id=2,
-            eos_token_id=1, pad_token_id=0)
+TINY = dict(
+    model_type="sumi",
+    vocab_size=300,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=4,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    max_position_embeddings=64,
+    bos_token_id=2,
+    eos_token_id=1,
+    pad_token_id=0,
+)
 API_ERRORS = (ValueError, TypeError, FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 
@@ -48,10 +58,12 @@ def build_assets(root: Path) -> Path:
     prepare_dataset([corpus], root / "dataset", str(root / "tok"), num_workers=1, progress=False, val_fraction=0.2)
     torch.manual_seed(0)
     SumiForMaskGeneration(SumiConfig(**{k: v for k, v in TINY.items() if k != "model_type"})).save_pretrained(
-        root / "model")
+        root / "model"
+    )
     torch.manual_seed(0)
-    SumiForMaskGeneration(SumiConfig(**dict({k: v for k, v in TINY.items() if k != "model_type"},
-                                            num_hidden_layers=8))).save_pretrained(root / "model8")
+    SumiForMaskGeneration(
+        SumiConfig(**dict({k: v for k, v in TINY.items() if k != "model_type"}, num_hidden_layers=8))
+    ).save_pretrained(root / "model8")
     from safetensors.torch import load_file
 
     for folder in ("model", "model8"):  # with a tokenizer, so that `generate` would run
@@ -92,8 +104,8 @@ def _model_variant(work: Path, assets: Path, name: str = "m", **edit) -> Path:
 @dataclass
 class Case:
     name: str = ""
-    argv: Callable[[Path, Path], list[str]] | None = None     # (work, assets) -> CLI arguments
-    call: Callable[[Path, Path], object] | None = None        # (work, assets) -> an API call
+    argv: Callable[[Path, Path], list[str]] | None = None  # (work, assets) -> CLI arguments
+    call: Callable[[Path, Path], object] | None = None  # (work, assets) -> an API call
     setup: Callable[[Path, Path], None] = field(default=lambda work, assets: None)
 
 
@@ -135,6 +147,7 @@ def _recipe(text: str | bytes):
     def setup(work, assets):
         p = work / "r.yaml"
         p.write_bytes(text) if isinstance(text, bytes) else p.write_text(text)
+
     return setup
 
 
@@ -145,154 +158,353 @@ def _cases() -> list[Case]:
         return lambda w, a: _model_variant(w, a, **edit)
 
     def gen(folder_fn, *extra):
-        return Case("", setup=lambda w, a: folder_fn(w, a),
-                    argv=lambda w, a: ["generate", "hi", "--model", str(w / "m"), "-n", "4", "--steps", "2", *extra])
+        return Case(
+            "",
+            setup=lambda w, a: folder_fn(w, a),
+            argv=lambda w, a: ["generate", "hi", "--model", str(w / "m"), "-n", "4", "--steps", "2", *extra],
+        )
 
     def named(name, case):
         case.name = name
         return case
 
     tok = lambda w, a: str(a / "tok")  # noqa: E731
-    prep = lambda *args: (lambda w, a: ["data", "prepare", *[x(w, a) if callable(x) else x for x in args],  # noqa: E731
-                                        "--tokenizer", tok(w, a), "--workers", "1", "--no-progress"])
+    prep = lambda *args: (
+        lambda w, a: [
+            "data",
+            "prepare",
+            *[x(w, a) if callable(x) else x for x in args],  # noqa: E731
+            "--tokenizer",
+            tok(w, a),
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     out = lambda w, a: str(w / "out")  # noqa: E731
     corpus = lambda w, a: str(a / "corpus")  # noqa: E731
     full = {k: v for k, v in TINY.items()}
     cases = [
         # data prepare
-        named("prepare --overwrite a folder that is not a dataset",
-              Case(setup=_photos, argv=prep(corpus, "-o", lambda w, a: str(w / "photos"), "--overwrite"))),
-        named("prepare --overwrite a regular file", Case(setup=lambda w, a: (w / "f.txt").write_text("mine"),
-                                                         argv=prep(corpus, "-o", lambda w, a: str(w / "f.txt"),
-                                                                   "--overwrite"))),
-        named("prepare -o the input folder --overwrite",
-              Case(setup=lambda w, a: shutil.copytree(a / "corpus", w / "in"),
-                   argv=prep(lambda w, a: str(w / "in"), "-o", lambda w, a: str(w / "in"), "--overwrite"))),
-        named("prepare an existing dataset without --overwrite",
-              Case(setup=lambda w, a: shutil.copytree(a / "dataset", w / "ds"),
-                   argv=prep(corpus, "-o", lambda w, a: str(w / "ds")))),
+        named(
+            "prepare --overwrite a folder that is not a dataset",
+            Case(setup=_photos, argv=prep(corpus, "-o", lambda w, a: str(w / "photos"), "--overwrite")),
+        ),
+        named(
+            "prepare --overwrite a regular file",
+            Case(
+                setup=lambda w, a: (w / "f.txt").write_text("mine"),
+                argv=prep(corpus, "-o", lambda w, a: str(w / "f.txt"), "--overwrite"),
+            ),
+        ),
+        named(
+            "prepare -o the input folder --overwrite",
+            Case(
+                setup=lambda w, a: shutil.copytree(a / "corpus", w / "in"),
+                argv=prep(lambda w, a: str(w / "in"), "-o", lambda w, a: str(w / "in"), "--overwrite"),
+            ),
+        ),
+        named(
+            "prepare an existing dataset without --overwrite",
+            Case(
+                setup=lambda w, a: shutil.copytree(a / "dataset", w / "ds"),
+                argv=prep(corpus, "-o", lambda w, a: str(w / "ds")),
+            ),
+        ),
         named("prepare a missing input", Case(argv=prep(lambda w, a: str(w / "nope.txt"), "-o", out))),
-        named("prepare an unsupported extension", Case(setup=lambda w, a: (w / "x.csv").write_text("a,b"),
-                                                       argv=prep(lambda w, a: str(w / "x.csv"), "-o", out))),
-        named("prepare a truncated .gz", Case(setup=_truncated_gz, argv=prep(lambda w, a: str(w / "t.txt.gz"),
-                                                                              "-o", out))),
-        named("prepare a binary .jsonl", Case(setup=_garbage_jsonl, argv=prep(lambda w, a: str(w / "bin.jsonl"),
-                                                                               "-o", out))),
-        named("prepare .jsonl without the text field",
-              Case(setup=lambda w, a: (w / "a.jsonl").write_text('{"body": "x"}\n'),
-                   argv=prep(lambda w, a: str(w / "a.jsonl"), "-o", out))),
-        named("prepare .jsonl with a broken line",
-              Case(setup=lambda w, a: (w / "a.jsonl").write_text('{"text": "x"}\n{"text": \n'),
-                   argv=prep(lambda w, a: str(w / "a.jsonl"), "-o", out))),
+        named(
+            "prepare an unsupported extension",
+            Case(
+                setup=lambda w, a: (w / "x.csv").write_text("a,b"), argv=prep(lambda w, a: str(w / "x.csv"), "-o", out)
+            ),
+        ),
+        named(
+            "prepare a truncated .gz", Case(setup=_truncated_gz, argv=prep(lambda w, a: str(w / "t.txt.gz"), "-o", out))
+        ),
+        named(
+            "prepare a binary .jsonl",
+            Case(setup=_garbage_jsonl, argv=prep(lambda w, a: str(w / "bin.jsonl"), "-o", out)),
+        ),
+        named(
+            "prepare .jsonl without the text field",
+            Case(
+                setup=lambda w, a: (w / "a.jsonl").write_text('{"body": "x"}\n'),
+                argv=prep(lambda w, a: str(w / "a.jsonl"), "-o", out),
+            ),
+        ),
+        named(
+            "prepare .jsonl with a broken line",
+            Case(
+                setup=lambda w, a: (w / "a.jsonl").write_text('{"text": "x"}\n{"text": \n'),
+                argv=prep(lambda w, a: str(w / "a.jsonl"), "-o", out),
+            ),
+        ),
         named("prepare --val-fraction 1.5", Case(argv=prep(corpus, "-o", out, "--val-fraction", "1.5"))),
         named("prepare --val-fraction -0.1", Case(argv=prep(corpus, "-o", out, "--val-fraction", "-0.1"))),
         named("prepare --shard-tokens 0", Case(argv=prep(corpus, "-o", out, "--shard-tokens", "0"))),
         named("prepare --dtype int8", Case(argv=prep(corpus, "-o", out, "--dtype", "int8"))),
-        named("prepare with an unknown tokenizer",
-              Case(argv=lambda w, a: ["data", "prepare", str(a / "corpus"), "-o", str(w / "out"), "--tokenizer",
-                                      str(w / "no-tok"), "--no-progress"])),
-        named("prepare an empty corpus", Case(setup=lambda w, a: (w / "e.txt").write_text(""),
-                                              argv=prep(lambda w, a: str(w / "e.txt"), "-o", out))),
+        named(
+            "prepare with an unknown tokenizer",
+            Case(
+                argv=lambda w, a: [
+                    "data",
+                    "prepare",
+                    str(a / "corpus"),
+                    "-o",
+                    str(w / "out"),
+                    "--tokenizer",
+                    str(w / "no-tok"),
+                    "--no-progress",
+                ]
+            ),
+        ),
+        named(
+            "prepare an empty corpus",
+            Case(setup=lambda w, a: (w / "e.txt").write_text(""), argv=prep(lambda w, a: str(w / "e.txt"), "-o", out)),
+        ),
         named("prepare without inputs", Case(argv=prep("-o", out))),
-        named("prepare an empty folder", Case(
-            setup=lambda w, a: (w / "d").mkdir(), argv=prep(lambda w, a: str(w / "d"), "-o", out))),
+        named(
+            "prepare an empty folder",
+            Case(setup=lambda w, a: (w / "d").mkdir(), argv=prep(lambda w, a: str(w / "d"), "-o", out)),
+        ),
         # data stats
-        named("data stats on a folder that is not a dataset", Case(setup=_photos,
-                                                                    argv=lambda w, a: ["data", "stats",
-                                                                                       str(w / "photos")])),
+        named(
+            "data stats on a folder that is not a dataset",
+            Case(setup=_photos, argv=lambda w, a: ["data", "stats", str(w / "photos")]),
+        ),
         named("data stats on a missing path", Case(argv=lambda w, a: ["data", "stats", str(w / "nope")])),
-        named("data stats --verify on a corrupt shard", Case(setup=_corrupt_dataset,
-                                                              argv=lambda w, a: ["data", "stats", str(w / "ds"),
-                                                                                 "--verify"])),
+        named(
+            "data stats --verify on a corrupt shard",
+            Case(setup=_corrupt_dataset, argv=lambda w, a: ["data", "stats", str(w / "ds"), "--verify"]),
+        ),
         # tokenizer train
-        named("tokenizer train -o an existing folder",
-              Case(setup=lambda w, a: ((w / "t").mkdir(), (w / "t" / "keep").write_text("k")),
-                   argv=lambda w, a: ["tokenizer", "train", str(a / "corpus" / "d0.txt"), "-o", str(w / "t"),
-                                      "--vocab-size", "300"])),
-        named("tokenizer train --min-frequency -1",
-              Case(argv=lambda w, a: ["tokenizer", "train", str(a / "corpus" / "d0.txt"), "-o", str(w / "t"),
-                                      "--vocab-size", "300", "--min-frequency", "-1"])),
-        named("tokenizer train on a folder",
-              Case(argv=lambda w, a: ["tokenizer", "train", str(a / "corpus"), "-o", str(w / "t"),
-                                      "--vocab-size", "300"])),
-        named("tokenizer train on a missing file",
-              Case(argv=lambda w, a: ["tokenizer", "train", str(w / "nope.txt"), "-o", str(w / "t"),
-                                      "--vocab-size", "300"])),
-        named("tokenizer train --vocab-size 10",
-              Case(argv=lambda w, a: ["tokenizer", "train", str(a / "corpus" / "d0.txt"), "-o", str(w / "t"),
-                                      "--vocab-size", "10"])),
-        named("tokenizer train --vocab-size -5",
-              Case(argv=lambda w, a: ["tokenizer", "train", str(a / "corpus" / "d0.txt"), "-o", str(w / "t"),
-                                      "--vocab-size", "-5"])),
-        named("tokenizer train without files",
-              Case(argv=lambda w, a: ["tokenizer", "train", "-o", str(w / "t"), "--vocab-size", "300"])),
+        named(
+            "tokenizer train -o an existing folder",
+            Case(
+                setup=lambda w, a: ((w / "t").mkdir(), (w / "t" / "keep").write_text("k")),
+                argv=lambda w, a: [
+                    "tokenizer",
+                    "train",
+                    str(a / "corpus" / "d0.txt"),
+                    "-o",
+                    str(w / "t"),
+                    "--vocab-size",
+                    "300",
+                ],
+            ),
+        ),
+        named(
+            "tokenizer train --min-frequency -1",
+            Case(
+                argv=lambda w, a: [
+                    "tokenizer",
+                    "train",
+                    str(a / "corpus" / "d0.txt"),
+                    "-o",
+                    str(w / "t"),
+                    "--vocab-size",
+                    "300",
+                    "--min-frequency",
+                    "-1",
+                ]
+            ),
+        ),
+        named(
+            "tokenizer train on a folder",
+            Case(
+                argv=lambda w, a: ["tokenizer", "train", str(a / "corpus"), "-o", str(w / "t"), "--vocab-size", "300"]
+            ),
+        ),
+        named(
+            "tokenizer train on a missing file",
+            Case(
+                argv=lambda w, a: ["tokenizer", "train", str(w / "nope.txt"), "-o", str(w / "t"), "--vocab-size", "300"]
+            ),
+        ),
+        named(
+            "tokenizer train --vocab-size 10",
+            Case(
+                argv=lambda w, a: [
+                    "tokenizer",
+                    "train",
+                    str(a / "corpus" / "d0.txt"),
+                    "-o",
+                    str(w / "t"),
+                    "--vocab-size",
+                    "10",
+                ]
+            ),
+        ),
+        named(
+            "tokenizer train --vocab-size -5",
+            Case(
+                argv=lambda w, a: [
+                    "tokenizer",
+                    "train",
+                    str(a / "corpus" / "d0.txt"),
+                    "-o",
+                    str(w / "t"),
+                    "--vocab-size",
+                    "-5",
+                ]
+            ),
+        ),
+        named(
+            "tokenizer train without files",
+            Case(argv=lambda w, a: ["tokenizer", "train", "-o", str(w / "t"), "--vocab-size", "300"]),
+        ),
         # checkpoints that do not match their config, broken files
-        named("generate: config of 4 layers over 8 layers of weights",
-              gen(lambda w, a: (shutil.copytree(a / "model8", w / "m"),
-                                (w / "m" / "config.json").write_text(json.dumps(full))))),
+        named(
+            "generate: config of 4 layers over 8 layers of weights",
+            gen(
+                lambda w, a: (
+                    shutil.copytree(a / "model8", w / "m"),
+                    (w / "m" / "config.json").write_text(json.dumps(full)),
+                )
+            ),
+        ),
         named("generate: empty model.safetensors", gen(model(weights=b""))),
-        named("generate: truncated model.safetensors",
-              gen(lambda w, a: _model_variant(w, a, weights=_state_file(a)[:300]))),
+        named(
+            "generate: truncated model.safetensors",
+            gen(lambda w, a: _model_variant(w, a, weights=_state_file(a)[:300])),
+        ),
         named("generate: garbage model.safetensors", gen(model(weights=b"\x00" * 64 + b"garbage" * 10))),
         named("generate: a tensor of the wrong shape", gen(model(weights={"lm_head.weight": torch.zeros(300, 16)}))),
-        named("generate: an integer tensor",
-              gen(model(weights={"model.norm.weight": torch.ones(32, dtype=torch.int32)}))),
+        named(
+            "generate: an integer tensor", gen(model(weights={"model.norm.weight": torch.ones(32, dtype=torch.int32)}))
+        ),
         named("generate: an extra tensor", gen(model(weights={"extra.weight": torch.zeros(3)}))),
         named("generate: a missing tensor", gen(model(weights={"lm_head.weight": None}))),
-        named("generate: a pickled pytorch_model.bin only",
-              gen(lambda w, a: (_model_variant(w, a), (w / "m" / "model.safetensors").unlink(),
-                                shutil.copy(a / "state.pt", w / "m" / "pytorch_model.bin")))),
+        named(
+            "generate: a pickled pytorch_model.bin only",
+            gen(
+                lambda w, a: (
+                    _model_variant(w, a),
+                    (w / "m" / "model.safetensors").unlink(),
+                    shutil.copy(a / "state.pt", w / "m" / "pytorch_model.bin"),
+                )
+            ),
+        ),
         named("generate: config.json is a JSON list", gen(model(config="[1, 2]"))),
         named("generate: config.json is broken JSON", gen(model(config="{broken"))),
-        named("generate: broken weight index",
-              gen(lambda w, a: (_model_variant(w, a), (w / "m" / "model.safetensors").unlink(),
-                                (w / "m" / "model.safetensors.index.json").write_text("{bad")))),
+        named(
+            "generate: broken weight index",
+            gen(
+                lambda w, a: (
+                    _model_variant(w, a),
+                    (w / "m" / "model.safetensors").unlink(),
+                    (w / "m" / "model.safetensors.index.json").write_text("{bad"),
+                )
+            ),
+        ),
         named("generate: broken generation_config.json", gen(model(files={"generation_config.json": "{bad"}))),
-        named("generate: a missing model folder",
-              Case(argv=lambda w, a: ["generate", "hi", "--model", str(w / "nope") + "/", "-n", "4"])),
-        named("generate --dtype int4", Case(argv=lambda w, a: ["generate", "hi", "--model", "sumi-tiny",
-                                                                "--dtype", "int4"])),
-        named("generate --steps 0", Case(argv=lambda w, a: ["generate", "hi", "--model", "sumi-tiny", "--steps",
-                                                             "0"])),
-        named("generate --prompts-file missing", Case(argv=lambda w, a: ["generate", "--model", "sumi-tiny",
-                                                                          "--prompts-file", str(w / "nope")])),
-        named("info: a config with only model_type",
-              Case(setup=lambda w, a: _model_variant(w, a, config={"model_type": "sumi"}),
-                   argv=lambda w, a: ["info", str(w / "m")])),
-        named("info: config.json is a JSON list", Case(setup=lambda w, a: _model_variant(w, a, config="[]"),
-                                                       argv=lambda w, a: ["info", str(w / "m")])),
+        named(
+            "generate: a missing model folder",
+            Case(argv=lambda w, a: ["generate", "hi", "--model", str(w / "nope") + "/", "-n", "4"]),
+        ),
+        named(
+            "generate --dtype int4",
+            Case(argv=lambda w, a: ["generate", "hi", "--model", "sumi-tiny", "--dtype", "int4"]),
+        ),
+        named("generate --steps 0", Case(argv=lambda w, a: ["generate", "hi", "--model", "sumi-tiny", "--steps", "0"])),
+        named(
+            "generate --prompts-file missing",
+            Case(argv=lambda w, a: ["generate", "--model", "sumi-tiny", "--prompts-file", str(w / "nope")]),
+        ),
+        named(
+            "info: a config with only model_type",
+            Case(
+                setup=lambda w, a: _model_variant(w, a, config={"model_type": "sumi"}),
+                argv=lambda w, a: ["info", str(w / "m")],
+            ),
+        ),
+        named(
+            "info: config.json is a JSON list",
+            Case(setup=lambda w, a: _model_variant(w, a, config="[]"), argv=lambda w, a: ["info", str(w / "m")]),
+        ),
         named("info --canvas-length 0", Case(argv=lambda w, a: ["info", "sumi-tiny", "--canvas-length", "0"])),
         named("info on a missing path", Case(argv=lambda w, a: ["info", str(w / "nope") + "/"])),
         # evaluation
-        named("eval --offline unknown task", Case(argv=lambda w, a: ["eval", "--offline", "nosuch", "--model",
-                                                                      "sumi-tiny", "--data-dir", str(BENCH)])),
-        named("eval --offline --data-dir missing", Case(argv=lambda w, a: ["eval", "--offline", "piqa", "--model",
-                                                                            "sumi-tiny", "--data-dir",
-                                                                            str(w / "nope")])),
-        named("eval --offline piqa with an out-of-range gold label",
-              Case(setup=_bench_bad_label, argv=lambda w, a: ["eval", "--offline", "piqa", "--model", "sumi-tiny",
-                                                              "--data-dir", str(w / "bench"), "--limit", "2",
-                                                              "--no-progress"])),
-        named("eval --code-timeout 0", Case(argv=lambda w, a: ["eval", "--offline", "humaneval", "--model",
-                                                                "sumi-tiny", "--data-dir", str(BENCH),
-                                                                "--allow-code-execution", "--code-timeout", "0",
-                                                                "--limit", "1", "--no-progress"])),
-        named("eval --code-memory-mb 0", Case(argv=lambda w, a: ["eval", "--offline", "humaneval", "--model",
-                                                                  "sumi-tiny", "--code-memory-mb", "0"])),
-        named("perplexity on a missing file", Case(argv=lambda w, a: ["perplexity", str(w / "nope.txt"),
-                                                                       "--model", "sumi-tiny"])),
+        named(
+            "eval --offline unknown task",
+            Case(argv=lambda w, a: ["eval", "--offline", "nosuch", "--model", "sumi-tiny", "--data-dir", str(BENCH)]),
+        ),
+        named(
+            "eval --offline --data-dir missing",
+            Case(
+                argv=lambda w, a: ["eval", "--offline", "piqa", "--model", "sumi-tiny", "--data-dir", str(w / "nope")]
+            ),
+        ),
+        named(
+            "eval --offline piqa with an out-of-range gold label",
+            Case(
+                setup=_bench_bad_label,
+                argv=lambda w, a: [
+                    "eval",
+                    "--offline",
+                    "piqa",
+                    "--model",
+                    "sumi-tiny",
+                    "--data-dir",
+                    str(w / "bench"),
+                    "--limit",
+                    "2",
+                    "--no-progress",
+                ],
+            ),
+        ),
+        named(
+            "eval --code-timeout 0",
+            Case(
+                argv=lambda w, a: [
+                    "eval",
+                    "--offline",
+                    "humaneval",
+                    "--model",
+                    "sumi-tiny",
+                    "--data-dir",
+                    str(BENCH),
+                    "--allow-code-execution",
+                    "--code-timeout",
+                    "0",
+                    "--limit",
+                    "1",
+                    "--no-progress",
+                ]
+            ),
+        ),
+        named(
+            "eval --code-memory-mb 0",
+            Case(argv=lambda w, a: ["eval", "--offline", "humaneval", "--model", "sumi-tiny", "--code-memory-mb", "0"]),
+        ),
+        named(
+            "perplexity on a missing file",
+            Case(argv=lambda w, a: ["perplexity", str(w / "nope.txt"), "--model", "sumi-tiny"]),
+        ),
         # export, train
         named("export a missing checkpoint", Case(argv=lambda w, a: ["export", str(w / "nope"), str(w / "out")])),
-        named("export into a folder that is not an export", Case(
-            setup=_photos, argv=lambda w, a: ["export", str(w / "nope"), str(w / "photos")])),
+        named(
+            "export into a folder that is not an export",
+            Case(setup=_photos, argv=lambda w, a: ["export", str(w / "nope"), str(w / "photos")]),
+        ),
         named("train a missing recipe", Case(argv=lambda w, a: ["train", str(w / "nope.yaml")])),
-        named("train a binary recipe", Case(setup=_recipe(b"\x00\x01\xfe\xff" * 20),
-                                            argv=lambda w, a: ["train", str(w / "r.yaml")])),
-        named("train a recipe with an unknown key", Case(setup=_recipe("model: {preset: sumi-tiny}\nstepz: 3\n"),
-                                                         argv=lambda w, a: ["train", str(w / "r.yaml")])),
-        named("train --dry-run --world-size -4", Case(setup=_recipe("model: {preset: sumi-tiny}\nsteps: 3\n"),
-                                                      argv=lambda w, a: ["train", str(w / "r.yaml"), "--dry-run",
-                                                                         "--world-size", "-4"])),
+        named(
+            "train a binary recipe",
+            Case(setup=_recipe(b"\x00\x01\xfe\xff" * 20), argv=lambda w, a: ["train", str(w / "r.yaml")]),
+        ),
+        named(
+            "train a recipe with an unknown key",
+            Case(
+                setup=_recipe("model: {preset: sumi-tiny}\nstepz: 3\n"), argv=lambda w, a: ["train", str(w / "r.yaml")]
+            ),
+        ),
+        named(
+            "train --dry-run --world-size -4",
+            Case(
+                setup=_recipe("model: {preset: sumi-tiny}\nsteps: 3\n"),
+                argv=lambda w, a: ["train", str(w / "r.yaml"), "--dry-run", "--world-size", "-4"],
+            ),
+        ),
     ]
     cases += _api_cases()
     return cases
@@ -318,39 +530,63 @@ def _api_cases() -> list[Case]:
         _model_variant(w, a, **edit)
 
     return [
-        api("API prepare_dataset(overwrite=True) on a non-dataset folder",
-            lambda w, a: prepare(w, a, w / "photos", overwrite=True), _photos),
+        api(
+            "API prepare_dataset(overwrite=True) on a non-dataset folder",
+            lambda w, a: prepare(w, a, w / "photos", overwrite=True),
+            _photos,
+        ),
         api("API prepare_dataset(val_fraction=2)", lambda w, a: prepare(w, a, w / "out", val_fraction=2)),
         api("API prepare_dataset(dtype='int8')", lambda w, a: prepare(w, a, w / "out", dtype="int8")),
-        api("API train_tokenizer(min_frequency=-1)",
-            lambda w, a: __import__("sumi.data", fromlist=["x"]).train_tokenizer([a / "corpus" / "d0.txt"],
-                                                                                   w / "t", 300, min_frequency=-1)),
-        api("API load: config.json is a JSON list", lambda w, a: load(w / "m"),
-            lambda w, a: tiny(w, a, config="[1]")),
-        api("API load: garbage safetensors", lambda w, a: load(w / "m"),
-            lambda w, a: tiny(w, a, weights=b"\x01" * 100)),
-        api("API load: pickled weights only", lambda w, a: load(w / "m"),
-            lambda w, a: (tiny(w, a), (w / "m" / "model.safetensors").unlink(),
-                          shutil.copy(a / "state.pt", w / "m" / "pytorch_model.bin"))),
+        api(
+            "API train_tokenizer(min_frequency=-1)",
+            lambda w, a: __import__("sumi.data", fromlist=["x"]).train_tokenizer(
+                [a / "corpus" / "d0.txt"], w / "t", 300, min_frequency=-1
+            ),
+        ),
+        api("API load: config.json is a JSON list", lambda w, a: load(w / "m"), lambda w, a: tiny(w, a, config="[1]")),
+        api(
+            "API load: garbage safetensors", lambda w, a: load(w / "m"), lambda w, a: tiny(w, a, weights=b"\x01" * 100)
+        ),
+        api(
+            "API load: pickled weights only",
+            lambda w, a: load(w / "m"),
+            lambda w, a: (
+                tiny(w, a),
+                (w / "m" / "model.safetensors").unlink(),
+                shutil.copy(a / "state.pt", w / "m" / "pytorch_model.bin"),
+            ),
+        ),
         api("API load: dtype='int3'", lambda w, a: load(w / "m", dtype="int3"), lambda w, a: tiny(w, a)),
         api("API load: an unknown Hub id offline", lambda w, a: load("no-such-owner/no-such-model")),
-        api("API load: a config of 4 layers over 8 layers of weights", lambda w, a: load(w / "m"),
-            lambda w, a: (shutil.copytree(a / "model8", w / "m"),
-                          (w / "m" / "config.json").write_text(json.dumps(TINY)))),
-        api("API run_program(timeout=0)",
-            lambda w, a: __import__("sumi.evaluation.execution", fromlist=["x"]).run_program("pass", timeout=0)),
-        api("API load_task with an out-of-range gold label",
+        api(
+            "API load: a config of 4 layers over 8 layers of weights",
+            lambda w, a: load(w / "m"),
+            lambda w, a: (
+                shutil.copytree(a / "model8", w / "m"),
+                (w / "m" / "config.json").write_text(json.dumps(TINY)),
+            ),
+        ),
+        api(
+            "API run_program(timeout=0)",
+            lambda w, a: __import__("sumi.evaluation.execution", fromlist=["x"]).run_program("pass", timeout=0),
+        ),
+        api(
+            "API load_task with an out-of-range gold label",
             lambda w, a: __import__("sumi.evaluation.tasks", fromlist=["x"]).load_task("piqa", w / "bench"),
-            _bench_bad_label),
-        api("API export_checkpoint of a missing checkpoint",
-            lambda w, a: __import__("sumi.training", fromlist=["x"]).export_checkpoint(w / "nope", w / "out")),
+            _bench_bad_label,
+        ),
+        api(
+            "API export_checkpoint of a missing checkpoint",
+            lambda w, a: __import__("sumi.training", fromlist=["x"]).export_checkpoint(w / "nope", w / "out"),
+        ),
     ]
 
 
 # ----------------------------------------------------------------------------- running
 def _snapshot(folder: Path) -> dict[str, bytes | None]:
-    return {p.relative_to(folder).as_posix(): (None if p.is_dir() else p.read_bytes())
-            for p in sorted(folder.rglob("*"))}
+    return {
+        p.relative_to(folder).as_posix(): (None if p.is_dir() else p.read_bytes()) for p in sorted(folder.rglob("*"))
+    }
 
 
 def _quiet_env():
@@ -425,8 +661,23 @@ def test_the_unbroken_inputs_work(assets, tmp_path, capsys):
 
     assert main(["generate", "hi", "--model", str(assets / "model"), "-n", "4", "--steps", "2"]) == 0
     assert main(["info", str(assets / "model")]) == 0
-    assert main(["data", "prepare", str(assets / "corpus"), "-o", str(tmp_path / "ds"), "--tokenizer",
-                 str(assets / "tok"), "--workers", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                str(assets / "corpus"),
+                "-o",
+                str(tmp_path / "ds"),
+                "--tokenizer",
+                str(assets / "tok"),
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["data", "stats", str(assets / "dataset"), "--verify"]) == 0
 
 
@@ -443,10 +694,13 @@ def test_as_a_subprocess_the_exit_status_is_2_and_stderr_one_line(tmp_path):
     victim = tmp_path / "photos"
     victim.mkdir()
     (victim / "cat.jpg").write_bytes(b"cat")
-    for argv in (["data", "prepare", str(HERE), "-o", str(victim), "--overwrite", "--no-progress"],
-                 ["info", str(tmp_path / "nope") + "/"]):
-        proc = subprocess.run([sys.executable, "-m", "sumi.cli", *argv], capture_output=True, text=True, env=env,
-                              timeout=300)
+    for argv in (
+        ["data", "prepare", str(HERE), "-o", str(victim), "--overwrite", "--no-progress"],
+        ["info", str(tmp_path / "nope") + "/"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "sumi.cli", *argv], capture_output=True, text=True, env=env, timeout=300
+        )
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("sumi: error:"), proc.stderr
     assert (victim / "cat.jpg").read_bytes() == b"cat"

@@ -68,24 +68,31 @@ def test_posix_fork_is_refused(bwrap):
 
 
 def test_threads_still_work(bwrap):
-    r = _escape("import threading\nout = []\nts = [threading.Thread(target=out.append, args=(i,)) for i in range(4)]\n"
-                "[t.start() for t in ts]\n[t.join() for t in ts]\nassert sorted(out) == [0, 1, 2, 3]\n", guard=True)
+    r = _escape(
+        "import threading\nout = []\nts = [threading.Thread(target=out.append, args=(i,)) for i in range(4)]\n"
+        "[t.start() for t in ts]\n[t.join() for t in ts]\nassert sorted(out) == [0, 1, 2, 3]\n",
+        guard=True,
+    )
     assert r.passed, r.stderr
 
 
 def test_thirty_processes_cannot_start(bwrap):
-    program = ("import os, sys\nstarted = 0\nfor _ in range(40):\n    try:\n        pid = os.fork()\n"
-               "    except OSError:\n        continue\n    if pid == 0:\n        import time; time.sleep(5); os._exit(0)\n"
-               "    started += 1\nprint('started', started, file=sys.stderr)\nsys.exit(0 if started >= 30 else 1)\n")
+    program = (
+        "import os, sys\nstarted = 0\nfor _ in range(40):\n    try:\n        pid = os.fork()\n"
+        "    except OSError:\n        continue\n    if pid == 0:\n        import time; time.sleep(5); os._exit(0)\n"
+        "    started += 1\nprint('started', started, file=sys.stderr)\nsys.exit(0 if started >= 30 else 1)\n"
+    )
     r = _escape(program)
     assert not r.passed and "started 0" in r.stderr
 
 
 def test_setsid_child_cannot_outlive_a_passed_program(bwrap, tmp_path):
     marker = tmp_path / "still-running"
-    program = ("import os, posix, time\ntry:\n    pid = posix.fork()\nexcept OSError:\n    pid = -1\n"
-               "if pid == 0:\n    posix.setsid()\n    time.sleep(1.5)\n"
-               f"    open({str(marker)!r}, 'w').write('escaped')\n    os._exit(0)\n")
+    program = (
+        "import os, posix, time\ntry:\n    pid = posix.fork()\nexcept OSError:\n    pid = -1\n"
+        "if pid == 0:\n    posix.setsid()\n    time.sleep(1.5)\n"
+        f"    open({str(marker)!r}, 'w').write('escaped')\n    os._exit(0)\n"
+    )
     since = time.time()
     r = _escape(program)
     assert r.passed  # the parent exits 0 either way; what matters is that nothing is left behind
@@ -96,17 +103,22 @@ def test_setsid_child_cannot_outlive_a_passed_program(bwrap, tmp_path):
 
 def test_stderr_held_open_does_not_block_the_runner(bwrap):
     start = time.perf_counter()
-    r = _escape("import os, sys, threading, time\nthreading.Thread(target=time.sleep, args=(60,)).start()\n"
-                "os.dup2(2, 9)\nsys.stderr.write('holding')\nsys.stderr.flush()\ntime.sleep(60)\n", timeout=1.0)
+    r = _escape(
+        "import os, sys, threading, time\nthreading.Thread(target=time.sleep, args=(60,)).start()\n"
+        "os.dup2(2, 9)\nsys.stderr.write('holding')\nsys.stderr.flush()\ntime.sleep(60)\n",
+        timeout=1.0,
+    )
     assert r.status == "timed out" and time.perf_counter() - start < 5
     assert "holding" in r.stderr
 
 
 def test_stderr_held_by_an_escaped_child_does_not_block_the_fallback(no_bwrap, tmp_path):
     pidfile = tmp_path / "pid"
-    program = ("import os, posix, time\ntry:\n    pid = posix.fork()\nexcept OSError:\n    raise SystemExit(0)\n"
-               f"if pid == 0:\n    posix.setsid()\n    open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
-               "    time.sleep(30)\n    os._exit(0)\n")
+    program = (
+        "import os, posix, time\ntry:\n    pid = posix.fork()\nexcept OSError:\n    raise SystemExit(0)\n"
+        f"if pid == 0:\n    posix.setsid()\n    open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(30)\n    os._exit(0)\n"
+    )
     start = time.perf_counter()
     with pytest.warns(UserWarning, match="WITHOUT a sandbox"):
         r = run_program(program, timeout=5, guard=False)
@@ -120,8 +132,10 @@ def test_stderr_held_by_an_escaped_child_does_not_block_the_fallback(no_bwrap, t
 
 # ----------------------------------------------------------------------------- memory and files
 def test_memory_is_bounded_across_children_and_files(bwrap):
-    program = ("import os, sys\nkids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
-               "        x = bytearray(200 << 20)\n        import time; time.sleep(3); os._exit(0)\n    kids.append(pid)\n")
+    program = (
+        "import os, sys\nkids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
+        "        x = bytearray(200 << 20)\n        import time; time.sleep(3); os._exit(0)\n    kids.append(pid)\n"
+    )
     r = _escape(program, memory_mb=256)
     assert not r.passed and "BlockingIOError" in r.stderr
     r = _escape("x = bytearray(400 << 20)\n", memory_mb=256)
@@ -145,16 +159,20 @@ def test_files_outside_the_work_folder_cannot_be_changed(bwrap, tmp_path):
     assert not r.passed and "Read-only file system" in r.stderr
     r = _escape("open('/usr/sumi-escape', 'w')\n")
     assert not r.passed
-    r = _escape("import os\nassert not os.path.exists(os.path.expanduser('~/.bashrc'))\n"
-                f"assert not os.path.exists({str(tmp_path)!r})\nopen('scratch.txt', 'w').write('fine')\n")
+    r = _escape(
+        "import os\nassert not os.path.exists(os.path.expanduser('~/.bashrc'))\n"
+        f"assert not os.path.exists({str(tmp_path)!r})\nopen('scratch.txt', 'w').write('fine')\n"
+    )
     assert r.passed, r.stderr  # the user's folders are absent; the work folder is writable
 
 
 def test_reimported_subprocess_cannot_spawn_a_shell(bwrap, tmp_path):
     marker = tmp_path / "pwned"
-    program = ("import sys\nfor m in ('subprocess', '_posixsubprocess'):\n    sys.modules.pop(m, None)\n"
-               "import importlib\nsubprocess = importlib.import_module('subprocess')\n"
-               f"subprocess.run(['/bin/sh', '-c', 'echo pwned > {marker}'], check=True)\n")
+    program = (
+        "import sys\nfor m in ('subprocess', '_posixsubprocess'):\n    sys.modules.pop(m, None)\n"
+        "import importlib\nsubprocess = importlib.import_module('subprocess')\n"
+        f"subprocess.run(['/bin/sh', '-c', 'echo pwned > {marker}'], check=True)\n"
+    )
     r = _escape(program, guard=True)
     assert not r.passed and not marker.exists()
     assert "BlockingIOError" in r.stderr or "Resource temporarily unavailable" in r.stderr
@@ -164,17 +182,22 @@ def test_parent_environment_is_invisible(bwrap):
     # /proc/<pid>/environ shows a process's environment at its start: the runner is a fresh
     # interpreter started with the secret, as a user's shell would start `sumi eval` with HF_TOKEN
     secret = "s3cr3t-" + os.urandom(6).hex()
-    program = ("import os, sys\nfound = []\nfor pid in ['self', str(os.getppid())] + os.listdir('/proc'):\n"
-               "    try:\n        data = open(f'/proc/{pid}/environ', 'rb').read()\n    except OSError:\n"
-               "        continue\n    sys.stderr.write(repr(data))\n    found.append(b'SUMI_SANDBOX_SECRET' in data)\n"
-               "found.append('SUMI_SANDBOX_SECRET' in os.environ)\nsys.exit(0 if any(found) else 1)\n")
-    runner = ("import importlib.util, sys\n"  # the module alone (stdlib only): no seconds of `import sumi`
-              f"spec = importlib.util.spec_from_file_location('execution', {execution.__file__!r})\n"
-              "mod = sys.modules['execution'] = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(mod)\n"
-              "r = mod.run_program(sys.stdin.read(), guard=False)\nprint(r.sandbox, r.passed, r.stderr)\n")
+    program = (
+        "import os, sys\nfound = []\nfor pid in ['self', str(os.getppid())] + os.listdir('/proc'):\n"
+        "    try:\n        data = open(f'/proc/{pid}/environ', 'rb').read()\n    except OSError:\n"
+        "        continue\n    sys.stderr.write(repr(data))\n    found.append(b'SUMI_SANDBOX_SECRET' in data)\n"
+        "found.append('SUMI_SANDBOX_SECRET' in os.environ)\nsys.exit(0 if any(found) else 1)\n"
+    )
+    runner = (
+        "import importlib.util, sys\n"  # the module alone (stdlib only): no seconds of `import sumi`
+        f"spec = importlib.util.spec_from_file_location('execution', {execution.__file__!r})\n"
+        "mod = sys.modules['execution'] = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(mod)\n"
+        "r = mod.run_program(sys.stdin.read(), guard=False)\nprint(r.sandbox, r.passed, r.stderr)\n"
+    )
     env = dict(os.environ, SUMI_SANDBOX_SECRET=secret)
-    out = subprocess.run([sys.executable, "-c", runner], input=program, env=env, capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", runner], input=program, env=env, capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     assert out.startswith("bubblewrap False") and secret not in out
 
 
@@ -211,8 +234,12 @@ def test_broken_bwrap_falls_back_with_the_reason(monkeypatch):
 
 
 def test_bad_limits_are_rejected():
-    for kw, what in (({"timeout": 0}, "timeout"), ({"timeout": float("nan")}, "timeout"),
-                     ({"timeout": -1}, "timeout"), ({"memory_mb": 0}, "memory limit")):
+    for kw, what in (
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"timeout": -1}, "timeout"),
+        ({"memory_mb": 0}, "memory limit"),
+    ):
         with pytest.raises(ValueError, match=what):
             run_program("pass\n", **kw)
 
@@ -221,7 +248,7 @@ def test_bad_limits_are_rejected():
 def _run_bpf(prog: bytes, nr: int, arch: int, arg0: int = 0) -> int:
     """A classic-BPF interpreter for the instructions the filter uses, over seccomp_data."""
     data = struct.pack("=iIQ6Q", nr, arch, 0, arg0, 0, 0, 0, 0, 0)
-    insns = [struct.unpack("=HBBI", prog[i:i + 8]) for i in range(0, len(prog), 8)]
+    insns = [struct.unpack("=HBBI", prog[i : i + 8]) for i in range(0, len(prog), 8)]
     pc, acc = 0, 0
     while True:
         code, jt, jf, k = insns[pc]
@@ -235,21 +262,22 @@ def _run_bpf(prog: bytes, nr: int, arch: int, arg0: int = 0) -> int:
             pc += 1 + (jt if cond else jf)
 
 
-@pytest.mark.parametrize("machine,arch,fork,clone,other", [("x86_64", 0xC000003E, (57, 58), 56, 0),
-                                                            ("aarch64", 0xC00000B7, (), 220, 63)])
+@pytest.mark.parametrize(
+    "machine,arch,fork,clone,other", [("x86_64", 0xC000003E, (57, 58), 56, 0), ("aarch64", 0xC00000B7, (), 220, 63)]
+)
 def test_seccomp_filter_decisions(machine, arch, fork, clone, other):
     prog = seccomp_no_processes(machine)
     allow, eagain, kill = 0x7FFF0000, 0x0005000B, 0x80000000
     for nr in fork:
         assert _run_bpf(prog, nr, arch) == eagain
-    assert _run_bpf(prog, clone, arch, 0x11) == eagain                       # fork-like clone (SIGCHLD)
-    assert _run_bpf(prog, clone, arch, 0x3D0F00) == allow                     # pthread_create's flags
-    assert _run_bpf(prog, clone, arch, 0xFFFF_FFFF_0000_0011) == eagain       # high bits do not fool it
-    assert _run_bpf(prog, 435, arch) == 0x00050026                            # clone3 -> ENOSYS
+    assert _run_bpf(prog, clone, arch, 0x11) == eagain  # fork-like clone (SIGCHLD)
+    assert _run_bpf(prog, clone, arch, 0x3D0F00) == allow  # pthread_create's flags
+    assert _run_bpf(prog, clone, arch, 0xFFFF_FFFF_0000_0011) == eagain  # high bits do not fool it
+    assert _run_bpf(prog, 435, arch) == 0x00050026  # clone3 -> ENOSYS
     assert _run_bpf(prog, other, arch) == allow
-    assert _run_bpf(prog, 2, 0x40000003) == kill                             # i386 ABI
+    assert _run_bpf(prog, 2, 0x40000003) == kill  # i386 ABI
     if machine == "x86_64":
-        assert _run_bpf(prog, 0x40000000 + 57, arch) == kill                  # x32 ABI
+        assert _run_bpf(prog, 0x40000000 + 57, arch) == kill  # x32 ABI
     assert seccomp_no_processes("sparc") is None
 
 
@@ -258,4 +286,3 @@ def test_sandboxed_run_is_fast(bwrap):
     for _ in range(5):
         assert run_program("print(sum(range(10)))\n").passed
     assert (time.perf_counter() - start) / 5 < 2.0
-

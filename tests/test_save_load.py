@@ -51,32 +51,69 @@ def official_folder(path, config: SumiConfig, seed=0):
     shapes = {"model.embed_tokens.weight": (V, H), "model.norm.weight": (H,), "lm_head.weight": (V, H)}
     for i in range(config.num_hidden_layers):
         p = f"model.layers.{i}."
-        shapes.update({
-            p + "input_layernorm.weight": (H,), p + "post_attention_layernorm.weight": (H,),
-            p + "self_attn.q_proj.weight": (hq, H), p + "self_attn.k_proj.weight": (hkv, H),
-            p + "self_attn.v_proj.weight": (hkv, H), p + "self_attn.o_proj.weight": (H, hq),
-            p + "mlp.gate_proj.weight": (I, H), p + "mlp.up_proj.weight": (I, H), p + "mlp.down_proj.weight": (H, I),
-        })
-    tensors = {k: (0.05 * torch.randn(s, generator=g) + (1.0 if len(s) == 1 else 0.0)).to(torch.bfloat16)
-               for k, s in shapes.items()}
+        shapes.update(
+            {
+                p + "input_layernorm.weight": (H,),
+                p + "post_attention_layernorm.weight": (H,),
+                p + "self_attn.q_proj.weight": (hq, H),
+                p + "self_attn.k_proj.weight": (hkv, H),
+                p + "self_attn.v_proj.weight": (hkv, H),
+                p + "self_attn.o_proj.weight": (H, hq),
+                p + "mlp.gate_proj.weight": (I, H),
+                p + "mlp.up_proj.weight": (I, H),
+                p + "mlp.down_proj.weight": (H, I),
+            }
+        )
+    tensors = {
+        k: (0.05 * torch.randn(s, generator=g) + (1.0 if len(s) == 1 else 0.0)).to(torch.bfloat16)
+        for k, s in shapes.items()
+    }
     names = sorted(tensors)
-    halves = [names[: len(names) // 2], names[len(names) // 2:]]
+    halves = [names[: len(names) // 2], names[len(names) // 2 :]]
     weight_map = {}
     for j, part in enumerate(halves):
         shard = f"model-{j + 1:05d}-of-00002.safetensors"
         save_file({k: tensors[k] for k in part}, str(path / shard), metadata={"format": "pt"})
         weight_map.update({k: shard for k in part})
     total = sum(t.numel() * 2 for t in tensors.values())
-    (path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
-                                                                   "weight_map": weight_map}))
-    cfg = {k: getattr(config, k) for k in (
-        "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-        "num_key_value_heads", "head_dim", "hidden_act", "max_position_embeddings", "rms_norm_eps",
-        "rope_parameters", "attention_bias", "add_qkv_bias", "mlp_bias", "attention_dropout",
-        "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "initializer_range",
-        "pretraining_tp", "uniform_diffusion_beta_is", "uniform_diffusion_z_loss_strength")}
-    cfg.update(model_type="sumi", architectures=["SumiForMaskGeneration"], auto_map=AUTO_MAP, dtype="bfloat16",
-               transformers_version="5.0.0")
+    (path / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map})
+    )
+    cfg = {
+        k: getattr(config, k)
+        for k in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "hidden_act",
+            "max_position_embeddings",
+            "rms_norm_eps",
+            "rope_parameters",
+            "attention_bias",
+            "add_qkv_bias",
+            "mlp_bias",
+            "attention_dropout",
+            "tie_word_embeddings",
+            "bos_token_id",
+            "eos_token_id",
+            "pad_token_id",
+            "initializer_range",
+            "pretraining_tp",
+            "uniform_diffusion_beta_is",
+            "uniform_diffusion_z_loss_strength",
+        )
+    }
+    cfg.update(
+        model_type="sumi",
+        architectures=["SumiForMaskGeneration"],
+        auto_map=AUTO_MAP,
+        dtype="bfloat16",
+        transformers_version="5.0.0",
+    )
     (path / "config.json").write_text(json.dumps(cfg, indent=2))
     return tensors
 
@@ -115,16 +152,23 @@ def test_remote_code_folder_works_without_sumi(tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path / "model")
     script = tmp_path / "load.py"
     script.write_text(REMOTE_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "model")], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1",
-                                                          "HF_MODULES_CACHE": str(tmp_path / "modules")})
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "model")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    ours = tiny_model.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=8, num_denoising_steps=4,
-                               canvas_length=32, seed=0, sampler="greedy")
+    ours = tiny_model.generate(
+        torch.tensor([[5, 6, 7]]), max_new_tokens=8, num_denoising_steps=4, canvas_length=32, seed=0, sampler="greedy"
+    )
     assert result["sequences"] == ours.sequences.tolist()
-    assert result["logits_sum"] == pytest.approx(tiny_model(torch.tensor([[5, 6, 7, 8]])).logits.double().sum().item(),
-                                                 abs=1e-4)
+    assert result["logits_sum"] == pytest.approx(
+        tiny_model(torch.tensor([[5, 6, 7, 8]])).logits.double().sum().item(), abs=1e-4
+    )
     assert result["config"] == "SumiConfig"
 
 

@@ -39,14 +39,15 @@ def client(served):
     return OpenAI(base_url=served[0] + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
 
 
-def reference_ids(model, tok, ids: list[int], seeds: list[int], stop: list[str] | None = None,
-                  **body) -> list[list[int]]:
+def reference_ids(
+    model, tok, ids: list[int], seeds: list[int], stop: list[str] | None = None, **body
+) -> list[list[int]]:
     """Each row's answer ids from `generate()` on the prompt ids, one generator per row, the
     request's options under their generate() names."""
     names = dict(steps="num_denoising_steps", max_tokens="max_new_tokens")
     options = {names.get(k, k): v for k, v in body.items()}
     out = model.generate(torch.tensor([ids] * len(seeds)), seed=seeds, tokenizer=tok, stop_strings=stop, **options)
-    return [out.sequences[i, len(ids):int(out.lengths[i])].tolist() for i in range(len(seeds))]
+    return [out.sequences[i, len(ids) : int(out.lengths[i])].tolist() for i in range(len(seeds))]
 
 
 def reference(model, tok, ids: list[int], seeds: list[int], stop: list[str] | None = None, **body) -> list[str]:
@@ -81,8 +82,16 @@ def test_completion_equals_generate_with_the_same_seed(served, client):
 def test_streamed_completion_joins_to_the_plain_text(client):
     body = dict(max_tokens=32, **FAST)
     plain = client.completions.create(model="demo", prompt="import os\n", seed=5, extra_body=body)
-    chunks = list(client.completions.create(model="demo", prompt="import os\n", seed=5, stream=True,
-                                            stream_options={"include_usage": True}, extra_body=body))
+    chunks = list(
+        client.completions.create(
+            model="demo",
+            prompt="import os\n",
+            seed=5,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body=body,
+        )
+    )
     text = "".join(c.choices[0].text for c in chunks if c.choices)
     assert text == plain.choices[0].text
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
@@ -105,16 +114,15 @@ def test_chat_uses_the_default_template_and_streams_the_same_text(served, client
     """The demo tokenizer has no chat template: the server renders sumi's default, as `sumi chat` does."""
     url, model, tok = served
     body = dict(max_tokens=32, sampler="adaptive", temperature=0.0, tokens_per_step=6, **FAST)
-    messages = [{"role": "system", "content": "You write Python."},
-                {"role": "user", "content": "Write a function."}]
+    messages = [{"role": "system", "content": "You write Python."}, {"role": "user", "content": "Write a function."}]
     plain = client.chat.completions.create(model="demo", messages=messages, seed=9, extra_body=body)
     template = "<|beginoftext|>System:\nYou write Python.\nUser:\nWrite a function.\nAssistant:\n"
-    expected = reference(model, tok, tok.encode(template, add_special_tokens=False), [9],
-                         **{k: v for k, v in body.items()})
+    expected = reference(
+        model, tok, tok.encode(template, add_special_tokens=False), [9], **{k: v for k, v in body.items()}
+    )
     assert plain.choices[0].message.content == expected[0]
     assert plain.choices[0].message.role == "assistant" and plain.object == "chat.completion"
-    stream = list(client.chat.completions.create(model="demo", messages=messages, seed=9, stream=True,
-                                                 extra_body=body))
+    stream = list(client.chat.completions.create(model="demo", messages=messages, seed=9, stream=True, extra_body=body))
     assert stream[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in stream) == plain.choices[0].message.content
     assert stream[-1].choices[0].finish_reason == plain.choices[0].finish_reason
@@ -140,25 +148,58 @@ def test_models_health_and_seedless_requests(served, client):
     assert status == 200 and health["status"] == "ok" and health["model"] == "demo"
     status, body = post(url, "/v1/completions", dict(prompt="x", max_tokens=8, **FAST), api_key=API_KEY)
     assert status == 200 and isinstance(body["sumi"]["seed"], int)  # drawn, and returned for a replay
-    status, again = post(url, "/v1/completions", dict(prompt="x", max_tokens=8, seed=body["sumi"]["seed"], **FAST),
-                         api_key=API_KEY)
+    status, again = post(
+        url, "/v1/completions", dict(prompt="x", max_tokens=8, seed=body["sumi"]["seed"], **FAST), api_key=API_KEY
+    )
     assert again["choices"][0]["text"] == body["choices"][0]["text"]
 
 
 # ---------------------------------------------------------------------------- continuous batching
 BATCH_CASES = [
     dict(prompt="def f(x):", max_tokens=24, steps=8, canvas_length=64, seed=1),
-    dict(prompt="import os\nimport sys\n", max_tokens=40, steps=12, canvas_length=96, sampler="adaptive",
-         temperature=0.0, tokens_per_step=4, seed=2),
+    dict(
+        prompt="import os\nimport sys\n",
+        max_tokens=40,
+        steps=12,
+        canvas_length=96,
+        sampler="adaptive",
+        temperature=0.0,
+        tokens_per_step=4,
+        seed=2,
+    ),
     dict(prompt="ROMEO.", max_tokens=16, steps=16, canvas_length=96, sampler="greedy", seed=3),
-    dict(prompt="class A:", max_tokens=30, steps=10, canvas_length=64, sampler="adaptive", tokens_per_step=3,
-         top_k=50, seed=4),
+    dict(
+        prompt="class A:",
+        max_tokens=30,
+        steps=10,
+        canvas_length=64,
+        sampler="adaptive",
+        tokens_per_step=3,
+        top_k=50,
+        seed=4,
+    ),
     dict(prompt="", max_tokens=20, steps=14, canvas_length=80, schedule="cosine", min_p=0.05, seed=5),
     dict(prompt="    return", max_tokens=12, steps=9, canvas_length=64, temperature=0.8, top_p=0.9, seed=6, n=2),
-    dict(prompt="def g():", max_tokens=20, steps=5, canvas_length=64, sampler="predictor_corrector",
-         corrector_steps=1, greedy_tail=1, seed=7),
-    dict(prompt="KING.", max_tokens=16, steps=12, canvas_length=48, sampler="entropy_bounded", entropy_bound=1.5,
-         temperature=0.9, seed=8),
+    dict(
+        prompt="def g():",
+        max_tokens=20,
+        steps=5,
+        canvas_length=64,
+        sampler="predictor_corrector",
+        corrector_steps=1,
+        greedy_tail=1,
+        seed=7,
+    ),
+    dict(
+        prompt="KING.",
+        max_tokens=16,
+        steps=12,
+        canvas_length=48,
+        sampler="entropy_bounded",
+        entropy_bound=1.5,
+        temperature=0.9,
+        seed=8,
+    ),
 ]
 
 
@@ -231,9 +272,12 @@ def test_a_client_that_hangs_up_frees_its_rows(served):
 def test_a_plain_request_whose_client_hangs_up_is_cancelled(served):
     url, _, _ = served
     c = Connection(url, api_key=API_KEY)
-    c.conn.request("POST", "/v1/completions", body=json.dumps(dict(prompt="x", max_tokens=32, steps=1000,
-                                                                    canvas_length=64, n=2, seed=0)),
-                   headers=dict(c.headers, **{"Content-Type": "application/json"}))
+    c.conn.request(
+        "POST",
+        "/v1/completions",
+        body=json.dumps(dict(prompt="x", max_tokens=32, steps=1000, canvas_length=64, n=2, seed=0)),
+        headers=dict(c.headers, **{"Content-Type": "application/json"}),
+    )
     deadline = time.monotonic() + 10
     while metric(url, "sumi_live_rows") != 2:
         assert time.monotonic() < deadline, "the request never started"
@@ -277,7 +321,7 @@ def test_canvas_stream_frames_follow_the_contract(served):
     assert overwrites > 0  # a uniform-noise model rewrites tokens it wrote itself
     text = final["choices"][0]["text"]
     eos = tok.eos_token_id
-    answer = previous[:previous.index(eos)] if eos in previous else previous
+    answer = previous[: previous.index(eos)] if eos in previous else previous
     assert text == tok.decode(answer, skip_special_tokens=True)
     status, plain = post(url, "/v1/completions", body, api_key=API_KEY)
     assert text == plain["choices"][0]["text"] == alone(model, tok, body)[0]
@@ -286,8 +330,16 @@ def test_canvas_stream_frames_follow_the_contract(served):
 
 def test_canvas_every_k_steps_compares_with_the_previous_frame(served):
     url, _, _ = served
-    body = dict(prompt="ROMEO.", max_tokens=16, steps=8, canvas_length=64, sampler="adaptive", temperature=0.0,
-                tokens_per_step=2, seed=12)
+    body = dict(
+        prompt="ROMEO.",
+        max_tokens=16,
+        steps=8,
+        canvas_length=64,
+        sampler="adaptive",
+        temperature=0.0,
+        tokens_per_step=2,
+        seed=12,
+    )
     every = canvas_run(url, dict(body, canvas_every=1))
     sparse = canvas_run(url, dict(body, canvas_every=3))
     steps = [e["step"] for e in sparse if isinstance(e, dict) and e["object"] == "sumi.canvas"]
@@ -316,8 +368,12 @@ def test_completion_stream_carries_canvas_frames_and_append_only_text(served, cl
     assert all(ch["object"] == "text_completion" for ch in chunks[:-1])
     texts = [ch["choices"][0]["text"] for ch in chunks[:-1]]
     assert all(t == "" for t, ch in zip(texts, chunks) if "sumi_canvas" in ch)
-    plain = client.completions.create(model="demo", prompt=body["prompt"], seed=13,
-                                      extra_body={k: body[k] for k in ("max_tokens", "steps", "canvas_length")})
+    plain = client.completions.create(
+        model="demo",
+        prompt=body["prompt"],
+        seed=13,
+        extra_body={k: body[k] for k in ("max_tokens", "steps", "canvas_length")},
+    )
     assert "".join(texts) == plain.choices[0].text
 
 
@@ -331,8 +387,15 @@ def test_metrics_are_prometheus_text(served):
             continue
         name, value = line.rsplit(" ", 1)
         samples[name] = float(value)
-    for name in ("sumi_queue_depth", "sumi_live_rows", "sumi_forwards_per_second", "sumi_answer_tokens_per_second",
-                 "sumi_forwards_total", "sumi_answer_tokens_total", "sumi_request_latency_seconds_count"):
+    for name in (
+        "sumi_queue_depth",
+        "sumi_live_rows",
+        "sumi_forwards_per_second",
+        "sumi_answer_tokens_per_second",
+        "sumi_forwards_total",
+        "sumi_answer_tokens_total",
+        "sumi_request_latency_seconds_count",
+    ):
         assert name in samples, name
     buckets = [v for k, v in samples.items() if k.startswith("sumi_request_latency_seconds_bucket")]
     assert buckets == sorted(buckets) and buckets[-1] == samples["sumi_request_latency_seconds_count"] > 0

@@ -23,8 +23,14 @@ from sumi.serving.client import get_text, post
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOT = REPO / "docs" / "serve-page.png"
 MAX_SCREENSHOT_BYTES = 300_000
 RUN_TIMEOUT_MS = 60_000
@@ -32,8 +38,13 @@ API_KEY = "sk-test-page"
 
 # the page's settings for one short, seeded run of the demo model
 STEPS, ANSWER_TOKENS = 8, 40
-SETTINGS = {"#sampler": "ancestral", "#steps": str(STEPS), "#max_tokens": str(ANSWER_TOKENS),
-            "#canvas_length": "96", "#seed": "7"}
+SETTINGS = {
+    "#sampler": "ancestral",
+    "#steps": str(STEPS),
+    "#max_tokens": str(ANSWER_TOKENS),
+    "#canvas_length": "96",
+    "#seed": "7",
+}
 
 
 def require_browser() -> None:
@@ -55,6 +66,7 @@ def require_browser() -> None:
 
 # ---- the real server ----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def server_url():
     import sumi
@@ -72,6 +84,7 @@ def post_ok(url: str, path: str, body: dict) -> dict:
 
 
 # ---- the browser ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def browser():
@@ -134,6 +147,7 @@ def run_and_capture_body(page) -> dict:
 
 # ---- tests ---------------------------------------------------------------------------------------
 
+
 def test_page_draws_the_canvas_live_and_ends_on_the_completions_text(page, server_url, tmp_path):
     page.fill("#prompt", "def read_config(path):")
     enter_key(page)
@@ -143,8 +157,13 @@ def test_page_draws_the_canvas_live_and_ends_on_the_completions_text(page, serve
 
     # the page sent what the form says, and the server's completion for that body is its final text
     assert body["prompt"] == "def read_config(path):" and body["model"] == "demo"
-    assert (body["seed"], body["steps"], body["max_tokens"], body["canvas_length"], body["sampler"]) == \
-        (7, STEPS, ANSWER_TOKENS, 96, "ancestral")
+    assert (body["seed"], body["steps"], body["max_tokens"], body["canvas_length"], body["sampler"]) == (
+        7,
+        STEPS,
+        ANSWER_TOKENS,
+        96,
+        "ancestral",
+    )
     completion_body = {k: v for k, v in body.items() if k != "canvas_every"}
     expected = post_ok(server_url, "/v1/completions", completion_body)["choices"][0]["text"]
     assert page.text_content("#final-text") == expected
@@ -169,8 +188,9 @@ def test_page_draws_the_canvas_live_and_ends_on_the_completions_text(page, serve
     # the replay button plays every frame again, in order, from the first
     page.evaluate("window.__drawn = []")
     page.click("#play")
-    page.wait_for_function(f"window.__drawn.length === {len(drawn)} && "
-                           "document.getElementById('play').textContent === '▶ replay'")
+    page.wait_for_function(
+        f"window.__drawn.length === {len(drawn)} && document.getElementById('play').textContent === '▶ replay'"
+    )
     assert [frame["text"] for frame in page.evaluate("window.__drawn")] == texts
     assert page.input_value("#scrubber") == str(STEPS)
 
@@ -209,7 +229,8 @@ def test_page_marks_changed_and_overwritten_tokens_from_the_stream(page):
         page.fill("#scrubber", str(index))
         row = frames[index]["rows"][0]
         marks = page.eval_on_selector_all(
-            "#canvas .tok", "els => els.map(e => [e.classList.contains('changed'), e.classList.contains('overwrote')])")
+            "#canvas .tok", "els => els.map(e => [e.classList.contains('changed'), e.classList.contains('overwrote')])"
+        )
         assert marks == [[c, o] for c, o in zip(row["changed"], row["overwrote"])]
         colours = page.eval_on_selector_all("#canvas .tok", "els => els.map(e => e.style.backgroundColor)")
         assert len(set(colours)) > 1  # coloured by confidence, which varies across positions
@@ -260,8 +281,10 @@ def test_page_chat_mode_ends_on_the_chat_completions_text(page, server_url):
     enter_key(page)
     fill_settings(page, SETTINGS)
     body = run_and_capture_body(page)
-    assert body["messages"] == [{"role": "system", "content": "You are terse."},
-                                {"role": "user", "content": "Name a colour."}]
+    assert body["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Name a colour."},
+    ]
     chat_body = {k: v for k, v in body.items() if k != "canvas_every"}
     expected = post_ok(server_url, "/v1/chat/completions", chat_body)["choices"][0]["message"]["content"]
     assert page.text_content("#final-text") == expected

@@ -79,18 +79,23 @@ def test_metrics_render_every_family_once_with_help_and_type():
 
 
 # ---------------------------------------------------------------------------- errors and parsing
-@pytest.mark.parametrize("message,param", [
-    ("unknown sampler 'x'; choose one of ('ancestral', 'adaptive', 'greedy')", "sampler"),
-    ("num_denoising_steps must be a positive integer, got 0", "steps"),
-    ("max_new_tokens must be a non-negative integer, got -1", "max_tokens"),
-    ("min_log_snr and max_log_snr must be finite numbers with min_log_snr < max_log_snr", "min_log_snr"),
-    ("stop_on_cycle needs a deterministic sampler (greedy, ...) got sampler='ancestral' at temperature=1",
-     "stop_on_cycle"),
-    ("the prompt (300 tokens) does not fit a canvas of 256 tokens: raise canvas_length", "prompt"),
-    ("input_ids must lie in [0, vocab_size=8192)", "prompt"),
-    ("top_p must be in (0, 1], got 1.5", "top_p"),
-    ("something else entirely", None),
-])
+@pytest.mark.parametrize(
+    "message,param",
+    [
+        ("unknown sampler 'x'; choose one of ('ancestral', 'adaptive', 'greedy')", "sampler"),
+        ("num_denoising_steps must be a positive integer, got 0", "steps"),
+        ("max_new_tokens must be a non-negative integer, got -1", "max_tokens"),
+        ("min_log_snr and max_log_snr must be finite numbers with min_log_snr < max_log_snr", "min_log_snr"),
+        (
+            "stop_on_cycle needs a deterministic sampler (greedy, ...) got sampler='ancestral' at temperature=1",
+            "stop_on_cycle",
+        ),
+        ("the prompt (300 tokens) does not fit a canvas of 256 tokens: raise canvas_length", "prompt"),
+        ("input_ids must lie in [0, vocab_size=8192)", "prompt"),
+        ("top_p must be in (0, 1], got 1.5", "top_p"),
+        ("something else entirely", None),
+    ],
+)
 def test_validation_messages_name_their_request_field(message, param):
     assert param_from_message(message, MESSAGE_PARAMS) == param
 
@@ -121,8 +126,12 @@ def test_parse_body_statuses():
 
 # ---------------------------------------------------------------------------- chat
 def test_plain_chat_template():
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Bye"},
+    ]
     chat = render_chat(messages, tokenizer=None)
     assert chat.text == "System: Be brief.\nUser: Hi\nAssistant: Hello.\nUser: Bye\nAssistant:"
     assert chat.add_bos and chat.stop == [PLAIN_STOP] == ["\nUser:"]
@@ -135,8 +144,10 @@ def test_a_tokenizer_chat_template_is_used_when_present():
     from sumi.tokenization import load_tokenizer
 
     tok = load_tokenizer(str(BUNDLED_DIR / "demo"))
-    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
-                         "{% if add_generation_prompt %}<assistant>{% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
     chat = render_chat([{"role": "user", "content": "Hi"}], tok)
     assert chat.text == "<user>Hi<assistant>" and not chat.add_bos and chat.stop == []
     tok.chat_template = "{{ raise_exception('roles must alternate') }}"
@@ -160,8 +171,9 @@ def test_canvas_frames_against_a_direct_computation():
     probs = [torch.rand(2, S, generator=g) for _ in range(steps)]
     frames = []
     tracker = CanvasFrames(canvases[0], P, budgets, every, frames.append)
-    assert tracker.initial_rows() == [{"index": i, "ids": canvases[0][i, P:P + n].tolist()}
-                                      for i, n in enumerate(budgets)]
+    assert tracker.initial_rows() == [
+        {"index": i, "ids": canvases[0][i, P : P + n].tolist()} for i, n in enumerate(budgets)
+    ]
     for k in range(steps):
         tracker(dict(step=k, num_steps=steps, z=canvases[k + 1], top1_prob=probs[k]))
     assert [f["step"] for f in frames] == [2, 4, 6, 7]
@@ -171,15 +183,17 @@ def test_canvas_frames_against_a_direct_computation():
         for i, n in enumerate(budgets):
             row = f["rows"][i]
             cols = range(P, P + n)
-            assert row["ids"] == canvases[s][i, P:P + n].tolist()
+            assert row["ids"] == canvases[s][i, P : P + n].tolist()
             assert row["changed"] == [bool(canvases[s][i, c] != canvases[previous][i, c]) for c in cols]
 
             # step k rewrote column c: it changed it, and an earlier step had changed it already
             step_changed = [[bool(canvases[k + 1][i, c] != canvases[k][i, c]) for c in cols] for k in range(s)]
-            rewrote = [any(step_changed[k][j] and any(step_changed[e][j] for e in range(k))
-                           for k in range(previous, s)) for j in range(n)]
+            rewrote = [
+                any(step_changed[k][j] and any(step_changed[e][j] for e in range(k)) for k in range(previous, s))
+                for j in range(n)
+            ]
             assert row["overwrote"] == [ch and r for ch, r in zip(row["changed"], rewrote)]
-            assert row["confidence"] == pytest.approx(probs[s - 1][i, P:P + n].tolist(), abs=1e-4)
+            assert row["confidence"] == pytest.approx(probs[s - 1][i, P : P + n].tolist(), abs=1e-4)
         previous = s
 
 
@@ -224,8 +238,9 @@ def test_a_failed_step_fails_its_requests_and_a_fresh_engine_serves_the_next(tin
         try:
             results = []
             for seed in (0, 1):
-                job = tiny_model.prepare_generation(torch.tensor([[1, 2, 3]]), max_new_tokens=8, num_denoising_steps=4,
-                                                    canvas_length=16, seed=[seed])
+                job = tiny_model.prepare_generation(
+                    torch.tensor([[1, 2, 3]]), max_new_tokens=8, num_denoising_steps=4, canvas_length=16, seed=[seed]
+                )
                 ticket = Ticket(loop=loop, num_rows=1, job=job)
                 s.submit(ticket)
                 results.append(await asyncio.wait_for(ticket.events.get(), 30))
@@ -236,8 +251,9 @@ def test_a_failed_step_fails_its_requests_and_a_fresh_engine_serves_the_next(tin
     (first, second), rows = asyncio.run(scenario())
     assert first[0] == "error" and "boom" in str(first[1])
     assert second[0] == "result" and second[1].num_forwards == 4 and rows == 0
-    expected = tiny_model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=8, num_denoising_steps=4, canvas_length=16,
-                                   seed=[1])
+    expected = tiny_model.generate(
+        torch.tensor([[1, 2, 3]]), max_new_tokens=8, num_denoising_steps=4, canvas_length=16, seed=[1]
+    )
     assert torch.equal(second[1].sequences, expected.sequences)
 
 
@@ -249,12 +265,15 @@ def test_settings_reject_non_positive_limits():
         ServeSettings(max_canvas=-5)
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["--max-batch-rows", "0"], "argument --max-batch-rows: max_batch_rows must be a positive integer, got 0"),
-    (["--port", "70000"], "argument --port: must be in [0, 65536), got 70000"),
-    (["--device", "banana"], "argument --device: invalid device 'banana'"),
-    (["--model", "no/such-model-here", "--port", "0"], "argument --model"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--max-batch-rows", "0"], "argument --max-batch-rows: max_batch_rows must be a positive integer, got 0"),
+        (["--port", "70000"], "argument --port: must be in [0, 65536), got 70000"),
+        (["--device", "banana"], "argument --device: invalid device 'banana'"),
+        (["--model", "no/such-model-here", "--port", "0"], "argument --model"),
+    ],
+)
 def test_cli_errors_are_one_line(args, expected, capsys):
     from sumi.serving.cli import main
 
@@ -266,8 +285,12 @@ def test_cli_errors_are_one_line(args, expected, capsys):
 @pytest.mark.slow  # a fresh interpreter loads torch and the model: ~5-15 s
 def test_python_m_sumi_serving_serves_until_interrupted():
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "sumi.serving", "--port", "0", "--log-level", "warning"],
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sumi.serving", "--port", "0", "--log-level", "warning"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = proc.stderr.readline()
         url = re.search(r"http://\S+:\d+", line).group(0)

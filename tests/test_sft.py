@@ -53,21 +53,27 @@ def test_default_template_marks_exactly_the_answers_and_their_eos(tokenizer):
     check_assistant_marking(tokenizer)
     ids, mask = render_conversation(tokenizer, CONVERSATION)
     marked = [i for i, m in zip(ids, mask) if m]
-    expected = (tokenizer.encode("Blue.", add_special_tokens=False) + [tokenizer.eos_token_id]
-                + tokenizer.encode("Red, like a rose.", add_special_tokens=False) + [tokenizer.eos_token_id])
+    expected = (
+        tokenizer.encode("Blue.", add_special_tokens=False)
+        + [tokenizer.eos_token_id]
+        + tokenizer.encode("Red, like a rose.", add_special_tokens=False)
+        + [tokenizer.eos_token_id]
+    )
     assert marked == expected
 
 
 def test_template_round_trips_and_the_generation_prompt_is_a_token_prefix(tokenizer):
     text = tokenizer.apply_chat_template(CONVERSATION, tokenize=False)
-    assert text == ("<|beginoftext|>System:\nBe terse.\nUser:\nName a colour.\nAssistant:\nBlue.<|endoftext|>\n"
-                    "User:\nAnother, please.\nAssistant:\nRed, like a rose.<|endoftext|>")
+    assert text == (
+        "<|beginoftext|>System:\nBe terse.\nUser:\nName a colour.\nAssistant:\nBlue.<|endoftext|>\n"
+        "User:\nAnother, please.\nAssistant:\nRed, like a rose.<|endoftext|>"
+    )
     ids, _ = render_conversation(tokenizer, CONVERSATION)
     assert tokenizer.decode(ids) == text
     assert tokenizer.encode(text, add_special_tokens=False) == ids
     for k in (2, 4):  # the prompt before each answer is token for token a prefix of the conversation
         prompt = chat_prompt_ids(tokenizer, CONVERSATION[:k])
-        assert ids[:len(prompt)] == prompt
+        assert ids[: len(prompt)] == prompt
         assert tokenizer.decode(prompt).endswith("Assistant:\n")
 
 
@@ -76,7 +82,9 @@ def test_a_template_that_does_not_mark_the_assistant_turn_is_rejected():
     tok.chat_template = DEFAULT_CHAT_TEMPLATE.replace("{%- generation -%}", "").replace("{%- endgeneration -%}", "")
     with pytest.raises(ValueError, match="does not mark the assistant turn"):
         check_assistant_marking(tok)
-    tok.chat_template = "{% for m in messages %}{% generation %}{{ m['role'] }}: {{ m['content'] }}{% endgeneration %}{% endfor %}"
+    tok.chat_template = (
+        "{% for m in messages %}{% generation %}{{ m['role'] }}: {{ m['content'] }}{% endgeneration %}{% endfor %}"
+    )
     with pytest.raises(ValueError, match="turn headers"):
         check_assistant_marking(tok)
 
@@ -124,8 +132,9 @@ def test_suite_answers_follow_the_task_definitions():
 
 # ----------------------------------------------------------------------------- canvases and masks
 def _sft_config(**sft) -> TrainConfig:
-    return TrainConfig.from_dict({"task": "sft", "model": {"path": DEMO}, "data": {"seq_len": 64},
-                                  "sft": {"data": "suite:train:4", **sft}})
+    return TrainConfig.from_dict(
+        {"task": "sft", "model": {"path": DEMO}, "data": {"seq_len": 64}, "sft": {"data": "suite:train:4", **sft}}
+    )
 
 
 @pytest.mark.parametrize("padding", ["eos", "none", "pad"])
@@ -160,15 +169,19 @@ def test_prompt_positions_are_never_noised_nor_scored(tokenizer, padding, superv
                 n_eos = int(P + (labels[row][P:] == tokenizer.eos_token_id).nonzero()[0])
                 assert tokenizer.decode(prompt).endswith("Assistant:\n")
                 assert tokenizer.decode(tokens[P:n_eos]) in {m["content"] for m in CONVERSATION} | {
-                    inst.answer for inst in generate_suite("train", 3, seed=0)}
+                    inst.answer for inst in generate_suite("train", 3, seed=0)
+                }
             anchors = tokens[context][-2:].tolist()
             assert anchors == [tokenizer.eos_token_id, tokenizer.bos_token_id]
 
 
 def test_supervise_all_scores_earlier_answers_and_last_does_not(tokenizer):
     def scored(supervise):
-        ex = build_canvases([CONVERSATION], tokenizer, seq_len=64, sft=_sft_config(supervise=supervise, padding="none").sft)
+        ex = build_canvases(
+            [CONVERSATION], tokenizer, seq_len=64, sft=_sft_config(supervise=supervise, padding="none").sft
+        )
         return tokenizer.decode(ex.tokens[0][ex.roles[0] == TARGET])
+
     assert scored("last") == "Red, like a rose.<|endoftext|>"
     assert scored("all") == "Blue.<|endoftext|>Red, like a rose.<|endoftext|>"
 
@@ -201,8 +214,11 @@ def test_sft_loss_equals_a_float64_reference_on_a_tiny_batch():
     got = DiffusionTrainingModule(model)(z, labels, t)
     logits = model(input_ids=z).logits
     want, valid = ref_loss(logits.detach(), z, labels, t, len(tok))
-    assert int(valid.sum()) == batch.num_scored() == sum(len(tok.encode(c[-1]["content"], add_special_tokens=False)) + 1
-                                                         for c in convs)
+    assert (
+        int(valid.sum())
+        == batch.num_scored()
+        == sum(len(tok.encode(c[-1]["content"], add_special_tokens=False)) + 1 for c in convs)
+    )
     assert float(got.detach()) == pytest.approx(float(want.sum()), rel=1e-6)
     assert bool((z[batch.roles == CONTEXT] == batch.tokens[batch.roles == CONTEXT]).all())
 
@@ -233,8 +249,11 @@ def _recipe(tmp_path: Path, *, lora_r: int = 0, lr: float = 3e-3, steps: int = 8
 
 @pytest.mark.parametrize("lora_r", [0, 4])
 def test_full_and_lora_sft_lower_the_heldout_loss(tmp_path, lora_r):
-    result = train(_recipe(tmp_path, lora_r=lora_r, lr=3e-3 if lora_r == 0 else 3e-2),
-                   [f"out_dir={tmp_path / 'run'}"], return_model=True)
+    result = train(
+        _recipe(tmp_path, lora_r=lora_r, lr=3e-3 if lora_r == 0 else 3e-2),
+        [f"out_dir={tmp_path / 'run'}"],
+        return_model=True,
+    )
     evals = [e["val_nelbo"] for e in result.evals]  # after each step, the first after one step
     assert evals[-1] < (0.9 if lora_r == 0 else 0.97) * evals[0], evals
     names = set(result.model.state_dict())
@@ -247,10 +266,13 @@ def test_full_and_lora_sft_lower_the_heldout_loss(tmp_path, lora_r):
         from sumi.seeding import derive_seed
 
         torch.manual_seed(derive_seed("init", cfg.seed) % (2**62))
-        init = SumiForMaskGeneration(SumiConfig.from_preset("sumi-tiny", vocab_size=8192, bos_token_id=2, eos_token_id=1))
+        init = SumiForMaskGeneration(
+            SumiConfig.from_preset("sumi-tiny", vocab_size=8192, bos_token_id=2, eos_token_id=1)
+        )
         assert torch.equal(init.model.embed_tokens.weight, result.model.model.embed_tokens.weight)
-        assert not torch.equal(init.model.layers[0].self_attn.q_proj.weight,
-                               result.model.model.layers[0].self_attn.q_proj.weight)
+        assert not torch.equal(
+            init.model.layers[0].self_attn.q_proj.weight, result.model.model.layers[0].self_attn.q_proj.weight
+        )
 
 
 def test_export_writes_a_chat_ready_folder(tmp_path):
@@ -258,15 +280,19 @@ def test_export_writes_a_chat_ready_folder(tmp_path):
     from sumi.training.sft import export_sft
 
     train(_recipe(tmp_path, lora_r=4, steps=2, every=0), [f"out_dir={tmp_path / 'run'}", "eval.at_end=false"])
-    out = export_sft(tmp_path / "run" / "checkpoints", tmp_path / "out",
-                     generation={"canvas_length": 48, "max_new_tokens": 16, "num_denoising_steps": 3})
+    out = export_sft(
+        tmp_path / "run" / "checkpoints",
+        tmp_path / "out",
+        generation={"canvas_length": 48, "max_new_tokens": 16, "num_denoising_steps": 3},
+    )
     model, tok = sumi.load(str(out))
     assert tok.chat_template == DEFAULT_CHAT_TEMPLATE
-    inputs = tok.apply_chat_template([{"role": "user", "content": "What is 1 plus 2?"}], add_generation_prompt=True,
-                                     return_tensors="pt")
+    inputs = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 1 plus 2?"}], add_generation_prompt=True, return_tensors="pt"
+    )
     seq = model.generate(**inputs, seed=0).sequences
     assert seq.shape[1] <= inputs["input_ids"].shape[1] + 16
-    assert torch.equal(seq[0, :inputs["input_ids"].shape[1]], inputs["input_ids"][0])
+    assert torch.equal(seq[0, : inputs["input_ids"].shape[1]], inputs["input_ids"][0])
 
 
 def _env() -> dict[str, str]:
@@ -280,8 +306,12 @@ def test_sigkill_during_sft_then_resume_gives_the_same_losses(tmp_path):
     recipe = _recipe(tmp_path, steps=6, every=3)
     cmd = [sys.executable, "-m", "sumi.cli", "sft", str(recipe)]
     subprocess.run(cmd + [f"out_dir={tmp_path / 'base'}"], env=_env(), check=True, capture_output=True, timeout=600)
-    proc = subprocess.Popen(cmd + [f"out_dir={tmp_path / 'run'}", "step_delay_s=1.0"], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd + [f"out_dir={tmp_path / 'run'}", "step_delay_s=1.0"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     target = tmp_path / "run" / "checkpoints" / "step_0000002" / "manifest.json"
     deadline = time.monotonic() + 300
     while not target.exists():
@@ -290,11 +320,13 @@ def test_sigkill_during_sft_then_resume_gives_the_same_losses(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert max(r["step"] for r in read_jsonl(tmp_path / "run" / "train_log.jsonl") if "loss" in r) < 6
-    subprocess.run(cmd + [f"out_dir={tmp_path / 'run'}", "--resume"], env=_env(), check=True, capture_output=True,
-                   timeout=600)
+    subprocess.run(
+        cmd + [f"out_dir={tmp_path / 'run'}", "--resume"], env=_env(), check=True, capture_output=True, timeout=600
+    )
 
     def losses(run):
         return [(r["step"], r["loss"]) for r in read_jsonl(tmp_path / run / "train_log.jsonl") if "loss" in r]
+
     resumed = dict(losses("run"))
     assert sorted(resumed) == list(range(1, 7))
     assert resumed == dict(losses("base"))
@@ -313,10 +345,16 @@ def test_sumi_chat_two_turns_through_stdin_keeps_the_history(monkeypatch, capsys
         return real(model, tokenizer, messages, kwargs, **kw)
 
     monkeypatch.setattr(chat_cli, "run_turn", spy)
-    monkeypatch.setattr(sys, "stdin", io.StringIO("What is 1 plus 2?\n/settings sampler=greedy\nRepeat exactly: a b\n"
-                                                  "/reset\nHow many words are in: a b c\n"))
-    code = main(["chat", "--model", "demo", "--steps", "2", "--canvas-length", "96", "--max-new-tokens", "8",
-                 "--seed", "0"])
+    monkeypatch.setattr(
+        sys,
+        "stdin",
+        io.StringIO(
+            "What is 1 plus 2?\n/settings sampler=greedy\nRepeat exactly: a b\n/reset\nHow many words are in: a b c\n"
+        ),
+    )
+    code = main(
+        ["chat", "--model", "demo", "--steps", "2", "--canvas-length", "96", "--max-new-tokens", "8", "--seed", "0"]
+    )
     assert code == 0
     out = capsys.readouterr().out.splitlines()
     assert "sampler = 'greedy'" in out and "(conversation reset)" in out
@@ -327,21 +365,39 @@ def test_sumi_chat_two_turns_through_stdin_keeps_the_history(monkeypatch, capsys
 def test_generate_chat_prints_the_answer_of_one_turn(capsys):
     from sumi.cli import main
 
-    code = main(["generate", "--model", "demo", "--chat", "What is 1 plus 2?", "--steps", "2", "--canvas-length", "64",
-                 "--seed", "0"])
+    code = main(
+        [
+            "generate",
+            "--model",
+            "demo",
+            "--chat",
+            "What is 1 plus 2?",
+            "--steps",
+            "2",
+            "--canvas-length",
+            "64",
+            "--seed",
+            "0",
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().out.strip() != ""
     assert main(["generate", "--chat", "hi", "extra prompt"]) == 2
 
 
 def test_sft_config_errors_name_the_key(tmp_path):
-    for override, key in (("sft.padding=zeros", "sft.padding"), ("sft.supervise=first", "sft.supervise"),
-                          ("sft.generation={bogus: 1}", "sft.generation"), ("task=rl", "task")):
+    for override, key in (
+        ("sft.padding=zeros", "sft.padding"),
+        ("sft.supervise=first", "sft.supervise"),
+        ("sft.generation={bogus: 1}", "sft.generation"),
+        ("task=rl", "task"),
+    ):
         cfg = TrainConfig.from_yaml(_recipe(tmp_path), [override])
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
             cfg.validate()
     with pytest.raises(ValueError, match="expected suite:SPLIT:PER_TASK"):
         from sumi.training.sft import read_conversations
+
         read_conversations("suite:train")
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")

@@ -11,8 +11,14 @@ from tokenizers import Tokenizer
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from sumi import SumiConfig, load_tokenizer, make_sumi_tokenizer
-from sumi.tokenization import (BUNDLED_DOLMA2, DOLMA2_SHA256, ByteTokenizer, bundled_tokenizer_bytes,
-                               is_dolma2_vocabulary, save_tokenizer)
+from sumi.tokenization import (
+    BUNDLED_DOLMA2,
+    DOLMA2_SHA256,
+    ByteTokenizer,
+    bundled_tokenizer_bytes,
+    is_dolma2_vocabulary,
+    save_tokenizer,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DOLMA2 = REPO.parent / "shared" / "data" / "tokenizers" / "dolma2" / "tokenizer.json"
@@ -67,8 +73,11 @@ def test_special_ids_agree_with_sumi_7b_config(tok):
     assert isinstance(tok, PreTrainedTokenizerFast)
     _assert_sumi_roles(tok)
     cfg = SumiConfig.from_preset("sumi-7b")
-    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (cfg.bos_token_id, cfg.eos_token_id,
-                                                                     cfg.pad_token_id)
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (
+        cfg.bos_token_id,
+        cfg.eos_token_id,
+        cfg.pad_token_id,
+    )
     assert len(tok) == cfg.vocab_size == 100278
 
 
@@ -89,13 +98,16 @@ def test_special_token_strings(tok):
     assert tok.decode([9906, 100256, 1917, 100257], skip_special_tokens=True) == "Hello world"
 
 
-@pytest.mark.parametrize("text", [
-    "def f(x):\n\tif x:\n\t\treturn x  # 日本語のコメント\n\treturn None\n",
-    "Ünïcödé: 日本語テキスト, emoji 🤖🚀👩‍👩‍👧, Ελληνικά, русский",
-    "runs   of     spaces\n\n\n\nand\t\ttabs \r\n trailing   ",
-    " leading space, punctuation , . ! ?  and 'quotes' \"too\" -- 12345 3.14159",
-    "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "def f(x):\n\tif x:\n\t\treturn x  # 日本語のコメント\n\treturn None\n",
+        "Ünïcödé: 日本語テキスト, emoji 🤖🚀👩‍👩‍👧, Ελληνικά, русский",
+        "runs   of     spaces\n\n\n\nand\t\ttabs \r\n trailing   ",
+        " leading space, punctuation , . ! ?  and 'quotes' \"too\" -- 12345 3.14159",
+        "",
+    ],
+)
 def test_round_trip(tok, text):
     ids = tok(text).input_ids
     assert all(0 <= i < 100256 for i in ids)
@@ -132,10 +144,10 @@ def test_save_pretrained_round_trip(tok, tmp_path):
 def test_bare_tokenizer_json_file_and_folder(raw_json, tmp_path):
     from sumi.tokenization import _read_tokenizer_file
 
-    t = load_tokenizer(raw_json)                           # a bare upstream tokenizer.json
+    t = load_tokenizer(raw_json)  # a bare upstream tokenizer.json
     _assert_sumi_roles(t)
     assert t("Hello world").input_ids == [9906, 1917]
-    _assert_sumi_roles(load_tokenizer(raw_json.parent))   # a folder with only tokenizer.json
+    _assert_sumi_roles(load_tokenizer(raw_json.parent))  # a folder with only tokenizer.json
     gz = tmp_path / "tokenizer.json.gz"
     gz.write_bytes(gzip.compress(raw_json.read_bytes()))
     assert _read_tokenizer_file(gz) == raw_json.read_bytes()

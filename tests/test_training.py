@@ -72,8 +72,9 @@ def _env() -> dict[str, str]:
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env or _env(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env or _env(), capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}"
     return proc
 
@@ -104,9 +105,18 @@ def baseline(tmp_path_factory):
 # ----------------------------------------------------------------------------- config
 def test_config_yaml_and_typed_overrides(tmp_path):
     (tmp_path / "r.yaml").write_text(TINY)
-    c = TrainConfig.from_yaml(tmp_path / "r.yaml", ["optim.lr=1e-4", "optim.betas=0.8,0.9", "steps=12",
-                                                    "activation_checkpointing=true", "eval.batch_size=null",
-                                                    "model.overrides.num_hidden_layers=3", "dtype=bfloat16"])
+    c = TrainConfig.from_yaml(
+        tmp_path / "r.yaml",
+        [
+            "optim.lr=1e-4",
+            "optim.betas=0.8,0.9",
+            "steps=12",
+            "activation_checkpointing=true",
+            "eval.batch_size=null",
+            "model.overrides.num_hidden_layers=3",
+            "dtype=bfloat16",
+        ],
+    )
     assert c.optim.lr == 1e-4 and isinstance(c.optim.lr, float)
     assert c.optim.betas == (0.8, 0.9) and c.steps == 12 and c.activation_checkpointing is True
     assert c.eval.batch_size is None and c.model.overrides == {"num_hidden_layers": 3}
@@ -125,8 +135,11 @@ def test_bad_configs_fail_fast_with_the_key(tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"'optim\.lrr'.*did you mean 'lr'"):
         TrainConfig.from_yaml(tmp_path / "bad2.yaml")
     (tmp_path / "ok.yaml").write_text(TINY)
-    with pytest.raises(ConfigError, match=r"'optim\.warmup' in overrides \(did you mean 'warmup_steps'\?\); "
-                                          r"valid keys in section 'optim'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'optim\.warmup' in overrides \(did you mean 'warmup_steps'\?\); "
+        r"valid keys in section 'optim'",
+    ):
         TrainConfig.from_yaml(tmp_path / "ok.yaml", ["optim.warmup=3"])
     with pytest.raises(ConfigError, match=r"'optimm'"):
         TrainConfig.from_yaml(tmp_path / "ok.yaml", ["optimm.lr=3"])
@@ -135,14 +148,26 @@ def test_bad_configs_fail_fast_with_the_key(tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"model\.overrides\.hidden_sise.*hidden_size"):
         TrainConfig.from_yaml(tmp_path / "ok.yaml", ["model.overrides.hidden_sise=32"]).validate()
     c = TrainConfig.from_yaml(tmp_path / "ok.yaml", ["batch.global_batch_size=10", "batch.micro_batch_size=4"])
-    with pytest.raises(ConfigError, match=r"batch\.global_batch_size=10 is not divisible by batch\.micro_batch_size=4"
-                                          r" x world size 2 = 8"):
+    with pytest.raises(
+        ConfigError,
+        match=r"batch\.global_batch_size=10 is not divisible by batch\.micro_batch_size=4"
+        r" x world size 2 = 8",
+    ):
         c.validate(world_size=2)
     # the command line: a one-line error and exit status 2, before any training starts
     from sumi.training.cli import main
 
-    assert main([str(tmp_path / "ok.yaml"), "batch.global_batch_size=7", "batch.micro_batch_size=2",
-                 f"out_dir={tmp_path / 'never'}"]) == 2
+    assert (
+        main(
+            [
+                str(tmp_path / "ok.yaml"),
+                "batch.global_batch_size=7",
+                "batch.micro_batch_size=2",
+                f"out_dir={tmp_path / 'never'}",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "batch.global_batch_size=7" in err and "Traceback" not in err
     assert not (tmp_path / "never").exists()
@@ -203,8 +228,15 @@ def test_fused_loss_matches_model_loss(tiny_model):
     ref_grads = [p.grad.clone() for p in m.parameters()]
     m.zero_grad()
     hidden = m.model(input_ids=z).last_hidden_state
-    out = fused_head_loss(hidden.flatten(0, 1), m.lm_head.weight, z.flatten(), labels.flatten(), t.flatten(),
-                          vocab_size=256, chunk_tokens=7)
+    out = fused_head_loss(
+        hidden.flatten(0, 1),
+        m.lm_head.weight,
+        z.flatten(),
+        labels.flatten(),
+        t.flatten(),
+        vocab_size=256,
+        chunk_tokens=7,
+    )
     out.backward()
     assert out.item() == pytest.approx(ref.item(), rel=1e-5)
     for a, b in zip(ref_grads, (p.grad for p in m.parameters())):
@@ -217,14 +249,20 @@ def test_tiny_model_overfits_a_fixed_batch(tmp_path, one_thread):
     far below its start. (With t ~ U over the whole log-SNR range and no absolute positions, even a
     perfect memoriser keeps some loss at high t, and a 0.1M-parameter model memorises slowly: the
     mean loss of the last 20 steps is about half that of the first 10.)"""
-    cfg = TrainConfig.from_dict({
-        "model": {"preset": "sumi-tiny"},
-        "data": {"source": "synthetic", "synthetic_kind": "random", "synthetic_sequences": 8, "seq_len": 32},
-        "optim": {"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 0, "decay_fraction": 0.3, "weight_decay": 0.0},
-        "batch": {"global_batch_size": 32, "micro_batch_size": 16},  # 2 accumulation steps
-        "steps": 300, "out_dir": str(tmp_path), "device": "cpu",
-        "eval": {"at_end": False}, "checkpoint": {"at_end": False}, "log": {"progress": False},
-    })
+    cfg = TrainConfig.from_dict(
+        {
+            "model": {"preset": "sumi-tiny"},
+            "data": {"source": "synthetic", "synthetic_kind": "random", "synthetic_sequences": 8, "seq_len": 32},
+            "optim": {"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 0, "decay_fraction": 0.3, "weight_decay": 0.0},
+            "batch": {"global_batch_size": 32, "micro_batch_size": 16},  # 2 accumulation steps
+            "steps": 300,
+            "out_dir": str(tmp_path),
+            "device": "cpu",
+            "eval": {"at_end": False},
+            "checkpoint": {"at_end": False},
+            "log": {"progress": False},
+        }
+    )
     result = train(cfg)
     first = sum(result.losses[:10]) / 10
     last = sum(result.losses[-20:]) / 20
@@ -236,8 +274,11 @@ def test_export_gives_the_trainers_model(tmp_path, one_thread):
     from sumi import SumiForMaskGeneration
 
     (tmp_path / "r.yaml").write_text(TINY)
-    result = train(tmp_path / "r.yaml", [f"out_dir={tmp_path / 'run'}", "steps=5", "checkpoint.every=2",
-                                         "checkpoint.keep_last=2", "eval.every=0"], return_model=True)
+    result = train(
+        tmp_path / "r.yaml",
+        [f"out_dir={tmp_path / 'run'}", "steps=5", "checkpoint.every=2", "checkpoint.keep_last=2", "eval.every=0"],
+        return_model=True,
+    )
     ckpts = [p.name for _, p in list_checkpoints(tmp_path / "run" / "checkpoints")]
     assert ckpts == ["step_0000005", "step_0000004"]  # keep_last=2
     out = export_checkpoint(tmp_path / "run" / "checkpoints", tmp_path / "export")
@@ -256,8 +297,18 @@ def test_export_gives_the_trainers_model(tmp_path, one_thread):
     # loaded in full on the CPU or into meta-device shards: the same weights, the same first loss
     firsts = []
     for init in ("cpu", "meta"):
-        r = train(tmp_path / "r.yaml", [f"out_dir={tmp_path / init}", f"model.path={out}", f"model.init={init}",
-                                        "steps=1", "eval.at_end=false", "checkpoint.at_end=false"], return_model=True)
+        r = train(
+            tmp_path / "r.yaml",
+            [
+                f"out_dir={tmp_path / init}",
+                f"model.path={out}",
+                f"model.init={init}",
+                "steps=1",
+                "eval.at_end=false",
+                "checkpoint.at_end=false",
+            ],
+            return_model=True,
+        )
         for (n, a), (_, b) in zip(r.model.state_dict().items(), loaded.state_dict().items()):
             assert (a - b).abs().max() < 0.01, n  # one AdamW step (lr 1.5e-3) away from the export
         firsts.append(r.losses[0])
@@ -268,9 +319,21 @@ def test_export_gives_the_trainers_model(tmp_path, one_thread):
 def test_two_processes_match_one_process(baseline, tmp_path):
     """torchrun with 2 gloo ranks, micro-batch 2 and 2 accumulation steps: the same global batch of 8."""
     (tmp_path / "tiny.yaml").write_text(TINY)
-    _run(["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-          f"--master_port={free_port()}", "-m", "sumi.training", "tiny.yaml", "out_dir=run",
-          "batch.micro_batch_size=2"], cwd=tmp_path)
+    _run(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            f"--master_port={free_port()}",
+            "-m",
+            "sumi.training",
+            "tiny.yaml",
+            "out_dir=run",
+            "batch.micro_batch_size=2",
+        ],
+        cwd=tmp_path,
+    )
     one = read_jsonl(baseline / "run" / "train_log.jsonl")
     two = read_jsonl(tmp_path / "run" / "train_log.jsonl")
     assert len(_losses(one)) == 8 and len(_evals(one)) == 2
@@ -283,9 +346,14 @@ def test_two_processes_match_one_process(baseline, tmp_path):
 @pytest.mark.slow
 def test_sigkill_then_resume_continues_exactly(baseline, tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY)
-    proc = subprocess.Popen([sys.executable, "-m", "sumi.training", "tiny.yaml", "out_dir=run", "step_delay_s=0.4"],
-                            cwd=tmp_path, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sumi.training", "tiny.yaml", "out_dir=run", "step_delay_s=0.4"],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     target = tmp_path / "run" / "checkpoints" / "step_0000003" / "manifest.json"
     deadline = time.monotonic() + 180
     while not target.exists():
@@ -385,15 +453,26 @@ def test_trains_on_a_packed_dataset(tmp_path, one_thread):
         (docs / f"doc{i:03d}.txt").write_text(text + "\n")
     files = sorted(docs.glob("*.txt"))
     tok = train_tokenizer(files, tmp_path / "tok", vocab_size=300)
-    prepare_dataset(docs, tmp_path / "data", tokenizer=str(tmp_path / "tok"), val_fraction=0.3, num_workers=1,
-                    progress=False)
+    prepare_dataset(
+        docs, tmp_path / "data", tokenizer=str(tmp_path / "tok"), val_fraction=0.3, num_workers=1, progress=False
+    )
     assert PackedDataset(tmp_path / "data", "validation").num_tokens > 64
     (tmp_path / "r.yaml").write_text(TINY)
-    result = train(tmp_path / "r.yaml", [
-        f"out_dir={tmp_path / 'run'}", "data.source=packed", f"data.path={tmp_path / 'data'}", "steps=4",
-        f"model.overrides.vocab_size={len(tok)}", f"model.overrides.bos_token_id={tok.bos_token_id}",
-        f"model.overrides.eos_token_id={tok.eos_token_id}", f"model.overrides.pad_token_id={tok.pad_token_id}",
-        "checkpoint.every=0", "eval.batch_size=2"])
+    result = train(
+        tmp_path / "r.yaml",
+        [
+            f"out_dir={tmp_path / 'run'}",
+            "data.source=packed",
+            f"data.path={tmp_path / 'data'}",
+            "steps=4",
+            f"model.overrides.vocab_size={len(tok)}",
+            f"model.overrides.bos_token_id={tok.bos_token_id}",
+            f"model.overrides.eos_token_id={tok.eos_token_id}",
+            f"model.overrides.pad_token_id={tok.pad_token_id}",
+            "checkpoint.every=0",
+            "eval.batch_size=2",
+        ],
+    )
     assert len(result.losses) == 4 and all(0 < x < 10 for x in result.losses)
     assert [e["step"] for e in result.evals] == [4] and result.evals[0]["val_nelbo"] > 0
     state = json.loads((result.checkpoint / "trainer_state.json").read_text())

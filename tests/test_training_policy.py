@@ -28,8 +28,15 @@ def test_validation_follows_its_schedule_and_is_off_without_data():
 
 
 def test_training_records_every_n_steps_and_the_last(tmp_path):
-    log = RunLogger(tmp_path / "log.jsonl", enabled=False, start_step=0, tensorboard_dir=None, progress=False,
-                    total_steps=10, every=4)
+    log = RunLogger(
+        tmp_path / "log.jsonl",
+        enabled=False,
+        start_step=0,
+        tensorboard_dir=None,
+        progress=False,
+        total_steps=10,
+        every=4,
+    )
     assert [s for s in range(1, 11) if log.should_log(s)] == [4, 8, 10]
 
 

@@ -22,7 +22,12 @@ from . import kernels  # noqa: E402
 kernels.register()
 
 __all__ = [
-    "PRESETS", "SumiConfig", "SumiModel", "SumiForMaskGeneration", "SumiPreTrainedModel", "SumiGenerationOutput",
+    "PRESETS",
+    "SumiConfig",
+    "SumiModel",
+    "SumiForMaskGeneration",
+    "SumiPreTrainedModel",
+    "SumiGenerationOutput",
 ]
 
 # Loading helpers (appended): `sumi.load(name)` -> (model, tokenizer), `sumi.load_tokenizer(name)`.

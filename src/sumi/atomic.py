@@ -71,8 +71,10 @@ def check_target(out: Path, *, overwrite: bool, may_replace: ReplaceCheck | None
     if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
         return
     if not overwrite:
-        raise FileExistsError(f"{str(out)!r} already exists; pass overwrite=True (--overwrite) to replace it "
-                              f"(only {what} is ever replaced)")
+        raise FileExistsError(
+            f"{str(out)!r} already exists; pass overwrite=True (--overwrite) to replace it "
+            f"(only {what} is ever replaced)"
+        )
     if out.is_symlink():
         reason = "it is a symbolic link"
     elif not out.is_dir():
@@ -80,8 +82,10 @@ def check_target(out: Path, *, overwrite: bool, may_replace: ReplaceCheck | None
     else:
         reason = may_replace(out) if may_replace is not None else "it is not an output of this command"
     if reason:
-        raise FileExistsError(f"refusing to replace {str(out)!r}: {reason}; overwrite only replaces {what}, "
-                              "never an input or anything else (choose another output folder)")
+        raise FileExistsError(
+            f"refusing to replace {str(out)!r}: {reason}; overwrite only replaces {what}, "
+            "never an input or anything else (choose another output folder)"
+        )
 
 
 def install_folder(tmp: Path, out: Path, *, overwrite: bool, may_replace: ReplaceCheck | None, what: str) -> None:
@@ -99,8 +103,13 @@ def install_folder(tmp: Path, out: Path, *, overwrite: bool, may_replace: Replac
 
 
 @contextmanager
-def atomic_folder(out: str | os.PathLike, *, overwrite: bool = False, may_replace: ReplaceCheck | None = None,
-                  what: str = "an output of this command") -> Iterator[Path]:
+def atomic_folder(
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    may_replace: ReplaceCheck | None = None,
+    what: str = "an output of this command",
+) -> Iterator[Path]:
     """Yield a fresh staging folder for `out`; on a normal exit it replaces `out` (see
     `check_target`), on an exception it is removed. Stale staging folders of dead runs go first."""
     out = Path(out)

@@ -62,8 +62,9 @@ def render_conversation(tokenizer: Any, messages: list[dict[str, str]]) -> tuple
     """Token ids of the whole conversation and the template's assistant mask (1 = a token the
     assistant writes), both of length L. Raises ValueError naming `messages` if the template rejects them."""
     try:
-        out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                            return_assistant_tokens_mask=True)
+        out = tokenizer.apply_chat_template(
+            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
     except Exception as e:  # jinja reports bad input with any exception (raise_exception)
         raise ValueError(f"messages: the chat template rejected them: {e}") from None
     return list(out["input_ids"]), list(out["assistant_masks"])
@@ -78,14 +79,18 @@ def check_assistant_marking(tokenizer: Any) -> None:
     ids, mask = render_conversation(tokenizer, PROBE_MESSAGES)
     marked = [i for i, m in zip(ids, mask) if m]
     if not marked:
-        raise ValueError("chat_template does not mark the assistant turn: wrap the assistant content in "
-                         "{% generation %}...{% endgeneration %}")
+        raise ValueError(
+            "chat_template does not mark the assistant turn: wrap the assistant content in "
+            "{% generation %}...{% endgeneration %}"
+        )
     if marked[-1] == tokenizer.eos_token_id:
         marked = marked[:-1]
     text = tokenizer.decode(marked)
     if text.strip() != PROBE_MESSAGES[-1]["content"]:
-        raise ValueError(f"chat_template marks {text!r} as the assistant turn, not just its content "
-                         f"{PROBE_MESSAGES[-1]['content']!r}: keep turn headers outside {{% generation %}}")
+        raise ValueError(
+            f"chat_template marks {text!r} as the assistant turn, not just its content "
+            f"{PROBE_MESSAGES[-1]['content']!r}: keep turn headers outside {{% generation %}}"
+        )
 
 
 def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
@@ -98,5 +103,11 @@ def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]
     return list(out["input_ids"])
 
 
-__all__ = ["DEFAULT_CHAT_TEMPLATE", "PROBE_MESSAGES", "ensure_chat_template", "render_conversation",
-           "check_assistant_marking", "chat_prompt_ids"]
+__all__ = [
+    "DEFAULT_CHAT_TEMPLATE",
+    "PROBE_MESSAGES",
+    "ensure_chat_template",
+    "render_conversation",
+    "check_assistant_marking",
+    "chat_prompt_ids",
+]

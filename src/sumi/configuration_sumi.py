@@ -131,24 +131,38 @@ class SumiConfig(PretrainedConfig):
             if not ok:
                 raise ValueError(f"SumiConfig: {msg}")
 
-        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                     "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings"):
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "max_position_embeddings",
+        ):
             value = getattr(self, name)
             need(isinstance(value, int) and value > 0, f"`{name}` must be a positive integer, got {value!r}")
-        need(self.num_attention_heads % self.num_key_value_heads == 0,
-             f"`num_attention_heads` ({self.num_attention_heads}) must be a multiple of "
-             f"`num_key_value_heads` ({self.num_key_value_heads}) for grouped-query attention")
+        need(
+            self.num_attention_heads % self.num_key_value_heads == 0,
+            f"`num_attention_heads` ({self.num_attention_heads}) must be a multiple of "
+            f"`num_key_value_heads` ({self.num_key_value_heads}) for grouped-query attention",
+        )
         need(self.head_dim % 2 == 0, f"`head_dim` must be even for rotary embeddings, got {self.head_dim}")
         need(self.hidden_act == "silu", f"only hidden_act='silu' (SwiGLU) is supported, got {self.hidden_act!r}")
-        need(not (self.attention_bias or self.add_qkv_bias or self.mlp_bias),
-             "Sumi has no biases: `attention_bias`, `add_qkv_bias` and `mlp_bias` must be False")
+        need(
+            not (self.attention_bias or self.add_qkv_bias or self.mlp_bias),
+            "Sumi has no biases: `attention_bias`, `add_qkv_bias` and `mlp_bias` must be False",
+        )
         need(not self.tie_word_embeddings, "Sumi's head is untied: `tie_word_embeddings` must be False")
         rope_type = (self.rope_parameters or {}).get("rope_type", "default")
         need(rope_type == "default", f"only rope_type='default' is supported, got {rope_type!r}")
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
             value = getattr(self, name)
-            need(value is None or (isinstance(value, int) and 0 <= value < self.vocab_size),
-                 f"`{name}` must be an id in [0, vocab_size={self.vocab_size}), got {value!r}")
+            need(
+                value is None or (isinstance(value, int) and 0 <= value < self.vocab_size),
+                f"`{name}` must be an id in [0, vocab_size={self.vocab_size}), got {value!r}",
+            )
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "SumiConfig":

@@ -39,9 +39,9 @@ from typing import Any
 
 from .atomic import write_text_atomic
 
-HEARTBEAT_S = 0.5      # how often a rank bumps its counter and looks at the others'
-DEAD_AFTER_S = 20.0    # a counter that has not moved for this long means the rank is gone
-_POLL_S = 0.05         # how often a waiting rank asks the store
+HEARTBEAT_S = 0.5  # how often a rank bumps its counter and looks at the others'
+DEAD_AFTER_S = 20.0  # a counter that has not moved for this long means the rank is gone
+_POLL_S = 0.05  # how often a waiting rank asks the store
 
 
 # ----------------------------------------------------------------------------- launch environment
@@ -76,8 +76,10 @@ def launch_env(environ: Mapping[str, str] | None = None) -> LaunchEnv:
         return LaunchEnv(local_rank=_env_int(env, "LOCAL_RANK", 0) if "LOCAL_RANK" in env else 0)
     for name in ("RANK", "WORLD_SIZE"):
         if name not in env:
-            raise ValueError(f"environment variable {name} is not set but "
-                             f"{'WORLD_SIZE' if name == 'RANK' else 'RANK'} is: a launcher sets both")
+            raise ValueError(
+                f"environment variable {name} is not set but "
+                f"{'WORLD_SIZE' if name == 'RANK' else 'RANK'} is: a launcher sets both"
+            )
     rank, world = _env_int(env, "RANK", 0), _env_int(env, "WORLD_SIZE", 1)
     if rank >= world:
         raise ValueError(f"environment variable RANK must be below WORLD_SIZE ({world}), got {rank}")
@@ -85,8 +87,10 @@ def launch_env(environ: Mapping[str, str] | None = None) -> LaunchEnv:
     if world > 1:
         for name in ("MASTER_ADDR", "MASTER_PORT"):
             if not env.get(name):
-                raise ValueError(f"environment variable {name} is not set: WORLD_SIZE={world} needs the address "
-                                 "of rank 0's store (torchrun sets it)")
+                raise ValueError(
+                    f"environment variable {name} is not set: WORLD_SIZE={world} needs the address "
+                    "of rank 0's store (torchrun sets it)"
+                )
     return LaunchEnv(rank=rank, world_size=world, local_rank=local)
 
 
@@ -155,8 +159,14 @@ class Peers:
     numbered); only `gather`'s destination receives the objects.
     """
 
-    def __init__(self, env: LaunchEnv | None = None, *, store=None, heartbeat_s: float | None = None,
-                 dead_after_s: float | None = None):
+    def __init__(
+        self,
+        env: LaunchEnv | None = None,
+        *,
+        store=None,
+        heartbeat_s: float | None = None,
+        dead_after_s: float | None = None,
+    ):
         self.env = env or launch_env()
         self.heartbeat_s = heartbeat_s or _seconds_env("SUMI_HEARTBEAT_S", HEARTBEAT_S)
         self.dead_after_s = dead_after_s or _seconds_env("SUMI_DEAD_AFTER_S", DEAD_AFTER_S)
@@ -167,8 +177,9 @@ class Peers:
         if self.world_size > 1:
             if self.store is None:
                 self.store = _connect_store(self.env)
-            self._thread = threading.Thread(target=self._watch, args=(self.store.clone(),), daemon=True,
-                                            name="sumi-heartbeat")
+            self._thread = threading.Thread(
+                target=self._watch, args=(self.store.clone(),), daemon=True, name="sumi-heartbeat"
+            )
             self._thread.start()
 
     @property
@@ -207,8 +218,9 @@ class Peers:
                 store.add(f"beat/{self.rank}", 1)
                 for r, (count, since, beats) in list(seen.items()):
                     if store.check([f"failed/{r}"]):
-                        _fatal(f"rank {r} of {self.world_size} failed: {store.get(f'failed/{r}').decode()}; "
-                               "ending the run")
+                        _fatal(
+                            f"rank {r} of {self.world_size} failed: {store.get(f'failed/{r}').decode()}; ending the run"
+                        )
                     if store.check([f"done/{r}"]):
                         del seen[r]
                         continue
@@ -218,14 +230,18 @@ class Peers:
                         continue
                     seen[r] = (count, since, beats + 1)
                     if time.monotonic() - since > self.dead_after_s and beats + 1 >= needed:
-                        _fatal(f"rank {r} of {self.world_size} stopped responding (no heartbeat for "
-                               f"{self.dead_after_s:g} s): ending the run (finished shards are kept; rerun with "
-                               "--resume where the command has it)")
+                        _fatal(
+                            f"rank {r} of {self.world_size} stopped responding (no heartbeat for "
+                            f"{self.dead_after_s:g} s): ending the run (finished shards are kept; rerun with "
+                            "--resume where the command has it)"
+                        )
             except Exception as e:  # noqa: BLE001 - any store failure means rank 0's store is gone
                 if self._stop.is_set():
                     return
-                _fatal(f"lost the connection to the run's store ({' '.join(str(e).split())[:160]}): "
-                       "a rank (or the launcher) has gone; ending the run")
+                _fatal(
+                    f"lost the connection to the run's store ({' '.join(str(e).split())[:160]}): "
+                    "a rank (or the launcher) has gone; ending the run"
+                )
 
     def _wait_for(self, keys: list[str]) -> None:
         while not self.store.check(keys):
@@ -359,8 +375,11 @@ class ShardFiles:
     def write(self, records: Mapping[str, Any], counts: Mapping[str, int] | None = None) -> Path:
         keys = list(records)
         path = self.folder / f"{self.name}.{self.fingerprint}.{_safe(keys[0]) if keys else 'empty'}-{len(keys)}.json"
-        text = json.dumps(dict(fingerprint=self.fingerprint, name=self.name, records=dict(records),
-                               counts=dict(counts or {})), ensure_ascii=False, default=str)
+        text = json.dumps(
+            dict(fingerprint=self.fingerprint, name=self.name, records=dict(records), counts=dict(counts or {})),
+            ensure_ascii=False,
+            default=str,
+        )
         write_text_atomic(path, text + "\n")
         return path
 
@@ -384,9 +403,16 @@ class MapResult:
     resumed: int
 
 
-def sharded_map(score: Scorer, items: Sequence[Any], keys: Sequence[str], peers: Peers, *,
-                shards: ShardFiles | None = None, resume: bool = False,
-                shard_size: int | None = None) -> MapResult | None:
+def sharded_map(
+    score: Scorer,
+    items: Sequence[Any],
+    keys: Sequence[str],
+    peers: Peers,
+    *,
+    shards: ShardFiles | None = None,
+    resume: bool = False,
+    shard_size: int | None = None,
+) -> MapResult | None:
     """Score `items` across the ranks; rank 0 gets every record in input order (others get None).
 
     `score(list of items) -> (one JSON-able record per item, counts)`. `keys` name the items (unique
@@ -431,5 +457,18 @@ def sharded_map(score: Scorer, items: Sequence[Any], keys: Sequence[str], peers:
     return MapResult([done[k] for k in keys], counts, computed=len(pending), resumed=len(keys) - len(pending))
 
 
-__all__ = ["LaunchEnv", "launch_env", "rank_device", "shard_bounds", "shard", "chunks", "Peers", "fingerprint",
-           "ShardFiles", "MapResult", "sharded_map", "HEARTBEAT_S", "DEAD_AFTER_S"]
+__all__ = [
+    "LaunchEnv",
+    "launch_env",
+    "rank_device",
+    "shard_bounds",
+    "shard",
+    "chunks",
+    "Peers",
+    "fingerprint",
+    "ShardFiles",
+    "MapResult",
+    "sharded_map",
+    "HEARTBEAT_S",
+    "DEAD_AFTER_S",
+]

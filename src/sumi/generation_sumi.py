@@ -25,18 +25,33 @@ Exported verbatim as a checkpoint's remote code: imports only torch, transformer
 
 import math
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from transformers import GenerationConfig
 
 from .denoising import (  # noqa: F401 (re-exported: the public names of generation)
-    CYCLE_WINDOW, CanvasJob, DenoisingEngine, SumiGenerationOutput, Trajectory, canvas_layout, trim_sequences,
+    CYCLE_WINDOW,
+    CanvasJob,
+    DenoisingEngine,
+    SumiGenerationOutput,
+    Trajectory,
+    canvas_layout,
+    trim_sequences,
 )
 from .diffusion import MAX_LOG_SNR, MIN_LOG_SNR, SCHEDULES, sampling_schedule
 from .sampling import (  # noqa: F401 (re-exported)
-    SAMPLERS, _Randomness, adaptive_step, ancestral_step, denoiser_probs, dense_posterior, filter_probs, greedy_step,
-    is_deterministic, softmax_summary,
+    SAMPLERS,
+    _Randomness,
+    adaptive_step,
+    ancestral_step,
+    denoiser_probs,
+    dense_posterior,
+    filter_probs,
+    greedy_step,
+    is_deterministic,
+    softmax_summary,
 )
 
 # Options that resolve through generation configs: explicit argument, else the `generation_config`
@@ -96,8 +111,9 @@ def validate_generation_options(o: dict) -> None:
         raise ValueError(f"temperature must be a finite number >= 0, got {T!r}")
     lo, hi = o["min_log_snr"], o["max_log_snr"]
     if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (lo, hi)) or not lo <= hi:
-        raise ValueError(f"min_log_snr and max_log_snr must be finite numbers with min_log_snr <= max_log_snr, "
-                         f"got {lo!r} and {hi!r}")
+        raise ValueError(
+            f"min_log_snr and max_log_snr must be finite numbers with min_log_snr <= max_log_snr, got {lo!r} and {hi!r}"
+        )
     if not _is_int(o["tokens_per_step"]) or o["tokens_per_step"] < 1:
         raise ValueError(f"tokens_per_step must be a positive integer, got {o['tokens_per_step']!r}")
     if not _is_int(o["canvas_length"]) or o["canvas_length"] < 2:
@@ -121,23 +137,29 @@ def validate_generation_options(o: dict) -> None:
     if not all(s is None or _is_int(s) for s in seeds) or (len(seeds) > 1 and None in seeds):
         raise ValueError(f"seed must be an integer or one integer per row, got {o['seed']!r}")
     if o["stop_on_cycle"] and not is_deterministic(o["sampler"], T):
-        raise ValueError(f"stop_on_cycle needs a deterministic sampler (greedy, or adaptive with temperature=0), "
-                         f"got sampler={o['sampler']!r} at temperature={T}: with random draws a repeated canvas "
-                         f"does not repeat its future (early_stop_patience is the heuristic for those)")
+        raise ValueError(
+            f"stop_on_cycle needs a deterministic sampler (greedy, or adaptive with temperature=0), "
+            f"got sampler={o['sampler']!r} at temperature={T}: with random draws a repeated canvas "
+            f"does not repeat its future (early_stop_patience is the heuristic for those)"
+        )
 
 
 # ----------------------------------------------------------------------------- generate
 class SumiGenerationMixin:
     """Adds `generate()` to `SumiForMaskGeneration` (a diffusion sampler, not transformers' AR loop)."""
 
-    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path,
-                             **kwargs):
+    def adjust_generation_fn(
+        self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path, **kwargs
+    ):
         """Called by `from_pretrained`: adopt the folder's `generation_config.json` (sampler defaults)."""
         if generation_config is not None:
             self.generation_config = generation_config
             return
-        hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "force_download", "local_files_only", "token",
-                                             "revision", "subfolder") if kwargs.get(k) is not None}
+        hub_kwargs = {
+            k: kwargs[k]
+            for k in ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+            if kwargs.get(k) is not None
+        }
         try:
             self.generation_config = GenerationConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         except OSError:  # no generation_config.json: keep the one derived from the model config
@@ -254,9 +276,17 @@ class SumiGenerationMixin:
             `.row_forwards` (and `.trajectory`).
         """
         options = {name: value for name, value in locals().items() if name in GENERATION_DEFAULTS}
-        job = self.prepare_generation(input_ids, attention_mask, generator=generator, tokenizer=tokenizer,
-                                      progress_callback=progress_callback, generation_config=generation_config,
-                                      record_trajectory=record_trajectory, **options, **kwargs)
+        job = self.prepare_generation(
+            input_ids,
+            attention_mask,
+            generator=generator,
+            tokenizer=tokenizer,
+            progress_callback=progress_callback,
+            generation_config=generation_config,
+            record_trajectory=record_trajectory,
+            **options,
+            **kwargs,
+        )
         engine = DenoisingEngine(self)
         engine.add(job)
         while not job.done:
@@ -281,8 +311,10 @@ class SumiGenerationMixin:
         options.pop("token_type_ids", None)  # some tokenizers return it; the model has no segments
         unknown = sorted(set(options) - set(GENERATION_DEFAULTS))
         if unknown:
-            raise TypeError(f"generate() got unexpected arguments {unknown}; the options are "
-                            f"{sorted(list(GENERATION_DEFAULTS) + ['input_ids', 'attention_mask', 'generator', 'progress_callback', 'generation_config', 'tokenizer', 'record_trajectory'])}")
+            raise TypeError(
+                f"generate() got unexpected arguments {unknown}; the options are "
+                f"{sorted(list(GENERATION_DEFAULTS) + ['input_ids', 'attention_mask', 'generator', 'progress_callback', 'generation_config', 'tokenizer', 'record_trajectory'])}"
+            )
         o = self.resolve_generation_options(options, generation_config)
         input_ids, attention_mask = self._prompt_batch(input_ids, attention_mask)
         if o["max_new_tokens"] is None and o["max_length"] is not None:
@@ -290,10 +322,20 @@ class SumiGenerationMixin:
         validate_generation_options(o)
         if o["stop_strings"] and tokenizer is None:
             raise ValueError("stop_strings need `tokenizer=` to decode the generated text")
-        log_snrs = sampling_schedule(o["num_denoising_steps"], o["schedule"], o["min_log_snr"],
-                                     o["max_log_snr"]).tolist()
-        return CanvasJob(self, input_ids, attention_mask, o, log_snrs, generator=generator, tokenizer=tokenizer,
-                         progress_callback=progress_callback, record_trajectory=record_trajectory)
+        log_snrs = sampling_schedule(
+            o["num_denoising_steps"], o["schedule"], o["min_log_snr"], o["max_log_snr"]
+        ).tolist()
+        return CanvasJob(
+            self,
+            input_ids,
+            attention_mask,
+            o,
+            log_snrs,
+            generator=generator,
+            tokenizer=tokenizer,
+            progress_callback=progress_callback,
+            record_trajectory=record_trajectory,
+        )
 
     def _prompt_batch(self, input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
         """The prompt as ids `[B, P]` and its mask `[B, P]` on the model's device, checked; no prompt
@@ -309,23 +351,44 @@ class SumiGenerationMixin:
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
         if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"input_ids must be integer ids [batch, prompt_len] or [prompt_len], "
-                             f"got {input_ids.dtype} of shape {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"input_ids must be integer ids [batch, prompt_len] or [prompt_len], "
+                f"got {input_ids.dtype} of shape {tuple(input_ids.shape)}"
+            )
         input_ids = input_ids.long()
         if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= V):
-            raise ValueError(f"input_ids must lie in [0, vocab_size={V}), got values in "
-                             f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+            raise ValueError(
+                f"input_ids must lie in [0, vocab_size={V}), got values in "
+                f"[{int(input_ids.min())}, {int(input_ids.max())}]"
+            )
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         attention_mask = torch.as_tensor(attention_mask, device=device)
         if attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask must have the prompt's shape {tuple(input_ids.shape)}, "
-                             f"got {tuple(attention_mask.shape)}")
+            raise ValueError(
+                f"attention_mask must have the prompt's shape {tuple(input_ids.shape)}, "
+                f"got {tuple(attention_mask.shape)}"
+            )
         return input_ids, attention_mask
 
 
 __all__ = [
-    "SAMPLERS", "GENERATION_DEFAULTS", "SumiGenerationOutput", "Trajectory", "SumiGenerationMixin", "filter_probs",
-    "denoiser_probs", "dense_posterior", "softmax_summary", "ancestral_step", "adaptive_step", "is_deterministic",
-    "greedy_step", "trim_sequences", "validate_generation_options", "CanvasJob", "DenoisingEngine", "canvas_layout",
+    "SAMPLERS",
+    "GENERATION_DEFAULTS",
+    "SumiGenerationOutput",
+    "Trajectory",
+    "SumiGenerationMixin",
+    "filter_probs",
+    "denoiser_probs",
+    "dense_posterior",
+    "softmax_summary",
+    "ancestral_step",
+    "adaptive_step",
+    "is_deterministic",
+    "greedy_step",
+    "trim_sequences",
+    "validate_generation_options",
+    "CanvasJob",
+    "DenoisingEngine",
+    "canvas_layout",
 ]

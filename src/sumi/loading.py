@@ -41,9 +41,14 @@ DEFAULT_MODEL = "demo"
 PRESET_SEED = 0
 
 DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
 }
 
 
@@ -83,8 +88,10 @@ def model_source(name_or_path: str | os.PathLike) -> str:
         return "preset"
     if _looks_like_hub_id(name):
         return "hub"
-    raise ValueError(f"unknown model {name!r}: not a local folder, not a preset (one of {', '.join(PRESETS)}), "
-                     "not a Hub id (owner/name)")
+    raise ValueError(
+        f"unknown model {name!r}: not a local folder, not a preset (one of {', '.join(PRESETS)}), "
+        "not a Hub id (owner/name)"
+    )
 
 
 def preset_tokenizer(config: SumiConfig):
@@ -92,8 +99,14 @@ def preset_tokenizer(config: SumiConfig):
     return load_tokenizer("dolma2") if config.vocab_size == DOLMA2_VOCAB_SIZE else None
 
 
-def build_preset(name: str, *, dtype: str | torch.dtype | None = None, attn_implementation: str | None = None,
-                 seed: int = PRESET_SEED, **overrides: Any) -> SumiForMaskGeneration:
+def build_preset(
+    name: str,
+    *,
+    dtype: str | torch.dtype | None = None,
+    attn_implementation: str | None = None,
+    seed: int = PRESET_SEED,
+    **overrides: Any,
+) -> SumiForMaskGeneration:
     """A preset model with random weights, initialised from `torch.manual_seed(seed)` on the CPU
     (the global RNG state is left untouched). dtype None = the preset's own dtype, else float32."""
     config = SumiConfig.from_preset(name, **overrides)
@@ -194,23 +207,30 @@ def read_headers(files: list[Path]) -> dict[str, tuple[Path, list[int], str]]:
                     sl = f.get_slice(name)
                     headers[name] = (file, list(sl.get_shape()), sl.get_dtype())
         except (SafetensorError, OSError) as e:
-            raise ValueError(f"{str(file)!r} is not a readable safetensors file (empty, truncated or corrupt?): "
-                             f"{' '.join(str(e).split())[:200]}") from None
+            raise ValueError(
+                f"{str(file)!r} is not a readable safetensors file (empty, truncated or corrupt?): "
+                f"{' '.join(str(e).split())[:200]}"
+            ) from None
     return headers
 
 
-def check_weights_match(headers: dict[str, tuple[Path, list[int], str]], wanted: dict[str, torch.Tensor],
-                        where: str) -> None:
+def check_weights_match(
+    headers: dict[str, tuple[Path, list[int], str]], wanted: dict[str, torch.Tensor], where: str
+) -> None:
     """Raise a ValueError naming the tensors unless the files hold exactly the model's weights,
     each with its shape and a floating-point dtype (a config that does not match its weights
     would otherwise load, silently, as a different model)."""
     problems = []
     missing = [n for n in wanted if n not in headers]
     extra = [n for n in headers if n not in wanted]
-    shapes = [f"{n} {shape} (the config wants {list(wanted[n].shape)})" for n, (_, shape, _) in headers.items()
-              if n in wanted and shape != list(wanted[n].shape)]
-    dtypes = [f"{n} ({dtype})" for n, (_, _, dtype) in headers.items()
-              if n in wanted and dtype not in SAFETENSORS_DTYPES]
+    shapes = [
+        f"{n} {shape} (the config wants {list(wanted[n].shape)})"
+        for n, (_, shape, _) in headers.items()
+        if n in wanted and shape != list(wanted[n].shape)
+    ]
+    dtypes = [
+        f"{n} ({dtype})" for n, (_, _, dtype) in headers.items() if n in wanted and dtype not in SAFETENSORS_DTYPES
+    ]
     if missing:
         problems.append(f"lacks {len(missing)} weight(s) of the model: {_some(missing)}")
     if extra:
@@ -235,9 +255,11 @@ def nonfinite_weights(model: torch.nn.Module) -> list[str]:
 def _refuse_pickles(folder: Path, where: str) -> None:
     pickles = sorted(p.name for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
     if pickles:
-        raise ValueError(f"{where} has only pickled PyTorch weights ({_some(pickles)}), which can run arbitrary "
-                         "code when loaded; sumi loads safetensors weights only (convert them where you trust "
-                         "the file: torch.load(...) then safetensors.torch.save_file(...))")
+        raise ValueError(
+            f"{where} has only pickled PyTorch weights ({_some(pickles)}), which can run arbitrary "
+            "code when loaded; sumi loads safetensors weights only (convert them where you trust "
+            "the file: torch.load(...) then safetensors.torch.save_file(...))"
+        )
     raise ValueError(f"{where} has no weights (no model.safetensors or model.safetensors.index.json)")
 
 
@@ -253,12 +275,17 @@ def _read_converted(file: Path, name: str, dtype: torch.dtype, block_bytes: int)
     step = max(1, block_bytes // out[0].nbytes)
     for start in range(0, out.shape[0], step):
         with safe_open(file, framework="pt", device="cpu") as f:
-            out[start:start + step].copy_(f.get_slice(name)[start:start + step])
+            out[start : start + step].copy_(f.get_slice(name)[start : start + step])
     return out
 
 
-def load_safetensors_folder(folder: str | os.PathLike, *, dtype: str | torch.dtype | None = None,
-                            attn_implementation: str | None = None, verify: bool = False) -> SumiForMaskGeneration:
+def load_safetensors_folder(
+    folder: str | os.PathLike,
+    *,
+    dtype: str | torch.dtype | None = None,
+    attn_implementation: str | None = None,
+    verify: bool = False,
+) -> SumiForMaskGeneration:
     """`SumiForMaskGeneration.from_pretrained(folder, dtype=dtype or "auto")` for a local folder of
     safetensors weights (one file or shards with an index), with peak memory about the size of the
     loaded weights for any pair of file and model dtypes:
@@ -312,8 +339,9 @@ def load_safetensors_folder(folder: str | os.PathLike, *, dtype: str | torch.dty
     if (folder / "generation_config.json").is_file():  # transformers would skip a broken one silently
         read_json_object(folder / "generation_config.json")
     # the folder's generation_config.json (sampler defaults), read by the hook from_pretrained calls
-    model.adjust_generation_fn(generation_config=None, from_auto_class=False, from_pipeline=False,
-                               pretrained_model_name_or_path=str(folder))
+    model.adjust_generation_fn(
+        generation_config=None, from_auto_class=False, from_pipeline=False, pretrained_model_name_or_path=str(folder)
+    )
     return model.eval()
 
 
@@ -341,10 +369,11 @@ def hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_PATTERNS))
     except Exception as e:  # network, auth, missing repo, offline without a cached copy
-        why = ("offline (HF_HUB_OFFLINE is set) and not in the local cache" if _offline()
-               else "not found or unreachable")
-        raise ValueError(f"cannot load the model {repo_id!r}: no such local folder, and from the Hugging Face "
-                         f"Hub: {why} ({type(e).__name__}: {' '.join(str(e).split())})") from e
+        why = "offline (HF_HUB_OFFLINE is set) and not in the local cache" if _offline() else "not found or unreachable"
+        raise ValueError(
+            f"cannot load the model {repo_id!r}: no such local folder, and from the Hugging Face "
+            f"Hub: {why} ({type(e).__name__}: {' '.join(str(e).split())})"
+        ) from e
 
 
 def load(
@@ -390,15 +419,20 @@ def load(
     tokenizer = None
     if source == "preset":
         model = build_preset(name, dtype=torch_dtype, attn_implementation=attn_implementation)
-        logger.warning("sumi.load(%r): preset with random weights (seed %d), not a trained model: its output is "
-                       "gibberish. Pass a checkpoint folder or Hub id for a trained model.", name, PRESET_SEED)
+        logger.warning(
+            "sumi.load(%r): preset with random weights (seed %d), not a trained model: its output is "
+            "gibberish. Pass a checkpoint folder or Hub id for a trained model.",
+            name,
+            PRESET_SEED,
+        )
         tokenizer = preset_tokenizer(model.config)
     else:
         folder = Path(name).expanduser() if source == "folder" else hub_snapshot(name)
         if source == "folder" and not (folder / "config.json").is_file():
             raise ValueError(f"{name!r} is not a model folder: it has no config.json")
-        model = load_safetensors_folder(folder, dtype=torch_dtype, attn_implementation=attn_implementation,
-                                        verify=verify)
+        model = load_safetensors_folder(
+            folder, dtype=torch_dtype, attn_implementation=attn_implementation, verify=verify
+        )
         if has_tokenizer_files(folder):
             tokenizer = load_tokenizer(folder)
         elif source != "folder":
@@ -408,6 +442,23 @@ def load(
     return model.eval(), tokenizer
 
 
-__all__ = ["DEFAULT_MODEL", "BUNDLED_DIR", "bundled_models", "PRESET_SEED", "DTYPES", "resolve_dtype", "model_source", "preset_tokenizer",
-           "build_preset", "safetensors_files", "load_safetensors_folder", "read_config", "read_headers",
-           "check_weights_match", "nonfinite_weights", "HUB_PATTERNS", "hub_snapshot", "load"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "BUNDLED_DIR",
+    "bundled_models",
+    "PRESET_SEED",
+    "DTYPES",
+    "resolve_dtype",
+    "model_source",
+    "preset_tokenizer",
+    "build_preset",
+    "safetensors_files",
+    "load_safetensors_folder",
+    "read_config",
+    "read_headers",
+    "check_weights_match",
+    "nonfinite_weights",
+    "HUB_PATTERNS",
+    "hub_snapshot",
+    "load",
+]

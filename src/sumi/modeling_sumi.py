@@ -204,8 +204,14 @@ class SumiDecoderLayer(GradientCheckpointingLayer):
 
 # A saved folder carries these files and this auto_map (like the official repo), so that
 # `AutoModelForMaskGeneration.from_pretrained(folder, trust_remote_code=True)` needs no sumi install.
-REMOTE_CODE_FILES = ("configuration_sumi.py", "modeling_sumi.py", "generation_sumi.py", "denoising.py", "sampling.py",
-                     "diffusion.py")
+REMOTE_CODE_FILES = (
+    "configuration_sumi.py",
+    "modeling_sumi.py",
+    "generation_sumi.py",
+    "denoising.py",
+    "sampling.py",
+    "diffusion.py",
+)
 AUTO_MAP = {
     "AutoConfig": "configuration_sumi.SumiConfig",
     "AutoModel": "modeling_sumi.SumiModel",
@@ -240,8 +246,10 @@ class SumiPreTrainedModel(PreTrainedModel):
         if requested_attention is None:
             return next(name for name in PREFERRED_ATTENTION if name in ALL_ATTENTION_FUNCTIONS)
         if requested_attention != "eager" and requested_attention not in ALL_ATTENTION_FUNCTIONS:
-            raise ValueError(f"attn_implementation={requested_attention!r} is not an attention of Sumi models; "
-                             f"choose one of {['eager', *ALL_ATTENTION_FUNCTIONS]}")
+            raise ValueError(
+                f"attn_implementation={requested_attention!r} is not an attention of Sumi models; "
+                f"choose one of {['eager', *ALL_ATTENTION_FUNCTIONS]}"
+            )
         return requested_attention
 
     def save_pretrained(self, save_directory, *args, max_shard_size="5GB", **kwargs):
@@ -271,8 +279,10 @@ def _key_mask(attention_mask: torch.Tensor | None, shape: torch.Size) -> torch.T
     if attention_mask is None:
         return None
     if attention_mask.shape != shape:
-        raise ValueError(f"attention_mask must be 2-D [batch, seq] = {tuple(shape)} with 1 = keep, 0 = pad; "
-                         f"got shape {tuple(attention_mask.shape)}")
+        raise ValueError(
+            f"attention_mask must be 2-D [batch, seq] = {tuple(shape)} with 1 = keep, 0 = pad; "
+            f"got shape {tuple(attention_mask.shape)}"
+        )
     key_mask = attention_mask.bool()
     return None if bool(key_mask.all()) else key_mask
 
@@ -308,27 +318,35 @@ class SumiModel(SumiPreTrainedModel):
         if inputs_embeds is None:
             if input_ids.dim() != 2:
                 raise ValueError(f"input_ids must be 2-D [batch, seq], got shape {tuple(input_ids.shape)}")
-            if (not torch.compiler.is_compiling() and input_ids.numel()
-                    and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size)):
-                raise ValueError(f"input_ids must lie in [0, vocab_size={self.config.vocab_size}); got values in "
-                                 f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+            if (
+                not torch.compiler.is_compiling()
+                and input_ids.numel()
+                and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size)
+            ):
+                raise ValueError(
+                    f"input_ids must lie in [0, vocab_size={self.config.vocab_size}); got values in "
+                    f"[{int(input_ids.min())}, {int(input_ids.max())}]"
+                )
             inputs_embeds = self.embed_tokens(input_ids)
         elif inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
-            raise ValueError(f"inputs_embeds must be [batch, seq, {self.config.hidden_size}], "
-                             f"got {tuple(inputs_embeds.shape)}")
+            raise ValueError(
+                f"inputs_embeds must be [batch, seq, {self.config.hidden_size}], got {tuple(inputs_embeds.shape)}"
+            )
         B, S, _ = inputs_embeds.shape
         if position_ids is None:
             if S > self.config.max_position_embeddings:
-                raise ValueError(f"sequence length {S} exceeds max_position_embeddings="
-                                 f"{self.config.max_position_embeddings}")
+                raise ValueError(
+                    f"sequence length {S} exceeds max_position_embeddings={self.config.max_position_embeddings}"
+                )
             position_ids = torch.arange(S, device=inputs_embeds.device).expand(B, S)
         elif position_ids.shape[-1] != S:
             raise ValueError(f"position_ids must be [batch, {S}], got {tuple(position_ids.shape)}")
         position_ids = position_ids.expand(B, S)
         key_mask = _key_mask(attention_mask, torch.Size((B, S)))
 
-        cos, sin = rotary_cos_sin(position_ids, self.config.head_dim,
-                                  float(self.config.rope_parameters["rope_theta"]), inputs_embeds.dtype)
+        cos, sin = rotary_cos_sin(
+            position_ids, self.config.head_dim, float(self.config.rope_parameters["rope_theta"]), inputs_embeds.dtype
+        )
         hidden_states = inputs_embeds
         for layer in self.layers:
             hidden_states = layer(hidden_states, cos, sin, key_mask)
@@ -378,23 +396,34 @@ class SumiForMaskGeneration(SumiGenerationMixin, SumiPreTrainedModel):
         (`fused_linear_gidd_loss`) without materialising the logits; `.logits` is then None.
         """
         if labels is not None and t is None:
-            raise ValueError("`labels` were given without `t`: the GIDD loss needs the noise level t "
-                             "([B], [B, 1] or [B, S]) at which `input_ids` were noised")
+            raise ValueError(
+                "`labels` were given without `t`: the GIDD loss needs the noise level t "
+                "([B], [B, 1] or [B, S]) at which `input_ids` were noised"
+            )
         if labels is not None and input_ids is None:
             raise ValueError("the loss needs `input_ids` (the noised z_t), not only `inputs_embeds`")
         hidden = self.model(input_ids, attention_mask, position_ids, inputs_embeds).last_hidden_state
         if labels is not None and loss_chunk_size:
             total, count = fused_linear_gidd_loss(
-                hidden, self.lm_head.weight, input_ids, labels, t, vocab_size=self.config.vocab_size,
+                hidden,
+                self.lm_head.weight,
+                input_ids,
+                labels,
+                t,
+                vocab_size=self.config.vocab_size,
                 beta_is=self.config.uniform_diffusion_beta_is,
-                z_loss_strength=self.config.uniform_diffusion_z_loss_strength, chunk_size=loss_chunk_size,
+                z_loss_strength=self.config.uniform_diffusion_z_loss_strength,
+                chunk_size=loss_chunk_size,
             )
             return MaskedLMOutput(loss=total / count.clamp(min=1), logits=None)
         logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
             per_token, valid = uniform_gidd_loss(
-                logits, input_ids, labels, t,
+                logits,
+                input_ids,
+                labels,
+                t,
                 vocab_size=self.config.vocab_size,
                 beta_is=self.config.uniform_diffusion_beta_is,
                 z_loss_strength=self.config.uniform_diffusion_z_loss_strength,
@@ -411,9 +440,14 @@ def parameter_counts(config: SumiConfig) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     embed = model.model.embed_tokens.weight.numel()
     head = model.lm_head.weight.numel()
-    return dict(total=total, embedding=embed, lm_head=head, non_embedding=total - embed - head,
-                per_layer=sum(p.numel() for p in model.model.layers[0].parameters()),
-                matrices=sum(p.numel() for p in model.parameters() if p.ndim >= 2))
+    return dict(
+        total=total,
+        embedding=embed,
+        lm_head=head,
+        non_embedding=total - embed - head,
+        per_layer=sum(p.numel() for p in model.model.layers[0].parameters()),
+        matrices=sum(p.numel() for p in model.parameters() if p.ndim >= 2),
+    )
 
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -444,10 +478,25 @@ def memory_estimate(config: SumiConfig, canvas_length: int = 2048, batch_size: i
         layer = B * S * (2 * H + q + 2 * kv + q) * b + 3 * B * S * I * b
         eager_scores = 2 * B * config.num_attention_heads * S * (S + 1) * 4
         peak = max(logits + sampler, layer)
-        out["per_dtype"][name] = dict(logits=logits, sampler_fp32=sampler, layer_transient=layer,
-                                      eager_attention_scores=eager_scores, peak_sdpa=peak,
-                                      peak_eager=max(logits + sampler, layer + eager_scores))
+        out["per_dtype"][name] = dict(
+            logits=logits,
+            sampler_fp32=sampler,
+            layer_transient=layer,
+            eager_attention_scores=eager_scores,
+            peak_sdpa=peak,
+            peak_eager=max(logits + sampler, layer + eager_scores),
+        )
     return out
 
 
-__all__ = ["parameter_counts", "memory_estimate", "DTYPE_BYTES", "write_remote_code", "REMOTE_CODE_FILES", "AUTO_MAP", "SumiPreTrainedModel", "SumiModel", "SumiForMaskGeneration"]
+__all__ = [
+    "parameter_counts",
+    "memory_estimate",
+    "DTYPE_BYTES",
+    "write_remote_code",
+    "REMOTE_CODE_FILES",
+    "AUTO_MAP",
+    "SumiPreTrainedModel",
+    "SumiModel",
+    "SumiForMaskGeneration",
+]

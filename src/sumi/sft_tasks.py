@@ -35,7 +35,9 @@ HELDOUT_INSTANCE_FRACTION = 0.1
 SPLIT_SEED = "sft-suite-v1"  # fixed: the splits must not depend on the sampling seed
 
 # Common short English words (lowercase, letters only).
-WORDS = tuple(dict.fromkeys("""
+WORDS = tuple(
+    dict.fromkeys(
+        """
 apple river stone green house light water paper table chair bread music night dream cloud
 window garden forest market letter bottle summer winter spring autumn silver golden yellow purple
 orange simple happy quiet little strong gentle bright early rapid smooth sweet bitter honest clever
@@ -51,7 +53,9 @@ mind idea plan game team class school office money price gift box bag coat shirt
 ring coin key map card photo pen pencil brush paint color shape number circle square corner
 jump run walk swim sing dance read write speak listen think learn teach build break open close
 carry throw catch drive climb sleep wake laugh smile cry play work rest cook clean wash
-""".split()))
+""".split()
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,11 @@ def _draw(task: str, rng: random.Random, words: list[str]) -> Instance:
         return Instance(task, f"What is {a} plus {b}?", str(a + b))
     if task == "sort":
         nums = [rng.randint(0, 99) for _ in range(rng.randint(3, 6))]
-        return Instance(task, "Sort these numbers from smallest to largest: " + ", ".join(map(str, nums)),
-                        ", ".join(map(str, sorted(nums))))
+        return Instance(
+            task,
+            "Sort these numbers from smallest to largest: " + ", ".join(map(str, nums)),
+            ", ".join(map(str, sorted(nums))),
+        )
     if task == "upper":
         text = _text(rng, words, 2, 5)
         return Instance(task, f"Write this in capital letters: {text}", text.upper())
@@ -128,8 +135,9 @@ def generate_instances(task: str, split: str, n: int, *, seed: int = 0) -> list[
 def generate_suite(split: str, per_task: int, *, seed: int = 0, tasks: tuple[str, ...] = TASKS) -> list[Instance]:
     """`per_task` instances of each task in `split` (tasks without that split skipped), interleaved
     task by task so that any prefix is balanced."""
-    lists = [generate_instances(t, split, per_task, seed=seed) for t in tasks
-             if split != "heldout_words" or t in WORD_TASKS]
+    lists = [
+        generate_instances(t, split, per_task, seed=seed) for t in tasks if split != "heldout_words" or t in WORD_TASKS
+    ]
     return [inst for group in zip(*lists) for inst in group]
 
 
@@ -146,8 +154,9 @@ def exact_match(prediction: str, answer: str) -> bool:
     return prediction.strip() == answer
 
 
-def answer_instances(model, tokenizer, instances: list[Instance], *, seed: int = 0, batch_size: int = 32,
-                     **generate_kwargs) -> list[str]:
+def answer_instances(
+    model, tokenizer, instances: list[Instance], *, seed: int = 0, batch_size: int = 32, **generate_kwargs
+) -> list[str]:
     """The model's answer to each instance: its chat prompt (`chat_prompt_ids`) through
     ``model.generate`` (the model's generation config, overridden by `generate_kwargs`; row i
     seeded with ``seed + i``), the tokens after the prompt decoded without special tokens and
@@ -166,7 +175,7 @@ def answer_instances(model, tokenizer, instances: list[Instance], *, seed: int =
     device = next(model.parameters()).device
     for length, rows in sorted(by_length.items()):
         for k in range(0, len(rows), batch_size):
-            chunk = rows[k:k + batch_size]
+            chunk = rows[k : k + batch_size]
             ids = torch.tensor([prompts[i] for i in chunk], device=device)
             out = model.generate(ids, seed=[seed + i for i in chunk], **generate_kwargs)
             for j, i in enumerate(chunk):
@@ -185,5 +194,17 @@ def score_suite(model, tokenizer, split: str, per_task: int, *, seed: int = 0, *
     return {task: sum(h) / len(h) for task, h in hits.items()}
 
 
-__all__ = ["answer_instances", "score_suite", "TASKS", "WORD_TASKS", "SPLITS", "WORDS", "Instance", "heldout_words", "generate_instances",
-           "generate_suite", "write_suite_jsonl", "exact_match"]
+__all__ = [
+    "answer_instances",
+    "score_suite",
+    "TASKS",
+    "WORD_TASKS",
+    "SPLITS",
+    "WORDS",
+    "Instance",
+    "heldout_words",
+    "generate_instances",
+    "generate_suite",
+    "write_suite_jsonl",
+    "exact_match",
+]

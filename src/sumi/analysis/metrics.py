@@ -20,8 +20,9 @@ Shares are pooled over every analysed position of every row (one number per batc
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,7 +90,7 @@ def region_mask(trajectory, metadata: dict | None = None, region: str = "generat
         return free.clone()
     generated = torch.zeros_like(free)
     for b, (lo, hi) in enumerate(spans):
-        generated[b, int(lo):int(hi)] = True
+        generated[b, int(lo) : int(hi)] = True
     return free & generated if region == "generated" else free & ~generated
 
 
@@ -99,9 +100,14 @@ def truncate(trajectory, num_steps: int):
     if not 0 <= num_steps <= trajectory.num_steps:
         raise ValueError(f"num_steps must be in [0, {trajectory.num_steps}], got {num_steps}")
     return type(trajectory)(
-        trajectory.initial, trajectory.free, list(trajectory.log_snrs[: num_steps + 1]),
-        list(trajectory.changes[:num_steps]), list(trajectory.top1_prob[:num_steps]),
-        list(trajectory.entropy[:num_steps]), list(trajectory.selected[:num_steps]))
+        trajectory.initial,
+        trajectory.free,
+        list(trajectory.log_snrs[: num_steps + 1]),
+        list(trajectory.changes[:num_steps]),
+        list(trajectory.top1_prob[:num_steps]),
+        list(trajectory.entropy[:num_steps]),
+        list(trajectory.selected[:num_steps]),
+    )
 
 
 def _nan_div(a: float, b: float) -> float:
@@ -129,8 +135,9 @@ def change_counts(trajectory, mask: torch.Tensor | None = None) -> np.ndarray:
 def overwrite_rates(trajectory, mask: torch.Tensor | None = None) -> np.ndarray:
     """`[N]`: per-step overwrite rate `r_j = |{i in M : z_i^(j) != z_i^(j-1)}| / |M|`."""
     M = analysed_mask(trajectory, mask)
-    return change_counts(trajectory, M).sum(1) / max(int(M.sum()), 1) if M.any() else \
-        np.full(trajectory.num_steps, np.nan)
+    return (
+        change_counts(trajectory, M).sum(1) / max(int(M.sum()), 1) if M.any() else np.full(trajectory.num_steps, np.nan)
+    )
 
 
 def rows_changed(trajectory, mask: torch.Tensor | None = None) -> np.ndarray:
@@ -138,8 +145,9 @@ def rows_changed(trajectory, mask: torch.Tensor | None = None) -> np.ndarray:
     return change_counts(trajectory, mask) > 0
 
 
-def edit_step_share(trajectory, mask: torch.Tensor | None = None, window_start: int | None = None,
-                    window_end: int | None = None) -> float:
+def edit_step_share(
+    trajectory, mask: torch.Tensor | None = None, window_start: int | None = None, window_end: int | None = None
+) -> float:
     """Share of (row, step) pairs, steps j in the window `(w, e]`, in which the step overwrote at
     least one analysed token of the row (rows without analysed positions are left out)."""
     M = analysed_mask(trajectory, mask)
@@ -149,8 +157,9 @@ def edit_step_share(trajectory, mask: torch.Tensor | None = None, window_start: 
     return _nan_div(hit.sum(), hit.size)
 
 
-def gross_change(trajectory, mask: torch.Tensor | None = None, window_start: int | None = None,
-                 window_end: int | None = None) -> float:
+def gross_change(
+    trajectory, mask: torch.Tensor | None = None, window_start: int | None = None, window_end: int | None = None
+) -> float:
     """Overwrites per analysed position in the window: `sum_{j in (w, e]} r_j` (the churn)."""
     M = analysed_mask(trajectory, mask)
     w, e = _window(trajectory, window_start, window_end)
@@ -268,8 +277,12 @@ def position_features(trajectory, metadata: dict | None = None) -> dict[str, tor
             at = torch.tensor(a, dtype=torch.float64)
             d_anchor[b] = (cols[b][:, None] - at[None, :]).abs().min(-1).values
     d_context = torch.where(torch.isnan(d_anchor), d_prompt.abs(), torch.minimum(d_prompt.abs(), d_anchor))
-    return dict(position=position, distance_from_prompt=d_prompt, distance_from_anchors=d_anchor,
-                distance_from_context=d_context)
+    return dict(
+        position=position,
+        distance_from_prompt=d_prompt,
+        distance_from_anchors=d_anchor,
+        distance_from_context=d_context,
+    )
 
 
 def commitment_order(trajectory, mask: torch.Tensor | None = None, metadata: dict | None = None) -> dict[str, float]:
@@ -333,8 +346,9 @@ class RoundTrips:
         )
 
 
-def round_trips(trajectory, mask: torch.Tensor | None = None, window_start: int | None = None,
-                window_end: int | None = None) -> RoundTrips:
+def round_trips(
+    trajectory, mask: torch.Tensor | None = None, window_start: int | None = None, window_end: int | None = None
+) -> RoundTrips:
     """The round trips (returns) of the analysed positions whose return step lies in the window
     `(w, e]` (default: the whole run); the earlier visit may lie before the window."""
     M = analysed_mask(trajectory, mask)
@@ -349,25 +363,30 @@ def round_trips(trajectory, mask: torch.Tensor | None = None, window_start: int 
     col = np.concatenate([init_c.numpy().astype(np.int64), ev.col])
     value = np.concatenate([init_v.numpy().astype(np.int64), ev.value])
     pos = row * S + col
-    order = np.lexsort((step, pos))                     # by position, then time
+    order = np.lexsort((step, pos))  # by position, then time
     step, row, col, value, pos = step[order], row[order], col[order], value[order], pos[order]
     first = np.r_[True, pos[1:] != pos[:-1]]
     group_start = np.maximum.accumulate(np.where(first, np.arange(pos.size), 0))
-    k = np.arange(pos.size) - group_start               # change index within the position (0 = initial)
-    by_value = np.lexsort((k, value, pos))              # occurrences of the same value at a position, in time order
+    k = np.arange(pos.size) - group_start  # change index within the position (0 = initial)
+    by_value = np.lexsort((k, value, pos))  # occurrences of the same value at a position, in time order
     same = np.zeros(pos.size, dtype=bool)
     same[1:] = (pos[by_value][1:] == pos[by_value][:-1]) & (value[by_value][1:] == value[by_value][:-1])
-    ret = by_value[same]                                # index (position order) of each return
-    prev = by_value[np.flatnonzero(same) - 1]           # the latest earlier visit of the same value
-    left_at = step[prev + 1]                            # the step that left the earlier visit
+    ret = by_value[same]  # index (position order) of each return
+    prev = by_value[np.flatnonzero(same) - 1]  # the latest earlier visit of the same value
+    left_at = step[prev + 1]  # the step that left the earlier visit
     in_window = (step[ret] > w) & (step[ret] <= e)
     ret, prev, left_at = ret[in_window], prev[in_window], left_at[in_window]
     time_order = np.lexsort((col[ret], row[ret], step[ret]))
     ret, prev, left_at = ret[time_order], prev[time_order], left_at[time_order]
     in_w_changes = int(((ev.step > w) & (ev.step <= e)).sum())
     return RoundTrips(
-        step=step[ret], row=row[ret], col=col[ret], hops=k[ret] - k[prev], length=step[ret] - left_at,
-        num_positions=int(M.sum()), num_changes=in_w_changes,
+        step=step[ret],
+        row=row[ret],
+        col=col[ret],
+        hops=k[ret] - k[prev],
+        length=step[ret] - left_at,
+        num_positions=int(M.sum()),
+        num_changes=in_w_changes,
         positions_with_return=int(np.unique(pos[ret]).size),
         returned_to_initial=int((k[prev] == 0).sum()),
     )
@@ -391,7 +410,9 @@ def confidence_entropy(trajectory, mask: torch.Tensor | None = None) -> dict[str
         return None
     M = analysed_mask(trajectory, mask)
     c = commit_steps(trajectory)
-    out: dict[str, list] = {f"{q}_{g}": [] for q in ("confidence", "entropy") for g in ("all", "committed", "uncommitted")}
+    out: dict[str, list] = {
+        f"{q}_{g}": [] for q in ("confidence", "entropy") for g in ("all", "committed", "uncommitted")
+    }
     for j in range(1, trajectory.num_steps + 1):
         groups = dict(all=M, committed=M & (c <= j - 1), uncommitted=M & (c >= j))
         for q, values in (("confidence", trajectory.top1_prob[j - 1]), ("entropy", trajectory.entropy[j - 1])):
@@ -422,8 +443,14 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def analyze_trajectory(trajectory, metadata: dict | None = None, *, region: str = "generated",
-                       mask: torch.Tensor | None = None, window_start: int | None = None) -> dict[str, Any]:
+def analyze_trajectory(
+    trajectory,
+    metadata: dict | None = None,
+    *,
+    region: str = "generated",
+    mask: torch.Tensor | None = None,
+    window_start: int | None = None,
+) -> dict[str, Any]:
     """All metrics of one trajectory as a JSON-ready dict: `summary` (scalars), `per_step` (arrays of
     length N, index j - 1), `per_canvas` (length N + 1, index j), histograms and the commit-step
     matrix of the analysed columns. `window_start` w adds the revision-window metrics of `(w, N]`."""
@@ -439,7 +466,9 @@ def analyze_trajectory(trajectory, metadata: dict | None = None, *, region: str 
     cm = c[M].double()
     conf = confidence_entropy(trajectory, M)
     summary: dict[str, Any] = dict(
-        num_rows=int(M.shape[0]), num_positions=int(M.sum()), num_steps=N,
+        num_rows=int(M.shape[0]),
+        num_positions=int(M.sum()),
+        num_steps=N,
         overwrite_rate_mean=float(overwrite.mean()) if N else float("nan"),
         edit_step_share=_nan_div(hit.sum(), hit.size),
         steps_with_any_change=int((counts.sum(1) > 0).sum()),
@@ -458,40 +487,75 @@ def analyze_trajectory(trajectory, metadata: dict | None = None, *, region: str 
     if conf is not None:
         for q in ("confidence", "entropy"):
             a = conf[f"{q}_all"]
-            summary[q] = dict(first=float(a[0]) if N else None, last=float(a[-1]) if N else None,
-                              mean=float(np.nanmean(a)) if N and not np.isnan(a).all() else None)
+            summary[q] = dict(
+                first=float(a[0]) if N else None,
+                last=float(a[-1]) if N else None,
+                mean=float(np.nanmean(a)) if N and not np.isnan(a).all() else None,
+            )
     if window_start is not None:
         w = int(window_start)
         wt = round_trips(trajectory, M, w)
         summary["window"] = dict(
-            start=w, end=N, steps=N - w,
+            start=w,
+            end=N,
+            steps=N - w,
             edit_step_share=edit_step_share(trajectory, M, w),
             overwrite_rate_mean=float(overwrite[w:].mean()) if N > w else float("nan"),
             gross_change=gross_change(trajectory, M, w),
             net_change=net_change(trajectory, w, N, M),
             round_trips=wt.summary(),
         )
-    per_step = dict(overwrite_rate=overwrite, rows_changed_share=hit.mean(1) if hit.size else np.full(N, np.nan),
-                    return_rate=return_rates(trajectory, M, trips),
-                    log_snr_t=list(trajectory.log_snrs[:N]), log_snr_s=list(trajectory.log_snrs[1:N + 1]))
+    per_step = dict(
+        overwrite_rate=overwrite,
+        rows_changed_share=hit.mean(1) if hit.size else np.full(N, np.nan),
+        return_rate=return_rates(trajectory, M, trips),
+        log_snr_t=list(trajectory.log_snrs[:N]),
+        log_snr_s=list(trajectory.log_snrs[1 : N + 1]),
+    )
     if conf is not None:
         per_step.update(conf)
     # the commit-step matrix over the analysed columns (None outside M)
     cols = M.any(0).nonzero().squeeze(-1)
     lo, hi = (int(cols[0]), int(cols[-1]) + 1) if cols.numel() else (0, 0)
     matrix = [[int(c[b, x]) if bool(M[b, x]) else None for x in range(lo, hi)] for b in range(M.shape[0])]
-    return _clean(dict(
-        metadata=meta, region=region if mask is None else "custom", summary=summary, per_step=per_step,
-        per_canvas=dict(net_change_to_final=net_change_to_final(trajectory, M), settled_share=settled_share(trajectory, M)),
-        round_trip_length_histogram={int(k): int(v) for k, v in zip(*np.unique(trips.length, return_counts=True))},
-        round_trip_hops_histogram={int(k): int(v) for k, v in zip(*np.unique(trips.hops, return_counts=True))},
-        commit_steps=dict(first_column=lo, rows=matrix),
-    ))
+    return _clean(
+        dict(
+            metadata=meta,
+            region=region if mask is None else "custom",
+            summary=summary,
+            per_step=per_step,
+            per_canvas=dict(
+                net_change_to_final=net_change_to_final(trajectory, M), settled_share=settled_share(trajectory, M)
+            ),
+            round_trip_length_histogram={int(k): int(v) for k, v in zip(*np.unique(trips.length, return_counts=True))},
+            round_trip_hops_histogram={int(k): int(v) for k, v in zip(*np.unique(trips.hops, return_counts=True))},
+            commit_steps=dict(first_column=lo, rows=matrix),
+        )
+    )
 
 
 __all__ = [
-    "REGIONS", "Events", "events", "analysed_mask", "region_mask", "truncate", "change_counts", "overwrite_rates",
-    "rows_changed", "edit_step_share", "gross_change", "net_change", "net_change_to_final", "commit_steps",
-    "settled_share", "spearman", "position_features", "commitment_order", "RoundTrips", "round_trips",
-    "return_rates", "confidence_entropy", "analyze_trajectory",
+    "REGIONS",
+    "Events",
+    "events",
+    "analysed_mask",
+    "region_mask",
+    "truncate",
+    "change_counts",
+    "overwrite_rates",
+    "rows_changed",
+    "edit_step_share",
+    "gross_change",
+    "net_change",
+    "net_change_to_final",
+    "commit_steps",
+    "settled_share",
+    "spearman",
+    "position_features",
+    "commitment_order",
+    "RoundTrips",
+    "round_trips",
+    "return_rates",
+    "confidence_entropy",
+    "analyze_trajectory",
 ]

@@ -56,13 +56,23 @@ def plot_commit_heatmap(analysis: dict, path: str | Path) -> Path:
     plt = _plt()
     cs = analysis["commit_steps"]
     rows = cs["rows"]
-    data = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=np.float64) if rows and rows[0] \
+    data = (
+        np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=np.float64)
+        if rows and rows[0]
         else np.full((1, 1), np.nan)
+    )
     N = (analysis.get("summary") or {}).get("num_steps") or 1
     fig, ax = plt.subplots(figsize=(9, max(2.4, min(8.0, 0.9 + 0.35 * data.shape[0]))))
     cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
-    im = ax.imshow(np.ma.masked_invalid(data), aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=N,
-                   extent=(cs["first_column"] - 0.5, cs["first_column"] + data.shape[1] - 0.5, data.shape[0] - 0.5, -0.5))
+    im = ax.imshow(
+        np.ma.masked_invalid(data),
+        aspect="auto",
+        interpolation="nearest",
+        cmap=cmap,
+        vmin=0,
+        vmax=N,
+        extent=(cs["first_column"] - 0.5, cs["first_column"] + data.shape[1] - 0.5, data.shape[0] - 0.5, -0.5),
+    )
     fig.colorbar(im, ax=ax, label="commit step (0 = never changed)")
     ax.set_xlabel("canvas position (column)")
     ax.set_ylabel("row / sample")
@@ -70,7 +80,9 @@ def plot_commit_heatmap(analysis: dict, path: str | Path) -> Path:
         ax.set_yticks(range(data.shape[0]))
     order = (analysis.get("summary") or {}).get("order") or {}
     rho = order.get("position")
-    ax.set_title(_title(analysis, "Commitment order" + (f" (Spearman vs position {rho:+.2f})" if rho is not None else "")))
+    ax.set_title(
+        _title(analysis, "Commitment order" + (f" (Spearman vs position {rho:+.2f})" if rho is not None else ""))
+    )
     return _save(fig, Path(path))
 
 
@@ -102,9 +114,16 @@ def plot_round_trip_lengths(analysis: dict, path: str | Path) -> Path:
         ks = sorted(hist)
         ax.bar(ks, [hist[k] for k in ks], width=0.8, color="C1")
         rt = (analysis.get("summary") or {}).get("round_trips") or {}
-        ax.text(0.98, 0.95, f"{rt.get('count', 0)} round trips\nA->B->A: {rt.get('aba', 0)}\n"
-                            f"A->B->C->A: {rt.get('abca', 0)}\nlonger: {rt.get('longer_cycles', 0)}",
-                transform=ax.transAxes, ha="right", va="top", fontsize=9)
+        ax.text(
+            0.98,
+            0.95,
+            f"{rt.get('count', 0)} round trips\nA->B->A: {rt.get('aba', 0)}\n"
+            f"A->B->C->A: {rt.get('abca', 0)}\nlonger: {rt.get('longer_cycles', 0)}",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=9,
+        )
     else:
         ax.text(0.5, 0.5, "no round trips", transform=ax.transAxes, ha="center", va="center", fontsize=12)
     ax.set_xlabel("round-trip length (steps away from the value)")
@@ -138,7 +157,10 @@ def plot_confidence_entropy(analysis: dict, path: str | Path) -> Path:
     plt = _plt()
     ps = analysis["per_step"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, q, label in ((axes[0], "confidence", "mean top-1 probability"), (axes[1], "entropy", "mean entropy (nats)")):
+    for ax, q, label in (
+        (axes[0], "confidence", "mean top-1 probability"),
+        (axes[1], "entropy", "mean entropy (nats)"),
+    ):
         if f"{q}_all" not in ps:
             ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", va="center")
         else:
@@ -183,9 +205,13 @@ def plot_quality_vs_budget(study: dict, path: str | Path) -> Path:
     return _save(fig, Path(path))
 
 
-PLOTTERS = dict(commit_heatmap=plot_commit_heatmap, overwrite_rate=plot_overwrite_rate,
-                round_trip_lengths=plot_round_trip_lengths, net_change=plot_net_change,
-                confidence_entropy=plot_confidence_entropy)
+PLOTTERS = dict(
+    commit_heatmap=plot_commit_heatmap,
+    overwrite_rate=plot_overwrite_rate,
+    round_trip_lengths=plot_round_trip_lengths,
+    net_change=plot_net_change,
+    confidence_entropy=plot_confidence_entropy,
+)
 
 
 def write_plots(analysis: dict, out_dir: str | Path, *, study: dict | None = None, prefix: str = "") -> dict[str, str]:
@@ -200,5 +226,13 @@ def write_plots(analysis: dict, out_dir: str | Path, *, study: dict | None = Non
     return paths
 
 
-__all__ = ["PLOT_NAMES", "plot_commit_heatmap", "plot_overwrite_rate", "plot_round_trip_lengths", "plot_net_change",
-           "plot_confidence_entropy", "plot_quality_vs_budget", "write_plots"]
+__all__ = [
+    "PLOT_NAMES",
+    "plot_commit_heatmap",
+    "plot_overwrite_rate",
+    "plot_round_trip_lengths",
+    "plot_net_change",
+    "plot_confidence_entropy",
+    "plot_quality_vs_budget",
+    "write_plots",
+]

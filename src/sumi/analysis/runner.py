@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -39,8 +40,9 @@ def text_tokenizer(model, tokenizer=None):
     return ByteTokenizer(max(cfg.vocab_size, 256), cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id)
 
 
-def encode_prompts(model, prompts: Sequence[str | Sequence[int]], tokenizer=None, *, add_bos: bool = True,
-                   num_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
+def encode_prompts(
+    model, prompts: Sequence[str | Sequence[int]], tokenizer=None, *, add_bos: bool = True, num_samples: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
     """Text prompts (with the tokenizer or the byte fallback) or id lists -> a left-padded batch.
 
     Each prompt starts with BOS (`add_bos`) and appears `num_samples` times in a row.
@@ -52,8 +54,10 @@ def encode_prompts(model, prompts: Sequence[str | Sequence[int]], tokenizer=None
     for p in prompts:
         if isinstance(p, str):
             if tok is None:
-                raise ValueError(f"the model has no tokenizer and its vocabulary ({cfg.vocab_size} ids) is too small "
-                                 "for the byte-level fallback: pass token ids")
+                raise ValueError(
+                    f"the model has no tokenizer and its vocabulary ({cfg.vocab_size} ids) is too small "
+                    "for the byte-level fallback: pass token ids"
+                )
             ids = list(tok(p, add_special_tokens=False).input_ids) if callable(tok) else list(tok.encode(p))
         else:
             ids = [int(i) for i in p]
@@ -179,9 +183,19 @@ def run_analysis(
         generate_kwargs.setdefault("max_new_tokens", 64)
         seeds = [int(seed) + r for r in range(len(rows))]
         study, records_by_label = revision_budget_study(
-            model, input_ids, attention_mask, tokenizer=tok, model_name=model_name, budgets=budgets, region=region,
-            nelbo_samples=nelbo_samples, judge=judge, seed=seeds if len(seeds) > 1 else seeds[0],
-            recorder=sharded_recorder(peers) if parallel else None, **generate_kwargs)
+            model,
+            input_ids,
+            attention_mask,
+            tokenizer=tok,
+            model_name=model_name,
+            budgets=budgets,
+            region=region,
+            nelbo_samples=nelbo_samples,
+            judge=judge,
+            seed=seeds if len(seeds) > 1 else seeds[0],
+            recorder=sharded_recorder(peers) if parallel else None,
+            **generate_kwargs,
+        )
         if study is None:  # a rank other than 0: its rows are with rank 0
             return None
         result["kind"] = "run"
@@ -193,7 +207,9 @@ def run_analysis(
         if save_trajectories:
             tdir = out / "trajectories"
             result["files"]["trajectories"] = [
-                str(save_trajectory(tdir / f"{lab}.pt", r.trajectory, r.metadata)) for lab, r in records_by_label.items()]
+                str(save_trajectory(tdir / f"{lab}.pt", r.trajectory, r.metadata))
+                for lab, r in records_by_label.items()
+            ]
             for lab, r in records_by_label.items():
                 r.path = str(tdir / f"{lab}.pt")
     many = len(items) > 1
@@ -202,8 +218,9 @@ def run_analysis(
         analysis["label"] = label
         analysis["trajectory_file"] = rec.path
         if plots:
-            analysis["plots"] = write_plots(analysis, out, study=study if not many else None,
-                                            prefix=f"{label}." if many else "")
+            analysis["plots"] = write_plots(
+                analysis, out, study=study if not many else None, prefix=f"{label}." if many else ""
+            )
         result["analyses"].append(analysis)
     result = _clean(result)
     metrics_path = out / "metrics.json"
@@ -234,65 +251,92 @@ def render_report(result: dict, out_dir: str | Path | None = None) -> str:
     lines = ["# How the model wrote: trajectory analysis", ""]
     first = result["analyses"][0] if result["analyses"] else {}
     meta = first.get("metadata") or {}
-    lines += [f"- sumi {result.get('sumi_version')}; model `{meta.get('model')}`; sampler `{meta.get('sampler')}`"
-              f" (schedule {meta.get('schedule')}, temperature {meta.get('temperature')}, tokens/step "
-              f"{meta.get('tokens_per_step')}); seed {meta.get('seed')}",
-              f"- analysed region: **{result.get('region')}** (see docs/analysis.md for every definition)", ""]
+    lines += [
+        f"- sumi {result.get('sumi_version')}; model `{meta.get('model')}`; sampler `{meta.get('sampler')}`"
+        f" (schedule {meta.get('schedule')}, temperature {meta.get('temperature')}, tokens/step "
+        f"{meta.get('tokens_per_step')}); seed {meta.get('seed')}",
+        f"- analysed region: **{result.get('region')}** (see docs/analysis.md for every definition)",
+        "",
+    ]
     if meta.get("model") and str(meta.get("model")).startswith("sumi-") and "/" not in str(meta.get("model")):
-        lines += ["> Note: a preset name means RANDOM weights: these numbers describe an untrained network and "
-                  "only show that the pipeline runs.", ""]
+        lines += [
+            "> Note: a preset name means RANDOM weights: these numbers describe an untrained network and "
+            "only show that the pipeline runs.",
+            "",
+        ]
     study = result.get("budget_study")
     if study:
-        lines += ["## Revision budget", "",
-                  f"Sampler `{study['sampler']}`, nominal {study['nominal_steps']} steps; {study['mode']}. "
-                  "Quality: the model's own NELBO of the returned text (nats/token, lower = better)"
-                  + (f" and the perplexity under the judge `{study['judge']}`" if study.get("judge") else "") + ".", ""]
+        lines += [
+            "## Revision budget",
+            "",
+            f"Sampler `{study['sampler']}`, nominal {study['nominal_steps']} steps; {study['mode']}. "
+            "Quality: the model's own NELBO of the returned text (nats/token, lower = better)"
+            + (f" and the perplexity under the judge `{study['judge']}`" if study.get("judge") else "")
+            + ".",
+            "",
+        ]
         lines += [f"- {r['claim']}" for r in study["runs"]]
-        lines += ["", "| steps | x nominal | revision steps overwriting | net change (window) | overwrites/position "
-                      "(window) | round trips (window) | whole-run net change | self-NELBO | judge PPL |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| steps | x nominal | revision steps overwriting | net change (window) | overwrites/position "
+            "(window) | round trips (window) | whole-run net change | self-NELBO | judge PPL |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in study["runs"]:
             w = r.get("window") or {}
             q = r.get("quality") or {}
-            lines.append(f"| {r['steps']} | {r['multiplier']:.3g} | {_p(w.get('edit_step_share'))} | "
-                         f"{_p(w.get('net_change'))} | {_f(w.get('gross_change'))} | "
-                         f"{(w.get('round_trips') or {}).get('count', 'n/a')} | {_p(r['whole_run']['net_change'])} | "
-                         f"{_f(q.get('self_nelbo'))} | {_f(q.get('judge_perplexity'))} |")
+            lines.append(
+                f"| {r['steps']} | {r['multiplier']:.3g} | {_p(w.get('edit_step_share'))} | "
+                f"{_p(w.get('net_change'))} | {_f(w.get('gross_change'))} | "
+                f"{(w.get('round_trips') or {}).get('count', 'n/a')} | {_p(r['whole_run']['net_change'])} | "
+                f"{_f(q.get('self_nelbo'))} | {_f(q.get('judge_perplexity'))} |"
+            )
         check = study.get("ancestral_constant_level")
         if check:
-            lines += ["", f"Ancestral extra steps at the final noise level (log-SNR {check['log_snr']}) are no-ops: "
-                          f"{check['steps']} such steps changed {check['tokens_changed']} of "
-                          f"{check['free_positions']} free tokens, and the posterior deviates from a point mass on "
-                          f"the current token by at most {check['posterior_max_deviation_from_point_mass']:.3g} "
-                          f"(a_t / a_s = 1 keeps every token). Extra ancestral budget therefore means more steps in "
-                          "total, as above."]
+            lines += [
+                "",
+                f"Ancestral extra steps at the final noise level (log-SNR {check['log_snr']}) are no-ops: "
+                f"{check['steps']} such steps changed {check['tokens_changed']} of "
+                f"{check['free_positions']} free tokens, and the posterior deviates from a point mass on "
+                f"the current token by at most {check['posterior_max_deviation_from_point_mass']:.3g} "
+                f"(a_t / a_s = 1 keeps every token). Extra ancestral budget therefore means more steps in "
+                "total, as above.",
+            ]
         lines.append("")
     for a in result["analyses"]:
         s = a["summary"]
         rt = s["round_trips"]
         o = s["order"]
-        lines += [f"## Trajectory `{a.get('label')}`", "",
-                  f"{s['num_rows']} row(s), {s['num_positions']} analysed positions, {s['num_steps']} steps.", "",
-                  f"- {_p(s['edit_step_share'])} of (row, step) pairs overwrote at least one token; mean overwrite "
-                  f"rate {_p(s['overwrite_rate_mean'])} of positions per step; {_f(s['gross_change'])} overwrites per "
-                  f"position in all; net change from the random canvas {_p(s['net_change'])}.",
-                  f"- round trips: {rt['count']} ({_f(rt['rate_per_position'])} per position, "
-                  f"{_p(rt['share_of_changes'])} of all changes); A->B->A {rt['aba']}, A->B->C->A {rt['abca']}, "
-                  f"longer {rt['longer_cycles']}; mean length {_f(rt['mean_length'])} steps.",
-                  f"- commitment: mean commit step {_f(s['commit']['mean_step'])} of {s['num_steps']}; never changed "
-                  f"{_p(s['commit']['never_changed_share'])}; Spearman(commit step, position) {_f(o.get('position'), 3)}, "
-                  f"(, distance from prompt) {_f(o.get('distance_from_prompt'), 3)}, (, distance from anchors) "
-                  f"{_f(o.get('distance_from_anchors'), 3)}, (, distance from context) "
-                  f"{_f(o.get('distance_from_context'), 3)}."]
+        lines += [
+            f"## Trajectory `{a.get('label')}`",
+            "",
+            f"{s['num_rows']} row(s), {s['num_positions']} analysed positions, {s['num_steps']} steps.",
+            "",
+            f"- {_p(s['edit_step_share'])} of (row, step) pairs overwrote at least one token; mean overwrite "
+            f"rate {_p(s['overwrite_rate_mean'])} of positions per step; {_f(s['gross_change'])} overwrites per "
+            f"position in all; net change from the random canvas {_p(s['net_change'])}.",
+            f"- round trips: {rt['count']} ({_f(rt['rate_per_position'])} per position, "
+            f"{_p(rt['share_of_changes'])} of all changes); A->B->A {rt['aba']}, A->B->C->A {rt['abca']}, "
+            f"longer {rt['longer_cycles']}; mean length {_f(rt['mean_length'])} steps.",
+            f"- commitment: mean commit step {_f(s['commit']['mean_step'])} of {s['num_steps']}; never changed "
+            f"{_p(s['commit']['never_changed_share'])}; Spearman(commit step, position) {_f(o.get('position'), 3)}, "
+            f"(, distance from prompt) {_f(o.get('distance_from_prompt'), 3)}, (, distance from anchors) "
+            f"{_f(o.get('distance_from_anchors'), 3)}, (, distance from context) "
+            f"{_f(o.get('distance_from_context'), 3)}.",
+        ]
         if s.get("confidence"):
-            lines.append(f"- denoiser: mean top-1 probability {_f(s['confidence']['first'], 3)} at the first step -> "
-                         f"{_f(s['confidence']['last'], 3)} at the last; entropy {_f(s['entropy']['first'], 3)} -> "
-                         f"{_f(s['entropy']['last'], 3)} nats.")
+            lines.append(
+                f"- denoiser: mean top-1 probability {_f(s['confidence']['first'], 3)} at the first step -> "
+                f"{_f(s['confidence']['last'], 3)} at the last; entropy {_f(s['entropy']['first'], 3)} -> "
+                f"{_f(s['entropy']['last'], 3)} nats."
+            )
         w = s.get("window")
         if w:
-            lines.append(f"- revision window (steps {w['start'] + 1}..{w['end']}): {_p(w['edit_step_share'])} of edit "
-                         f"steps overwrote tokens, net change {_p(w['net_change'])}, {w['round_trips']['count']} "
-                         "round trips.")
+            lines.append(
+                f"- revision window (steps {w['start'] + 1}..{w['end']}): {_p(w['edit_step_share'])} of edit "
+                f"steps overwrote tokens, net change {_p(w['net_change'])}, {w['round_trips']['count']} "
+                "round trips."
+            )
         texts = (a.get("metadata") or {}).get("completion_texts")
         if texts:
             lines += ["", "Final text (row 0): `" + " ".join(texts[0].split())[:200].replace("`", "'") + "`"]

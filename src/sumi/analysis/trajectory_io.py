@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 from ..denoising import Trajectory, frozen_per_row
-from ..generation_sumi import GENERATION_DEFAULTS
 from ..denoising import canvas_layout as layout_of
+from ..generation_sumi import GENERATION_DEFAULTS
 
 FORMAT = "sumi-trajectory"
 FORMAT_VERSION = 1
@@ -61,8 +61,14 @@ def _decode(tokenizer, ids: list[int]) -> str:
         return tokenizer.decode(ids)
 
 
-def save_trajectory(path: str | os.PathLike, trajectory: Trajectory, metadata: dict | None = None, *,
-                    tokenizer=None, include_confidence: bool = True) -> Path:
+def save_trajectory(
+    path: str | os.PathLike,
+    trajectory: Trajectory,
+    metadata: dict | None = None,
+    *,
+    tokenizer=None,
+    include_confidence: bool = True,
+) -> Path:
     """Write `trajectory` and `metadata` to `path` (a `.pt` file; parents are created).
 
     With a `tokenizer`, the metadata also gets `prompt_texts` (decoded `prompt_ids`) and
@@ -82,13 +88,21 @@ def save_trajectory(path: str | os.PathLike, trajectory: Trajectory, metadata: d
         raise ValueError(f"trajectory metadata must be JSON-serialisable: {e}") from e
     changes = trajectory.changes
     counts = torch.tensor([int(torch.as_tensor(r).numel()) for r, _, _ in changes], dtype=torch.long)
-    cat = lambda i: torch.cat([torch.as_tensor(c[i]).long().reshape(-1) for c in changes]) if changes else \
-        torch.zeros(0, dtype=torch.long)
+    cat = lambda i: (
+        torch.cat([torch.as_tensor(c[i]).long().reshape(-1) for c in changes])
+        if changes
+        else torch.zeros(0, dtype=torch.long)
+    )
     payload: dict[str, Any] = dict(
-        format=FORMAT, version=FORMAT_VERSION, metadata_json=meta_json,
-        initial=_small_int(trajectory.initial), free=torch.as_tensor(trajectory.free).bool(),
+        format=FORMAT,
+        version=FORMAT_VERSION,
+        metadata_json=meta_json,
+        initial=_small_int(trajectory.initial),
+        free=torch.as_tensor(trajectory.free).bool(),
         log_snrs=torch.tensor([float(x) for x in trajectory.log_snrs], dtype=torch.float64),
-        change_counts=counts, change_rows=_small_int(cat(0)), change_cols=_small_int(cat(1)),
+        change_counts=counts,
+        change_rows=_small_int(cat(0)),
+        change_cols=_small_int(cat(1)),
         change_values=_small_int(cat(2)),
     )
     if include_confidence and trajectory.top1_prob:
@@ -116,8 +130,10 @@ def load_trajectory(path: str | os.PathLike) -> TrajectoryRecord:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{str(path)!r} is not a sumi trajectory file")
     if int(payload.get("version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"{str(path)!r} has trajectory format version {payload['version']}; this sumi reads "
-                         f"up to {FORMAT_VERSION}: upgrade sumi")
+        raise ValueError(
+            f"{str(path)!r} has trajectory format version {payload['version']}; this sumi reads "
+            f"up to {FORMAT_VERSION}: upgrade sumi"
+        )
     counts = payload["change_counts"].tolist()
     rows = payload["change_rows"].long().split(counts)
     cols = payload["change_cols"].long().split(counts)
@@ -127,9 +143,13 @@ def load_trajectory(path: str | os.PathLike) -> TrajectoryRecord:
     entropy = list(payload["entropy"].unbind(0)) if "entropy" in payload else []
     selected = list(payload["selected"].long().unbind(0)) if "selected" in payload else [None] * N
     trajectory = Trajectory(
-        initial=payload["initial"].long(), free=payload["free"].bool(),
-        log_snrs=payload["log_snrs"].tolist(), changes=list(zip(rows, cols, values)),
-        top1_prob=top1, entropy=entropy, selected=selected,
+        initial=payload["initial"].long(),
+        free=payload["free"].bool(),
+        log_snrs=payload["log_snrs"].tolist(),
+        changes=list(zip(rows, cols, values)),
+        top1_prob=top1,
+        entropy=entropy,
+        selected=selected,
     )
     return TrajectoryRecord(trajectory, json.loads(payload["metadata_json"]), str(path))
 
@@ -143,16 +163,30 @@ def canvas_layout(model, options: dict, prompt_lens: list[int], P: int) -> dict[
     if mnt is None and options.get("max_length") is not None:
         mnt = options["max_length"] - P
     frozen = options.get("frozen")
-    layout = layout_of(model.config, prompt_lens, P, mnt, options["canvas_length"],
-                       anchors=bool(options["anchor_eosbos"]) and frozen is None, aligned=bool(options.get("align_rows")))
+    layout = layout_of(
+        model.config,
+        prompt_lens,
+        P,
+        mnt,
+        options["canvas_length"],
+        anchors=bool(options["anchor_eosbos"]) and frozen is None,
+        aligned=bool(options.get("align_rows")),
+    )
     pinned = layout.anchor_columns()
     if frozen is not None:
-        pinned = [sorted(s + pos for pos, _ in rows if s + pos >= P)
-                  for s, rows in zip(layout.starts, frozen_per_row(frozen, len(prompt_lens)))]
-    return dict(canvas_length=layout.canvas_length, prompt_len=P, row_prompt_lens=list(prompt_lens),
-                budgets=layout.budgets, row_starts=layout.starts,
-                generated_columns=[list(layout.answer_columns(i)) for i in range(len(prompt_lens))],
-                anchor_columns=pinned)
+        pinned = [
+            sorted(s + pos for pos, _ in rows if s + pos >= P)
+            for s, rows in zip(layout.starts, frozen_per_row(frozen, len(prompt_lens)))
+        ]
+    return dict(
+        canvas_length=layout.canvas_length,
+        prompt_len=P,
+        row_prompt_lens=list(prompt_lens),
+        budgets=layout.budgets,
+        row_starts=layout.starts,
+        generated_columns=[list(layout.answer_columns(i)) for i in range(len(prompt_lens))],
+        anchor_columns=pinned,
+    )
 
 
 # The resolved generation options a trajectory's metadata records: all of them (max_length is
@@ -160,8 +194,16 @@ def canvas_layout(model, options: dict, prompt_lens: list[int], P: int) -> dict[
 GENERATE_OPTION_KEYS = tuple(k for k in GENERATION_DEFAULTS if k != "max_length")
 
 
-def record_generation(model, input_ids=None, attention_mask=None, *, tokenizer=None, model_name: str | None = None,
-                      extra_metadata: dict | None = None, **generate_kwargs):
+def record_generation(
+    model,
+    input_ids=None,
+    attention_mask=None,
+    *,
+    tokenizer=None,
+    model_name: str | None = None,
+    extra_metadata: dict | None = None,
+    **generate_kwargs,
+):
     """Run `model.generate(..., record_trajectory=True)` and return `(output, TrajectoryRecord)`;
     the metadata holds the resolved sampler options, the canvas layout (`canvas_layout`), the
     unpadded prompt and completion ids (and texts, with a tokenizer), the model name, dtype and
@@ -176,8 +218,9 @@ def record_generation(model, input_ids=None, attention_mask=None, *, tokenizer=N
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     attention_mask = torch.as_tensor(attention_mask)
-    out = model.generate(input_ids.to(device), attention_mask=attention_mask.to(device), record_trajectory=True,
-                         **generate_kwargs)
+    out = model.generate(
+        input_ids.to(device), attention_mask=attention_mask.to(device), record_trajectory=True, **generate_kwargs
+    )
     if out.trajectory is None:
         raise ValueError("nothing was generated (max_new_tokens = 0): no trajectory to record")
     explicit = {k: v for k, v in generate_kwargs.items() if k in GENERATE_OPTION_KEYS or k == "max_length"}
@@ -185,19 +228,28 @@ def record_generation(model, input_ids=None, attention_mask=None, *, tokenizer=N
     B, P = input_ids.shape
     prompt_lens = attention_mask.long().sum(-1).tolist()
     layout = canvas_layout(model, options, prompt_lens, P)
-    prompt_ids = [input_ids[b, P - p:].tolist() for b, p in enumerate(prompt_lens)]
+    prompt_ids = [input_ids[b, P - p :].tolist() for b, p in enumerate(prompt_lens)]
     sequences = out.sequences.cpu()
-    completion_ids = [sequences[b, P:int(out.lengths[b])].tolist() for b in range(B)]
+    completion_ids = [sequences[b, P : int(out.lengths[b])].tolist() for b in range(B)]
     meta: dict[str, Any] = dict(
-        sumi_version=_sumi_version(), model=model_name or getattr(model.config, "_name_or_path", None) or None,
-        vocab_size=model.config.vocab_size, eos_token_id=model.config.eos_token_id,
-        bos_token_id=model.config.bos_token_id, dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
-        device=str(device), **{k: options.get(k) for k in GENERATE_OPTION_KEYS},
-        prompt_ids=prompt_ids, completion_ids=completion_ids, num_forwards=int(out.num_forwards or 0),
+        sumi_version=_sumi_version(),
+        model=model_name or getattr(model.config, "_name_or_path", None) or None,
+        vocab_size=model.config.vocab_size,
+        eos_token_id=model.config.eos_token_id,
+        bos_token_id=model.config.bos_token_id,
+        dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+        device=str(device),
+        **{k: options.get(k) for k in GENERATE_OPTION_KEYS},
+        prompt_ids=prompt_ids,
+        completion_ids=completion_ids,
+        num_forwards=int(out.num_forwards or 0),
     )
     meta.update(layout)  # canvas_length: the one actually used (capped at max_position_embeddings)
-    meta["frozen"] = [list(map(list, r)) if isinstance(r, (list, tuple)) else r for r in meta["frozen"]] \
-        if meta.get("frozen") is not None else None
+    meta["frozen"] = (
+        [list(map(list, r)) if isinstance(r, (list, tuple)) else r for r in meta["frozen"]]
+        if meta.get("frozen") is not None
+        else None
+    )
     if tokenizer is not None:
         meta["prompt_texts"] = [_decode(tokenizer, r) for r in prompt_ids]
         meta["completion_texts"] = [_decode(tokenizer, r) for r in completion_ids]
@@ -206,8 +258,17 @@ def record_generation(model, input_ids=None, attention_mask=None, *, tokenizer=N
 
 
 # Metadata entries with one value per row (the rest describe the whole run).
-ROW_METADATA = ("prompt_ids", "completion_ids", "row_prompt_lens", "budgets", "row_starts", "generated_columns",
-                "anchor_columns", "prompt_texts", "completion_texts")
+ROW_METADATA = (
+    "prompt_ids",
+    "completion_ids",
+    "row_prompt_lens",
+    "budgets",
+    "row_starts",
+    "generated_columns",
+    "anchor_columns",
+    "prompt_texts",
+    "completion_texts",
+)
 
 
 def concat_records(records: list[TrajectoryRecord]) -> TrajectoryRecord:
@@ -230,12 +291,22 @@ def concat_records(records: list[TrajectoryRecord]) -> TrajectoryRecord:
             return [None] * trajs[0].num_steps if name == "selected" and any(steps) else []
         return [torch.cat([torch.as_tensor(s[k]) for s in steps]) for k in range(trajs[0].num_steps)]
 
-    changes = [tuple(torch.cat([torch.as_tensor(t.changes[k][i]).long() + (o if i == 0 else 0)
-                                for t, o in zip(trajs, offsets)]) for i in range(3))
-               for k in range(trajs[0].num_steps)]
-    merged = Trajectory(initial=torch.cat([t.initial for t in trajs]), free=torch.cat([t.free for t in trajs]),
-                        log_snrs=list(trajs[0].log_snrs), changes=changes, top1_prob=per_step("top1_prob"),
-                        entropy=per_step("entropy"), selected=per_step("selected"))
+    changes = [
+        tuple(
+            torch.cat([torch.as_tensor(t.changes[k][i]).long() + (o if i == 0 else 0) for t, o in zip(trajs, offsets)])
+            for i in range(3)
+        )
+        for k in range(trajs[0].num_steps)
+    ]
+    merged = Trajectory(
+        initial=torch.cat([t.initial for t in trajs]),
+        free=torch.cat([t.free for t in trajs]),
+        log_snrs=list(trajs[0].log_snrs),
+        changes=changes,
+        top1_prob=per_step("top1_prob"),
+        entropy=per_step("entropy"),
+        selected=per_step("selected"),
+    )
     meta = dict(records[0].metadata)
     for key in ROW_METADATA:
         if all(r.metadata.get(key) is not None for r in records):
@@ -247,5 +318,15 @@ def concat_records(records: list[TrajectoryRecord]) -> TrajectoryRecord:
     return TrajectoryRecord(merged, meta)
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "TrajectoryRecord", "save_trajectory", "load_trajectory", "canvas_layout",
-           "record_generation", "concat_records", "ROW_METADATA", "GENERATE_OPTION_KEYS"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "TrajectoryRecord",
+    "save_trajectory",
+    "load_trajectory",
+    "canvas_layout",
+    "record_generation",
+    "concat_records",
+    "ROW_METADATA",
+    "GENERATE_OPTION_KEYS",
+]

@@ -30,9 +30,13 @@ HELP = "commands: /reset  /settings [KEY=VALUE]  /canvas  /quit"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("chat", help="talk to a model in the terminal (multi-turn, through its chat template)",
-                              formatter_class=argparse.RawDescriptionHelpFormatter,
-                              description=__doc__.split("\n\n")[0], epilog=HELP)
+    p = subparsers.add_parser(
+        "chat",
+        help="talk to a model in the terminal (multi-turn, through its chat template)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n")[0],
+        epilog=HELP,
+    )
     add_model_arg(p)
     p.set_defaults(model="demo-instruct")
     add_runtime_args(p)
@@ -44,12 +48,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def generation_budget(model, kwargs: dict[str, Any]) -> int:
     """max_new_tokens: the options', else the model's generation config's, else `DEFAULT_MAX_NEW_TOKENS`."""
-    return int(kwargs.get("max_new_tokens") or getattr(model.generation_config, "max_new_tokens", None)
-               or DEFAULT_MAX_NEW_TOKENS)
+    return int(
+        kwargs.get("max_new_tokens")
+        or getattr(model.generation_config, "max_new_tokens", None)
+        or DEFAULT_MAX_NEW_TOKENS
+    )
 
 
-def run_turn(model, tokenizer, messages: list[dict[str, str]], kwargs: dict[str, Any], *,
-             progress_callback=None) -> str:
+def run_turn(
+    model, tokenizer, messages: list[dict[str, str]], kwargs: dict[str, Any], *, progress_callback=None
+) -> str:
     """The assistant's answer to `messages`: the template's prompt with the generation prompt,
     `generate()` with `kwargs` over the model's generation config, the tokens after the prompt
     decoded without special tokens and stripped."""
@@ -61,15 +69,16 @@ def run_turn(model, tokenizer, messages: list[dict[str, str]], kwargs: dict[str,
     device = next(model.parameters()).device
     kwargs = {**kwargs, "max_new_tokens": generation_budget(model, kwargs)}
     out = model.generate(torch.tensor([ids], device=device), progress_callback=progress_callback, **kwargs)
-    return tokenizer.decode(out.sequences[0, len(ids):].tolist(), skip_special_tokens=True).strip()
+    return tokenizer.decode(out.sequences[0, len(ids) :].tolist(), skip_special_tokens=True).strip()
 
 
 def load_chat_model(args: argparse.Namespace):
     """The model and its tokenizer (with a chat template) that --model names."""
     from ..chat_template import ensure_chat_template
 
-    model, tokenizer = load_model(args.model, dtype=args.dtype, device=resolve_device(args.device),
-                                  attn_implementation=args.attn_implementation)
+    model, tokenizer = load_model(
+        args.model, dtype=args.dtype, device=resolve_device(args.device), attn_implementation=args.attn_implementation
+    )
     if tokenizer is None:
         raise CLIError(f"argument --model: {args.model!r} has no tokenizer to chat with")
     return model, ensure_chat_template(tokenizer)
@@ -107,8 +116,11 @@ def _settings_text(model, kwargs: dict[str, Any]) -> str:
     from ..generation_sumi import GENERATION_DEFAULTS
 
     gc = model.generation_config
-    shown = {k: kwargs.get(k, getattr(gc, k, None) if getattr(gc, k, None) is not None else v)
-             for k, v in GENERATION_DEFAULTS.items() if k not in ("frozen", "max_length", "seed")}
+    shown = {
+        k: kwargs.get(k, getattr(gc, k, None) if getattr(gc, k, None) is not None else v)
+        for k, v in GENERATION_DEFAULTS.items()
+        if k not in ("frozen", "max_length", "seed")
+    }
     shown["max_new_tokens"] = generation_budget(model, kwargs)
     return "  ".join(f"{k}={v}" for k, v in shown.items())
 
@@ -138,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             print("(conversation reset)", flush=True)
             continue
         if text.startswith("/settings"):
-            rest = text[len("/settings"):].strip()
+            rest = text[len("/settings") :].strip()
             print(_change_setting(kwargs, rest) if rest else _settings_text(model, kwargs), flush=True)
             continue
         if text == "/canvas":

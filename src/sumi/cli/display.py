@@ -60,8 +60,13 @@ class LiveCanvas:
     """`progress_callback` that redraws the decoded generated region of every row after each step,
     with ANSI escapes (cursor up + clear), plus a step counter. For terminals."""
 
-    def __init__(self, stream, decode: Callable[[list[int]], str], regions: list[tuple[int, int]],
-                 size: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        stream,
+        decode: Callable[[list[int]], str],
+        regions: list[tuple[int, int]],
+        size: tuple[int, int] | None = None,
+    ):
         self.stream, self.decode, self.regions = stream, decode, regions
         self.size = size
         self.drawn = 0
@@ -77,9 +82,11 @@ class LiveCanvas:
         self.previous = z.detach().clone()
         total = sum(b - a for a, b in self.regions)
         conf = [info["top1_prob"][i, a:b].float().mean().item() for i, (a, b) in enumerate(self.regions) if b > a]
-        header = (f"step {info['step'] + 1}/{info['num_steps']}  log-SNR {info['log_snr_s']:+.2f}  "
-                  f"changed {'-' if changed is None else changed}/{total}  "
-                  f"mean top-1 p {sum(conf) / max(len(conf), 1):.2f}")
+        header = (
+            f"step {info['step'] + 1}/{info['num_steps']}  log-SNR {info['log_snr_s']:+.2f}  "
+            f"changed {'-' if changed is None else changed}/{total}  "
+            f"mean top-1 p {sum(conf) / max(len(conf), 1):.2f}"
+        )
         B = len(self.regions)
         budget = max(rows - 2, 2)  # lines for the rows under the header (keep the frame on screen)
         shown = B if B <= budget else budget - 1
@@ -113,8 +120,9 @@ class BarProgress:
     def __init__(self, total: int, regions: list[tuple[int, int]], stats: bool = False, stream=None):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, desc="denoising", unit="step", file=stream or sys.stderr, leave=True,
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total, desc="denoising", unit="step", file=stream or sys.stderr, leave=True, dynamic_ncols=True
+        )
         self.regions, self.stats, self.previous = regions, stats, None
 
     def __call__(self, info: dict) -> None:
@@ -125,8 +133,12 @@ class BarProgress:
                 changed = sum(int((z[i, a:b] != self.previous[i, a:b]).sum()) for i, (a, b) in enumerate(self.regions))
             self.previous = z.detach().clone()
             conf = [info["top1_prob"][i, a:b].float().mean().item() for i, (a, b) in enumerate(self.regions) if b > a]
-            self.bar.set_postfix(changed=changed, top1=f"{sum(conf) / max(len(conf), 1):.2f}",
-                                 log_snr=f"{info['log_snr_s']:+.2f}", refresh=False)
+            self.bar.set_postfix(
+                changed=changed,
+                top1=f"{sum(conf) / max(len(conf), 1):.2f}",
+                log_snr=f"{info['log_snr_s']:+.2f}",
+                refresh=False,
+            )
         self.bar.update(1)
 
     def close(self) -> None:

@@ -60,44 +60,71 @@ _SET_BY_THE_RUN = ("max_new_tokens", "max_length", "seed", "canvas_length")
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     g = subparsers.add_parser(
-        "generate", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        "generate",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
         help="write text after one or more prompts by denoising a random canvas",
         description=DESCRIPTION + "\n`sumi generate` writes --max-new-tokens tokens after each PROMPT. All "
-                    "prompts run as one\nleft-padded batch. Unset sampler options fall back to the model's "
-                    "generation config, then\nto the official defaults (128 steps, ancestral, linear schedule, "
-                    "temperature 1, canvas 2048).",
+        "prompts run as one\nleft-padded batch. Unset sampler options fall back to the model's "
+        "generation config, then\nto the official defaults (128 steps, ancestral, linear schedule, "
+        "temperature 1, canvas 2048).",
     )
-    g.add_argument("prompts", nargs="*", metavar="PROMPT",
-                   help="prompt text(s); several prompts form one batch. None: generate from BOS alone")
+    g.add_argument(
+        "prompts",
+        nargs="*",
+        metavar="PROMPT",
+        help="prompt text(s); several prompts form one batch. None: generate from BOS alone",
+    )
     add_model_arg(g)
-    g.add_argument("--prompts-file", metavar="FILE",
-                   help="read prompts from FILE ('-' = stdin): one prompt per line, or JSONL objects with a "
-                        "\"prompt\" field; added after any PROMPT arguments. Each prompt then gets its own seed "
-                        "(from --seed and its index) and aligned rows, so its output depends neither on the batch "
-                        "nor on the number of processes: under torchrun each process generates its share and "
-                        "rank 0 prints all, in order")
-    g.add_argument("--ids", action="store_true",
-                   help="each PROMPT is token ids (comma or space separated) instead of text")
-    g.add_argument("--no-bos", action="store_true",
-                   help="do not prepend the BOS token to each prompt (by default a prompt starts a document)")
-    g.add_argument("--chat", metavar="MESSAGE",
-                   help="one chat turn: MESSAGE as the user's, rendered through the model's chat template; prints "
-                        "the answer (sumi chat for a conversation)")
+    g.add_argument(
+        "--prompts-file",
+        metavar="FILE",
+        help="read prompts from FILE ('-' = stdin): one prompt per line, or JSONL objects with a "
+        '"prompt" field; added after any PROMPT arguments. Each prompt then gets its own seed '
+        "(from --seed and its index) and aligned rows, so its output depends neither on the batch "
+        "nor on the number of processes: under torchrun each process generates its share and "
+        "rank 0 prints all, in order",
+    )
+    g.add_argument(
+        "--ids", action="store_true", help="each PROMPT is token ids (comma or space separated) instead of text"
+    )
+    g.add_argument(
+        "--no-bos",
+        action="store_true",
+        help="do not prepend the BOS token to each prompt (by default a prompt starts a document)",
+    )
+    g.add_argument(
+        "--chat",
+        metavar="MESSAGE",
+        help="one chat turn: MESSAGE as the user's, rendered through the model's chat template; prints "
+        "the answer (sumi chat for a conversation)",
+    )
 
-    s = g.add_argument_group("sampling", "Options left unset come from the model's generation_config.json, "
-                                         "else from the defaults shown.")
-    add_sampling_args(s, {"max_new_tokens": 64, "seed": DefaultRule("a fresh seed, reported in --format jsonl "
-                                                                    "and on stderr")}, only=SAMPLER_OPTIONS)
+    s = g.add_argument_group(
+        "sampling", "Options left unset come from the model's generation_config.json, else from the defaults shown."
+    )
+    add_sampling_args(
+        s,
+        {"max_new_tokens": 64, "seed": DefaultRule("a fresh seed, reported in --format jsonl and on stderr")},
+        only=SAMPLER_OPTIONS,
+    )
     add_sampling_args(g.add_argument_group("canvas"), only=CANVAS_OPTIONS)
 
     r = g.add_argument_group("runtime and output")
     add_runtime_args(r)
-    r.add_argument("--format", choices=("text", "jsonl"), default="text",
-                   help="text (default): prompt + completion; jsonl: one JSON object per prompt with prompt, "
-                        "completion, token ids, settings, num_forwards, seconds")
-    r.add_argument("--show-steps", action="store_true",
-                   help="watch the canvas denoise: on a terminal, redraw the generated text after every step; "
-                        "otherwise a progress bar with per-step statistics (on stderr)")
+    r.add_argument(
+        "--format",
+        choices=("text", "jsonl"),
+        default="text",
+        help="text (default): prompt + completion; jsonl: one JSON object per prompt with prompt, "
+        "completion, token ids, settings, num_forwards, seconds",
+    )
+    r.add_argument(
+        "--show-steps",
+        action="store_true",
+        help="watch the canvas denoise: on a terminal, redraw the generated text after every step; "
+        "otherwise a progress bar with per-step statistics (on stderr)",
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return g
 
@@ -117,15 +144,18 @@ def _text_codec(tok, cfg, ids_only: bool) -> tuple[Any, bool]:
         return tok, False
     V = cfg.vocab_size
     if V < 256 and not ids_only:
-        raise CLIError(f"argument --model: the model has no tokenizer and its vocabulary ({V} ids) is too small "
-                       "for the byte-level fallback (needs >= 256); pass token ids with --ids")
+        raise CLIError(
+            f"argument --model: the model has no tokenizer and its vocabulary ({V} ids) is too small "
+            "for the byte-level fallback (needs >= 256); pass token ids with --ids"
+        )
     if not ids_only:
         note("note: the model has no tokenizer: using a byte-level fallback (UTF-8 bytes as ids, id = byte value).")
     return ByteTokenizer(max(V, 256), cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id), True
 
 
-def _prompt_rows(prompts: list[str], ids_only: bool, bos: int | None, V: int, encode: Callable[[str], list[int]]
-                 ) -> list[list[int]]:
+def _prompt_rows(
+    prompts: list[str], ids_only: bool, bos: int | None, V: int, encode: Callable[[str], list[int]]
+) -> list[list[int]]:
     """Token ids of each prompt (text, or ids with --ids), `bos` first unless None; one empty prompt
     when there are none."""
     rows: list[list[int]] = []
@@ -133,8 +163,9 @@ def _prompt_rows(prompts: list[str], ids_only: bool, bos: int | None, V: int, en
         ids = parse_ids(text, index) if ids_only else encode(text)
         bad = [t for t in ids if not 0 <= t < V]
         if bad:
-            raise CLIError(f"argument PROMPT: prompt {index + 1} has token id {bad[0]} outside the model's "
-                           f"vocabulary [0, {V})")
+            raise CLIError(
+                f"argument PROMPT: prompt {index + 1} has token id {bad[0]} outside the model's vocabulary [0, {V})"
+            )
         rows.append(([bos] if bos is not None else []) + ids)
     return rows or [[bos] if bos is not None else []]
 
@@ -157,8 +188,9 @@ def _print_results(results: list[dict], settings: dict[str, Any], seed, fmt: str
             r = dict(r)
             batch = dict(num_forwards=r.pop("num_forwards"), seconds=r.pop("seconds"))
             row_settings = dict(settings, seed=seed[i] if isinstance(seed, list) else seed)
-            write_text(sys.stdout, json.dumps(dict(index=i, **r, settings=row_settings, **batch),
-                                              ensure_ascii=False) + "\n")
+            write_text(
+                sys.stdout, json.dumps(dict(index=i, **r, settings=row_settings, **batch), ensure_ascii=False) + "\n"
+            )
     else:
         for i, r in enumerate(results):
             if B > 1:
@@ -183,25 +215,27 @@ def run(args: argparse.Namespace) -> int:
     options = sampling_kwargs(args)
     num_rows = max(len(prompts), 1)
     if isinstance(args.seed, list) and len(args.seed) != num_rows:
-        raise CLIError(f"argument --seed: {len(args.seed)} seeds for {num_rows} prompt(s); give one seed or one "
-                       "per prompt")
+        raise CLIError(
+            f"argument --seed: {len(args.seed)} seeds for {num_rows} prompt(s); give one seed or one per prompt"
+        )
     device = resolve_device(args.device)
     source = model_source(args.model)
     with launch_peers() as peers:
         return _generate(args, prompts, options, device, source, peers)
 
 
-def _generate(args: argparse.Namespace, prompts: list[str], options: dict[str, Any], device, source: str,
-              peers) -> int:
+def _generate(args: argparse.Namespace, prompts: list[str], options: dict[str, Any], device, source: str, peers) -> int:
     """Load, generate (each process its block of the prompts in a launched run), print on rank 0."""
     import torch
 
     from ..denoising import canvas_layout
 
     if source == "preset":
-        note(f"note: '{args.model}' is a preset with RANDOM weights (seed 0), not a trained model: the output "
-             "is random-weight gibberish, useful only to check that things run. Pass --model PATH "
-             "for a trained checkpoint.")
+        note(
+            f"note: '{args.model}' is a preset with RANDOM weights (seed 0), not a trained model: the output "
+            "is random-weight gibberish, useful only to check that things run. Pass --model PATH "
+            "for a trained checkpoint."
+        )
     model, tok = load_model(args.model, dtype=args.dtype, device=device, attn_implementation=args.attn_implementation)
     cfg = model.config
     tok, byte_level = _text_codec(tok, cfg, args.ids)
@@ -237,9 +271,15 @@ def _generate(args: argparse.Namespace, prompts: list[str], options: dict[str, A
         attention_mask = torch.tensor([[0] * (P - len(r)) + [1] * len(r) for r in rows], dtype=torch.long).reshape(B, P)
     mnt = resolved["max_new_tokens"]
     try:
-        layout = canvas_layout(cfg, lengths, P, mnt, resolved["canvas_length"],
-                               anchors=bool(resolved["anchor_eosbos"]) and resolved["frozen"] is None,
-                               aligned=bool(resolved["align_rows"]))
+        layout = canvas_layout(
+            cfg,
+            lengths,
+            P,
+            mnt,
+            resolved["canvas_length"],
+            anchors=bool(resolved["anchor_eosbos"]) and resolved["frozen"] is None,
+            aligned=bool(resolved["align_rows"]),
+        )
     except ValueError as e:
         raise CLIError(f"argument PROMPT: {e} (BOS and padding count as prompt tokens; see --canvas-length)") from None
     C = layout.canvas_length
@@ -260,9 +300,13 @@ def _generate(args: argparse.Namespace, prompts: list[str], options: dict[str, A
         callback, closer = _progress(args, steps, regions, decode) if show else (None, None)
         start = time.perf_counter()
         try:
-            out = model.generate(input_ids[a:b].to(device), attention_mask=attention_mask[a:b].to(device),
-                                 progress_callback=callback, tokenizer=tok if options.get("stop_strings") else None,
-                                 **dict(options, seed=seeds[a:b] if isinstance(seeds, list) else seeds))
+            out = model.generate(
+                input_ids[a:b].to(device),
+                attention_mask=attention_mask[a:b].to(device),
+                progress_callback=callback,
+                tokenizer=tok if options.get("stop_strings") else None,
+                **dict(options, seed=seeds[a:b] if isinstance(seeds, list) else seeds),
+            )
         finally:
             if closer is not None:
                 closer()
@@ -270,20 +314,34 @@ def _generate(args: argparse.Namespace, prompts: list[str], options: dict[str, A
         sequences = out.sequences.cpu()
         records = []
         for r, i in enumerate(block):
-            gen = sequences[r, P:int(out.lengths[r])].tolist()
-            records.append(dict(
-                prompt=(prompts[i] if prompts and not args.ids else decode(rows[i], skip_special_tokens=True)),
-                completion=decode(gen, skip_special_tokens=True), prompt_ids=rows[i], completion_ids=gen,
-                num_forwards=int(out.num_forwards or 0), seconds=seconds))
+            gen = sequences[r, P : int(out.lengths[r])].tolist()
+            records.append(
+                dict(
+                    prompt=(prompts[i] if prompts and not args.ids else decode(rows[i], skip_special_tokens=True)),
+                    completion=decode(gen, skip_special_tokens=True),
+                    prompt_ids=rows[i],
+                    completion_ids=gen,
+                    num_forwards=int(out.num_forwards or 0),
+                    seconds=seconds,
+                )
+            )
         return records, {}
 
     done = sharded_map(generate_rows, list(range(B)), [str(i) for i in range(B)], peers)
     if done is None:  # a rank other than 0 of a launched run: rank 0 prints
         return 0
     settings = {k: v for k, v in resolved.items() if k not in _SET_BY_THE_RUN}
-    settings.update(model=args.model, model_source=source, max_new_tokens=ran, canvas_length=C, seed=seed,
-                    dtype=str(next(model.parameters()).dtype).removeprefix("torch."), device=str(device),
-                    tokenizer="bytes" if byte_level else type(tok).__name__, bos_prepended=bos is not None)
+    settings.update(
+        model=args.model,
+        model_source=source,
+        max_new_tokens=ran,
+        canvas_length=C,
+        seed=seed,
+        dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+        device=str(device),
+        tokenizer="bytes" if byte_level else type(tok).__name__,
+        bos_prepended=bos is not None,
+    )
     if per_row and not isinstance(args.seed, list):
         settings["run_seed"] = seed
     if ran < mnt:

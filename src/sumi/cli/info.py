@@ -17,22 +17,47 @@ temporaries of one denoising step of a 2048-token canvas at batch 1 (see the pri
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    i = subparsers.add_parser("info", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-                              help="show a model's config, parameter count and memory estimates",
-                              description="Show the config, parameter count and memory needs of a checkpoint "
-                                          "folder, a preset or a Hub id\n(without loading any weights).")
+    i = subparsers.add_parser(
+        "info",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        help="show a model's config, parameter count and memory estimates",
+        description="Show the config, parameter count and memory needs of a checkpoint "
+        "folder, a preset or a Hub id\n(without loading any weights).",
+    )
     i.add_argument("model", metavar="PATH_OR_PRESET", help="a checkpoint folder, a preset name or a Hub id")
     i.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    i.add_argument("--canvas-length", type=positive_int, default=2048, metavar="N",
-                   help="canvas of the activation estimate (default: 2048, capped at max_position_embeddings)")
-    i.add_argument("--verify", action="store_true", help="also load the weights: each must match the config "
-                   "and hold no NaN or infinity (reads every weight)")
+    i.add_argument(
+        "--canvas-length",
+        type=positive_int,
+        default=2048,
+        metavar="N",
+        help="canvas of the activation estimate (default: 2048, capped at max_position_embeddings)",
+    )
+    i.add_argument(
+        "--verify",
+        action="store_true",
+        help="also load the weights: each must match the config and hold no NaN or infinity (reads every weight)",
+    )
     return i
 
 
-_CONFIG_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                "num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps", "rope_parameters",
-                "bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings")
+_CONFIG_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "rope_parameters",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "tie_word_embeddings",
+)
 
 
 def _read_config(name: str, source: str):
@@ -54,8 +79,11 @@ def _read_config(name: str, source: str):
     except (OSError, ValueError) as e:
         raise CLIError(f"argument PATH_OR_PRESET: cannot read the config of {name!r}: {e}") from None
     weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
-    files = dict(count=len(weights), bytes=sum(f.stat().st_size for f in weights),
-                 tokenizer=any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")))
+    files = dict(
+        count=len(weights),
+        bytes=sum(f.stat().st_size for f in weights),
+        tokenizer=any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")),
+    )
     return config, files
 
 
@@ -69,7 +97,9 @@ def model_report(name: str, source: str, canvas_length: int) -> dict:
     own_dtype = getattr(config, "dtype", None)
     own_dtype = str(own_dtype).removeprefix("torch.") if own_dtype is not None else None
     report = dict(
-        model=name, source=source, random_weights=source == "preset",
+        model=name,
+        source=source,
+        random_weights=source == "preset",
         config={k: getattr(config, k) for k in _CONFIG_KEYS} | {"dtype": own_dtype},
         parameters=counts,
         weights_bytes={k: counts["total"] * b for k, b in DTYPE_BYTES.items()},
@@ -100,20 +130,26 @@ def _text(report: dict) -> str:
         "weights       " + " | ".join(f"{k} {format_bytes(v)}" for k, v in report["weights_bytes"].items()),
     ]
     if files is not None:
-        lines.append(f"files         {files['count']} weight file(s), {format_bytes(files['bytes'])} on disk; "
-                     f"tokenizer {'present' if files['tokenizer'] else 'absent'}")
+        lines.append(
+            f"files         {files['count']} weight file(s), {format_bytes(files['bytes'])} on disk; "
+            f"tokenizer {'present' if files['tokenizer'] else 'absent'}"
+        )
     att = report["cpu_bf16_attention"]
     why_not = f" ({att['why_not']})" if att["why_not"] else ""
     lines.append(f"bf16 on CPU   attention through {att['kernel']}{why_not}")
     S = mem["canvas_length"]
-    lines.append(f"inference     rough activations of one denoising step, canvas {S} x batch 1 "
-                 f"(logits [{S}, {c['vocab_size']}] + two fp32 sampler copies, or the largest layer transient; "
-                 f"eager adds fp32 [heads, {S}, {S + 1}] scores x2):")
+    lines.append(
+        f"inference     rough activations of one denoising step, canvas {S} x batch 1 "
+        f"(logits [{S}, {c['vocab_size']}] + two fp32 sampler copies, or the largest layer transient; "
+        f"eager adds fp32 [heads, {S}, {S + 1}] scores x2):"
+    )
     for k, m in mem["per_dtype"].items():
         total = report["weights_bytes"][k] + m["peak_sdpa"]
-        lines.append(f"  {k:<9}   logits {format_bytes(m['logits'])}, sampler fp32 {format_bytes(m['sampler_fp32'])}, layer "
-                     f"{format_bytes(m['layer_transient'])}; peak {format_bytes(m['peak_sdpa'])} (sdpa) / "
-                     f"{format_bytes(m['peak_eager'])} (eager); with weights ~{format_bytes(total)}")
+        lines.append(
+            f"  {k:<9}   logits {format_bytes(m['logits'])}, sampler fp32 {format_bytes(m['sampler_fp32'])}, layer "
+            f"{format_bytes(m['layer_transient'])}; peak {format_bytes(m['peak_sdpa'])} (sdpa) / "
+            f"{format_bytes(m['peak_eager'])} (eager); with weights ~{format_bytes(total)}"
+        )
     return "\n".join(lines)
 
 

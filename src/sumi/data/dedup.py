@@ -27,14 +27,15 @@ def shingles(text: str, n: int) -> set[bytes]:
     words = _WORDS.findall(text.lower())
     if len(words) <= n:
         return {" ".join(words).encode("utf-8")}
-    return {" ".join(words[i:i + n]).encode("utf-8") for i in range(len(words) - n + 1)}
+    return {" ".join(words[i : i + n]).encode("utf-8") for i in range(len(words) - n + 1)}
 
 
 class Deduplicator:
     """``is_duplicate(text)`` -> None (new: remembered), "exact" or "near" (a copy of an earlier text)."""
 
-    def __init__(self, near: bool = True, *, threshold: float = 0.8, num_perm: int = 128, shingle: int = 5,
-                 seed: int = 0):
+    def __init__(
+        self, near: bool = True, *, threshold: float = 0.8, num_perm: int = 128, shingle: int = 5, seed: int = 0
+    ):
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
         if num_perm < 2 or shingle < 1:

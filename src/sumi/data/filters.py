@@ -43,8 +43,9 @@ class FilterSpec:
         if self.min_chars < 0 or (self.max_chars is not None and self.max_chars < max(1, self.min_chars)):
             raise ValueError(f"need 0 <= min_chars <= max_chars, got {self.min_chars}, {self.max_chars}")
         if bool(self.language_field) != bool(self.languages):
-            raise ValueError("a language filter needs both language_field (--language-field) and languages "
-                             "(--languages)")
+            raise ValueError(
+                "a language filter needs both language_field (--language-field) and languages (--languages)"
+            )
         if self.dedup not in DEDUP_MODES:
             raise ValueError(f"dedup must be one of {', '.join(DEDUP_MODES)}, got {self.dedup!r}")
 
@@ -64,9 +65,17 @@ class DocumentFilter:
     def __init__(self, spec: FilterSpec):
         self.spec = spec
         self.counts: Counter[str] = Counter()
-        self.dedup = None if spec.dedup == "none" else Deduplicator(
-            spec.dedup == "near", threshold=spec.near_threshold, num_perm=spec.num_perm, shingle=spec.shingle,
-            seed=spec.seed)
+        self.dedup = (
+            None
+            if spec.dedup == "none"
+            else Deduplicator(
+                spec.dedup == "near",
+                threshold=spec.near_threshold,
+                num_perm=spec.num_perm,
+                shingle=spec.shingle,
+                seed=spec.seed,
+            )
+        )
 
     def keep(self, text: str, fields: dict[str, Any]) -> bool:
         reason = self._reason(text, fields)
@@ -95,8 +104,12 @@ class DocumentFilter:
         spec = asdict(self.spec)
         spec["languages"] = list(self.spec.languages)
         seen = sum(self.counts.values())
-        return {"spec": spec, "documents_seen": seen, "kept": self.counts["kept"],
-                "dropped": {k: v for k, v in sorted(self.counts.items()) if k != "kept"}}
+        return {
+            "spec": spec,
+            "documents_seen": seen,
+            "kept": self.counts["kept"],
+            "dropped": {k: v for k, v in sorted(self.counts.items()) if k != "kept"},
+        }
 
 
 def add_filter_args(p) -> None:
@@ -108,18 +121,34 @@ def add_filter_args(p) -> None:
     g.add_argument("--max-chars", type=int, default=None, help="drop documents longer than this many characters")
     g.add_argument("--language-field", default=None, help="record field with the document's language")
     g.add_argument("--languages", default=None, help="comma-separated languages to keep (e.g. ja,en)")
-    g.add_argument("--dedup", choices=DEDUP_MODES, default="none",
-                   help="drop exact duplicates, or exact and near duplicates (MinHash + LSH)")
-    g.add_argument("--near-threshold", type=float, default=0.8, help="estimated Jaccard similarity of word "
-                   "5-grams at which a document is a near duplicate (default 0.8)")
+    g.add_argument(
+        "--dedup",
+        choices=DEDUP_MODES,
+        default="none",
+        help="drop exact duplicates, or exact and near duplicates (MinHash + LSH)",
+    )
+    g.add_argument(
+        "--near-threshold",
+        type=float,
+        default=0.8,
+        help="estimated Jaccard similarity of word 5-grams at which a document is a near duplicate (default 0.8)",
+    )
 
 
 def spec_from_args(args) -> FilterSpec | None:
     """The `FilterSpec` of parsed ``data prepare`` options (None when no filter is asked for)."""
     langs = tuple(x.strip() for x in args.languages.split(",") if x.strip()) if args.languages else ()
-    spec = FilterSpec(score_field=args.score_field, min_score=args.min_score, min_chars=args.min_chars,
-                      max_chars=args.max_chars, language_field=args.language_field, languages=langs,
-                      dedup=args.dedup, near_threshold=args.near_threshold, seed=args.seed)
+    spec = FilterSpec(
+        score_field=args.score_field,
+        min_score=args.min_score,
+        min_chars=args.min_chars,
+        max_chars=args.max_chars,
+        language_field=args.language_field,
+        languages=langs,
+        dedup=args.dedup,
+        near_threshold=args.near_threshold,
+        seed=args.seed,
+    )
     return spec if spec.active else None
 
 

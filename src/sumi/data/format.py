@@ -60,7 +60,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     if not meta_path.is_file():
         raise FileNotFoundError(
             f"{str(folder)!r} is not a prepared sumi dataset: it has no {METADATA_FILE} (an interrupted "
-            "`prepare_dataset` never leaves one; run it again)")
+            "`prepare_dataset` never leaves one; run it again)"
+        )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -68,8 +69,10 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     if meta.get("format") != FORMAT_NAME:
         raise ValueError(f"{str(meta_path)!r} is not a {FORMAT_NAME} metadata file (format={meta.get('format')!r})")
     if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{str(meta_path)!r} has format_version {meta['format_version']}; this sumi reads "
-                         f"up to {FORMAT_VERSION}: upgrade sumi")
+        raise ValueError(
+            f"{str(meta_path)!r} has format_version {meta['format_version']}; this sumi reads "
+            f"up to {FORMAT_VERSION}: upgrade sumi"
+        )
     if meta.get("dtype") not in DTYPES:
         raise ValueError(f"{str(meta_path)!r}: unsupported dtype {meta.get('dtype')!r}")
     return meta
@@ -83,16 +86,21 @@ def verify_shard(folder: str | os.PathLike, shard: dict[str, Any], dtype: str, *
     for key, sha_key in (("file", "sha256"), ("docs_file", "docs_sha256")):
         p = folder / shard[key]
         if not p.is_file():
-            raise FileNotFoundError(f"shard file {shard[key]!r} listed in metadata.json is missing from "
-                                    f"{str(folder)!r}")
+            raise FileNotFoundError(
+                f"shard file {shard[key]!r} listed in metadata.json is missing from {str(folder)!r}"
+            )
         if key == "file":
             expected = shard["num_tokens"] * np.dtype(DTYPES[dtype]).itemsize
             size = p.stat().st_size
             if size != expected:
-                raise CorruptShardError(f"shard {shard[key]!r} in {str(folder)!r} is corrupt: {size} bytes, "
-                                        f"expected {expected} ({shard['num_tokens']} {dtype} tokens)")
+                raise CorruptShardError(
+                    f"shard {shard[key]!r} in {str(folder)!r} is corrupt: {size} bytes, "
+                    f"expected {expected} ({shard['num_tokens']} {dtype} tokens)"
+                )
         if checksum:
             got = sha256_file(p)
             if got != shard[sha_key]:
-                raise CorruptShardError(f"shard {shard[key]!r} in {str(folder)!r} is corrupt: sha256 {got} does "
-                                        f"not match {shard[sha_key]} recorded in metadata.json")
+                raise CorruptShardError(
+                    f"shard {shard[key]!r} in {str(folder)!r} is corrupt: sha256 {got} does "
+                    f"not match {shard[sha_key]} recorded in metadata.json"
+                )

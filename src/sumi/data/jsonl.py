@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 
 def iter_json_lines(lines: Iterable[str], where: str) -> Iterator[tuple[int, Any]]:

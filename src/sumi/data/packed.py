@@ -21,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,7 +60,7 @@ class WindowPermutation:
         self.half = (bits + 1) // 2
         self.mask = _U64((1 << self.half) - 1)
         digest = hashlib.blake2b(f"sumi-perm:{int(seed)}:{int(epoch)}".encode(), digest_size=8 * self.ROUNDS).digest()
-        self.keys = [_U64(int.from_bytes(digest[8 * i:8 * i + 8], "little")) for i in range(self.ROUNDS)]
+        self.keys = [_U64(int.from_bytes(digest[8 * i : 8 * i + 8], "little")) for i in range(self.ROUNDS)]
 
     def _feistel(self, x: np.ndarray) -> np.ndarray:
         h = _U64(self.half)
@@ -89,12 +90,14 @@ def split_documents(stream: np.ndarray, bos_token_id: int, eos_token_id: int) ->
     if s.size == 0:
         return []
     if s[0] != bos_token_id or s[-1] != eos_token_id:
-        raise ValueError(f"not a packed stream: it should start with BOS ({bos_token_id}) and end with EOS "
-                         f"({eos_token_id}), got {int(s[0])} ... {int(s[-1])}")
+        raise ValueError(
+            f"not a packed stream: it should start with BOS ({bos_token_id}) and end with EOS "
+            f"({eos_token_id}), got {int(s[0])} ... {int(s[-1])}"
+        )
     cuts = np.flatnonzero((s[:-1] == eos_token_id) & (s[1:] == bos_token_id)) + 1  # index of each later BOS
     starts = np.concatenate(([0], cuts))
     ends = np.concatenate((cuts, [s.size]))
-    return [s[a + 1:b - 1] for a, b in zip(starts.tolist(), ends.tolist())]
+    return [s[a + 1 : b - 1] for a, b in zip(starts.tolist(), ends.tolist())]
 
 
 class PackedDataset:
@@ -129,8 +132,10 @@ class PackedDataset:
     def _shards(self) -> list[np.memmap]:
         if self._maps is None:
             dt = np.dtype(DTYPES[self.dtype]).newbyteorder("<")
-            self._maps = [np.memmap(self.path / s["file"], dtype=dt, mode="r", shape=(int(s["num_tokens"]),))
-                          for s in self.shard_info]
+            self._maps = [
+                np.memmap(self.path / s["file"], dtype=dt, mode="r", shape=(int(s["num_tokens"]),))
+                for s in self.shard_info
+            ]
         return self._maps
 
     def __getstate__(self) -> dict[str, Any]:
@@ -143,8 +148,10 @@ class PackedDataset:
         return self.num_tokens
 
     def __repr__(self) -> str:
-        return (f"PackedDataset({str(self.path)!r}, split={self.split!r}: {self.num_tokens:,} {self.dtype} tokens, "
-                f"{self.num_documents:,} documents, {len(self.shard_info)} shards)")
+        return (
+            f"PackedDataset({str(self.path)!r}, split={self.split!r}: {self.num_tokens:,} {self.dtype} tokens, "
+            f"{self.num_documents:,} documents, {len(self.shard_info)} shards)"
+        )
 
     def read(self, start: int, length: int) -> np.ndarray:
         """Tokens ``stream[start : start+length]`` of the concatenated stream, as int64."""
@@ -158,7 +165,7 @@ class PackedDataset:
         while pos < length:
             off = start + pos - int(self._starts[i])
             take = min(length - pos, int(self._starts[i + 1]) - start - pos)
-            out[pos:pos + take] = maps[i][off:off + take]
+            out[pos : pos + take] = maps[i][off : off + take]
             pos += take
             i += 1
         return out
@@ -169,8 +176,10 @@ class PackedDataset:
 
     def document_starts(self) -> np.ndarray:
         """Offsets in the concatenated stream of every document's BOS (from the .docs.npy files)."""
-        parts = [np.load(self.path / s["docs_file"], allow_pickle=False).astype(np.int64) + self._starts[i]
-                 for i, s in enumerate(self.shard_info)]
+        parts = [
+            np.load(self.path / s["docs_file"], allow_pickle=False).astype(np.int64) + self._starts[i]
+            for i, s in enumerate(self.shard_info)
+        ]
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def decode_documents(self, tokenizer: Any = None) -> list[np.ndarray] | list[str]:
@@ -180,8 +189,9 @@ class PackedDataset:
         docs = split_documents(self.tokens(), self.bos_token_id, self.eos_token_id)
         if tokenizer is None:
             return docs
-        return [tokenizer.decode(d.tolist(), skip_special_tokens=False, clean_up_tokenization_spaces=False)
-                for d in docs]
+        return [
+            tokenizer.decode(d.tolist(), skip_special_tokens=False, clean_up_tokenization_spaces=False) for d in docs
+        ]
 
     # ------------------------------------------------------------------ windows
     def num_windows(self, seq_len: int) -> int:
@@ -202,8 +212,9 @@ class PackedDataset:
         """Optimizer steps per pass over the windows: ``num_windows // (batch_size * world_size)``."""
         return self.num_windows(seq_len) // (int(batch_size) * int(world_size))
 
-    def window_indices(self, step: int, seq_len: int, batch_size: int, *, seed: int, rank: int = 0,
-                       world_size: int = 1) -> np.ndarray:
+    def window_indices(
+        self, step: int, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1
+    ) -> np.ndarray:
         """The window indices of rank `rank`'s rows at global step `step` (see the module docstring)."""
         if batch_size < 1 or world_size < 1:
             raise ValueError(f"batch_size and world_size must be >= 1, got {batch_size}, {world_size}")
@@ -215,14 +226,17 @@ class PackedDataset:
         global_batch = batch_size * world_size
         spe = n // global_batch
         if spe == 0:
-            raise ValueError(f"split {self.split!r} of {str(self.path)!r} has {self.num_tokens} tokens = {n} windows "
-                             f"of {seq_len}, fewer than one global batch of {batch_size} x {world_size} ranks")
+            raise ValueError(
+                f"split {self.split!r} of {str(self.path)!r} has {self.num_tokens} tokens = {n} windows "
+                f"of {seq_len}, fewer than one global batch of {batch_size} x {world_size} ranks"
+            )
         epoch, j = divmod(int(step), spe)
         first = j * global_batch + rank * batch_size
         return WindowPermutation(n, seed, epoch)(np.arange(first, first + batch_size))
 
-    def get_batch(self, step: int, seq_len: int, batch_size: int, *, seed: int, rank: int = 0,
-                  world_size: int = 1) -> torch.Tensor:
+    def get_batch(
+        self, step: int, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1
+    ) -> torch.Tensor:
         """Rank `rank`'s LongTensor [batch_size, seq_len] at global step `step`."""
         idx = self.window_indices(step, seq_len, batch_size, seed=seed, rank=rank, world_size=world_size)
         out = np.empty((len(idx), int(seq_len)), dtype=np.int64)
@@ -230,8 +244,17 @@ class PackedDataset:
             out[row] = self.read(w * int(seq_len), int(seq_len))
         return torch.from_numpy(out)
 
-    def batches(self, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1,
-                start_step: int = 0, num_steps: int | None = None) -> Iterator[torch.Tensor]:
+    def batches(
+        self,
+        seq_len: int,
+        batch_size: int,
+        *,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: int = 0,
+        num_steps: int | None = None,
+    ) -> Iterator[torch.Tensor]:
         """Yield rank `rank`'s LongTensor [batch_size, seq_len] for global steps ``start_step,
         start_step+1, ...`` (forever, across epochs, or `num_steps` batches). Deterministic in
         (seed, step); rank r gets rows ``r*batch_size:(r+1)*batch_size`` of the global batch of
@@ -239,6 +262,9 @@ class PackedDataset:
         ``batch_size*world_size`` sees. Resuming with ``start_step=k`` continues exactly at step k."""
         # validate eagerly (a generator would only fail at the first next())
         self.window_indices(start_step, seq_len, batch_size, seed=seed, rank=rank, world_size=world_size)
-        steps = itertools.count(int(start_step)) if num_steps is None else range(int(start_step),
-                                                                                 int(start_step) + int(num_steps))
+        steps = (
+            itertools.count(int(start_step))
+            if num_steps is None
+            else range(int(start_step), int(start_step) + int(num_steps))
+        )
         return (self.get_batch(k, seq_len, batch_size, seed=seed, rank=rank, world_size=world_size) for k in steps)

@@ -18,9 +18,10 @@ import sys
 import warnings
 import zlib
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +36,8 @@ PARQUET_SUFFIXES = (".parquet",)
 DEFAULT_SHARD_TOKENS = 1 << 28  # 256 Mi tokens: 512 MiB (uint16) / 1 GiB (uint32) per shard
 HUB_PREFIX = "hf:"
 
-_BATCH_DOCS = 512          # documents per worker task ...
-_BATCH_CHARS = 8 << 20     # ... or this many characters, whichever comes first
+_BATCH_DOCS = 512  # documents per worker task ...
+_BATCH_CHARS = 8 << 20  # ... or this many characters, whichever comes first
 
 
 def default_num_workers() -> int:
@@ -46,9 +47,9 @@ def default_num_workers() -> int:
 # ----------------------------------------------------------------------------- inputs
 @dataclass(frozen=True)
 class _Source:
-    kind: str            # "text" | "jsonl" | "parquet" | "hf_disk" | "hf_hub"
-    path: str            # as given (a file, a folder, or a Hub name)
-    bytes: int | None    # size on disk (None for the Hub)
+    kind: str  # "text" | "jsonl" | "parquet" | "hf_disk" | "hf_hub"
+    path: str  # as given (a file, a folder, or a Hub name)
+    bytes: int | None  # size on disk (None for the Hub)
 
     def describe(self) -> dict[str, Any]:
         return {"path": self.path, "kind": self.kind, "bytes": self.bytes}
@@ -71,14 +72,17 @@ def _file_kind(path: Path) -> str | None:
 
 def _is_saved_hf_dataset(folder: Path) -> bool:
     return (folder / "dataset_dict.json").is_file() or (
-        (folder / "state.json").is_file() and (folder / "dataset_info.json").is_file())
+        (folder / "state.json").is_file() and (folder / "dataset_info.json").is_file()
+    )
 
 
 def _supported() -> str:
     text = ", ".join(TEXT_SUFFIXES)
-    return (f"{text} (one document per file), {', '.join(JSONL_SUFFIXES)} (one JSON object per line), "
-            f".parquet (needs pyarrow), any of these gzipped (.gz, not parquet), a folder saved with "
-            f"datasets' save_to_disk, a folder of such files, or '{HUB_PREFIX}owner/name[:split]' for a Hub dataset")
+    return (
+        f"{text} (one document per file), {', '.join(JSONL_SUFFIXES)} (one JSON object per line), "
+        f".parquet (needs pyarrow), any of these gzipped (.gz, not parquet), a folder saved with "
+        f"datasets' save_to_disk, a folder of such files, or '{HUB_PREFIX}owner/name[:split]' for a Hub dataset"
+    )
 
 
 def _expand_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[_Source]:
@@ -108,12 +112,16 @@ def _expand_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> l
         elif path.is_file():
             kind = _file_kind(path)
             if kind is None:
-                raise ValueError(f"unsupported input file {name!r} (unknown extension {path.suffix!r}); "
-                                 f"supported: {_supported()}")
+                raise ValueError(
+                    f"unsupported input file {name!r} (unknown extension {path.suffix!r}); supported: {_supported()}"
+                )
             sources.append(_Source(kind, name, path.stat().st_size))
         else:
-            hint = (f" (for a Hugging Face Hub dataset write '{HUB_PREFIX}{name}')"
-                    if name.count("/") == 1 and not name.startswith((".", "/", "~")) else "")
+            hint = (
+                f" (for a Hugging Face Hub dataset write '{HUB_PREFIX}{name}')"
+                if name.count("/") == 1 and not name.startswith((".", "/", "~"))
+                else ""
+            )
             raise FileNotFoundError(f"input {name!r} does not exist{hint}")
     return sources
 
@@ -131,8 +139,9 @@ def _import_datasets(what: str):
     try:
         import datasets  # noqa: F401
     except ImportError:
-        raise ImportError(f"reading {what} needs the `datasets` package, which is not installed: "
-                          "pip install datasets") from None
+        raise ImportError(
+            f"reading {what} needs the `datasets` package, which is not installed: pip install datasets"
+        ) from None
     return datasets
 
 
@@ -178,25 +187,30 @@ def _read_source(src: _Source, text_field: str, fields: Sequence[str]) -> Iterat
         with _open_text(src.path) as f:
             for lineno, obj in iter_json_lines(f, str(src.path)):
                 if not isinstance(obj, dict) or text_field not in obj:
-                    raise ValueError(f"{src.path}:{lineno}: no field {text_field!r} in the JSON object "
-                                     "(pass text_field= to name the text field)")
+                    raise ValueError(
+                        f"{src.path}:{lineno}: no field {text_field!r} in the JSON object "
+                        "(pass text_field= to name the text field)"
+                    )
                 text = obj[text_field]
                 if text is None:
                     continue
                 if not isinstance(text, str):
-                    raise ValueError(f"{src.path}:{lineno}: field {text_field!r} is a {type(text).__name__}, "
-                                     "expected a string")
+                    raise ValueError(
+                        f"{src.path}:{lineno}: field {text_field!r} is a {type(text).__name__}, expected a string"
+                    )
                 yield text, {f: obj.get(f) for f in fields}
     elif src.kind == "parquet":
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise ImportError(f"reading the parquet file {src.path!r} needs pyarrow, which is not installed: "
-                              "pip install pyarrow") from None
+            raise ImportError(
+                f"reading the parquet file {src.path!r} needs pyarrow, which is not installed: pip install pyarrow"
+            ) from None
         pf = pq.ParquetFile(src.path)
         if text_field not in pf.schema_arrow.names:
-            raise ValueError(f"{src.path}: no column {text_field!r} (columns: {pf.schema_arrow.names}); "
-                             "pass text_field=")
+            raise ValueError(
+                f"{src.path}: no column {text_field!r} (columns: {pf.schema_arrow.names}); pass text_field="
+            )
         extra = [f for f in fields if f in pf.schema_arrow.names and f != text_field]
         for batch in pf.iter_batches(columns=[text_field, *extra], batch_size=1024):
             for row in batch.to_pylist():
@@ -211,7 +225,7 @@ def _read_source(src: _Source, text_field: str, fields: Sequence[str]) -> Iterat
         ds = _pick_split(datasets, datasets.load_from_disk(src.path), repr(src.path))
         yield from _iter_hf(ds, text_field, repr(src.path), fields)
     elif src.kind == "hf_hub":
-        spec = src.path[len(HUB_PREFIX):]
+        spec = src.path[len(HUB_PREFIX) :]
         name, _, split = spec.partition(":")
         if not name:
             raise ValueError(f"empty Hub dataset name in {src.path!r}; write '{HUB_PREFIX}owner/name[:split]'")
@@ -225,8 +239,9 @@ def _read_source(src: _Source, text_field: str, fields: Sequence[str]) -> Iterat
         raise AssertionError(src.kind)
 
 
-def iter_documents(inputs: str | os.PathLike | Sequence[str | os.PathLike], *,
-                   text_field: str = "text") -> Iterator[str]:
+def iter_documents(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike], *, text_field: str = "text"
+) -> Iterator[str]:
     """The documents of `inputs`, in order, as `prepare_dataset` reads them (empty texts included)."""
     for src in _expand_inputs(inputs):
         yield from (text for text, _ in _iter_source(src, text_field))
@@ -262,21 +277,32 @@ def _resolve_tokenizer(tokenizer: Any, bos_token_id: int | None, eos_token_id: i
     else:
         backend = getattr(tok, "backend_tokenizer", None)
         if not isinstance(backend, Tokenizer):
-            raise TypeError("prepare_dataset needs a fast tokenizer (a transformers PreTrainedTokenizerFast or a "
-                            f"tokenizers.Tokenizer, or a path/name to load one); got {type(tok).__name__}")
+            raise TypeError(
+                "prepare_dataset needs a fast tokenizer (a transformers PreTrainedTokenizerFast or a "
+                f"tokenizers.Tokenizer, or a path/name to load one); got {type(tok).__name__}"
+            )
         bos, eos, pad = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
         vocab_size = max(len(tok), backend.get_vocab_size(with_added_tokens=True))
     bos = bos_token_id if bos_token_id is not None else bos
     eos = eos_token_id if eos_token_id is not None else eos
     if bos is None or eos is None:
-        raise ValueError(f"the tokenizer {name or type(tok).__name__!r} has no "
-                         f"{'BOS' if bos is None else 'EOS'} token; pass bos_token_id= and eos_token_id=")
+        raise ValueError(
+            f"the tokenizer {name or type(tok).__name__!r} has no "
+            f"{'BOS' if bos is None else 'EOS'} token; pass bos_token_id= and eos_token_id="
+        )
     for what, i in (("bos_token_id", bos), ("eos_token_id", eos)):
         if not 0 <= int(i) < vocab_size:
             raise ValueError(f"{what}={i} is outside the tokenizer's vocabulary of {vocab_size} ids")
     text = backend.to_str()
-    return _TokInfo(text, name, hashlib.sha256(text.encode("utf-8")).hexdigest(), int(vocab_size), int(bos),
-                    int(eos), None if pad is None else int(pad))
+    return _TokInfo(
+        text,
+        name,
+        hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        int(vocab_size),
+        int(bos),
+        int(eos),
+        None if pad is None else int(pad),
+    )
 
 
 def _choose_dtype(dtype: str, vocab_size: int) -> str:
@@ -293,8 +319,7 @@ def _choose_dtype(dtype: str, vocab_size: int) -> str:
 class _Encoder:
     """Tokenizes a batch of texts into ``(is_validation, BOS ids EOS)`` pairs (one per worker)."""
 
-    def __init__(self, tok_json: str, bos: int, eos: int, dtype: str, vocab_size: int, seed: int,
-                 val_fraction: float):
+    def __init__(self, tok_json: str, bos: int, eos: int, dtype: str, vocab_size: int, seed: int, val_fraction: float):
         from tokenizers import Tokenizer
 
         backend = Tokenizer.from_str(tok_json)
@@ -318,8 +343,9 @@ class _Encoder:
             arr = np.empty(len(ids) + 2, dtype=np.int64)
             arr[0], arr[1:-1], arr[-1] = self.bos, ids, self.eos
             if int(arr.max()) >= self.vocab_size or int(arr.min()) < 0:
-                raise ValueError(f"the tokenizer produced id {int(arr.max())} outside its vocabulary of "
-                                 f"{self.vocab_size}")
+                raise ValueError(
+                    f"the tokenizer produced id {int(arr.max())} outside its vocabulary of {self.vocab_size}"
+                )
             is_val = _is_val(text.encode("utf-8", "surrogatepass"), self.key, self.val_fraction)
             out.append((is_val, arr.astype(self.dtype)))
         return out
@@ -343,15 +369,18 @@ def split_of(text: str, seed: int, val_fraction: float) -> str:
     """The split a document goes to: ``validation`` iff
     ``int.from_bytes(blake2b(utf8(text), digest_size=8, key=b"sumi-split:<seed>"), "big") / 2**64 < val_fraction``.
     Content-based, so identical documents always land in the same split."""
-    return "validation" if _is_val(text.encode("utf-8", "surrogatepass"), f"sumi-split:{seed}".encode(),
-                                   val_fraction) else "train"
+    return (
+        "validation"
+        if _is_val(text.encode("utf-8", "surrogatepass"), f"sumi-split:{seed}".encode(), val_fraction)
+        else "train"
+    )
 
 
 def _is_val(data: bytes, key: bytes, val_fraction: float) -> bool:
     if val_fraction <= 0:
         return False
     h = hashlib.blake2b(data, digest_size=8, key=key).digest()
-    return int.from_bytes(h, "big") / 2.0 ** 64 < val_fraction
+    return int.from_bytes(h, "big") / 2.0**64 < val_fraction
 
 
 def _batches_of(docs: Iterable[str]) -> Iterator[list[str]]:
@@ -431,9 +460,16 @@ class _SplitWriter:
         np.save(buf, np.asarray(self._offsets, dtype="<i8"), allow_pickle=False)
         docs_bytes = buf.getvalue()
         (self.folder / self._docs_name).write_bytes(docs_bytes)
-        self.shards.append({"file": self._name, "docs_file": self._docs_name, "num_tokens": self._n,
-                            "num_documents": len(self._offsets), "sha256": self._sha.hexdigest(),
-                            "docs_sha256": hashlib.sha256(docs_bytes).hexdigest()})
+        self.shards.append(
+            {
+                "file": self._name,
+                "docs_file": self._docs_name,
+                "num_tokens": self._n,
+                "num_documents": len(self._offsets),
+                "sha256": self._sha.hexdigest(),
+                "docs_sha256": hashlib.sha256(docs_bytes).hexdigest(),
+            }
+        )
 
     def abort(self) -> None:
         if self._f is not None:
@@ -449,8 +485,12 @@ def why_not_replaceable(out: Path) -> str | None:
     holding only its own files: metadata.json and the shards it lists)."""
     try:
         meta = read_metadata(out)
-        own = {METADATA_FILE} | {shard[key] for split in meta["splits"].values() for shard in split["shards"]
-                                 for key in ("file", "docs_file")}
+        own = {METADATA_FILE} | {
+            shard[key]
+            for split in meta["splits"].values()
+            for shard in split["shards"]
+            for key in ("file", "docs_file")
+        }
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return f"it is not a prepared sumi dataset (no readable {FORMAT_NAME} {METADATA_FILE})"
     foreign = sorted(p.name for p in out.iterdir() if p.name not in own)
@@ -468,8 +508,10 @@ def _check_not_an_input(out: Path, sources: Sequence[_Source]) -> None:
             continue
         path = Path(src.path).resolve()
         if path == target or target in path.parents:
-            raise ValueError(f"the output folder {str(out)!r} holds the input {src.path!r}: write the dataset "
-                             "somewhere else (it would replace its own input)")
+            raise ValueError(
+                f"the output folder {str(out)!r} holds the input {src.path!r}: write the dataset "
+                "somewhere else (it would replace its own input)"
+            )
 
 
 _WHAT = f"a prepared sumi dataset (a folder with a {FORMAT_NAME} {METADATA_FILE} and its shards only)"
@@ -549,14 +591,39 @@ def prepare_dataset(
     dtype = _choose_dtype(dtype, tok.vocab_size)
 
     with atomic_folder(out, overwrite=overwrite, may_replace=why_not_replaceable, what=_WHAT) as tmp:
-        return _write_dataset(tmp, out, sources, tok, dtype, text_field=text_field, val_fraction=val_fraction,
-                              seed=seed, shard_tokens=shard_tokens, num_workers=num_workers, progress=progress,
-                              extra_metadata=extra_metadata, filters=filters)
+        return _write_dataset(
+            tmp,
+            out,
+            sources,
+            tok,
+            dtype,
+            text_field=text_field,
+            val_fraction=val_fraction,
+            seed=seed,
+            shard_tokens=shard_tokens,
+            num_workers=num_workers,
+            progress=progress,
+            extra_metadata=extra_metadata,
+            filters=filters,
+        )
 
 
-def _write_dataset(tmp: Path, out: Path, sources: Sequence[_Source], tok: _TokInfo, dtype: str, *,
-                   text_field: str, val_fraction: float, seed: int, shard_tokens: int, num_workers: int,
-                   progress: bool, extra_metadata: dict[str, Any] | None, filters: Any = None) -> dict[str, Any]:
+def _write_dataset(
+    tmp: Path,
+    out: Path,
+    sources: Sequence[_Source],
+    tok: _TokInfo,
+    dtype: str,
+    *,
+    text_field: str,
+    val_fraction: float,
+    seed: int,
+    shard_tokens: int,
+    num_workers: int,
+    progress: bool,
+    extra_metadata: dict[str, Any] | None,
+    filters: Any = None,
+) -> dict[str, Any]:
     """Tokenize `sources` into shards and metadata.json in the staging folder `tmp`."""
     from .. import __version__
     from .filters import DocumentFilter
@@ -593,21 +660,29 @@ def _write_dataset(tmp: Path, out: Path, sources: Sequence[_Source], tok: _TokIn
         if total_docs == 0:
             raise ValueError(f"empty corpus: the inputs {[s.path for s in sources]} hold no non-empty documents")
         if writers["train"].num_documents == 0:
-            raise ValueError(f"all {total_docs} documents went to the validation split (val_fraction={val_fraction}); "
-                             "lower val_fraction")
+            raise ValueError(
+                f"all {total_docs} documents went to the validation split (val_fraction={val_fraction}); "
+                "lower val_fraction"
+            )
         if val_fraction > 0 and writers["validation"].num_documents == 0:
-            warnings.warn(f"the validation split is empty: none of the {total_docs} documents hashed into "
-                          f"val_fraction={val_fraction}; use more documents or a larger val_fraction", stacklevel=2)
+            warnings.warn(
+                f"the validation split is empty: none of the {total_docs} documents hashed into "
+                f"val_fraction={val_fraction}; use more documents or a larger val_fraction",
+                stacklevel=2,
+            )
 
         meta: dict[str, Any] = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "sumi_version": __version__,
             "layout": "per split, one stream 'BOS d1 EOS BOS d2 EOS ... BOS dn EOS' (starts with BOS) cut at "
-                      "document boundaries into shards; .bin = raw little-endian tokens, .docs.npy = int64 "
-                      "offsets of each document's BOS within its shard",
-            "tokenizer": {"name_or_path": tok.name, "sha256": tok.sha256,
-                          "sha256_of": "the backend tokenizer's JSON serialization (tokenizers.Tokenizer.to_str())"},
+            "document boundaries into shards; .bin = raw little-endian tokens, .docs.npy = int64 "
+            "offsets of each document's BOS within its shard",
+            "tokenizer": {
+                "name_or_path": tok.name,
+                "sha256": tok.sha256,
+                "sha256_of": "the backend tokenizer's JSON serialization (tokenizers.Tokenizer.to_str())",
+            },
             "vocab_size": tok.vocab_size,
             "bos_token_id": tok.bos,
             "eos_token_id": tok.eos,
@@ -616,7 +691,7 @@ def _write_dataset(tmp: Path, out: Path, sources: Sequence[_Source], tok: _TokIn
             "seed": int(seed),
             "val_fraction": float(val_fraction),
             "split_rule": "validation iff int.from_bytes(blake2b(utf8(text), digest_size=8, "
-                          "key=b'sumi-split:<seed>').digest(), 'big') / 2**64 < val_fraction",
+            "key=b'sumi-split:<seed>').digest(), 'big') / 2**64 < val_fraction",
             "text_field": text_field,
             "shard_tokens": int(shard_tokens),
             "inputs": [s.describe() for s in sources],

@@ -34,11 +34,18 @@ def stats(path: str | os.PathLike, *, verify: bool = False) -> dict[str, Any]:
     dtype = meta["dtype"]
     itemsize = np.dtype(DTYPES[dtype]).itemsize
     out: dict[str, Any] = {
-        "path": str(folder), "dtype": dtype, "vocab_size": meta["vocab_size"],
-        "bos_token_id": meta["bos_token_id"], "eos_token_id": meta["eos_token_id"],
-        "tokenizer": meta["tokenizer"].get("name_or_path"), "seed": meta["seed"],
-        "val_fraction": meta["val_fraction"], "sumi_version": meta.get("sumi_version"),
-        "num_inputs": len(meta.get("inputs", [])), "splits": {}, "verified": bool(verify),
+        "path": str(folder),
+        "dtype": dtype,
+        "vocab_size": meta["vocab_size"],
+        "bos_token_id": meta["bos_token_id"],
+        "eos_token_id": meta["eos_token_id"],
+        "tokenizer": meta["tokenizer"].get("name_or_path"),
+        "seed": meta["seed"],
+        "val_fraction": meta["val_fraction"],
+        "sumi_version": meta.get("sumi_version"),
+        "num_inputs": len(meta.get("inputs", [])),
+        "splits": {},
+        "verified": bool(verify),
         "filters": meta.get("filters"),
     }
     total_bytes = 0
@@ -50,10 +57,13 @@ def stats(path: str | os.PathLike, *, verify: bool = False) -> dict[str, Any]:
             total_bytes += int(shard["num_tokens"]) * itemsize + (folder / shard["docs_file"]).stat().st_size
         lens = np.concatenate(lengths) if lengths else np.empty(0, dtype=np.int64)
         if len(lens) != info["num_documents"]:
-            raise ValueError(f"split {split!r}: the .docs.npy files list {len(lens)} documents, metadata.json "
-                             f"says {info['num_documents']}")
+            raise ValueError(
+                f"split {split!r}: the .docs.npy files list {len(lens)} documents, metadata.json "
+                f"says {info['num_documents']}"
+            )
         out["splits"][split] = {
-            "num_tokens": int(info["num_tokens"]), "num_documents": int(info["num_documents"]),
+            "num_tokens": int(info["num_tokens"]),
+            "num_documents": int(info["num_documents"]),
             "num_shards": len(info["shards"]),
             "doc_len_mean": float(lens.mean()) if lens.size else None,
             "doc_len_median": float(np.median(lens)) if lens.size else None,
@@ -71,17 +81,19 @@ def format_stats(s: dict[str, Any]) -> str:
         f"tokenizer   {s['tokenizer']}  (vocab {s['vocab_size']:,}, bos {s['bos_token_id']}, eos {s['eos_token_id']})",
         f"dtype       {s['dtype']}   on disk {s['bytes_on_disk'] / 2**20:,.1f} MiB   inputs {s['num_inputs']:,}   "
         f"seed {s['seed']}   val_fraction {s['val_fraction']}",
-        "checksums   " + ("verified (sha256 of every shard)" if s["verified"]
-                             else "not verified (pass verify=True / --verify)"),
+        "checksums   "
+        + ("verified (sha256 of every shard)" if s["verified"] else "not verified (pass verify=True / --verify)"),
         "",
         f"{'split':<12}{'tokens':>16}{'documents':>12}{'shards':>8}{'mean len':>11}{'median len':>12}"
         f"{'min':>8}{'max':>10}",
     ]
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for split, d in s["splits"].items():
-        lines.append(f"{split:<12}{d['num_tokens']:>16,}{d['num_documents']:>12,}{d['num_shards']:>8}"
-                     f"{fmt(d['doc_len_mean'], ',.1f'):>11}{fmt(d['doc_len_median'], ',.1f'):>12}"
-                     f"{fmt(d['doc_len_min'], ','):>8}{fmt(d['doc_len_max'], ','):>10}")
+        lines.append(
+            f"{split:<12}{d['num_tokens']:>16,}{d['num_documents']:>12,}{d['num_shards']:>8}"
+            f"{fmt(d['doc_len_mean'], ',.1f'):>11}{fmt(d['doc_len_median'], ',.1f'):>12}"
+            f"{fmt(d['doc_len_min'], ','):>8}{fmt(d['doc_len_max'], ','):>10}"
+        )
     lines.append("(document lengths in tokens, without the BOS/EOS delimiters)")
     f = s.get("filters")
     if f:

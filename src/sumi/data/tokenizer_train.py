@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from ..atomic import atomic_folder, check_target
 
 DEFAULT_SPECIAL_TOKENS = ("<|pad|>", "<|endoftext|>", "<|beginoftext|>")
 TRAINING_INFO_FILE = "sumi_tokenizer_training.json"
 # what a saved tokenizer folder may hold (`overwrite=True` replaces only such a folder)
-_TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                              "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja",
-                              TRAINING_INFO_FILE})
+_TOKENIZER_FILES = frozenset(
+    {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.json",
+        "merges.txt",
+        "chat_template.jinja",
+        TRAINING_INFO_FILE,
+    }
+)
 _WHAT = "a tokenizer folder (tokenizer.json and the other tokenizer files only)"
 _CHUNK_CHARS = 1 << 20
 
@@ -49,8 +58,10 @@ def _check_training_files(paths: Sequence[Path]) -> None:
         raise ValueError("train_tokenizer needs at least one training file")
     for p in paths:
         if p.is_dir():
-            raise ValueError(f"tokenizer training file {str(p)!r} is a folder: give the text files in it "
-                             f"(e.g. {os.path.join(str(p), '*.txt')})")
+            raise ValueError(
+                f"tokenizer training file {str(p)!r} is a folder: give the text files in it "
+                f"(e.g. {os.path.join(str(p), '*.txt')})"
+            )
         if not p.is_file():
             raise FileNotFoundError(f"tokenizer training file {str(p)!r} does not exist")
 
@@ -107,39 +118,72 @@ def train_tokenizer(
             raise ValueError(f"{role}={token!r} is not one of the special tokens {special_tokens}")
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if vocab_size < len(special_tokens) + len(alphabet):
-        raise ValueError(f"vocab_size={vocab_size} is too small: a byte-level BPE needs at least "
-                         f"{len(special_tokens) + len(alphabet)} ids ({len(special_tokens)} specials + 256 bytes)")
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small: a byte-level BPE needs at least "
+            f"{len(special_tokens) + len(alphabet)} ids ({len(special_tokens)} specials + 256 bytes)"
+        )
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=int(vocab_size), min_frequency=int(min_frequency),
-                                  special_tokens=special_tokens, initial_alphabet=sorted(alphabet),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=int(vocab_size),
+        min_frequency=int(min_frequency),
+        special_tokens=special_tokens,
+        initial_alphabet=sorted(alphabet),
+        show_progress=False,
+    )
     tok.train_from_iterator(_iter_texts(paths), trainer=trainer)
     for i, s in enumerate(special_tokens):
         assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
 
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos_token, eos_token=eos_token,
-                                   pad_token=pad_token, clean_up_tokenization_spaces=False)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=bos_token,
+        eos_token=eos_token,
+        pad_token=pad_token,
+        clean_up_tokenization_spaces=False,
+    )
     with atomic_folder(out, overwrite=overwrite, may_replace=why_not_replaceable, what=_WHAT) as tmp:
         fast.save_pretrained(str(tmp))
-        _write_training_info(tmp, tok, paths, vocab_size=vocab_size, min_frequency=min_frequency, seed=seed,
-                             special_tokens=special_tokens, roles=(bos_token, eos_token, pad_token))
+        _write_training_info(
+            tmp,
+            tok,
+            paths,
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            seed=seed,
+            special_tokens=special_tokens,
+            roles=(bos_token, eos_token, pad_token),
+        )
     return fast
 
 
-def _write_training_info(folder: Path, tok, paths: Sequence[Path], *, vocab_size: int, min_frequency: int,
-                         seed: int, special_tokens: Sequence[str], roles: tuple[str, str, str]) -> None:
+def _write_training_info(
+    folder: Path,
+    tok,
+    paths: Sequence[Path],
+    *,
+    vocab_size: int,
+    min_frequency: int,
+    seed: int,
+    special_tokens: Sequence[str],
+    roles: tuple[str, str, str],
+) -> None:
     import tokenizers
 
     bos_token, eos_token, pad_token = roles
     info = {
-        "model": "byte-level BPE", "vocab_size_requested": int(vocab_size),
-        "vocab_size": tok.get_vocab_size(with_added_tokens=True), "min_frequency": int(min_frequency),
-        "seed": int(seed), "special_tokens": {s: i for i, s in enumerate(special_tokens)},
-        "bos_token": bos_token, "eos_token": eos_token, "pad_token": pad_token,
+        "model": "byte-level BPE",
+        "vocab_size_requested": int(vocab_size),
+        "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+        "min_frequency": int(min_frequency),
+        "seed": int(seed),
+        "special_tokens": {s: i for i, s in enumerate(special_tokens)},
+        "bos_token": bos_token,
+        "eos_token": eos_token,
+        "pad_token": pad_token,
         "files": [{"path": os.fspath(p), "bytes": p.stat().st_size} for p in paths],
         "tokenizers_version": tokenizers.__version__,
     }

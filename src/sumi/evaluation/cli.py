@@ -85,8 +85,9 @@ _GENERATION_DEFAULTS = dict(
     num_denoising_steps=EVAL_DEFAULTS["num_denoising_steps"],
     temperature=EVAL_DEFAULTS["temperature"],
     tokens_per_step=DefaultRule("ceil(canvas_length / steps)"),
-    early_stop_patience=DefaultRule("off; adaptive and greedy at temperature 0 stop once their canvas cycles, "
-                                    "which never changes the result"),
+    early_stop_patience=DefaultRule(
+        "off; adaptive and greedy at temperature 0 stop once their canvas cycles, which never changes the result"
+    ),
 )
 
 
@@ -104,30 +105,57 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     add_model_arg(p)
     add_runtime_args(p)
     s = p.add_argument_group("likelihood (NELBO)")
-    s.add_argument("--num-samples", type=positive_int, metavar="K",
-                   help="t samples per scored continuation / window, one forward each "
-                        f"(default: {EVAL_DEFAULTS['num_samples']})")
-    s.add_argument("--nelbo-method", choices=NELBO_METHODS,
-                   help=f"t grid (default: {EVAL_DEFAULTS['nelbo_method']}, unbiased, low variance)")
-    s.add_argument("--batch-size", type=positive_int, metavar="N",
-                   help=f"canvases per forward (default: {EVAL_DEFAULTS['batch_size']})")
+    s.add_argument(
+        "--num-samples",
+        type=positive_int,
+        metavar="K",
+        help=f"t samples per scored continuation / window, one forward each (default: {EVAL_DEFAULTS['num_samples']})",
+    )
+    s.add_argument(
+        "--nelbo-method",
+        choices=NELBO_METHODS,
+        help=f"t grid (default: {EVAL_DEFAULTS['nelbo_method']}, unbiased, low variance)",
+    )
+    s.add_argument(
+        "--batch-size",
+        type=positive_int,
+        metavar="N",
+        help=f"canvases per forward (default: {EVAL_DEFAULTS['batch_size']})",
+    )
     s.add_argument("--seed", type=nonneg_int, help=f"base seed of all randomness (default: {EVAL_DEFAULTS['seed']})")
-    s.add_argument("--canvas-length", type=positive_int, metavar="N",
-                   help="generation canvas, longest scoring canvas and rolling window (default: 2048, capped at "
-                        "the model's max_position_embeddings)")
-    s.add_argument("--rolling-context", type=nonneg_int, metavar="N",
-                   help="clean context tokens carried into each rolling window (default: 0)")
+    s.add_argument(
+        "--canvas-length",
+        type=positive_int,
+        metavar="N",
+        help="generation canvas, longest scoring canvas and rolling window (default: 2048, capped at "
+        "the model's max_position_embeddings)",
+    )
+    s.add_argument(
+        "--rolling-context",
+        type=nonneg_int,
+        metavar="N",
+        help="clean context tokens carried into each rolling window (default: 0)",
+    )
     s.add_argument("--no-bos", action="store_true", help="do not start canvases with BOS")
-    s.add_argument("--score-canvas", choices=("exact", "anchored"),
-                   help="multiple-choice canvas: exact = [BOS] context continuation (default); anchored = "
-                        "then EOS, BOS and random tokens up to --canvas-length, like a generation canvas")
+    s.add_argument(
+        "--score-canvas",
+        choices=("exact", "anchored"),
+        help="multiple-choice canvas: exact = [BOS] context continuation (default); anchored = "
+        "then EOS, BOS and random tokens up to --canvas-length, like a generation canvas",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
 
 def _evaluator_options(args: argparse.Namespace) -> dict[str, Any]:
-    opts = dict(num_samples=args.num_samples, nelbo_method=args.nelbo_method, batch_size=args.batch_size,
-                seed=args.seed, canvas_length=args.canvas_length, rolling_context=args.rolling_context,
-                score_canvas=args.score_canvas)
+    opts = dict(
+        num_samples=args.num_samples,
+        nelbo_method=args.nelbo_method,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        canvas_length=args.canvas_length,
+        rolling_context=args.rolling_context,
+        score_canvas=args.score_canvas,
+    )
     if args.no_bos:
         opts["add_bos"] = False
     opts |= sampling_kwargs(args)
@@ -144,8 +172,10 @@ def _load_evaluator(args: argparse.Namespace, peers=None):
     if peers is not None and not peers.is_main:
         args.no_progress = True  # one set of progress bars: rank 0's
     if model_source(args.model) == "preset":
-        note(f"note: '{args.model}' is a preset with RANDOM weights (seed 0), not a trained model: its scores "
-                "are chance-level by construction. Pass --model PATH for a trained checkpoint.")
+        note(
+            f"note: '{args.model}' is a preset with RANDOM weights (seed 0), not a trained model: its scores "
+            "are chance-level by construction. Pass --model PATH for a trained checkpoint."
+        )
     model, tok = load_model(args.model, dtype=args.dtype, device=device, attn_implementation=args.attn_implementation)
     if tok is None:
         note("note: the model has no tokenizer: using a byte-level fallback (UTF-8 bytes as ids).")
@@ -158,57 +188,110 @@ def _load_evaluator(args: argparse.Namespace, peers=None):
 # ----------------------------------------------------------------------------- sumi eval
 def add_eval_parser(sub) -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser("eval", formatter_class=fmt, description=EVAL_DESCRIPTION, epilog=EVAL_EPILOG,
-                       help="evaluate on benchmarks (offline JSONL copies or lm-evaluation-harness tasks)")
+    p = sub.add_parser(
+        "eval",
+        formatter_class=fmt,
+        description=EVAL_DESCRIPTION,
+        epilog=EVAL_EPILOG,
+        help="evaluate on benchmarks (offline JSONL copies or lm-evaluation-harness tasks)",
+    )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--offline", metavar="TASKS", help="offline tasks: all, or a comma-separated list")
     which.add_argument("--tasks", metavar="TASKS", help="lm-evaluation-harness task names (comma-separated)")
     p.add_argument("--data-dir", metavar="DIR", help="folder with the benchmark JSONL files (offline)")
-    p.add_argument("--limit", type=positive_int, metavar="N",
-                   help="at most N items per task (offline: spread evenly over the task; lm-eval: the first N)")
-    p.add_argument("--limit-gen", type=positive_int, metavar="N",
-                   help="offline: at most N items per generation task (gsm8k, humaneval, mbpp), which cost far "
-                        "more per item (default: --limit)")
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        metavar="N",
+        help="at most N items per task (offline: spread evenly over the task; lm-eval: the first N)",
+    )
+    p.add_argument(
+        "--limit-gen",
+        type=positive_int,
+        metavar="N",
+        help="offline: at most N items per generation task (gsm8k, humaneval, mbpp), which cost far "
+        "more per item (default: --limit)",
+    )
     p.add_argument("--num-fewshot", type=nonneg_int, metavar="N", help="override the preset's number of shots")
-    p.add_argument("--output-dir", "-o", metavar="DIR",
-                   help="write results.json, results.md (and samples, plots) here; default: print the table only")
+    p.add_argument(
+        "--output-dir",
+        "-o",
+        metavar="DIR",
+        help="write results.json, results.md (and samples, plots) here; default: print the table only",
+    )
     p.add_argument("--log-samples", action="store_true", help="also write per-item predictions (samples_<task>.jsonl)")
     p.add_argument("--include-path", metavar="DIR", help="extra lm-eval task YAMLs (with --tasks)")
     _add_sharding_args(p)
     _add_model_args(p)
     g = p.add_argument_group("generation (GSM8K, HumanEval, MBPP)")
     add_sampling_args(g, _GENERATION_DEFAULTS, only=tuple(_GENERATION_DEFAULTS))
-    g.add_argument("--max-gen-toks", type=positive_int, metavar="N",
-                   help="answer budget (default: the task's: GSM8K 256, code 512)")
-    g.add_argument("--gen-batch-size", type=positive_int, metavar="N", help="prompts per generate() call "
-                   "(default: --batch-size)")
+    g.add_argument(
+        "--max-gen-toks",
+        type=positive_int,
+        metavar="N",
+        help="answer budget (default: the task's: GSM8K 256, code 512)",
+    )
+    g.add_argument(
+        "--gen-batch-size", type=positive_int, metavar="N", help="prompts per generate() call (default: --batch-size)"
+    )
     x = p.add_argument_group("code execution")
-    x.add_argument("--allow-code-execution", "--confirm-run-unsafe-code", "--confirm_run_unsafe_code",
-                   dest="allow_code_execution", action="store_true",
-                   help="run model-generated code (HumanEval, MBPP) in a bubblewrap sandbox, or with "
-                   "resource limits only (a warning, no boundary) where bubblewrap is missing")
-    x.add_argument("--code-timeout", type=nonneg_float, default=DEFAULT_TIMEOUT_S, metavar="S",
-                   help=f"seconds per program (default: {DEFAULT_TIMEOUT_S:g})")
-    x.add_argument("--code-memory-mb", type=positive_int, default=DEFAULT_MEMORY_MB, metavar="MB",
-                   help=f"address-space limit per program (default: {DEFAULT_MEMORY_MB})")
+    x.add_argument(
+        "--allow-code-execution",
+        "--confirm-run-unsafe-code",
+        "--confirm_run_unsafe_code",
+        dest="allow_code_execution",
+        action="store_true",
+        help="run model-generated code (HumanEval, MBPP) in a bubblewrap sandbox, or with "
+        "resource limits only (a warning, no boundary) where bubblewrap is missing",
+    )
+    x.add_argument(
+        "--code-timeout",
+        type=nonneg_float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds per program (default: {DEFAULT_TIMEOUT_S:g})",
+    )
+    x.add_argument(
+        "--code-memory-mb",
+        type=positive_int,
+        default=DEFAULT_MEMORY_MB,
+        metavar="MB",
+        help=f"address-space limit per program (default: {DEFAULT_MEMORY_MB})",
+    )
     s = p.add_argument_group("canvas-length study and NELBO task")
-    s.add_argument("--canvas-lengths", type=_int_list, metavar="L1,L2,...",
-                   help="run every task at each canvas length; writes a table and canvas_length.png")
+    s.add_argument(
+        "--canvas-lengths",
+        type=_int_list,
+        metavar="L1,L2,...",
+        help="run every task at each canvas length; writes a table and canvas_length.png",
+    )
     s.add_argument("--nelbo-file", metavar="FILE", help="text or JSONL file for the 'nelbo' task")
     s.add_argument("--nelbo-field", default="text", metavar="NAME", help="JSONL field of the documents (default: text)")
-    s.add_argument("--nelbo-split", default="auto", choices=("auto", "jsonl", "none", "paragraphs", "lines"),
-                   help="how a text file splits into documents (default: auto = the whole file, or JSONL)")
+    s.add_argument(
+        "--nelbo-split",
+        default="auto",
+        choices=("auto", "jsonl", "none", "paragraphs", "lines"),
+        help="how a text file splits into documents (default: auto = the whole file, or JSONL)",
+    )
     p.set_defaults(func=cmd_eval)
     return p
 
 
 def _add_sharding_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resume", action="store_true",
-                   help="offline: keep the finished shards of an interrupted run in --output-dir/shards (same "
-                        "settings) and compute only the rest, with any number of processes")
-    p.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE, metavar="N",
-                   help="offline, with --output-dir: each process writes a shard file after every N items it "
-                        f"scores, the unit --resume keeps (default: {DEFAULT_SHARD_SIZE})")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="offline: keep the finished shards of an interrupted run in --output-dir/shards (same "
+        "settings) and compute only the rest, with any number of processes",
+    )
+    p.add_argument(
+        "--shard-size",
+        type=positive_int,
+        default=DEFAULT_SHARD_SIZE,
+        metavar="N",
+        help="offline, with --output-dir: each process writes a shard file after every N items it "
+        f"scores, the unit --resume keeps (default: {DEFAULT_SHARD_SIZE})",
+    )
 
 
 def _shard_dir(args: argparse.Namespace) -> Path | None:
@@ -235,8 +318,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if any(n != "nelbo" for n in names):
             data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
             if data_dir is None or not data_dir.is_dir():
-                why = ("no benchmark folder found (set --data-dir or $SUMI_EVAL_DATA_DIR)" if data_dir is None
-                       else f"{str(data_dir)!r} is not a folder")
+                why = (
+                    "no benchmark folder found (set --data-dir or $SUMI_EVAL_DATA_DIR)"
+                    if data_dir is None
+                    else f"{str(data_dir)!r} is not a folder"
+                )
                 raise CLIError(f"argument --data-dir: {why}")
         if args.nelbo_file and not Path(args.nelbo_file).is_file():
             raise CLIError(f"argument --nelbo-file: {args.nelbo_file!r} is not a file")
@@ -256,9 +342,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError("argument --resume: applies to --offline tasks")
     with launch_peers() as peers:
         evaluator = _load_evaluator(args, peers)
-        config = dict(model=args.model, dtype=args.dtype, device=str(evaluator.device), backend="offline"
-                      if args.offline is not None else "lm-eval", command=" ".join(sys.argv),
-                      processes=peers.world_size)
+        config = dict(
+            model=args.model,
+            dtype=args.dtype,
+            device=str(evaluator.device),
+            backend="offline" if args.offline is not None else "lm-eval",
+            command=" ".join(sys.argv),
+            processes=peers.world_size,
+        )
         log = _log(args)
         if args.offline is not None:
             results = _run_offline(evaluator, names, data_dir, args, config, log, peers, shard_dir)
@@ -274,12 +365,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _run_offline(evaluator, names, data_dir, args, config, log, peers, shard_dir) -> dict | None:
     from .runner import canvas_study, data_file_hashes, run_offline
 
-    kwargs = dict(limit=args.limit, limit_gen=args.limit_gen, num_fewshot=args.num_fewshot,
-                  max_gen_toks=args.max_gen_toks,
-                  allow_code_execution=args.allow_code_execution, code_timeout=args.code_timeout,
-                  code_memory_mb=args.code_memory_mb, nelbo_file=args.nelbo_file, nelbo_split=args.nelbo_split,
-                  nelbo_field=args.nelbo_field, progress=not args.no_progress, peers=peers, shard_dir=shard_dir,
-                  resume=args.resume, shard_size=args.shard_size)
+    kwargs = dict(
+        limit=args.limit,
+        limit_gen=args.limit_gen,
+        num_fewshot=args.num_fewshot,
+        max_gen_toks=args.max_gen_toks,
+        allow_code_execution=args.allow_code_execution,
+        code_timeout=args.code_timeout,
+        code_memory_mb=args.code_memory_mb,
+        nelbo_file=args.nelbo_file,
+        nelbo_split=args.nelbo_split,
+        nelbo_field=args.nelbo_field,
+        progress=not args.no_progress,
+        peers=peers,
+        shard_dir=shard_dir,
+        resume=args.resume,
+        shard_size=args.shard_size,
+    )
     try:
         if not args.canvas_lengths:
             return run_offline(evaluator, names, data_dir, config=config, log=log, **kwargs)
@@ -310,9 +412,15 @@ def _run_lm_eval(evaluator, names, args, config, log, peers) -> dict | None:
 
     def one_run() -> dict:
         start = time.perf_counter()
-        out = lm_eval.simple_evaluate(model=lm, tasks=names, num_fewshot=args.num_fewshot, limit=args.limit,
-                                      task_manager=task_manager, log_samples=False,
-                                      confirm_run_unsafe_code=args.allow_code_execution)
+        out = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=names,
+            num_fewshot=args.num_fewshot,
+            limit=args.limit,
+            task_manager=task_manager,
+            log_samples=False,
+            confirm_run_unsafe_code=args.allow_code_execution,
+        )
         seconds = time.perf_counter() - start
         if out is None:
             if peers.is_main:
@@ -340,10 +448,17 @@ def _run_lm_eval(evaluator, names, args, config, log, peers) -> dict | None:
         return None
     import datetime as _dt
 
-    out = dict(format=RESULTS_FORMAT, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               config=dict(config, tasks=names, limit=args.limit, num_fewshot=args.num_fewshot,
-                           include_path=args.include_path), model=evaluator.info(), versions=environment_versions(),
-               data_files={}, results=results)
+    out = dict(
+        format=RESULTS_FORMAT,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        config=dict(
+            config, tasks=names, limit=args.limit, num_fewshot=args.num_fewshot, include_path=args.include_path
+        ),
+        model=evaluator.info(),
+        versions=environment_versions(),
+        data_files={},
+        results=results,
+    )
     if study is not None:
         out["canvas_study"] = study
     return out
@@ -361,9 +476,15 @@ def _convert_lm_eval(out: dict, seconds: float) -> dict:
             clean[name if _filter in ("none", "") else f"{name}[{_filter}]"] = value
         values = [k for k in clean if "_stderr" not in k]
         n = int(out.get("n-samples", {}).get(task, {}).get("effective", metrics.get("sample_len", 0)))
-        results[task] = dict(metrics=clean, primary=values[0] if values else None, n=n,
-                             seconds=seconds * n / total_items, seconds_per_item=seconds / total_items,
-                             settings=dict(num_fewshot=out.get("n-shot", {}).get(task)), samples=[])
+        results[task] = dict(
+            metrics=clean,
+            primary=values[0] if values else None,
+            n=n,
+            seconds=seconds * n / total_items,
+            seconds_per_item=seconds / total_items,
+            settings=dict(num_fewshot=out.get("n-shot", {}).get(task)),
+            samples=[],
+        )
     return results
 
 
@@ -376,8 +497,11 @@ def _finish(results: dict, args: argparse.Namespace) -> None:
     if args.output_dir:
         paths = write_results(results, args.output_dir, log_samples=args.log_samples)
         if results.get("canvas_study"):
-            png = plot_canvas_study(results["canvas_study"], Path(args.output_dir) / "canvas_length.png",
-                                    title=f"{args.model}: metric vs canvas length")
+            png = plot_canvas_study(
+                results["canvas_study"],
+                Path(args.output_dir) / "canvas_length.png",
+                title=f"{args.model}: metric vs canvas length",
+            )
             note(f"wrote {png}")
         note(f"wrote {paths['json']} and {paths['md']}")
     sys.stdout.write(md)
@@ -386,14 +510,22 @@ def _finish(results: dict, args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------- sumi perplexity
 def add_perplexity_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("perplexity", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PPL_EPILOG,
-                       help="NELBO perplexity of a text or JSONL file (nats/token, bits/byte, 95%% CI)",
-                       description="Score a text or JSONL file with the NELBO (spec §4): nats/token, bits/byte "
-                                   "and perplexity,\nwith a bootstrap 95% confidence interval.")
+    p = sub.add_parser(
+        "perplexity",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=PPL_EPILOG,
+        help="NELBO perplexity of a text or JSONL file (nats/token, bits/byte, 95%% CI)",
+        description="Score a text or JSONL file with the NELBO (spec §4): nats/token, bits/byte "
+        "and perplexity,\nwith a bootstrap 95% confidence interval.",
+    )
     p.add_argument("file", metavar="FILE", help="a text file (the whole file is one document) or JSONL (one per line)")
     p.add_argument("--field", default="text", metavar="NAME", help="JSONL field holding the text (default: text)")
-    p.add_argument("--split", default="auto", choices=("auto", "jsonl", "none", "paragraphs", "lines"),
-                   help="how the file splits into documents (default: auto)")
+    p.add_argument(
+        "--split",
+        default="auto",
+        choices=("auto", "jsonl", "none", "paragraphs", "lines"),
+        help="how the file splits into documents (default: auto)",
+    )
     p.add_argument("--limit", type=positive_int, metavar="N", help="score at most N documents (spread evenly)")
     _add_model_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -418,9 +550,16 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
         report = perplexity_report(evaluator, docs, seed=evaluator.options["seed"], peers=peers)
     if report is None:  # a rank other than 0 of a launched run: rank 0 reports
         return 0
-    report = dict(file=args.file, model=args.model, canvas_length=evaluator.max_length,
-                  num_samples=evaluator.options["num_samples"], nelbo_method=evaluator.options["nelbo_method"],
-                  seed=evaluator.options["seed"], **report, versions=environment_versions())
+    report = dict(
+        file=args.file,
+        model=args.model,
+        canvas_length=evaluator.max_length,
+        num_samples=evaluator.options["num_samples"],
+        nelbo_method=evaluator.options["nelbo_method"],
+        seed=evaluator.options["seed"],
+        **report,
+        versions=environment_versions(),
+    )
     if args.output:
         write_text_atomic(args.output, json.dumps(report, indent=2) + "\n")
     if args.json:
@@ -430,19 +569,23 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
     lo, hi = r["nats_per_token_ci95"]
     blo, bhi = r["bits_per_byte_ci95"]
     plo, phi = r["perplexity_ci95"]
-    print("\n".join([
-        f"file        {r['file']}",
-        f"model       {r['model']}",
-        f"documents   {r['num_documents']} ({r['num_windows']} windows of <= {r['canvas_length']} tokens, "
-        f"{r['num_tokens']} tokens, {r['num_bytes']} bytes)",
-        f"estimator   {r['num_samples']} t samples per window ({r['nelbo_method']}), seed {r['seed']}",
-        f"NELBO       {r['nats_per_token']:.4f} nats/token   95% CI [{lo:.4f}, {hi:.4f}] "
-        f"(bootstrap over {r['num_units']} {r['ci_units']})",
-        f"bits/byte   {r['bits_per_byte']:.4f}   95% CI [{blo:.4f}, {bhi:.4f}]",
-        f"perplexity  {r['perplexity']:.3f} (an upper bound)   95% CI [{plo:.3f}, {phi:.3f}]",
-        f"time        {r['seconds']:.2f} s"
-        + (f" ({r['tokens_per_second']:.0f} tokens/s)" if r['tokens_per_second'] else ""),
-    ]))
+    print(
+        "\n".join(
+            [
+                f"file        {r['file']}",
+                f"model       {r['model']}",
+                f"documents   {r['num_documents']} ({r['num_windows']} windows of <= {r['canvas_length']} tokens, "
+                f"{r['num_tokens']} tokens, {r['num_bytes']} bytes)",
+                f"estimator   {r['num_samples']} t samples per window ({r['nelbo_method']}), seed {r['seed']}",
+                f"NELBO       {r['nats_per_token']:.4f} nats/token   95% CI [{lo:.4f}, {hi:.4f}] "
+                f"(bootstrap over {r['num_units']} {r['ci_units']})",
+                f"bits/byte   {r['bits_per_byte']:.4f}   95% CI [{blo:.4f}, {bhi:.4f}]",
+                f"perplexity  {r['perplexity']:.3f} (an upper bound)   95% CI [{plo:.3f}, {phi:.3f}]",
+                f"time        {r['seconds']:.2f} s"
+                + (f" ({r['tokens_per_second']:.0f} tokens/s)" if r["tokens_per_second"] else ""),
+            ]
+        )
+    )
     return 0
 
 

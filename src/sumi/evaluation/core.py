@@ -38,14 +38,22 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 
 from ..generation_sumi import is_deterministic
-from .nelbo import DEFAULT_NELBO_METHOD, NELBO_METHODS, ScoreRequest, count_canvases, derive_seed, nelbo_scores, \
-    rolling_windows
+from .nelbo import (
+    DEFAULT_NELBO_METHOD,
+    NELBO_METHODS,
+    ScoreRequest,
+    count_canvases,
+    derive_seed,
+    nelbo_scores,
+    rolling_windows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +112,10 @@ class SumiEvaluator:
             from ..tokenization import ByteTokenizer
 
             if cfg.vocab_size < 256:
-                raise ValueError(f"the model has no tokenizer and its vocabulary ({cfg.vocab_size} ids) is too small "
-                                 "for the byte-level fallback (needs >= 256)")
+                raise ValueError(
+                    f"the model has no tokenizer and its vocabulary ({cfg.vocab_size} ids) is too small "
+                    "for the byte-level fallback (needs >= 256)"
+                )
             tokenizer = ByteTokenizer(cfg.vocab_size, cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id)
             self.byte_level = True
         self.tokenizer = tokenizer
@@ -113,8 +123,16 @@ class SumiEvaluator:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, dtype=None, device=None, attn_implementation=None,
-                        progress: bool = False, **options: Any) -> "SumiEvaluator":
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        *,
+        dtype=None,
+        device=None,
+        attn_implementation=None,
+        progress: bool = False,
+        **options: Any,
+    ) -> SumiEvaluator:
         """Load with `sumi.load` (a folder, a preset with random weights, or a Hub id)."""
         from ..loading import load
 
@@ -190,7 +208,7 @@ class SumiEvaluator:
             context = context[:-n_spaces]
         whole = self.encode(context + continuation)
         ctx = self.encode(context)
-        return ctx, whole[len(ctx):]
+        return ctx, whole[len(ctx) :]
 
     def _prefix(self, ids: Sequence[int]) -> list[int]:
         ids = list(ids)
@@ -201,18 +219,25 @@ class SumiEvaluator:
     def _bar(self, total: int, desc: str):
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc=desc, disable=not self.progress, file=sys.stderr, dynamic_ncols=True,
-                    leave=False)
+        return tqdm(total=total, desc=desc, disable=not self.progress, file=sys.stderr, dynamic_ncols=True, leave=False)
 
     # ------------------------------------------------------------------ likelihood
     def _nelbo(self, requests: Sequence[ScoreRequest], desc: str) -> list[float]:
         o = self.options
         with self._bar(count_canvases(requests, o["num_samples"]), desc) as bar:
-            return nelbo_scores(self.model, requests, num_samples=o["num_samples"], method=o["nelbo_method"],
-                                seed=o["seed"], batch_size=o["batch_size"], progress=bar.update)
+            return nelbo_scores(
+                self.model,
+                requests,
+                num_samples=o["num_samples"],
+                method=o["nelbo_method"],
+                seed=o["seed"],
+                batch_size=o["batch_size"],
+                progress=bar.update,
+            )
 
-    def loglikelihood_tokens(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
-                             keys: Sequence[Any] | None = None) -> list[tuple[float, bool]]:
+    def loglikelihood_tokens(
+        self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], keys: Sequence[Any] | None = None
+    ) -> list[tuple[float, bool]]:
         """`(log-likelihood, is_greedy)` of each `(context_ids, continuation_ids)`: `-NELBO` of the
         continuation on the canvas `[BOS] + context + continuation` (context left-truncated to fit).
 
@@ -233,11 +258,15 @@ class SumiEvaluator:
         for n, (ctx, cont) in enumerate(pairs):
             ctx, cont = self._prefix(ctx), list(cont)
             if len(cont) > L - 1 - reserve:
-                logger.warning("a continuation of %d tokens does not fit a canvas of %d: scoring its last %d",
-                               len(cont), L, L - 1 - reserve)
-                cont = cont[-(L - 1 - reserve):]
+                logger.warning(
+                    "a continuation of %d tokens does not fit a canvas of %d: scoring its last %d",
+                    len(cont),
+                    L,
+                    L - 1 - reserve,
+                )
+                cont = cont[-(L - 1 - reserve) :]
             if len(ctx) + len(cont) + reserve > L:
-                ctx = ctx[len(ctx) + len(cont) + reserve - L:]
+                ctx = ctx[len(ctx) + len(cont) + reserve - L :]
                 self.truncated["contexts"] += 1
             tail: list[int] = []
             if anchored:
@@ -253,8 +282,9 @@ class SumiEvaluator:
         greedy = self._greedy_matches(pairs) if self.options["greedy_check"] else [False] * len(pairs)
         return [(-n, g) for n, g in zip(nelbos, greedy)]
 
-    def loglikelihood(self, pairs: Sequence[tuple[str, str]], keys: Sequence[Any] | None = None
-                      ) -> list[tuple[float, bool]]:
+    def loglikelihood(
+        self, pairs: Sequence[tuple[str, str]], keys: Sequence[Any] | None = None
+    ) -> list[tuple[float, bool]]:
         """Text version of `loglikelihood_tokens` (lm-eval's pair encoding)."""
         return self.loglikelihood_tokens([self.encode_pair(c, x) for c, x in pairs], keys)
 
@@ -275,10 +305,17 @@ class SumiEvaluator:
             prompt = prompt[-room:]
             L = len(prompt) + len(cont) + 2
             seed = derive_seed(self.options["seed"], "greedy", tuple(prompt))
-            res = self.model.generate(torch.tensor([prompt], device=self.device), max_new_tokens=len(cont),
-                                      num_denoising_steps=steps, sampler="greedy", canvas_length=L,
-                                      seed=seed % (2**63), trim_at_eos=False, stop_on_cycle=True)
-            gen = res.canvas[0, len(prompt):len(prompt) + len(cont)].tolist()
+            res = self.model.generate(
+                torch.tensor([prompt], device=self.device),
+                max_new_tokens=len(cont),
+                num_denoising_steps=steps,
+                sampler="greedy",
+                canvas_length=L,
+                seed=seed % (2**63),
+                trim_at_eos=False,
+                stop_on_cycle=True,
+            )
+            gen = res.canvas[0, len(prompt) : len(prompt) + len(cont)].tolist()
             out.append(gen == cont)
         return out
 
@@ -299,7 +336,7 @@ class SumiEvaluator:
         out = [RollingScore(0.0, 0, []) for _ in docs]
         for (d, a, b), n in zip(owners, nelbos):
             U_off = 1 if bos else 0
-            window_ids = list(docs[d])[a - U_off:b - U_off]
+            window_ids = list(docs[d])[a - U_off : b - U_off]
             nbytes = len(self.decode(window_ids).encode("utf-8"))
             out[d].nelbo += n
             out[d].num_tokens += b - a
@@ -321,8 +358,14 @@ class SumiEvaluator:
             self.truncated["prompts"] += 1
         return prompt, max(1, min(max_gen_toks, L - 2 - len(prompt)))
 
-    def generate_tokens(self, prompts: Sequence[Sequence[int]], *, max_gen_toks: int | None = None,
-                        desc: str = "generating", **overrides: Any) -> list[list[int]]:
+    def generate_tokens(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_gen_toks: int | None = None,
+        desc: str = "generating",
+        **overrides: Any,
+    ) -> list[list[int]]:
         """Generated ids after each prompt (cut at the first EOS), anchored canvas of spec §9.
 
         Every row gets its own seed (derived from the prompt) and `align_rows=True`, so a prompt's
@@ -345,41 +388,66 @@ class SumiEvaluator:
         pad = self.config.pad_token_id if self.config.pad_token_id is not None else 0
         with self._bar(len(fitted), desc) as bar:
             for b0 in range(0, len(order), bs):
-                idx = order[b0:b0 + bs]
+                idx = order[b0 : b0 + bs]
                 P = max(len(fitted[i][0]) for i in idx)
                 ids = torch.full((len(idx), P), pad, dtype=torch.long)
                 mask = torch.zeros((len(idx), P), dtype=torch.long)
                 for r, i in enumerate(idx):
                     p = fitted[i][0]
-                    ids[r, P - len(p):] = torch.tensor(p)
-                    mask[r, P - len(p):] = 1
+                    ids[r, P - len(p) :] = torch.tensor(p)
+                    mask[r, P - len(p) :] = 1
                 seeds = [derive_seed(o["seed"], "generate", tuple(fitted[i][0])) for i in idx]
                 res = self.model.generate(
-                    ids.to(self.device), attention_mask=mask.to(self.device), max_new_tokens=max_gen_toks,
-                    num_denoising_steps=steps, seed=seeds, sampler=o["sampler"], schedule=o["schedule"],
-                    temperature=float(o["temperature"]), tokens_per_step=int(k), canvas_length=L,
-                    anchor_eosbos=True, trim_at_eos=True, align_rows=True, early_stop_patience=patience, stop_on_cycle=cycles,
-                    top_k=o["top_k"], top_p=o["top_p"], min_p=o["min_p"])
+                    ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    max_new_tokens=max_gen_toks,
+                    num_denoising_steps=steps,
+                    seed=seeds,
+                    sampler=o["sampler"],
+                    schedule=o["schedule"],
+                    temperature=float(o["temperature"]),
+                    tokens_per_step=int(k),
+                    canvas_length=L,
+                    anchor_eosbos=True,
+                    trim_at_eos=True,
+                    align_rows=True,
+                    early_stop_patience=patience,
+                    stop_on_cycle=cycles,
+                    top_k=o["top_k"],
+                    top_p=o["top_p"],
+                    min_p=o["min_p"],
+                )
                 for r, i in enumerate(idx):
-                    out[i] = res.sequences[r, P:int(res.lengths[r])].tolist()
+                    out[i] = res.sequences[r, P : int(res.lengths[r])].tolist()
                 bar.update(len(idx))
         return out  # type: ignore[return-value]
 
-    def generate(self, prompts: Sequence[str], *, until: Iterable[str] | str | None = None,
-                 max_gen_toks: int | None = None, desc: str = "generating", **overrides: Any) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        until: Iterable[str] | str | None = None,
+        max_gen_toks: int | None = None,
+        desc: str = "generating",
+        **overrides: Any,
+    ) -> list[str]:
         """Generated text after each prompt, cut at the first EOS and then at the first stop string."""
-        ids = self.generate_tokens([self.encode(p) for p in prompts], max_gen_toks=max_gen_toks, desc=desc,
-                                   **overrides)
+        ids = self.generate_tokens([self.encode(p) for p in prompts], max_gen_toks=max_gen_toks, desc=desc, **overrides)
         return [cut_at_stop(self.decode(x), until) for x in ids]
 
     def info(self) -> dict:
         cfg = self.config
-        return dict(name=self.name, vocab_size=cfg.vocab_size, max_position_embeddings=cfg.max_position_embeddings,
-                    max_canvas=self.max_length,
-                    num_parameters=sum(p.numel() for p in self.model.parameters()),
-                    dtype=str(next(self.model.parameters()).dtype).removeprefix("torch."), device=str(self.device),
-                    tokenizer="byte-level fallback" if self.byte_level else type(self.tokenizer).__name__,
-                    **{k: self.options[k] for k in EVAL_DEFAULTS})
+        return dict(
+            name=self.name,
+            vocab_size=cfg.vocab_size,
+            max_position_embeddings=cfg.max_position_embeddings,
+            max_canvas=self.max_length,
+            num_parameters=sum(p.numel() for p in self.model.parameters()),
+            dtype=str(next(self.model.parameters()).dtype).removeprefix("torch."),
+            device=str(self.device),
+            tokenizer="byte-level fallback" if self.byte_level else type(self.tokenizer).__name__,
+            **{k: self.options[k] for k in EVAL_DEFAULTS},
+        )
 
 
 def cut_at_stop(text: str, until: Iterable[str] | str | None) -> str:

@@ -49,15 +49,23 @@ from typing import IO
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MEMORY_MB = 2048
-FILE_SIZE_MB = 16          # largest file (and stderr) a program may write
-WORK_FOLDER_MB = 64        # size of the sandbox's tmpfs working folder (it lives in RAM)
+FILE_SIZE_MB = 16  # largest file (and stderr) a program may write
+WORK_FOLDER_MB = 64  # size of the sandbox's tmpfs working folder (it lives in RAM)
 OPEN_FILES = 256
-SANDBOX_TASKS = 16         # RLIMIT_NPROC inside bubblewrap: threads (processes are blocked by seccomp)
+SANDBOX_TASKS = 16  # RLIMIT_NPROC inside bubblewrap: threads (processes are blocked by seccomp)
 BWRAP_PATHS = ("/usr/bin/bwrap",)  # looked at when bwrap is not on PATH
 SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/alternatives")
-SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+SANDBOX_ENV = {
+    "PATH": "/usr/bin:/bin",
+    "HOME": "/tmp",
+    "TMPDIR": "/tmp",
+    "LANG": "C.UTF-8",
+    "PYTHONHASHSEED": "0",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 
 _LAUNCHER = r"""
 import json, os, resource, sys
@@ -129,14 +137,26 @@ def seccomp_no_processes(machine: str | None = None) -> bytes | None:
         return None
     audit_arch, forks, clone, clone3 = arch
     eagain, enosys = _ERRNO | _EAGAIN, _ERRNO | _ENOSYS
-    prog = [_insn(_LD_ABS, 4), _insn(_JEQ, audit_arch, 1, 0), _insn(_RET, _KILL), _insn(_LD_ABS, 0),
-            _insn(_JGE, 0x40000000, 0, 1), _insn(_RET, _KILL)]  # x32 syscalls carry bit 30
+    prog = [
+        _insn(_LD_ABS, 4),
+        _insn(_JEQ, audit_arch, 1, 0),
+        _insn(_RET, _KILL),
+        _insn(_LD_ABS, 0),
+        _insn(_JGE, 0x40000000, 0, 1),
+        _insn(_RET, _KILL),
+    ]  # x32 syscalls carry bit 30
     for nr in forks:
         prog += [_insn(_JEQ, nr, 0, 1), _insn(_RET, eagain)]
-    prog += [_insn(_JEQ, clone3, 0, 1), _insn(_RET, enosys),
-             _insn(_JEQ, clone, 1, 0), _insn(_RET, _ALLOW),
-             _insn(_LD_ABS, 16),  # low 32 bits of args[0] (clone flags)
-             _insn(_JSET, _CLONE_THREAD, 0, 1), _insn(_RET, _ALLOW), _insn(_RET, eagain)]
+    prog += [
+        _insn(_JEQ, clone3, 0, 1),
+        _insn(_RET, enosys),
+        _insn(_JEQ, clone, 1, 0),
+        _insn(_RET, _ALLOW),
+        _insn(_LD_ABS, 16),  # low 32 bits of args[0] (clone flags)
+        _insn(_JSET, _CLONE_THREAD, 0, 1),
+        _insn(_RET, _ALLOW),
+        _insn(_RET, eagain),
+    ]
     return b"".join(prog)
 
 
@@ -152,8 +172,17 @@ def _python_folders() -> list[str]:
 
 
 def _bwrap_args(bwrap: str, seccomp_fd: int | None) -> list[str]:
-    args = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-            "--cap-drop", "ALL", "--clearenv"]
+    args = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--clearenv",
+    ]
     for folder in SYSTEM_FOLDERS:
         if os.path.islink(folder):
             args += ["--symlink", os.readlink(folder), folder]
@@ -180,24 +209,38 @@ def find_bubblewrap() -> str | None:
     why = "bubblewrap (bwrap) is not installed"
     if bwrap is not None:
         try:
-            probe = subprocess.run(_bwrap_args(bwrap, None) + ["--", sys.executable, "-I", "-c", "pass"], env={},
-                                   stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+            probe = subprocess.run(
+                _bwrap_args(bwrap, None) + ["--", sys.executable, "-I", "-c", "pass"],
+                env={},
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=60,
+            )
             if probe.returncode == 0:
                 return bwrap
             said = probe.stderr.decode(errors="replace").strip()[:200]
             why = f"bwrap does not work here ({said or f'exit status {probe.returncode}'})"
         except (OSError, subprocess.TimeoutExpired) as e:
             why = f"bwrap does not work here ({e})"
-    warnings.warn(f"{why}: generated code runs WITHOUT a sandbox boundary (rlimits and a guard only; it can read "
-                  "and write your files and use the network). Install bubblewrap or use a container.", stacklevel=2)
+    warnings.warn(
+        f"{why}: generated code runs WITHOUT a sandbox boundary (rlimits and a guard only; it can read "
+        "and write your files and use the network). Install bubblewrap or use a container.",
+        stacklevel=2,
+    )
     return None
 
 
 # ----------------------------------------------------------------------------- running
 def _limits(timeout: float, memory_mb: int, sandboxed: bool) -> dict[str, int]:
-    return {"RLIMIT_AS": int(memory_mb) << 20, "RLIMIT_DATA": int(memory_mb) << 20,
-            "RLIMIT_CPU": max(1, math.ceil(timeout)) + 1, "RLIMIT_FSIZE": FILE_SIZE_MB << 20, "RLIMIT_CORE": 0,
-            "RLIMIT_NOFILE": OPEN_FILES, "RLIMIT_NPROC": SANDBOX_TASKS if sandboxed else 1}
+    return {
+        "RLIMIT_AS": int(memory_mb) << 20,
+        "RLIMIT_DATA": int(memory_mb) << 20,
+        "RLIMIT_CPU": max(1, math.ceil(timeout)) + 1,
+        "RLIMIT_FSIZE": FILE_SIZE_MB << 20,
+        "RLIMIT_CORE": 0,
+        "RLIMIT_NOFILE": OPEN_FILES,
+        "RLIMIT_NPROC": SANDBOX_TASKS if sandboxed else 1,
+    }
 
 
 def _temp_file(data: bytes = b"") -> IO[bytes]:
@@ -220,16 +263,25 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _spawn(cmd: list[str], *, bwrap: str | None, stdin: IO[bytes], stderr: IO[bytes], cwd: str,
-           seccomp: IO[bytes] | None) -> subprocess.Popen:
+def _spawn(
+    cmd: list[str], *, bwrap: str | None, stdin: IO[bytes], stderr: IO[bytes], cwd: str, seccomp: IO[bytes] | None
+) -> subprocess.Popen:
     if bwrap is not None:
         fds = () if seccomp is None else (seccomp.fileno(),)
         cmd = _bwrap_args(bwrap, None if seccomp is None else seccomp.fileno()) + ["--"] + cmd
         env: dict[str, str] = {}
     else:
         fds, env = (), dict(SANDBOX_ENV, HOME=cwd, TMPDIR=cwd)
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr,
-                            pass_fds=fds, start_new_session=True)
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=stdin,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        pass_fds=fds,
+        start_new_session=True,
+    )
 
 
 def check_limits(timeout: float, memory_mb: int) -> None:
@@ -240,8 +292,14 @@ def check_limits(timeout: float, memory_mb: int) -> None:
         raise ValueError(f"the code memory limit must be >= 1 MB, got {memory_mb}")
 
 
-def run_program(program: str, *, timeout: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
-                guard: bool = True, max_output: int = 4096) -> ExecutionResult:
+def run_program(
+    program: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    guard: bool = True,
+    max_output: int = 4096,
+) -> ExecutionResult:
     """Run `program` (Python source) in the sandbox (see the module docstring); passed = exit
     status 0 within `timeout` seconds. The process group is killed when it ends either way."""
     check_limits(timeout, memory_mb)
@@ -249,8 +307,12 @@ def run_program(program: str, *, timeout: float = DEFAULT_TIMEOUT_S, memory_mb: 
     filt = seccomp_no_processes() if bwrap else None
     cfg = {"limits": _limits(timeout, memory_mb, bwrap is not None), "guard": bool(guard)}
     cmd = [sys.executable, "-I", "-B", "-c", _LAUNCHER, json.dumps(cfg)]
-    with tempfile.TemporaryDirectory(prefix="sumi-exec-") as tmp, _temp_file(program.encode("utf-8")) as src, \
-            _temp_file() as err, _temp_file(filt or b"") as seccomp:
+    with (
+        tempfile.TemporaryDirectory(prefix="sumi-exec-") as tmp,
+        _temp_file(program.encode("utf-8")) as src,
+        _temp_file() as err,
+        _temp_file(filt or b"") as seccomp,
+    ):
         start = time.perf_counter()
         proc = _spawn(cmd, bwrap=bwrap, stdin=src, stderr=err, cwd=tmp, seccomp=seccomp if filt else None)
         try:
@@ -269,8 +331,15 @@ def run_program(program: str, *, timeout: float = DEFAULT_TIMEOUT_S, memory_mb: 
     return ExecutionResult(ok, "passed" if ok else "failed", seconds, proc.returncode, err_text, kind)
 
 
-def run_programs(programs: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
-                 workers: int | None = None, guard: bool = True, progress=None) -> list[ExecutionResult]:
+def run_programs(
+    programs: Sequence[str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    workers: int | None = None,
+    guard: bool = True,
+    progress=None,
+) -> list[ExecutionResult]:
     """`run_program` over many programs, `workers` at a time (default: min(4, CPUs))."""
     workers = workers or min(4, os.cpu_count() or 1)
     results: list[ExecutionResult | None] = [None] * len(programs)
@@ -297,5 +366,14 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - prod
 
 
-__all__ = ["ExecutionResult", "check_limits", "find_bubblewrap", "seccomp_no_processes", "run_program", "run_programs",
-           "pass_at_k", "DEFAULT_TIMEOUT_S", "DEFAULT_MEMORY_MB"]
+__all__ = [
+    "ExecutionResult",
+    "check_limits",
+    "find_bubblewrap",
+    "seccomp_no_processes",
+    "run_program",
+    "run_programs",
+    "pass_at_k",
+    "DEFAULT_TIMEOUT_S",
+    "DEFAULT_MEMORY_MB",
+]

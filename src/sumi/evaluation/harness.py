@@ -47,8 +47,17 @@ from .core import EVAL_DEFAULTS, SumiEvaluator, cut_at_stop
 
 logger = logging.getLogger(__name__)
 
-_GEN_OVERRIDES = ("sampler", "num_denoising_steps", "tokens_per_step", "schedule", "canvas_length",
-                  "early_stop_patience", "top_k", "top_p", "min_p")
+_GEN_OVERRIDES = (
+    "sampler",
+    "num_denoising_steps",
+    "tokens_per_step",
+    "schedule",
+    "canvas_length",
+    "early_stop_patience",
+    "top_k",
+    "top_p",
+    "min_p",
+)
 
 
 def task_manager_for(names: list[str], include_path: str | None = None):
@@ -64,12 +73,15 @@ def task_manager_for(names: list[str], include_path: str | None = None):
     known = set(manager.all_tasks)
     unknown = [n for n in names if n not in known and not os.path.isfile(n)]
     if unknown:
+
         def hint(name: str) -> str:
             close = difflib.get_close_matches(name, known, n=3)
             return f"{name!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
 
-        raise ValueError(f"unknown lm-eval task(s): {'; '.join(hint(n) for n in unknown)}; "
-                         "`lm_eval --tasks list` lists them (--include-path adds task YAMLs)")
+        raise ValueError(
+            f"unknown lm-eval task(s): {'; '.join(hint(n) for n in unknown)}; "
+            "`lm_eval --tasks list` lists them (--include-path adds task YAMLs)"
+        )
     return manager
 
 
@@ -80,7 +92,9 @@ def _batch_size(value) -> int | None:
         return value
     text = str(value)
     if text.startswith("auto"):
-        logger.warning("sumi: batch_size=%s is not supported; using the default (%d)", text, EVAL_DEFAULTS["batch_size"])
+        logger.warning(
+            "sumi: batch_size=%s is not supported; using the default (%d)", text, EVAL_DEFAULTS["batch_size"]
+        )
         return None
     return int(text)
 
@@ -88,9 +102,18 @@ def _batch_size(value) -> int | None:
 class SumiLM(TemplateLM):
     """lm-eval model: NELBO log-likelihoods and anchored-canvas generation (see the module docstring)."""
 
-    def __init__(self, pretrained: Any = None, *, dtype: str | None = None, device: str | None = None,
-                 attn_implementation: str | None = None, batch_size: Any = None, max_batch_size: int | None = None,
-                 peers: Any = None, **options: Any):
+    def __init__(
+        self,
+        pretrained: Any = None,
+        *,
+        dtype: str | None = None,
+        device: str | None = None,
+        attn_implementation: str | None = None,
+        batch_size: Any = None,
+        max_batch_size: int | None = None,
+        peers: Any = None,
+        **options: Any,
+    ):
         super().__init__()
         self._peers = peers if peers is not None else _own_peers()
         if "steps" in options:
@@ -113,8 +136,10 @@ class SumiLM(TemplateLM):
             from ..loading import model_source
 
             if pretrained is None:
-                raise ValueError("the sumi model needs --model_args pretrained=PATH (a checkpoint folder, a Hub id, "
-                                 "or a preset name for random weights)")
+                raise ValueError(
+                    "the sumi model needs --model_args pretrained=PATH (a checkpoint folder, a Hub id, "
+                    "or a preset name for random weights)"
+                )
             if model_source(str(pretrained)) == "preset":
                 logger.warning("sumi: %r is a preset with RANDOM weights: scores are chance-level", pretrained)
             from ..distributed_inference import rank_device
@@ -126,8 +151,14 @@ class SumiLM(TemplateLM):
                 logger.warning("sumi: device %r requested but CUDA is not available; using the CPU", device)
                 device = "cpu"
             device = rank_device(device, self._peers.env)  # under torchrun: cuda:LOCAL_RANK
-            self.sumi = SumiEvaluator.from_pretrained(str(pretrained), dtype=dtype, device=device,
-                                                      attn_implementation=attn_implementation, progress=True, **options)
+            self.sumi = SumiEvaluator.from_pretrained(
+                str(pretrained),
+                dtype=dtype,
+                device=device,
+                attn_implementation=attn_implementation,
+                progress=True,
+                **options,
+            )
         self.pretrained = str(pretrained) if isinstance(pretrained, str) else type(pretrained).__name__
         self._device = self.sumi.device
         self.tokenizer = None if self.sumi.byte_level else self.sumi.tokenizer

@@ -73,7 +73,7 @@ class ScoreRequest:
     def random_key(self) -> tuple:
         if self.key is not None:
             return tuple(self.key)
-        return (tuple(self.tokens[:self.start]), tuple(self.tokens[self.end:]), self.start)
+        return (tuple(self.tokens[: self.start]), tuple(self.tokens[self.end :]), self.start)
 
 
 @torch.no_grad()
@@ -143,7 +143,7 @@ def nelbo_scores(
             noise = torch.randint(0, V, (n,), generator=gk)
             x_b[b, :L] = x
             z_b[b, :L] = x
-            z_b[b, r.start:r.end] = torch.where(replace, noise, x[r.start:r.end])
+            z_b[b, r.start : r.end] = torch.where(replace, noise, x[r.start : r.end])
             mask[b, :L] = 1
             sel_rows += [b] * n
             sel_cols += list(range(r.start, r.end))
@@ -158,9 +158,10 @@ def nelbo_scores(
         w_t = torch.tensor(sel_w, dtype=torch.float64, device=device)
         per_pos = torch.empty(len(sel_rows), dtype=torch.float64, device=device)
         for c0 in range(0, len(sel_rows), chunk):
-            rr, cc, part = rows_t[c0:c0 + chunk], cols_t[c0:c0 + chunk], slice(c0, c0 + chunk)
-            per_pos[part] = nelbo_terms(lm_head(hidden[rr, cc]), z_b[rr, cc], x_b[rr, cc], t_t[part], w_t[part],
-                                        vocab_size=V, beta_is=beta)
+            rr, cc, part = rows_t[c0 : c0 + chunk], cols_t[c0 : c0 + chunk], slice(c0, c0 + chunk)
+            per_pos[part] = nelbo_terms(
+                lm_head(hidden[rr, cc]), z_b[rr, cc], x_b[rr, cc], t_t[part], w_t[part], vocab_size=V, beta_is=beta
+            )
         per_row = torch.zeros(len(batch), dtype=torch.float64, device=device).index_add_(0, rows_t, per_pos)
         for (i, k, *_), value in zip(batch, per_row.tolist()):
             parts[i][k] = value
@@ -169,8 +170,15 @@ def nelbo_scores(
     return [math.fsum(p) for p in parts]
 
 
-def _group_batches(requests: Sequence[ScoreRequest], num_samples: int, method: str, seed: int, batch_size: int,
-                   min_log_snr: float, max_log_snr: float) -> list[list[tuple[int, int, float, float, int]]]:
+def _group_batches(
+    requests: Sequence[ScoreRequest],
+    num_samples: int,
+    method: str,
+    seed: int,
+    batch_size: int,
+    min_log_snr: float,
+    max_log_snr: float,
+) -> list[list[tuple[int, int, float, float, int]]]:
     """The batches of `(request index, k, t, weight, noise seed)` rows, one row per canvas to run.
 
     Rows are grouped by random key and a batch holds one group's rows only, in an order that depends
@@ -184,12 +192,17 @@ def _group_batches(requests: Sequence[ScoreRequest], num_samples: int, method: s
     batches = []
     for key, members in groups.items():
         base = derive_seed(seed, method, num_samples, key)  # hashes the (long) key once
-        ts, ws = t_grid(num_samples, method, min_log_snr=min_log_snr, max_log_snr=max_log_snr,
-                        generator=torch.Generator().manual_seed(base))
+        ts, ws = t_grid(
+            num_samples,
+            method,
+            min_log_snr=min_log_snr,
+            max_log_snr=max_log_snr,
+            generator=torch.Generator().manual_seed(base),
+        )
         grid = [(k, t, w, derive_seed(base, k)) for k, (t, w) in enumerate(zip(ts.tolist(), ws.tolist()))]
         members.sort(key=lambda i: (-len(requests[i].tokens), requests[i].tokens, requests[i].start, requests[i].end))
         rows = [(i, *g) for i in members for g in grid]
-        batches += [rows[a:a + batch_size] for a in range(0, len(rows), batch_size)]
+        batches += [rows[a : a + batch_size] for a in range(0, len(rows), batch_size)]
     return batches
 
 
@@ -226,4 +239,13 @@ def rolling_windows(num_tokens: int, window: int, *, bos: bool = True, context: 
     return out
 
 
-__all__ = ["NELBO_METHODS", "DEFAULT_NELBO_METHOD", "t_grid", "ScoreRequest", "derive_seed", "nelbo_scores", "count_canvases", "rolling_windows"]
+__all__ = [
+    "NELBO_METHODS",
+    "DEFAULT_NELBO_METHOD",
+    "t_grid",
+    "ScoreRequest",
+    "derive_seed",
+    "nelbo_scores",
+    "count_canvases",
+    "rolling_windows",
+]

@@ -60,8 +60,9 @@ def read_documents(path: str | os.PathLike, *, field: str = "text", split: str =
     return docs
 
 
-def bootstrap_ratio(num: Sequence[float], den: Sequence[float], *, samples: int = 2000, seed: int = 0,
-                    level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ratio(
+    num: Sequence[float], den: Sequence[float], *, samples: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of `sum(num) / sum(den)` over the units."""
     num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
     n = len(num)
@@ -78,12 +79,20 @@ def bootstrap_ratio(num: Sequence[float], den: Sequence[float], *, samples: int 
 def document_records(evaluator, docs: Sequence[str]) -> list[dict]:
     """Each document's rolling NELBO: `{nelbo, num_tokens, num_bytes, windows: [[nats, tokens, bytes], ...]}`."""
     scores = evaluator.rolling_nelbo_tokens([evaluator.encode(d) for d in docs])
-    return [dict(nelbo=s.nelbo, num_tokens=s.num_tokens, num_bytes=len(d.encode("utf-8")),
-                 windows=[list(w) for w in s.windows]) for d, s in zip(docs, scores)]
+    return [
+        dict(
+            nelbo=s.nelbo,
+            num_tokens=s.num_tokens,
+            num_bytes=len(d.encode("utf-8")),
+            windows=[list(w) for w in s.windows],
+        )
+        for d, s in zip(docs, scores)
+    ]
 
 
-def summarize_documents(records: Sequence[dict], *, seconds: float, seed: int = 0, min_units: int = 10,
-                        bootstrap_samples: int = 2000) -> dict:
+def summarize_documents(
+    records: Sequence[dict], *, seconds: float, seed: int = 0, min_units: int = 10, bootstrap_samples: int = 2000
+) -> dict:
     """The report of `perplexity_report` from the records of `document_records`."""
     if len(records) >= min_units:
         unit = "documents"
@@ -102,30 +111,60 @@ def summarize_documents(records: Sequence[dict], *, seconds: float, seed: int = 
     npt_ci = bootstrap_ratio(nats, toks, samples=bootstrap_samples, seed=seed)
     bpb_ci = tuple(x / LN2 for x in bootstrap_ratio(nats, nbytes, samples=bootstrap_samples, seed=seed))
     return dict(
-        nats_per_token=npt, nats_per_token_ci95=list(npt_ci),
-        bits_per_byte=bpb, bits_per_byte_ci95=list(bpb_ci),
-        perplexity=math.exp(min(npt, 700.0)), perplexity_ci95=[math.exp(min(x, 700.0)) for x in npt_ci],
-        num_documents=len(records), num_windows=sum(len(r["windows"]) for r in records), num_tokens=total_tokens,
-        num_bytes=total_bytes, nelbo_nats=total_nats, ci_units=unit, num_units=len(nats), seconds=seconds,
+        nats_per_token=npt,
+        nats_per_token_ci95=list(npt_ci),
+        bits_per_byte=bpb,
+        bits_per_byte_ci95=list(bpb_ci),
+        perplexity=math.exp(min(npt, 700.0)),
+        perplexity_ci95=[math.exp(min(x, 700.0)) for x in npt_ci],
+        num_documents=len(records),
+        num_windows=sum(len(r["windows"]) for r in records),
+        num_tokens=total_tokens,
+        num_bytes=total_bytes,
+        nelbo_nats=total_nats,
+        ci_units=unit,
+        num_units=len(nats),
+        seconds=seconds,
         tokens_per_second=total_tokens / seconds if seconds > 0 else None,
     )
 
 
-def perplexity_report(evaluator, docs: Sequence[str], *, seed: int = 0, min_units: int = 10,
-                      bootstrap_samples: int = 2000, peers=None, shards=None, resume: bool = False,
-                      shard_size: int | None = None) -> dict | None:
+def perplexity_report(
+    evaluator,
+    docs: Sequence[str],
+    *,
+    seed: int = 0,
+    min_units: int = 10,
+    bootstrap_samples: int = 2000,
+    peers=None,
+    shards=None,
+    resume: bool = False,
+    shard_size: int | None = None,
+) -> dict | None:
     """Score `docs` and summarise (see the module docstring). With `peers` (a launched run) the
     documents are split across the ranks and rank 0 gets the report (the others None); `shards`,
     `resume`, `shard_size` as in `sumi.distributed_inference.sharded_map`."""
     from ..distributed_inference import LaunchEnv, Peers, sharded_map
 
     start = time.perf_counter()
-    done = sharded_map(lambda block: (document_records(evaluator, block), {}), docs, [str(i) for i in range(len(docs))],
-                       peers or Peers(LaunchEnv()), shards=shards, resume=resume, shard_size=shard_size)
+    done = sharded_map(
+        lambda block: (document_records(evaluator, block), {}),
+        docs,
+        [str(i) for i in range(len(docs))],
+        peers or Peers(LaunchEnv()),
+        shards=shards,
+        resume=resume,
+        shard_size=shard_size,
+    )
     if done is None:
         return None
-    report = summarize_documents(done.records, seconds=time.perf_counter() - start, seed=seed, min_units=min_units,
-                                 bootstrap_samples=bootstrap_samples)
+    report = summarize_documents(
+        done.records,
+        seconds=time.perf_counter() - start,
+        seed=seed,
+        min_units=min_units,
+        bootstrap_samples=bootstrap_samples,
+    )
     report["resumed_items"] = done.resumed
     return report
 

@@ -22,8 +22,9 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..atomic import write_text_atomic
 from ..checksums import sha256_file
@@ -77,10 +78,11 @@ def mc_records(evaluator, items: Sequence[MCItem], task: str = "mc") -> list[dic
     lls = [ll for ll, _ in evaluator.loglikelihood(pairs, keys)] if pairs else []
     samples = []
     for it, (a, n) in zip(items, spans):
-        scores = lls[a:a + n]
+        scores = lls[a : a + n]
         norm = [s / max(1, len(c.encode("utf-8"))) for s, c in zip(scores, it.choices)]
-        samples.append(dict(id=it.id, gold=it.gold, pred=_argmax(scores), pred_norm=_argmax(norm),
-                            loglikelihoods=scores))
+        samples.append(
+            dict(id=it.id, gold=it.gold, pred=_argmax(scores), pred_norm=_argmax(norm), loglikelihoods=scores)
+        )
     return samples
 
 
@@ -96,8 +98,13 @@ def evaluate_mc(evaluator, items: Sequence[MCItem], task: str = "mc") -> tuple[d
 
 
 def _generate(evaluator, items: Sequence[GenItem], max_gen_toks: int, desc: str) -> list[str]:
-    return evaluator.generate([it.prompt for it in items], until=items[0].until if items else None,
-                              max_gen_toks=max_gen_toks, desc=desc) if items else []
+    return (
+        evaluator.generate(
+            [it.prompt for it in items], until=items[0].until if items else None, max_gen_toks=max_gen_toks, desc=desc
+        )
+        if items
+        else []
+    )
 
 
 def gsm8k_records(evaluator, items: Sequence[GenItem], max_gen_toks: int) -> list[dict]:
@@ -111,8 +118,7 @@ def gsm8k_records(evaluator, items: Sequence[GenItem], max_gen_toks: int) -> lis
 def gsm8k_metrics(samples: Sequence[dict]) -> dict:
     m, se = _mean_stderr([float(gsm8k_correct(s["answer_flexible"], s["gold"])) for s in samples])
     ms, ses = _mean_stderr([float(gsm8k_correct(s["answer_strict"], s["gold"])) for s in samples])
-    return {"exact_match": m, "exact_match_stderr": se, "exact_match_strict": ms,
-            "exact_match_strict_stderr": ses}
+    return {"exact_match": m, "exact_match_stderr": se, "exact_match_strict": ms, "exact_match_strict_stderr": ses}
 
 
 def evaluate_gsm8k(evaluator, items: Sequence[GenItem], max_gen_toks: int) -> tuple[dict, list[dict]]:
@@ -120,8 +126,17 @@ def evaluate_gsm8k(evaluator, items: Sequence[GenItem], max_gen_toks: int) -> tu
     return gsm8k_metrics(samples), samples
 
 
-def code_records(evaluator, name: str, items: Sequence[GenItem], max_gen_toks: int, *, allow_code_execution: bool,
-                 code_timeout: float, code_memory_mb: int, progress: bool) -> list[dict]:
+def code_records(
+    evaluator,
+    name: str,
+    items: Sequence[GenItem],
+    max_gen_toks: int,
+    *,
+    allow_code_execution: bool,
+    code_timeout: float,
+    code_memory_mb: int,
+    progress: bool,
+) -> list[dict]:
     """Completions, and with `allow_code_execution` whether each program passed (and how it ended)."""
     outs = _generate(evaluator, items, max_gen_toks, name)
     samples = [dict(id=it.id, completion=out) for it, out in zip(items, outs)]
@@ -131,8 +146,9 @@ def code_records(evaluator, name: str, items: Sequence[GenItem], max_gen_toks: i
 
     build = humaneval_program if name == "humaneval" else mbpp_program
     programs = [build(it.meta, out) for it, out in zip(items, outs)]
-    with tqdm(total=len(programs), desc=f"{name}: executing", disable=not progress, file=sys.stderr,
-              leave=False) as bar:
+    with tqdm(
+        total=len(programs), desc=f"{name}: executing", disable=not progress, file=sys.stderr, leave=False
+    ) as bar:
         results = run_programs(programs, timeout=code_timeout, memory_mb=code_memory_mb, progress=bar.update)
     for s, r in zip(samples, results):
         s.update(passed=r.passed, status=r.status)
@@ -146,10 +162,27 @@ def code_metrics(samples: Sequence[dict], executed: bool) -> dict:
     return {"pass@1": m, "pass@1_stderr": se}
 
 
-def evaluate_code(evaluator, name: str, items: Sequence[GenItem], max_gen_toks: int, *, allow_code_execution: bool,
-                  code_timeout: float, code_memory_mb: int, progress: bool) -> tuple[dict, list[dict]]:
-    samples = code_records(evaluator, name, items, max_gen_toks, allow_code_execution=allow_code_execution,
-                           code_timeout=code_timeout, code_memory_mb=code_memory_mb, progress=progress)
+def evaluate_code(
+    evaluator,
+    name: str,
+    items: Sequence[GenItem],
+    max_gen_toks: int,
+    *,
+    allow_code_execution: bool,
+    code_timeout: float,
+    code_memory_mb: int,
+    progress: bool,
+) -> tuple[dict, list[dict]]:
+    samples = code_records(
+        evaluator,
+        name,
+        items,
+        max_gen_toks,
+        allow_code_execution=allow_code_execution,
+        code_timeout=code_timeout,
+        code_memory_mb=code_memory_mb,
+        progress=progress,
+    )
     return code_metrics(samples, allow_code_execution), samples
 
 
@@ -168,13 +201,27 @@ def _task_shards(evaluator, name: str, shard_dir, settings: dict) -> ShardFiles 
     return ShardFiles(shard_dir, name, dict(task=name, model=info, **settings))
 
 
-def evaluate_task(evaluator, name: str, data_dir: str | os.PathLike | None = None, *, limit: int | None = None,
-                  limit_gen: int | None = None,
-                  num_fewshot: int | None = None, max_gen_toks: int | None = None, allow_code_execution: bool = False,
-                  code_timeout: float = DEFAULT_TIMEOUT_S, code_memory_mb: int = DEFAULT_MEMORY_MB,
-                  nelbo_file: str | os.PathLike | None = None, nelbo_split: str = "auto", nelbo_field: str = "text",
-                  progress: bool = False, peers: Peers | None = None, shard_dir: str | os.PathLike | None = None,
-                  resume: bool = False, shard_size: int | None = None) -> dict | None:
+def evaluate_task(
+    evaluator,
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    limit: int | None = None,
+    limit_gen: int | None = None,
+    num_fewshot: int | None = None,
+    max_gen_toks: int | None = None,
+    allow_code_execution: bool = False,
+    code_timeout: float = DEFAULT_TIMEOUT_S,
+    code_memory_mb: int = DEFAULT_MEMORY_MB,
+    nelbo_file: str | os.PathLike | None = None,
+    nelbo_split: str = "auto",
+    nelbo_field: str = "text",
+    progress: bool = False,
+    peers: Peers | None = None,
+    shard_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    shard_size: int | None = None,
+) -> dict | None:
     """Run one offline task; returns {metrics, primary, n, seconds, seconds_per_item, settings, samples}.
 
     `limit`: at most this many items (spread evenly); `limit_gen`: the same for the generation tasks
@@ -191,21 +238,51 @@ def evaluate_task(evaluator, name: str, data_dir: str | os.PathLike | None = Non
         if nelbo_file is None:
             raise ValueError("task 'nelbo' needs a text or JSONL file (--nelbo-file)")
         docs = select(read_documents(nelbo_file, field=nelbo_field, split=nelbo_split), limit)
-        shards = _task_shards(evaluator, name, shard_dir, dict(file=sha256_file(nelbo_file), split=nelbo_split,
-                                                              field=nelbo_field, limit=limit))
-        report = perplexity_report(evaluator, docs, seed=evaluator.options["seed"], peers=peers, shards=shards,
-                                   resume=resume, shard_size=shard_size)
+        shards = _task_shards(
+            evaluator,
+            name,
+            shard_dir,
+            dict(file=sha256_file(nelbo_file), split=nelbo_split, field=nelbo_field, limit=limit),
+        )
+        report = perplexity_report(
+            evaluator,
+            docs,
+            seed=evaluator.options["seed"],
+            peers=peers,
+            shards=shards,
+            resume=resume,
+            shard_size=shard_size,
+        )
         if report is None:
             return None
         seconds = time.perf_counter() - start
-        metrics = {k: report[k] for k in ("nats_per_token", "nats_per_token_ci95", "bits_per_byte",
-                                           "bits_per_byte_ci95", "perplexity", "perplexity_ci95")}
-        return dict(metrics=metrics, primary="bits_per_byte", n=len(docs), seconds=seconds,
-                    seconds_per_item=seconds / max(1, len(docs)),
-                    settings=dict(file=str(nelbo_file), canvas_length=evaluator.max_length,
-                                  num_tokens=report["num_tokens"], num_windows=report["num_windows"],
-                                  ci_units=report["ci_units"], resumed_items=report["resumed_items"]),
-                    samples=[])
+        metrics = {
+            k: report[k]
+            for k in (
+                "nats_per_token",
+                "nats_per_token_ci95",
+                "bits_per_byte",
+                "bits_per_byte_ci95",
+                "perplexity",
+                "perplexity_ci95",
+            )
+        }
+        return dict(
+            metrics=metrics,
+            primary="bits_per_byte",
+            n=len(docs),
+            seconds=seconds,
+            seconds_per_item=seconds / max(1, len(docs)),
+            settings=dict(
+                file=str(nelbo_file),
+                canvas_length=evaluator.max_length,
+                num_tokens=report["num_tokens"],
+                num_windows=report["num_windows"],
+                ci_units=report["ci_units"],
+                resumed_items=report["resumed_items"],
+            ),
+            samples=[],
+        )
     spec = TASKS[name]
     if data_dir is None:
         raise ValueError("no benchmark data directory (--data-dir)")
@@ -220,15 +297,31 @@ def evaluate_task(evaluator, name: str, data_dir: str | os.PathLike | None = Non
         elif spec.kind == "gen":
             samples = gsm8k_records(evaluator, block, gen_toks)
         else:
-            samples = code_records(evaluator, name, block, gen_toks, allow_code_execution=allow_code_execution,
-                                   code_timeout=code_timeout, code_memory_mb=code_memory_mb, progress=progress)
+            samples = code_records(
+                evaluator,
+                name,
+                block,
+                gen_toks,
+                allow_code_execution=allow_code_execution,
+                code_timeout=code_timeout,
+                code_memory_mb=code_memory_mb,
+                progress=progress,
+            )
         # contexts (scored) or prompts (generated) left-truncated to fit the canvas
         cut = sum(v - truncated_before.get(k, 0) for k, v in evaluator.truncated.items())
         return samples, {"truncated_inputs": cut}
 
-    shards = _task_shards(evaluator, name, shard_dir, dict(
-        data=data_file_hashes([name], data_dir), shots=shots, max_gen_toks=gen_toks,
-        code=[allow_code_execution, code_timeout, code_memory_mb] if spec.kind == "code" else None))
+    shards = _task_shards(
+        evaluator,
+        name,
+        shard_dir,
+        dict(
+            data=data_file_hashes([name], data_dir),
+            shots=shots,
+            max_gen_toks=gen_toks,
+            code=[allow_code_execution, code_timeout, code_memory_mb] if spec.kind == "code" else None,
+        ),
+    )
     done = sharded_map(score, items, _item_keys(items), peers, shards=shards, resume=resume, shard_size=shard_size)
     if done is None:
         return None
@@ -242,12 +335,24 @@ def evaluate_task(evaluator, name: str, data_dir: str | os.PathLike | None = Non
     else:
         metrics = code_metrics(samples, allow_code_execution)
     seconds = time.perf_counter() - start
-    settings = dict(num_fewshot=shots, canvas_length=evaluator.max_length, description=spec.description,
-                    truncated_inputs=done.counts.get("truncated_inputs", 0), resumed_items=done.resumed)
+    settings = dict(
+        num_fewshot=shots,
+        canvas_length=evaluator.max_length,
+        description=spec.description,
+        truncated_inputs=done.counts.get("truncated_inputs", 0),
+        resumed_items=done.resumed,
+    )
     if spec.kind != "mc":
         settings.update(max_gen_toks=gen_toks, until=items[0].until if items else None)
-    return dict(metrics=metrics, primary=spec.primary, n=len(items), seconds=seconds,
-                seconds_per_item=seconds / max(1, len(items)), settings=settings, samples=samples)
+    return dict(
+        metrics=metrics,
+        primary=spec.primary,
+        n=len(items),
+        seconds=seconds,
+        seconds_per_item=seconds / max(1, len(items)),
+        settings=settings,
+        samples=samples,
+    )
 
 
 # ----------------------------------------------------------------------------- provenance
@@ -267,8 +372,12 @@ def environment_versions() -> dict:
         pass
     try:
         here = Path(__file__).resolve().parent
-        out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                                           timeout=5).stdout.strip() or None
+        out["git_commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         out["git_commit"] = None
     return out
@@ -289,8 +398,9 @@ def data_file_hashes(names: Sequence[str], data_dir: str | os.PathLike) -> dict:
 def _check_task_kwargs(task_kwargs: dict) -> None:
     """Options that would spoil a task, rejected before the first task runs."""
     if task_kwargs.get("allow_code_execution"):
-        check_limits(task_kwargs.get("code_timeout", DEFAULT_TIMEOUT_S),
-                     task_kwargs.get("code_memory_mb", DEFAULT_MEMORY_MB))
+        check_limits(
+            task_kwargs.get("code_timeout", DEFAULT_TIMEOUT_S), task_kwargs.get("code_memory_mb", DEFAULT_MEMORY_MB)
+        )
 
 
 def _is_main(task_kwargs: dict) -> bool:
@@ -298,8 +408,15 @@ def _is_main(task_kwargs: dict) -> bool:
     return peers is None or peers.is_main
 
 
-def run_offline(evaluator, names: Sequence[str], data_dir=None, *, config: dict | None = None,
-                log: Callable[[str], None] | None = None, **task_kwargs: Any) -> dict | None:
+def run_offline(
+    evaluator,
+    names: Sequence[str],
+    data_dir=None,
+    *,
+    config: dict | None = None,
+    log: Callable[[str], None] | None = None,
+    **task_kwargs: Any,
+) -> dict | None:
     """Run offline tasks in order; returns the results dict (see the module docstring). With
     `peers` (a launched run) every rank takes part and only rank 0 gets the results (others None)."""
     _check_task_kwargs(task_kwargs)
@@ -313,16 +430,22 @@ def run_offline(evaluator, names: Sequence[str], data_dir=None, *, config: dict 
             continue
         results[name] = r
         if log:
-            log(f"{name}: {format_metric(r['metrics'].get(r['primary']))} {r['primary']} "
-                f"({r['n']} items, {r['seconds_per_item']:.3f} s/item)")
+            log(
+                f"{name}: {format_metric(r['metrics'].get(r['primary']))} {r['primary']} "
+                f"({r['n']} items, {r['seconds_per_item']:.3f} s/item)"
+            )
     if not _is_main(task_kwargs):
         return None
     hidden = ("progress", "peers")
     return dict(
         format=RESULTS_FORMAT,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        config=dict(config or {}, tasks=list(names), data_dir=str(data_dir) if data_dir else None,
-                    **{k: (str(v) if isinstance(v, Path) else v) for k, v in task_kwargs.items() if k not in hidden}),
+        config=dict(
+            config or {},
+            tasks=list(names),
+            data_dir=str(data_dir) if data_dir else None,
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in task_kwargs.items() if k not in hidden},
+        ),
         model=evaluator.info(),
         versions=environment_versions(),
         data_files=data_file_hashes(names, data_dir) if data_dir else {},
@@ -331,8 +454,15 @@ def run_offline(evaluator, names: Sequence[str], data_dir=None, *, config: dict 
 
 
 # ----------------------------------------------------------------------------- canvas-length study
-def canvas_study(evaluator, names: Sequence[str], lengths: Sequence[int], data_dir=None, *,
-                 log: Callable[[str], None] | None = None, **task_kwargs: Any) -> dict | None:
+def canvas_study(
+    evaluator,
+    names: Sequence[str],
+    lengths: Sequence[int],
+    data_dir=None,
+    *,
+    log: Callable[[str], None] | None = None,
+    **task_kwargs: Any,
+) -> dict | None:
     """Each task at each canvas length (the generation canvas, the scoring canvas cap and the
     rolling window). Returns {canvas_lengths, effective: {str(L): capped L}, tasks: {name: {str(L): result}}}
     (None on the ranks other than 0 of a launched run)."""
@@ -431,8 +561,10 @@ def results_markdown(results: dict) -> str:
             else:
                 err_text = format_metric(err) if err is not None else ""
             cut = r.get("settings", {}).get("truncated_inputs", "")
-            lines.append(f"| {name} | {k} | {format_metric(m[k])} | {err_text} | {r['n']} | "
-                         f"{r['seconds_per_item']:.3f} | {cut} |")
+            lines.append(
+                f"| {name} | {k} | {format_metric(m[k])} | {err_text} | {r['n']} | "
+                f"{r['seconds_per_item']:.3f} | {cut} |"
+            )
         if "note" in m:
             lines.append(f"| {name} | note | {m['note']} | | {r['n']} | {r['seconds_per_item']:.3f} | |")
     return "\n".join(lines) + "\n"
@@ -466,7 +598,21 @@ def write_results(results: dict, out_dir: str | os.PathLike, *, log_samples: boo
 
 
 __all__ = [
-    "evaluate_task", "evaluate_mc", "mc_records", "mc_metrics", "gsm8k_records", "gsm8k_metrics", "code_records",
-    "code_metrics", "run_offline", "canvas_study", "canvas_study_markdown", "plot_canvas_study",
-    "results_markdown", "write_results", "environment_versions", "format_metric", "RESULTS_FORMAT",
+    "evaluate_task",
+    "evaluate_mc",
+    "mc_records",
+    "mc_metrics",
+    "gsm8k_records",
+    "gsm8k_metrics",
+    "code_records",
+    "code_metrics",
+    "run_offline",
+    "canvas_study",
+    "canvas_study_markdown",
+    "plot_canvas_study",
+    "results_markdown",
+    "write_results",
+    "environment_versions",
+    "format_metric",
+    "RESULTS_FORMAT",
 ]

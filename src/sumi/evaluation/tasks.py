@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..data.jsonl import iter_json_lines
 
@@ -92,7 +93,9 @@ class MCItem:
     meta: dict = field(default_factory=dict)
 
     def pairs(self) -> list[tuple[str, str]]:
-        ctxs = self.contexts if len(self.contexts) == len(self.continuations) else self.contexts * len(self.continuations)
+        ctxs = (
+            self.contexts if len(self.contexts) == len(self.continuations) else self.contexts * len(self.continuations)
+        )
         return list(zip(ctxs, self.continuations))
 
 
@@ -153,8 +156,16 @@ def build_mmlu(data_dir: Path, num_fewshot: int = 5) -> list[MCItem]:
         head = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
         shots_text = "".join(_mmlu_shot(e) for e in exemplars)
         letters = [LETTERS[j] for j in range(len(r["choices"]))]
-        items.append(MCItem(i, [head + shots_text + _mmlu_block(r)], [f" {x}" for x in letters], letters,
-                            _gold(r["answer"], len(letters), f"mmlu_test.jsonl row {i + 1}"), {"subject": subject}))
+        items.append(
+            MCItem(
+                i,
+                [head + shots_text + _mmlu_block(r)],
+                [f" {x}" for x in letters],
+                letters,
+                _gold(r["answer"], len(letters), f"mmlu_test.jsonl row {i + 1}"),
+                {"subject": subject},
+            )
+        )
     return items
 
 
@@ -175,8 +186,15 @@ def build_hellaswag(data_dir: Path, num_fewshot: int = 0) -> list[MCItem]:
         ctx = r["ctx_a"] + " " + r["ctx_b"].capitalize()
         query = hellaswag_preprocess(r["activity_label"] + ": " + ctx)
         choices = [hellaswag_preprocess(e) for e in r["endings"]]
-        items.append(MCItem(r.get("ind", i), [query], [" " + c for c in choices], choices,
-                            _gold(r["label"], len(choices), f"hellaswag row {i + 1}")))
+        items.append(
+            MCItem(
+                r.get("ind", i),
+                [query],
+                [" " + c for c in choices],
+                choices,
+                _gold(r["label"], len(choices), f"hellaswag row {i + 1}"),
+            )
+        )
     return items
 
 
@@ -187,8 +205,15 @@ def build_piqa(data_dir: Path, num_fewshot: int = 0) -> list[MCItem]:
     for i, r in enumerate(load_jsonl(data_dir / "piqa_validation.jsonl")):
         _require(r, ("goal", "sol1", "sol2", "label"), f"piqa row {i + 1}")
         choices = [r["sol1"], r["sol2"]]
-        items.append(MCItem(i, [f"Question: {r['goal']}\nAnswer:"], [" " + c for c in choices], choices,
-                            _gold(r["label"], 2, f"piqa row {i + 1}")))
+        items.append(
+            MCItem(
+                i,
+                [f"Question: {r['goal']}\nAnswer:"],
+                [" " + c for c in choices],
+                choices,
+                _gold(r["label"], 2, f"piqa row {i + 1}"),
+            )
+        )
     return items
 
 
@@ -199,9 +224,17 @@ def _build_arc(file: str):
         for i, r in enumerate(load_jsonl(data_dir / file)):
             _require(r, ("question", "choices", "answer"), f"{file} row {i + 1}")
             choices = list(r["choices"])
-            items.append(MCItem(r.get("id", i), [f"Question: {r['question']}\nAnswer:"], [" " + c for c in choices],
-                                choices, _gold(r["answer"], len(choices), f"{file} row {i + 1}")))
+            items.append(
+                MCItem(
+                    r.get("id", i),
+                    [f"Question: {r['question']}\nAnswer:"],
+                    [" " + c for c in choices],
+                    choices,
+                    _gold(r["answer"], len(choices), f"{file} row {i + 1}"),
+                )
+            )
         return items
+
     return build
 
 
@@ -218,7 +251,7 @@ def build_winogrande(data_dir: Path, num_fewshot: int = 0) -> list[MCItem]:
         options = [r["option1"], r["option2"]]
         where = f"winogrande row {i + 1}"
         gold = _gold(r["label"], 2, where) if "label" in r else _gold(r["answer"], 2, where, offset=1)
-        cont = " " + s[k + 1:].strip()
+        cont = " " + s[k + 1 :].strip()
         items.append(MCItem(i, [s[:k] + o for o in options], [cont, cont], options, gold))
     return items
 
@@ -245,8 +278,15 @@ def build_gsm8k(data_dir: Path, num_fewshot: int = 5) -> list[GenItem]:
     items = []
     for i, r in enumerate(load_jsonl(data_dir / "gsm8k_test.jsonl")):
         _require(r, ("question", "final_answer"), f"gsm8k_test row {i + 1}")
-        items.append(GenItem(r.get("id", i), prefix + f"Question: {r['question']}\nAnswer:", list(GSM8K_UNTIL), 256,
-                             gold=str(r["final_answer"])))
+        items.append(
+            GenItem(
+                r.get("id", i),
+                prefix + f"Question: {r['question']}\nAnswer:",
+                list(GSM8K_UNTIL),
+                256,
+                gold=str(r["final_answer"]),
+            )
+        )
     return items
 
 
@@ -294,8 +334,15 @@ def build_humaneval(data_dir: Path, num_fewshot: int = 0) -> list[GenItem]:
     items = []
     for i, r in enumerate(load_jsonl(data_dir / "humaneval.jsonl")):
         _require(r, ("task_id", "prompt", "test", "entry_point"), f"humaneval row {i + 1}")
-        items.append(GenItem(r["task_id"], r["prompt"], list(HUMANEVAL_UNTIL), 512,
-                             meta={k: r[k] for k in ("prompt", "test", "entry_point")}))
+        items.append(
+            GenItem(
+                r["task_id"],
+                r["prompt"],
+                list(HUMANEVAL_UNTIL),
+                512,
+                meta={k: r[k] for k in ("prompt", "test", "entry_point")},
+            )
+        )
     return items
 
 
@@ -311,13 +358,21 @@ MBPP_UNTIL = ["```"]
 # model cannot know the function name the graders call. Checked against the exemplar code by
 # tests/test_evaluation_tasks.py when ../shared is present.
 MBPP_EXEMPLAR_TESTS = {
-    "is_not_prime": ["assert is_not_prime(2) == False", "assert is_not_prime(10) == True",
-                     "assert is_not_prime(35) == True"],
-    "find_Rotations": ['assert find_Rotations("aaaa") == 1', 'assert find_Rotations("ab") == 2',
-                       'assert find_Rotations("abc") == 3'],
-    "heap_queue_largest": ["assert heap_queue_largest([25, 35, 22, 85, 14, 65, 75, 22, 58], 3) == [85, 75, 65]",
-                           "assert heap_queue_largest([25, 35, 22, 85, 14, 65, 75, 22, 58], 2) == [85, 75]",
-                           "assert heap_queue_largest([25, 35, 22, 85, 14, 65, 75, 22, 58], 5) == [85, 75, 65, 58, 35]"],
+    "is_not_prime": [
+        "assert is_not_prime(2) == False",
+        "assert is_not_prime(10) == True",
+        "assert is_not_prime(35) == True",
+    ],
+    "find_Rotations": [
+        'assert find_Rotations("aaaa") == 1',
+        'assert find_Rotations("ab") == 2',
+        'assert find_Rotations("abc") == 3',
+    ],
+    "heap_queue_largest": [
+        "assert heap_queue_largest([25, 35, 22, 85, 14, 65, 75, 22, 58], 3) == [85, 75, 65]",
+        "assert heap_queue_largest([25, 35, 22, 85, 14, 65, 75, 22, 58], 2) == [85, 75]",
+        "assert heap_queue_largest([25, 35, 22, 85, 14, 65, 75, 22, 58], 5) == [85, 75, 65, 58, 35]",
+    ],
 }
 
 
@@ -344,8 +399,15 @@ def build_mbpp(data_dir: Path, num_fewshot: int = 3) -> list[GenItem]:
     items = []
     for i, r in enumerate(load_jsonl(data_dir / "mbpp_test.jsonl")):
         _require(r, ("task_id", "text", "test_list"), f"mbpp_test row {i + 1}")
-        items.append(GenItem(r["task_id"], prefix + mbpp_block(r["text"], r["test_list"]), list(MBPP_UNTIL), 512,
-                             meta={"test_list": list(r["test_list"]), "test_setup_code": r.get("test_setup_code", "")}))
+        items.append(
+            GenItem(
+                r["task_id"],
+                prefix + mbpp_block(r["text"], r["test_list"]),
+                list(MBPP_UNTIL),
+                512,
+                meta={"test_list": list(r["test_list"]), "test_setup_code": r.get("test_setup_code", "")},
+            )
+        )
     return items
 
 
@@ -356,25 +418,85 @@ def mbpp_program(meta: dict, completion: str) -> str:
 
 # ----------------------------------------------------------------------------- registry
 TASKS: dict[str, TaskSpec] = {
-    "mmlu": TaskSpec("mmlu", "mc", ("mmlu_test.jsonl", "mmlu_dev.jsonl"), 5, ("acc",), "acc", build_mmlu,
-                     description="MMLU (5-shot)"),
-    "hellaswag": TaskSpec("hellaswag", "mc", ("hellaswag_validation.jsonl",), 0, ("acc", "acc_norm"), "acc_norm",
-                          build_hellaswag, description="HellaSwag (0-shot)"),
-    "piqa": TaskSpec("piqa", "mc", ("piqa_validation.jsonl",), 0, ("acc", "acc_norm"), "acc", build_piqa,
-                     description="PIQA (0-shot)"),
-    "arc_easy": TaskSpec("arc_easy", "mc", ("arc_easy_test.jsonl",), 0, ("acc", "acc_norm"), "acc",
-                         _build_arc("arc_easy_test.jsonl"), description="ARC-Easy (0-shot, test)"),
-    "arc_challenge": TaskSpec("arc_challenge", "mc", ("arc_challenge_test.jsonl",), 0, ("acc", "acc_norm"), "acc_norm",
-                              _build_arc("arc_challenge_test.jsonl"), description="ARC-Challenge (0-shot, test)"),
-    "winogrande": TaskSpec("winogrande", "mc", ("winogrande_validation.jsonl",), 0, ("acc",), "acc",
-                           build_winogrande, description="WinoGrande (0-shot)"),
-    "gsm8k": TaskSpec("gsm8k", "gen", ("gsm8k_test.jsonl", "gsm8k_fewshot_cot8.jsonl"), 5,
-                      ("exact_match", "exact_match_strict"), "exact_match", build_gsm8k, 256,
-                      description="GSM8K (5-shot CoT)"),
-    "humaneval": TaskSpec("humaneval", "code", ("humaneval.jsonl",), 0, ("pass@1",), "pass@1", build_humaneval, 512,
-                          description="HumanEval (0-shot)"),
-    "mbpp": TaskSpec("mbpp", "code", ("mbpp_test.jsonl", "mbpp_fewshot_3shot.jsonl"), 3, ("pass@1",), "pass@1",
-                     build_mbpp, 512, description="MBPP (3-shot)"),
+    "mmlu": TaskSpec(
+        "mmlu", "mc", ("mmlu_test.jsonl", "mmlu_dev.jsonl"), 5, ("acc",), "acc", build_mmlu, description="MMLU (5-shot)"
+    ),
+    "hellaswag": TaskSpec(
+        "hellaswag",
+        "mc",
+        ("hellaswag_validation.jsonl",),
+        0,
+        ("acc", "acc_norm"),
+        "acc_norm",
+        build_hellaswag,
+        description="HellaSwag (0-shot)",
+    ),
+    "piqa": TaskSpec(
+        "piqa", "mc", ("piqa_validation.jsonl",), 0, ("acc", "acc_norm"), "acc", build_piqa, description="PIQA (0-shot)"
+    ),
+    "arc_easy": TaskSpec(
+        "arc_easy",
+        "mc",
+        ("arc_easy_test.jsonl",),
+        0,
+        ("acc", "acc_norm"),
+        "acc",
+        _build_arc("arc_easy_test.jsonl"),
+        description="ARC-Easy (0-shot, test)",
+    ),
+    "arc_challenge": TaskSpec(
+        "arc_challenge",
+        "mc",
+        ("arc_challenge_test.jsonl",),
+        0,
+        ("acc", "acc_norm"),
+        "acc_norm",
+        _build_arc("arc_challenge_test.jsonl"),
+        description="ARC-Challenge (0-shot, test)",
+    ),
+    "winogrande": TaskSpec(
+        "winogrande",
+        "mc",
+        ("winogrande_validation.jsonl",),
+        0,
+        ("acc",),
+        "acc",
+        build_winogrande,
+        description="WinoGrande (0-shot)",
+    ),
+    "gsm8k": TaskSpec(
+        "gsm8k",
+        "gen",
+        ("gsm8k_test.jsonl", "gsm8k_fewshot_cot8.jsonl"),
+        5,
+        ("exact_match", "exact_match_strict"),
+        "exact_match",
+        build_gsm8k,
+        256,
+        description="GSM8K (5-shot CoT)",
+    ),
+    "humaneval": TaskSpec(
+        "humaneval",
+        "code",
+        ("humaneval.jsonl",),
+        0,
+        ("pass@1",),
+        "pass@1",
+        build_humaneval,
+        512,
+        description="HumanEval (0-shot)",
+    ),
+    "mbpp": TaskSpec(
+        "mbpp",
+        "code",
+        ("mbpp_test.jsonl", "mbpp_fewshot_3shot.jsonl"),
+        3,
+        ("pass@1",),
+        "pass@1",
+        build_mbpp,
+        512,
+        description="MBPP (3-shot)",
+    ),
 }
 TASK_ORDER = tuple(TASKS)
 
@@ -418,8 +540,26 @@ def select(items: list, limit: int | None) -> list:
 
 
 __all__ = [
-    "TASKS", "TASK_ORDER", "TaskSpec", "MCItem", "GenItem", "default_data_dir", "load_jsonl", "load_task",
-    "resolve_task_names", "select", "hellaswag_preprocess", "gsm8k_prefix", "extract_gsm8k_answer",
-    "normalize_number", "gsm8k_correct", "humaneval_program", "mbpp_program", "mbpp_block",
-    "MBPP_EXEMPLAR_TESTS", "GSM8K_UNTIL", "HUMANEVAL_UNTIL", "MBPP_UNTIL",
+    "TASKS",
+    "TASK_ORDER",
+    "TaskSpec",
+    "MCItem",
+    "GenItem",
+    "default_data_dir",
+    "load_jsonl",
+    "load_task",
+    "resolve_task_names",
+    "select",
+    "hellaswag_preprocess",
+    "gsm8k_prefix",
+    "extract_gsm8k_answer",
+    "normalize_number",
+    "gsm8k_correct",
+    "humaneval_program",
+    "mbpp_program",
+    "mbpp_block",
+    "MBPP_EXEMPLAR_TESTS",
+    "GSM8K_UNTIL",
+    "HUMANEVAL_UNTIL",
+    "MBPP_UNTIL",
 ]

@@ -28,7 +28,6 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -76,8 +75,7 @@ def _trusted(lib: Path) -> bool:
         recorded = lib.with_name(lib.name + ".sha256").read_text().strip()
     except OSError:
         return False
-    return (stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
-            and recorded == _sha256(lib))
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022 and recorded == _sha256(lib)
 
 
 def _compile(target: Path) -> None:
@@ -106,8 +104,9 @@ def _build() -> ctypes.CDLL:
 
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:16]
     name = f"sink_attention_{digest}.so"
-    folder = (_private_folder(cache_dir() / "kernels")
-              or _private_folder(Path(tempfile.gettempdir()) / f"sumi-kernels-{os.getuid()}"))
+    folder = _private_folder(cache_dir() / "kernels") or _private_folder(
+        Path(tempfile.gettempdir()) / f"sumi-kernels-{os.getuid()}"
+    )
     scratch = None
     if folder is None:
         folder = scratch = Path(tempfile.mkdtemp(prefix="sumi-kernels-"))
@@ -161,22 +160,32 @@ def why_not_for(head_dim: int) -> str | None:
 
 def supports(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     """Whether `sink_attention` takes these inputs (else use SDPA)."""
-    return (q.device.type == "cpu" and q.dtype == k.dtype == v.dtype == torch.bfloat16 and q.dim() == 4
-            and not (q.requires_grad or k.requires_grad or v.requires_grad) and why_not_for(q.shape[-1]) is None)
+    return (
+        q.device.type == "cpu"
+        and q.dtype == k.dtype == v.dtype == torch.bfloat16
+        and q.dim() == 4
+        and not (q.requires_grad or k.requires_grad or v.requires_grad)
+        and why_not_for(q.shape[-1]) is None
+    )
 
 
-def sink_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
-                   scale: float) -> torch.Tensor:
+def sink_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, scale: float
+) -> torch.Tensor:
     """Off-by-one softmax attention, bf16, on CPU: q `[B, h, S, d]`, k/v `[B, k, S, d]`, key_mask
     `[B, S]` bool (True = attend) or None -> `[B, h, S, d]` bf16. Check `supports(q, k, v)` first."""
     if not supports(q, k, v):
-        raise ValueError("sink_attention needs bf16 CPU tensors without gradients, head dim a multiple of 64, "
-                         f"and the native kernel ({why_not() or 'available'})")
+        raise ValueError(
+            "sink_attention needs bf16 CPU tensors without gradients, head dim a multiple of 64, "
+            f"and the native kernel ({why_not() or 'available'})"
+        )
     B, H, S, D = q.shape
     HK = k.shape[1]
     if k.shape != (B, HK, S, D) or v.shape != k.shape or H % HK:
-        raise ValueError(f"q {tuple(q.shape)} and k/v {tuple(k.shape)}/{tuple(v.shape)} do not fit [B, h, S, d] "
-                         f"/ [B, k, S, d] with k dividing h")
+        raise ValueError(
+            f"q {tuple(q.shape)} and k/v {tuple(k.shape)}/{tuple(v.shape)} do not fit [B, h, S, d] "
+            f"/ [B, k, S, d] with k dividing h"
+        )
     mask = None if key_mask is None else key_mask.to(torch.uint8)
     return torch.ops.sumi.sink_attention(q, k, v, mask, float(scale))
 
@@ -184,14 +193,27 @@ def sink_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: 
 # A registered op (not a bare ctypes call), so that torch.compile and the profiler see one opaque
 # operation with a known output instead of tracing into the pointer arithmetic.
 @torch.library.custom_op("sumi::sink_attention", mutates_args=())
-def _sink_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor],
-                       scale: float) -> torch.Tensor:
+def _sink_attention_op(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, scale: float
+) -> torch.Tensor:
     B, H, S, D = q.shape
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     mask = None if key_mask is None else key_mask.contiguous()
     out = torch.empty_like(q)
-    failed = _lib.sink_attention_bf16(q.data_ptr(), k.data_ptr(), v.data_ptr(), 0 if mask is None else mask.data_ptr(),
-                                      out.data_ptr(), B, H, k.shape[1], S, D, scale, torch.get_num_threads())
+    failed = _lib.sink_attention_bf16(
+        q.data_ptr(),
+        k.data_ptr(),
+        v.data_ptr(),
+        0 if mask is None else mask.data_ptr(),
+        out.data_ptr(),
+        B,
+        H,
+        k.shape[1],
+        S,
+        D,
+        scale,
+        torch.get_num_threads(),
+    )
     if failed:
         raise MemoryError(f"sink_attention: out of memory for B={B} h={H} S={S} d={D}")
     return out
@@ -205,8 +227,9 @@ def _(q, k, v, key_mask, scale):
 ATTENTION_NAME = "sumi_native"
 
 
-def native_or_sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
-                             scale: float) -> torch.Tensor:
+def native_or_sdpa_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, scale: float
+) -> torch.Tensor:
     """The "sumi_native" attention: `sink_attention` where `supports` takes the inputs (bf16 CPU
     inference), the model's `sdpa_sink_attention` elsewhere. Shapes as `sink_attention`."""
     if supports(q, k, v):
@@ -220,5 +243,13 @@ def register() -> None:
     SinkAttentionInterface.register(ATTENTION_NAME, native_or_sdpa_attention)
 
 
-__all__ = ["available", "why_not", "why_not_for", "supports", "sink_attention", "ATTENTION_NAME",
-           "native_or_sdpa_attention", "register"]
+__all__ = [
+    "available",
+    "why_not",
+    "why_not_for",
+    "supports",
+    "sink_attention",
+    "ATTENTION_NAME",
+    "native_or_sdpa_attention",
+    "register",
+]

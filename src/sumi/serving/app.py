@@ -79,26 +79,38 @@ class Service:
         self.settings, self.model = settings, model
         self.builder = JobBuilder(model, tokenizer, settings)
         self.metrics = ServerMetrics()
-        self.scheduler = Scheduler(lambda: DenoisingEngine(model), max_batch_rows=settings.max_batch_rows,
-                                   max_queue=settings.max_queue, metrics=self.metrics)
+        self.scheduler = Scheduler(
+            lambda: DenoisingEngine(model),
+            max_batch_rows=settings.max_batch_rows,
+            max_queue=settings.max_queue,
+            metrics=self.metrics,
+        )
         self.created = int(time.time())
 
-    def start(self, req: SamplingFields, prompt: Prompt, *, max_tokens: int | None, canvas_every: int | None,
-              prefix: str) -> Run:
+    def start(
+        self, req: SamplingFields, prompt: Prompt, *, max_tokens: int | None, canvas_every: int | None, prefix: str
+    ) -> Run:
         """Prepare the request's job and queue it (429 when the queue is full)."""
         ticket = Ticket(loop=asyncio.get_running_loop(), num_rows=req.n)
         frames: list[CanvasFrames] = []
         callback = (lambda info: frames[0](info)) if canvas_every else None
         job, seed = self.builder.prepare(req, prompt, max_tokens=max_tokens, progress_callback=callback)
         if canvas_every:
-            frames.append(CanvasFrames(job.canvas, job.prompt_len, job.budgets, canvas_every,
-                                       lambda frame: ticket.post("frame", frame)))
+            frames.append(
+                CanvasFrames(
+                    job.canvas, job.prompt_len, job.budgets, canvas_every, lambda frame: ticket.post("frame", frame)
+                )
+            )
         ticket.job = job
         try:
             self.scheduler.submit(ticket)
         except QueueFull as e:
-            raise APIError(429, f"the server is busy: {e}; retry later", code="queue_full",
-                           headers={"Retry-After": str(self.settings.retry_after_s)}) from None
+            raise APIError(
+                429,
+                f"the server is busy: {e}; retry later",
+                code="queue_full",
+                headers={"Retry-After": str(self.settings.retry_after_s)},
+            ) from None
         except SchedulerStopped as e:
             raise APIError(503, f"the server is not accepting requests: {e}", code="unavailable") from None
         return Run(new_id(prefix), ticket, job, seed, prompt, frames[0] if frames else None)
@@ -177,10 +189,13 @@ def _key_check(api_key: str | None):
         if api_key is None:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode("latin-1"),
-                                                                  api_key.encode("utf-8")):
-            raise APIError(401, "missing or wrong API key: send the header `Authorization: Bearer <key>`",
-                           code="invalid_api_key")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode("latin-1"), api_key.encode("utf-8")
+        ):
+            raise APIError(
+                401, "missing or wrong API key: send the header `Authorization: Bearer <key>`", code="invalid_api_key"
+            )
+
     return check
 
 
@@ -193,8 +208,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         where = f"{request.method} {request.url.path}"
         message = {404: f"no route {where}", 405: f"{where}: method not allowed"}.get(exc.status_code, str(exc.detail))
-        return APIError(exc.status_code, message, code="not_found" if exc.status_code == 404 else None,
-                        headers=exc.headers).response()
+        return APIError(
+            exc.status_code, message, code="not_found" if exc.status_code == 404 else None, headers=exc.headers
+        ).response()
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -210,8 +226,12 @@ def _add_plain_routes(app: FastAPI, service: Service) -> None:
     @app.get("/health")
     async def health() -> JSONResponse:
         s = service.scheduler
-        body = {"status": "ok" if s.alive else "unavailable", "model": service.settings.model_name,
-                "live_rows": s.live_rows, "queue_depth": s.queue_depth}
+        body = {
+            "status": "ok" if s.alive else "unavailable",
+            "model": service.settings.model_name,
+            "live_rows": s.live_rows,
+            "queue_depth": s.queue_depth,
+        }
         return JSONResponse(body, status_code=200 if s.alive else 503)
 
     @app.get("/metrics")
@@ -245,8 +265,12 @@ def _api_routes(service: Service) -> APIRouter:
     @router.get("/models/{model_id:path}")
     async def one_model(model_id: str) -> dict:
         if model_id != name:
-            raise APIError(404, f"the model {model_id!r} does not exist; this server serves {name!r}",
-                           param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"the model {model_id!r} does not exist; this server serves {name!r}",
+                param="model",
+                code="model_not_found",
+            )
         return model_card()
 
     @router.post("/completions")
@@ -263,8 +287,9 @@ def _api_routes(service: Service) -> APIRouter:
         except ClientGone:
             return Response(status_code=499)
         choices, tokens = builder.choices(run.job, result)
-        return JSONResponse(completion_object(run.id, name, choices, usage(len(prompt.ids), tokens),
-                                              service.extra(run, result)))
+        return JSONResponse(
+            completion_object(run.id, name, choices, usage(len(prompt.ids), tokens), service.extra(run, result))
+        )
 
     @router.post("/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -280,8 +305,9 @@ def _api_routes(service: Service) -> APIRouter:
         except ClientGone:
             return Response(status_code=499)
         choices, tokens = builder.choices(run.job, result)
-        return JSONResponse(chat_object(run.id, name, choices, usage(len(prompt.ids), tokens),
-                                        service.extra(run, result)))
+        return JSONResponse(
+            chat_object(run.id, name, choices, usage(len(prompt.ids), tokens), service.extra(run, result))
+        )
 
     @router.post("/canvas")
     async def canvas(request: Request) -> Response:
@@ -300,16 +326,21 @@ def _api_routes(service: Service) -> APIRouter:
 
 
 def _chat_max_tokens(req: ChatRequest) -> int | None:
-    if req.max_tokens is not None and req.max_completion_tokens is not None and \
-            req.max_tokens != req.max_completion_tokens:
-        raise APIError(400, "max_tokens and max_completion_tokens disagree; send one of them",
-                       param="max_completion_tokens")
+    if (
+        req.max_tokens is not None
+        and req.max_completion_tokens is not None
+        and req.max_tokens != req.max_completion_tokens
+    ):
+        raise APIError(
+            400, "max_tokens and max_completion_tokens disagree; send one of them", param="max_completion_tokens"
+        )
     return req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
 
 
 def _sse(body: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(body, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        body, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 async def _guarded(events: AsyncIterator[str]) -> AsyncIterator[str]:
@@ -324,14 +355,23 @@ async def _guarded(events: AsyncIterator[str]) -> AsyncIterator[str]:
     yield sse("[DONE]")
 
 
-async def _completion_stream(service: Service, run: Run, req: CompletionRequest,
-                             request: Request) -> AsyncIterator[str]:
+async def _completion_stream(
+    service: Service, run: Run, req: CompletionRequest, request: Request
+) -> AsyncIterator[str]:
     async def chunks():
         name = service.settings.model_name
         if run.frames is not None:
-            yield sse(dict(completion_chunk(run.id, name, 0, "", None),
-                           sumi_canvas={"step": 0, "num_steps": run.job.num_steps, "provisional": True,
-                                        "rows": service.canvas_rows(run.frames.initial_rows())}))
+            yield sse(
+                dict(
+                    completion_chunk(run.id, name, 0, "", None),
+                    sumi_canvas={
+                        "step": 0,
+                        "num_steps": run.job.num_steps,
+                        "provisional": True,
+                        "rows": service.canvas_rows(run.frames.initial_rows()),
+                    },
+                )
+            )
         async for kind, payload in service.events(run, request):
             if kind == "frame":
                 frame = dict(payload, provisional=True, rows=service.canvas_rows(payload["rows"]))
@@ -343,6 +383,7 @@ async def _completion_stream(service: Service, run: Run, req: CompletionRequest,
                 yield sse(completion_chunk(run.id, name, c["index"], "", c["finish_reason"]))
             if req.stream_options is not None and req.stream_options.include_usage:
                 yield sse(usage_chunk(run.id, name, "text_completion", usage(len(run.prompt.ids), tokens)))
+
     async for chunk in _guarded(chunks()):
         yield chunk
 
@@ -359,23 +400,45 @@ async def _chat_stream(service: Service, run: Run, req: ChatRequest, request: Re
                 yield sse(chat_chunk(run.id, name, c["index"], {}, c["finish_reason"]))
             if req.stream_options is not None and req.stream_options.include_usage:
                 yield sse(usage_chunk(run.id, name, "chat.completion.chunk", usage(len(run.prompt.ids), tokens)))
+
     async for chunk in _guarded(chunks()):
         yield chunk
 
 
 async def _canvas_stream(service: Service, run: Run, request: Request) -> AsyncIterator[str]:
     async def chunks():
-        yield sse({"object": "sumi.canvas.start", "id": run.id, "num_steps": run.job.num_steps,
-                   "prompt": service.builder.codec.decode(run.prompt.ids),
-                   "rows": service.canvas_rows(run.frames.initial_rows())})
+        yield sse(
+            {
+                "object": "sumi.canvas.start",
+                "id": run.id,
+                "num_steps": run.job.num_steps,
+                "prompt": service.builder.codec.decode(run.prompt.ids),
+                "rows": service.canvas_rows(run.frames.initial_rows()),
+            }
+        )
         async for kind, payload in service.events(run, request):
             if kind == "frame":
-                yield sse({"object": "sumi.canvas", "id": run.id, **payload, "provisional": True,
-                           "rows": service.canvas_rows(payload["rows"])})
+                yield sse(
+                    {
+                        "object": "sumi.canvas",
+                        "id": run.id,
+                        **payload,
+                        "provisional": True,
+                        "rows": service.canvas_rows(payload["rows"]),
+                    }
+                )
                 continue
             choices, tokens = service.builder.choices(run.job, payload)
-            yield sse({"object": "sumi.canvas.final", "id": run.id, "choices": choices,
-                       "usage": usage(len(run.prompt.ids), tokens), "num_forwards": int(payload.num_forwards or 0),
-                       "sumi": service.extra(run, payload)})
+            yield sse(
+                {
+                    "object": "sumi.canvas.final",
+                    "id": run.id,
+                    "choices": choices,
+                    "usage": usage(len(run.prompt.ids), tokens),
+                    "num_forwards": int(payload.num_forwards or 0),
+                    "sumi": service.extra(run, payload),
+                }
+            )
+
     async for chunk in _guarded(chunks()):
         yield chunk

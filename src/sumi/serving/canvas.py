@@ -22,8 +22,9 @@ class CanvasFrames:
     `{"step": k (steps done, 1..N), "num_steps": N,
       "rows": [{"index", "ids", "confidence", "changed", "overwrote"}]}`."""
 
-    def __init__(self, initial: torch.Tensor, prompt_len: int, budgets: list[int], every: int,
-                 emit: Callable[[dict], None]):
+    def __init__(
+        self, initial: torch.Tensor, prompt_len: int, budgets: list[int], every: int, emit: Callable[[dict], None]
+    ):
         self.P, self.budgets, self.every, self.emit = prompt_len, list(budgets), every, emit
         self.width = max(self.budgets)
         region = self._region(initial)
@@ -33,7 +34,7 @@ class CanvasFrames:
         self.overwrote = torch.zeros_like(self.written)  # changed a written token since the last frame
 
     def _region(self, canvas: torch.Tensor) -> torch.Tensor:
-        return canvas[:, self.P:self.P + self.width].detach().cpu()
+        return canvas[:, self.P : self.P + self.width].detach().cpu()
 
     def initial_rows(self) -> list[dict]:
         """The rows of the start event: the random canvas the run begins from."""
@@ -51,10 +52,16 @@ class CanvasFrames:
         confidence = self._region(info["top1_prob"]).float()
         changed = now != self.frame
         overwrote = changed & self.overwrote
-        rows = [{"index": i, "ids": now[i, :n].tolist(),
-                 "confidence": [round(c, 4) for c in confidence[i, :n].tolist()],
-                 "changed": changed[i, :n].tolist(), "overwrote": overwrote[i, :n].tolist()}
-                for i, n in enumerate(self.budgets)]
+        rows = [
+            {
+                "index": i,
+                "ids": now[i, :n].tolist(),
+                "confidence": [round(c, 4) for c in confidence[i, :n].tolist()],
+                "changed": changed[i, :n].tolist(),
+                "overwrote": overwrote[i, :n].tolist(),
+            }
+            for i, n in enumerate(self.budgets)
+        ]
         self.frame = now.clone()
         self.overwrote.zero_()
         self.emit({"step": done, "num_steps": info["num_steps"], "rows": rows})

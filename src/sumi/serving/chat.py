@@ -44,8 +44,9 @@ def render_chat(messages: list[dict[str, str]], tokenizer) -> ChatPrompt:
     if tokenizer is not None:  # its own template, else sumi's default (what `sumi chat` renders)
         template = getattr(tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
         try:
-            text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
-                                                 add_generation_prompt=True)
+            text = tokenizer.apply_chat_template(
+                messages, chat_template=template, tokenize=False, add_generation_prompt=True
+            )
         except Exception as e:  # a jinja template signals bad input with any exception (raise_exception)
             raise ValueError(f"messages: the model's chat template rejected them: {e}") from None
         return ChatPrompt(text=text, add_bos=False)

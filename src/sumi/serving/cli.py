@@ -28,8 +28,13 @@ examples:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `serve` on a subparsers object (`parser.add_subparsers()`)."""
-    p = subparsers.add_parser("serve", help="serve a model with an OpenAI-compatible HTTP API", description=DESCRIPTION,
-                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "serve",
+        help="serve a model with an OpenAI-compatible HTTP API",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(p)
     p.set_defaults(func=run)
     return p
@@ -37,25 +42,49 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = ServeSettings()
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"a bundled model, a folder, a preset or a Hub id "
-                                                          f"(default: {DEFAULT_MODEL})")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"a bundled model, a folder, a preset or a Hub id (default: {DEFAULT_MODEL})",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 = any free port)")
     p.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` on /v1/*")
-    p.add_argument("--max-batch-rows", type=int, default=d.max_batch_rows,
-                   help=f"canvas rows denoised together in one forward (default: {d.max_batch_rows})")
-    p.add_argument("--max-queue", type=int, default=d.max_queue,
-                   help=f"requests waiting for a row; past it 429 (default: {d.max_queue})")
-    p.add_argument("--max-canvas", type=int, default=None,
-                   help="largest canvas_length a request may ask for (default: the model's positions)")
+    p.add_argument(
+        "--max-batch-rows",
+        type=int,
+        default=d.max_batch_rows,
+        help=f"canvas rows denoised together in one forward (default: {d.max_batch_rows})",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=d.max_queue,
+        help=f"requests waiting for a row; past it 429 (default: {d.max_queue})",
+    )
+    p.add_argument(
+        "--max-canvas",
+        type=int,
+        default=None,
+        help="largest canvas_length a request may ask for (default: the model's positions)",
+    )
     p.add_argument("--max-prompt-tokens", type=int, default=None, help="longest prompt (default: what fits the canvas)")
-    p.add_argument("--max-steps", type=int, default=d.max_steps,
-                   help=f"most steps per request (default: {d.max_steps})")
-    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
-                   help=f"largest request body (default: {d.max_body_bytes})")
+    p.add_argument(
+        "--max-steps", type=int, default=d.max_steps, help=f"most steps per request (default: {d.max_steps})"
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=d.max_body_bytes,
+        help=f"largest request body (default: {d.max_body_bytes})",
+    )
     p.add_argument("--served-model-name", default=None, help="the id in /v1/models (default: --model)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
-                   help="weight dtype (default: the checkpoint's)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default=None,
+        help="weight dtype (default: the checkpoint's)",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
 
@@ -63,10 +92,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     """Raises ValueError naming the flag."""
     try:
-        return ServeSettings(model_name=args.served_model_name or args.model, api_key=args.api_key,
-                             max_batch_rows=args.max_batch_rows, max_queue=args.max_queue, max_canvas=args.max_canvas,
-                             max_prompt_tokens=args.max_prompt_tokens, max_steps=args.max_steps,
-                             max_body_bytes=args.max_body_bytes)
+        return ServeSettings(
+            model_name=args.served_model_name or args.model,
+            api_key=args.api_key,
+            max_batch_rows=args.max_batch_rows,
+            max_queue=args.max_queue,
+            max_canvas=args.max_canvas,
+            max_prompt_tokens=args.max_prompt_tokens,
+            max_steps=args.max_steps,
+            max_body_bytes=args.max_body_bytes,
+        )
     except ValueError as e:
         raise ValueError(f"argument --{str(e).split()[0].replace('_', '-')}: {e}") from None
 
@@ -98,8 +133,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"sumi serve: error: argument --model: {e}", file=sys.stderr)
         return 2
     host, port = sock.getsockname()[:2]
-    print(f"sumi serve: {settings.model_name} on http://{host}:{port} (page: /, API: /v1, metrics: /metrics)",
-          file=sys.stderr, flush=True)
+    print(
+        f"sumi serve: {settings.model_name} on http://{host}:{port} (page: /, API: /v1, metrics: /metrics)",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         uvicorn_server(create_app(model, tokenizer, settings), log_level=args.log_level).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: the normal way to stop
@@ -108,8 +146,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sumi.serving", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sumi.serving",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     try:
         args = parser.parse_args(argv)

@@ -30,8 +30,9 @@ class Connection:
     def close(self) -> None:
         self.conn.close()
 
-    def request(self, method: str, path: str, body: bytes | dict | None = None,
-                headers: dict | None = None) -> http.client.HTTPResponse:
+    def request(
+        self, method: str, path: str, body: bytes | dict | None = None, headers: dict | None = None
+    ) -> http.client.HTTPResponse:
         """Send a request; a dict body is sent as JSON. Returns the response, body unread."""
         data = json.dumps(body).encode() if isinstance(body, dict) else body
         all_headers = dict(self.headers, **({"Content-Type": "application/json"} if data is not None else {}))
@@ -39,8 +40,9 @@ class Connection:
         self.conn.request(method, path, body=data, headers=all_headers)
         return self.conn.getresponse()
 
-    def json(self, method: str, path: str, body: bytes | dict | None = None,
-             headers: dict | None = None) -> tuple[int, dict, Any]:
+    def json(
+        self, method: str, path: str, body: bytes | dict | None = None, headers: dict | None = None
+    ) -> tuple[int, dict, Any]:
         """(status, response headers, parsed JSON body or the text when it is not JSON)."""
         resp = self.request(method, path, body, headers)
         raw = resp.read()
@@ -61,7 +63,7 @@ class Connection:
             line = line.rstrip(b"\r\n")
             if not line.startswith(b"data: "):
                 continue
-            data = line[len(b"data: "):].decode("utf-8")
+            data = line[len(b"data: ") :].decode("utf-8")
             yield data if data == "[DONE]" else json.loads(data)
             if data == "[DONE]":
                 return

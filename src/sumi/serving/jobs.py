@@ -47,8 +47,9 @@ class TextCodec:
 
     def __init__(self, tokenizer, config):
         if tokenizer is None:
-            tokenizer = ByteTokenizer(max(config.vocab_size, 256), config.bos_token_id, config.eos_token_id,
-                                      config.pad_token_id)
+            tokenizer = ByteTokenizer(
+                max(config.vocab_size, 256), config.bos_token_id, config.eos_token_id, config.pad_token_id
+            )
         self.tokenizer = tokenizer
         self.byte_level = isinstance(tokenizer, ByteTokenizer)
         self._pieces: dict[int, str] = {}
@@ -92,20 +93,29 @@ class JobBuilder:
     def check_fields(self, req: SamplingFields, *, max_tokens: int | None) -> None:
         s = self.settings
         if req.model is not None and req.model != s.model_name:
-            raise APIError(404, f"the model {req.model!r} does not exist; this server serves {s.model_name!r}",
-                           param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"the model {req.model!r} does not exist; this server serves {s.model_name!r}",
+                param="model",
+                code="model_not_found",
+            )
         if not 1 <= req.n <= s.max_batch_rows:
-            raise invalid(f"n must be between 1 and {s.max_batch_rows} (the server's --max-batch-rows), got {req.n}",
-                          param="n")
+            raise invalid(
+                f"n must be between 1 and {s.max_batch_rows} (the server's --max-batch-rows), got {req.n}", param="n"
+            )
         if max_tokens is not None and max_tokens < 1:
             raise invalid(f"max_tokens must be a positive integer, got {max_tokens}", param="max_tokens")
         if req.steps is not None and req.steps > s.max_steps:
-            raise invalid(f"steps must be at most {s.max_steps} (the server's --max-steps), got {req.steps}",
-                          param="steps")
+            raise invalid(
+                f"steps must be at most {s.max_steps} (the server's --max-steps), got {req.steps}", param="steps"
+            )
         if req.canvas_length is not None and req.canvas_length > self.max_canvas:
-            raise invalid(f"canvas_length must be at most {self.max_canvas} (this model has "
-                          f"{self.config.max_position_embeddings} positions, the server allows "
-                          f"{self.max_canvas}), got {req.canvas_length}", param="canvas_length")
+            raise invalid(
+                f"canvas_length must be at most {self.max_canvas} (this model has "
+                f"{self.config.max_position_embeddings} positions, the server allows "
+                f"{self.max_canvas}), got {req.canvas_length}",
+                param="canvas_length",
+            )
         if req.seed is not None and not 0 <= req.seed < SEED_LIMIT:
             raise invalid(f"seed must be in [0, 2**63), got {req.seed}", param="seed")
         stops = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
@@ -128,13 +138,17 @@ class JobBuilder:
     def completion_prompt(self, prompt: str | list[int] | list[str]) -> Prompt:
         if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
             if len(prompt) != 1:
-                raise invalid(f"prompt: one prompt per request (got a list of {len(prompt)}); use n for several "
-                              "choices, or send several requests", param="prompt")
+                raise invalid(
+                    f"prompt: one prompt per request (got a list of {len(prompt)}); use n for several "
+                    "choices, or send several requests",
+                    param="prompt",
+                )
             prompt = prompt[0]
         if isinstance(prompt, list):
             if not prompt:
-                raise invalid("prompt: an empty list of token ids (send \"\" for an unconditional sample)",
-                              param="prompt")
+                raise invalid(
+                    'prompt: an empty list of token ids (send "" for an unconditional sample)', param="prompt"
+                )
             return self._bounded(Prompt(list(prompt), "prompt"))
         return self._bounded(Prompt(self._with_bos(self.codec.encode(prompt), True), "prompt"))
 
@@ -153,8 +167,12 @@ class JobBuilder:
     def _bounded(self, prompt: Prompt) -> Prompt:
         cap = self.settings.max_prompt_tokens
         if cap is not None and len(prompt.ids) > cap:
-            raise invalid(f"{prompt.source}: the prompt is {len(prompt.ids)} tokens, more than this server's "
-                          f"--max-prompt-tokens {cap}", param=prompt.source, code="context_length_exceeded")
+            raise invalid(
+                f"{prompt.source}: the prompt is {len(prompt.ids)} tokens, more than this server's "
+                f"--max-prompt-tokens {cap}",
+                param=prompt.source,
+                code="context_length_exceeded",
+            )
         return prompt
 
     # ---- the job
@@ -169,8 +187,9 @@ class JobBuilder:
             options["stop_strings"] = list(options.get("stop_strings", [])) + prompt.stop
         input_ids = torch.tensor([prompt.ids] * req.n, dtype=torch.long)
         try:
-            job = self.model.prepare_generation(input_ids, tokenizer=self.codec.tokenizer,
-                                                progress_callback=progress_callback, **options)
+            job = self.model.prepare_generation(
+                input_ids, tokenizer=self.codec.tokenizer, progress_callback=progress_callback, **options
+            )
         except (ValueError, TypeError) as e:
             message, param = api_message(str(e)), param_from_message(str(e), MESSAGE_PARAMS)
             if param == "prompt":
@@ -179,9 +198,12 @@ class JobBuilder:
             raise invalid(message, param=param, code="context_length_exceeded" if too_long else None) from None
         if max_tokens is not None and job.budgets[0] < max_tokens:
             canvas = job.layout.canvas_length
-            raise invalid(f"max_tokens {max_tokens} does not fit: the prompt takes {len(prompt.ids)} of the canvas's "
-                          f"{canvas} tokens and the EOS/BOS anchors 2, leaving {job.budgets[0]}; lower max_tokens "
-                          f"or raise canvas_length (at most {self.max_canvas})", param="max_tokens")
+            raise invalid(
+                f"max_tokens {max_tokens} does not fit: the prompt takes {len(prompt.ids)} of the canvas's "
+                f"{canvas} tokens and the EOS/BOS anchors 2, leaving {job.budgets[0]}; lower max_tokens "
+                f"or raise canvas_length (at most {self.max_canvas})",
+                param="max_tokens",
+            )
         return job, seed
 
     # ---- the result
@@ -189,8 +211,13 @@ class JobBuilder:
         """[{"index", "text", "finish_reason"}] per row, and the answer tokens in all."""
         P, out, tokens = job.prompt_len, [], 0
         for i, budget in enumerate(job.budgets):
-            answer = result.sequences[i, P:int(result.lengths[i])].tolist()
+            answer = result.sequences[i, P : int(result.lengths[i])].tolist()
             tokens += len(answer)
-            out.append({"index": i, "text": self.codec.decode(answer),
-                        "finish_reason": "length" if len(answer) >= budget else "stop"})
+            out.append(
+                {
+                    "index": i,
+                    "text": self.codec.decode(answer),
+                    "finish_reason": "length" if len(answer) >= budget else "stop",
+                }
+            )
         return out, tokens

@@ -98,21 +98,48 @@ class ServerMetrics:
             families = [
                 ("sumi_queue_depth", "gauge", "Requests waiting for a free row.", [f"sumi_queue_depth {queue_depth}"]),
                 ("sumi_live_rows", "gauge", "Canvas rows being denoised now.", [f"sumi_live_rows {live_rows}"]),
-                ("sumi_max_batch_rows", "gauge", "The row limit (--max-batch-rows).",
-                 [f"sumi_max_batch_rows {max_batch_rows}"]),
-                ("sumi_forwards_total", "counter", "Forward passes run.",
-                 [f"sumi_forwards_total {int(self.forwards.total)}"]),
-                ("sumi_forwards_per_second", "gauge", f"Forward passes per second over the last {RATE_WINDOW_S:g} s.",
-                 [f"sumi_forwards_per_second {self.forwards.rate():.4f}"]),
-                ("sumi_answer_tokens_total", "counter", "Answer tokens returned.",
-                 [f"sumi_answer_tokens_total {int(self.answer_tokens.total)}"]),
-                ("sumi_answer_tokens_per_second", "gauge",
-                 f"Answer tokens per second over the last {RATE_WINDOW_S:g} s.",
-                 [f"sumi_answer_tokens_per_second {self.answer_tokens.rate():.4f}"]),
-                ("sumi_requests_total", "counter", "Requests answered, by HTTP status.",
-                 [f'sumi_requests_total{{status="{s}"}} {n}' for s, n in sorted(self.requests.items())]),
-                ("sumi_request_latency_seconds", "histogram", "Seconds from a request's arrival to its last byte.",
-                 self.latency.lines("sumi_request_latency_seconds")),
+                (
+                    "sumi_max_batch_rows",
+                    "gauge",
+                    "The row limit (--max-batch-rows).",
+                    [f"sumi_max_batch_rows {max_batch_rows}"],
+                ),
+                (
+                    "sumi_forwards_total",
+                    "counter",
+                    "Forward passes run.",
+                    [f"sumi_forwards_total {int(self.forwards.total)}"],
+                ),
+                (
+                    "sumi_forwards_per_second",
+                    "gauge",
+                    f"Forward passes per second over the last {RATE_WINDOW_S:g} s.",
+                    [f"sumi_forwards_per_second {self.forwards.rate():.4f}"],
+                ),
+                (
+                    "sumi_answer_tokens_total",
+                    "counter",
+                    "Answer tokens returned.",
+                    [f"sumi_answer_tokens_total {int(self.answer_tokens.total)}"],
+                ),
+                (
+                    "sumi_answer_tokens_per_second",
+                    "gauge",
+                    f"Answer tokens per second over the last {RATE_WINDOW_S:g} s.",
+                    [f"sumi_answer_tokens_per_second {self.answer_tokens.rate():.4f}"],
+                ),
+                (
+                    "sumi_requests_total",
+                    "counter",
+                    "Requests answered, by HTTP status.",
+                    [f'sumi_requests_total{{status="{s}"}} {n}' for s, n in sorted(self.requests.items())],
+                ),
+                (
+                    "sumi_request_latency_seconds",
+                    "histogram",
+                    "Seconds from a request's arrival to its last byte.",
+                    self.latency.lines("sumi_request_latency_seconds"),
+                ),
             ]
         lines = []
         for name, kind, help_text, samples in families:

@@ -51,8 +51,11 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send) -> None:
-        error = APIError(413, f"the request body is larger than this server's limit of {self.max_bytes} bytes "
-                              "(--max-body-bytes)", code="request_too_large")
+        error = APIError(
+            413,
+            f"the request body is larger than this server's limit of {self.max_bytes} bytes (--max-body-bytes)",
+            code="request_too_large",
+        )
         await error.response()({"type": "http"}, _no_receive, send)
 
 

@@ -19,12 +19,26 @@ from .errors import APIError, invalid
 
 # generate() option -> the request field that sets it (diffusion extras keep their names).
 OPTION_FIELDS = {
-    "max_new_tokens": "max_tokens", "num_denoising_steps": "steps", "stop_strings": "stop", "seed": "seed",
-    "sampler": "sampler", "schedule": "schedule", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
-    "min_p": "min_p", "canvas_length": "canvas_length", "tokens_per_step": "tokens_per_step",
-    "stop_on_cycle": "stop_on_cycle", "early_stop_patience": "early_stop_patience", "skip_tail": "skip_tail",
-    "min_log_snr": "min_log_snr", "max_log_snr": "max_log_snr", "corrector_steps": "corrector_steps",
-    "greedy_tail": "greedy_tail", "entropy_bound": "entropy_bound",
+    "max_new_tokens": "max_tokens",
+    "num_denoising_steps": "steps",
+    "stop_strings": "stop",
+    "seed": "seed",
+    "sampler": "sampler",
+    "schedule": "schedule",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "canvas_length": "canvas_length",
+    "tokens_per_step": "tokens_per_step",
+    "stop_on_cycle": "stop_on_cycle",
+    "early_stop_patience": "early_stop_patience",
+    "skip_tail": "skip_tail",
+    "min_log_snr": "min_log_snr",
+    "max_log_snr": "max_log_snr",
+    "corrector_steps": "corrector_steps",
+    "greedy_tail": "greedy_tail",
+    "entropy_bound": "entropy_bound",
 }
 
 
@@ -166,32 +180,65 @@ def new_id(prefix: str) -> str:
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def completion_object(request_id: str, model: str, choices: list[dict], use: dict, extra: dict) -> dict:
     """A whole `text_completion`; choices: [{"index", "text", "finish_reason"}]."""
-    return {"id": request_id, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [dict(c, logprobs=None) for c in choices], "usage": use, "sumi": extra}
+    return {
+        "id": request_id,
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [dict(c, logprobs=None) for c in choices],
+        "usage": use,
+        "sumi": extra,
+    }
 
 
 def chat_object(request_id: str, model: str, choices: list[dict], use: dict, extra: dict) -> dict:
     """A whole `chat.completion`; choices as for `completion_object`."""
-    return {"id": request_id, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": c["index"], "message": {"role": "assistant", "content": c["text"]},
-                         "logprobs": None, "finish_reason": c["finish_reason"]} for c in choices],
-            "usage": use, "sumi": extra}
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": c["index"],
+                "message": {"role": "assistant", "content": c["text"]},
+                "logprobs": None,
+                "finish_reason": c["finish_reason"],
+            }
+            for c in choices
+        ],
+        "usage": use,
+        "sumi": extra,
+    }
 
 
 def completion_chunk(request_id: str, model: str, index: int, text: str, finish_reason: str | None) -> dict:
-    return {"id": request_id, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}]}
+    return {
+        "id": request_id,
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}],
+    }
 
 
 def chat_chunk(request_id: str, model: str, index: int, delta: dict, finish_reason: str | None) -> dict:
-    return {"id": request_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+    return {
+        "id": request_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
 
 
 def usage_chunk(request_id: str, model: str, obj: str, use: dict) -> dict:

@@ -58,8 +58,14 @@ class Ticket:
 class Scheduler:
     """engine_factory() -> a fresh `DenoisingEngine` (a new one replaces an engine whose step failed)."""
 
-    def __init__(self, engine_factory: Callable[[], Any], *, max_batch_rows: int, max_queue: int,
-                 metrics: ServerMetrics | None = None):
+    def __init__(
+        self,
+        engine_factory: Callable[[], Any],
+        *,
+        max_batch_rows: int,
+        max_queue: int,
+        metrics: ServerMetrics | None = None,
+    ):
         self.engine_factory, self.max_batch_rows, self.max_queue = engine_factory, max_batch_rows, max_queue
         self.metrics = metrics or ServerMetrics()
         self.engine = engine_factory()

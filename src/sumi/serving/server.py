@@ -14,8 +14,13 @@ GRACEFUL_SHUTDOWN_S = 3
 
 
 def uvicorn_server(app, *, log_level: str = "info") -> uvicorn.Server:
-    config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-                            access_log=log_level in ("debug", "info"))
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        access_log=log_level in ("debug", "info"),
+    )
     return uvicorn.Server(config)
 
 
@@ -45,8 +50,9 @@ class BackgroundServer:
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         self.server = uvicorn_server(self.app, log_level="warning")
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True,
-                                       name="sumi-uvicorn")
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True, name="sumi-uvicorn"
+        )
         self.thread.start()
         deadline = time.monotonic() + self.start_timeout_s
         while not self.server.started:

@@ -110,13 +110,17 @@ def verify_checkpoint(path: str | os.PathLike, *, checksum: bool = True) -> dict
             raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: file {name!r} is missing")
         size = f.stat().st_size
         if size != entry["size"]:
-            raise CheckpointError(f"checkpoint {str(path)!r} is corrupted: file {name!r} has {size} bytes, "
-                                  f"the manifest says {entry['size']} (truncated?)")
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is corrupted: file {name!r} has {size} bytes, "
+                f"the manifest says {entry['size']} (truncated?)"
+            )
         if checksum:
             digest = sha256_file(f)
             if digest != entry["sha256"]:
-                raise CheckpointError(f"checkpoint {str(path)!r} is corrupted: file {name!r} has sha256 "
-                                      f"{digest[:16]}..., the manifest says {entry['sha256'][:16]}...")
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r} is corrupted: file {name!r} has sha256 "
+                    f"{digest[:16]}..., the manifest says {entry['sha256'][:16]}..."
+                )
     return manifest
 
 
@@ -127,7 +131,7 @@ def find_latest_checkpoint(root: str | os.PathLike, *, checksum: bool = True) ->
     if root.is_dir():
         for p in sorted(root.glob("step_*.tmp")):
             logger.warning("ignoring %s: an interrupted checkpoint save", p)
-    for step, path in list_checkpoints(root):
+    for _, path in list_checkpoints(root):
         try:
             verify_checkpoint(path, checksum=checksum)
         except CheckpointError as e:
@@ -142,8 +146,16 @@ def read_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- save / load (collective)
-def save_checkpoint(root: str | os.PathLike, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    trainer_state: dict[str, Any], *, keep_last: int = 0, barrier=None) -> Path:
+def save_checkpoint(
+    root: str | os.PathLike,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict[str, Any],
+    *,
+    keep_last: int = 0,
+    barrier=None,
+) -> Path:
     """Collective: every rank calls it. Returns the installed folder ``root/step_XXXXXXX``."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
@@ -186,8 +198,9 @@ def save_checkpoint(root: str | os.PathLike, step: int, model: torch.nn.Module, 
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-        _write_json_durably(tmp / MANIFEST, {"format": FORMAT, "version": 1, "step": step,
-                                             "files": dict(sorted(files.items()))})
+        _write_json_durably(
+            tmp / MANIFEST, {"format": FORMAT, "version": 1, "step": step, "files": dict(sorted(files.items()))}
+        )
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -203,8 +216,9 @@ class Checkpointer:
     """A run's checkpoint policy and saving: every `every` steps (0 = never on a schedule) and at
     the last step when `at_end`, into ``root/step_XXXXXXX``, keeping the last `keep_last`."""
 
-    def __init__(self, root: str | os.PathLike, *, every: int, at_end: bool, keep_last: int, total_steps: int,
-                 barrier=None):
+    def __init__(
+        self, root: str | os.PathLike, *, every: int, at_end: bool, keep_last: int, total_steps: int, barrier=None
+    ):
         self.root = Path(root)
         self.every, self.at_end, self.keep_last, self.total_steps = every, at_end, keep_last, total_steps
         self.barrier = barrier
@@ -213,15 +227,18 @@ class Checkpointer:
         """Whether the run saves after `step` optimizer steps."""
         return bool(self.every and step % self.every == 0) or (self.at_end and step == self.total_steps)
 
-    def save(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             trainer_state: dict[str, Any]) -> Path:
+    def save(
+        self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, trainer_state: dict[str, Any]
+    ) -> Path:
         """Collective (`save_checkpoint`): every rank calls it; returns the installed folder."""
-        return save_checkpoint(self.root, step, model, optimizer, trainer_state, keep_last=self.keep_last,
-                               barrier=self.barrier)
+        return save_checkpoint(
+            self.root, step, model, optimizer, trainer_state, keep_last=self.keep_last, barrier=self.barrier
+        )
 
 
-def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None
-                    ) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None
+) -> dict[str, Any]:
     """Collective: load model (and optimizer) state from a checkpoint folder; returns its trainer state."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
@@ -242,8 +259,9 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
 
 
 # ----------------------------------------------------------------------------- export
-def export_checkpoint(ckpt_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dtype: str | None = None,
-                      verify: bool = True) -> Path:
+def export_checkpoint(
+    ckpt_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dtype: str | None = None, verify: bool = True
+) -> Path:
     """Write a normal HF folder (`SumiForMaskGeneration.save_pretrained`: safetensors, config, generation
     config and the remote code) from a training checkpoint, in this one process (no process group).
 
@@ -292,14 +310,23 @@ _EXPORT = "an exported model folder (config, generation config, safetensors weig
 def _why_not_an_export(folder: Path) -> str | None:
     if not (folder / "config.json").is_file():
         return "it is not a model folder (no config.json)"
-    foreign = sorted(p.name for p in folder.iterdir()
-                     if p.is_dir() or not any(fnmatch.fnmatch(p.name, pat) for pat in _EXPORT_FILES))
+    foreign = sorted(
+        p.name for p in folder.iterdir() if p.is_dir() or not any(fnmatch.fnmatch(p.name, pat) for pat in _EXPORT_FILES)
+    )
     if foreign:
         return f"it holds files an export does not write ({', '.join(foreign[:5])})"
     return None
 
 
 __all__ = [
-    "CheckpointError", "checkpoint_name", "list_checkpoints", "verify_checkpoint", "find_latest_checkpoint",
-    "read_trainer_state", "save_checkpoint", "load_checkpoint", "export_checkpoint", "Checkpointer",
+    "CheckpointError",
+    "checkpoint_name",
+    "list_checkpoints",
+    "verify_checkpoint",
+    "find_latest_checkpoint",
+    "read_trainer_state",
+    "save_checkpoint",
+    "load_checkpoint",
+    "export_checkpoint",
+    "Checkpointer",
 ]

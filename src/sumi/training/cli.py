@@ -28,26 +28,39 @@ examples:
 
 
 def add_parser(subparsers) -> None:
-    t = subparsers.add_parser("train", help="train a Sumi model from a YAML recipe (torchrun-ready, FSDP2)",
-                              formatter_class=argparse.RawDescriptionHelpFormatter,
-                              description=TRAIN_DESCRIPTION, epilog=TRAIN_EPILOG)
+    t = subparsers.add_parser(
+        "train",
+        help="train a Sumi model from a YAML recipe (torchrun-ready, FSDP2)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=TRAIN_DESCRIPTION,
+        epilog=TRAIN_EPILOG,
+    )
     t.add_argument("recipe", help="YAML recipe")
     t.add_argument("overrides", nargs="*", help="config overrides, key.sub=value")
     t.add_argument("--resume", action="store_true", help="continue from the newest complete, verified checkpoint")
-    t.add_argument("--dry-run", action="store_true",
-                   help="validate; print parameters, batch arithmetic, memory per rank")
-    t.add_argument("--world-size", type=positive_int, default=None,
-                   help="world size for --dry-run (default: $WORLD_SIZE or 1)")
-    t.add_argument("--tokens-per-second", type=float, default=None, metavar="TOK_S",
-                   help="for --dry-run: the whole job's training throughput, to print each phase's duration")
+    t.add_argument(
+        "--dry-run", action="store_true", help="validate; print parameters, batch arithmetic, memory per rank"
+    )
+    t.add_argument(
+        "--world-size", type=positive_int, default=None, help="world size for --dry-run (default: $WORLD_SIZE or 1)"
+    )
+    t.add_argument(
+        "--tokens-per-second",
+        type=float,
+        default=None,
+        metavar="TOK_S",
+        help="for --dry-run: the whole job's training throughput, to print each phase's duration",
+    )
     t.set_defaults(func=run_train, intermixed="overrides")
 
-    e = subparsers.add_parser("export", help="write a Hugging Face folder (weights + remote code) from a training "
-                              "checkpoint",
-                              description="Write a Hugging Face folder from a training checkpoint (a step_XXXXXXX "
-                                          "folder or a\ncheckpoint root, whose newest complete checkpoint is used). "
-                                          "The folder loads with\nsumi or with plain transformers "
-                                          "(trust_remote_code=True).")
+    e = subparsers.add_parser(
+        "export",
+        help="write a Hugging Face folder (weights + remote code) from a training checkpoint",
+        description="Write a Hugging Face folder from a training checkpoint (a step_XXXXXXX "
+        "folder or a\ncheckpoint root, whose newest complete checkpoint is used). "
+        "The folder loads with\nsumi or with plain transformers "
+        "(trust_remote_code=True).",
+    )
     e.add_argument("checkpoint", help="checkpoint folder")
     e.add_argument("out", help="output folder")
     e.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="weight dtype (default: as trained)")
@@ -63,8 +76,11 @@ def run_train(args: argparse.Namespace) -> int:
         if args.dry_run:
             if args.tokens_per_second is not None and not args.tokens_per_second > 0:
                 raise CLIError(f"--tokens-per-second must be a positive number, got {args.tokens_per_second}")
-            print(dry_run_report(config, args.world_size or int(os.environ.get("WORLD_SIZE", "1")),
-                                 args.tokens_per_second))
+            print(
+                dry_run_report(
+                    config, args.world_size or int(os.environ.get("WORLD_SIZE", "1")), args.tokens_per_second
+                )
+            )
             return 0
         train(config, resume=True if args.resume else None)
     except CheckpointError as e:  # ConfigError is a ValueError: `sumi` reports it as an input error

@@ -16,9 +16,10 @@ import difflib
 import math
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -220,7 +221,7 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, *, where: str = "config") -> "TrainConfig":
+    def from_dict(cls, data: Mapping[str, Any] | None, *, where: str = "config") -> TrainConfig:
         config = _build(cls, data or {}, prefix="", where=where)
         if config.phases:
             config._set_steps_from_phases(data.get("steps") if isinstance(data, Mapping) else None, where)
@@ -231,16 +232,20 @@ class TrainConfig:
         tokens_per_step = self.batch.global_batch_size * self.data.seq_len
         for i, p in enumerate(self.phases):
             if (p.steps > 0) == (p.tokens > 0):
-                raise ConfigError(f"config key 'phases.{i}' in {where}: give the phase's length as exactly one "
-                                  f"of steps or tokens (both > 0), got steps={p.steps}, tokens={p.tokens}")
+                raise ConfigError(
+                    f"config key 'phases.{i}' in {where}: give the phase's length as exactly one "
+                    f"of steps or tokens (both > 0), got steps={p.steps}, tokens={p.tokens}"
+                )
         total = sum(p.num_steps(max(1, tokens_per_step)) for p in self.phases)
         if given is not None and int(given) != total:
-            raise ConfigError(f"config key 'steps' in {where}: the phases make the run {total} steps long, not "
-                              f"{given}; change phases.N.steps or phases.N.tokens instead")
+            raise ConfigError(
+                f"config key 'steps' in {where}: the phases make the run {total} steps long, not "
+                f"{given}; change phases.N.steps or phases.N.tokens instead"
+            )
         self.steps = total
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
         """Load a recipe and apply ``key.sub=value`` overrides (later ones win)."""
         path = Path(path)
         try:
@@ -254,7 +259,7 @@ class TrainConfig:
         config = cls.from_dict(data, where=str(path))
         return config.with_overrides(overrides) if overrides else config
 
-    def with_overrides(self, overrides: Sequence[str]) -> "TrainConfig":
+    def with_overrides(self, overrides: Sequence[str]) -> TrainConfig:
         data = self.to_dict()
         for item in overrides:
             if "=" not in item:
@@ -296,7 +301,8 @@ class TrainConfig:
             raise ConfigError(
                 f"batch.global_batch_size={g} is not divisible by batch.micro_batch_size={m} x world size "
                 f"{world_size} = {unit}: gradient accumulation needs a whole number of micro-batches per rank; "
-                f"{hint}")
+                f"{hint}"
+            )
         return g // (m * world_size)
 
     def eval_batch_size(self, world_size: int) -> int:
@@ -316,36 +322,54 @@ class TrainConfig:
 
     def validate(self, world_size: int | None = None) -> None:
         """Check value ranges and cross-field consistency (and the batch arithmetic for `world_size`)."""
+
         def need(ok: bool, key: str, msg: str) -> None:
             if not ok:
                 raise ConfigError(f"config key {key!r}: {msg}")
 
         m, d, o, b = self.model, self.data, self.optim, self.batch
-        need(m.preset is not None or m.path is not None, "model.preset",
-             "name the model: model.preset (e.g. sumi-tiny) or model.path (a saved HF folder)")
+        need(
+            m.preset is not None or m.path is not None,
+            "model.preset",
+            "name the model: model.preset (e.g. sumi-tiny) or model.path (a saved HF folder)",
+        )
         if m.path is None:
             from ..configuration_sumi import PRESETS
 
             need(m.preset in PRESETS, "model.preset", f"unknown preset {m.preset!r}; choose one of {sorted(PRESETS)}")
-        need(m.attn_implementation in ("sdpa", "eager"), "model.attn_implementation",
-             f"must be 'sdpa' or 'eager', got {m.attn_implementation!r}")
+        need(
+            m.attn_implementation in ("sdpa", "eager"),
+            "model.attn_implementation",
+            f"must be 'sdpa' or 'eager', got {m.attn_implementation!r}",
+        )
         need(m.init in ("cpu", "meta"), "model.init", f"must be 'cpu' or 'meta', got {m.init!r}")
         _check_model_overrides(m.overrides)
         need(d.source in ("packed", "synthetic"), "data.source", f"must be 'packed' or 'synthetic', got {d.source!r}")
-        need(d.source != "packed" or bool(d.path), "data.path",
-             "data.source=packed needs data.path (a prepared dataset)")
+        need(
+            d.source != "packed" or bool(d.path), "data.path", "data.source=packed needs data.path (a prepared dataset)"
+        )
         need(d.seq_len >= 2, "data.seq_len", f"must be >= 2, got {d.seq_len}")
-        need(d.synthetic_kind in ("pattern", "random"), "data.synthetic_kind",
-             f"must be 'pattern' or 'random', got {d.synthetic_kind!r}")
+        need(
+            d.synthetic_kind in ("pattern", "random"),
+            "data.synthetic_kind",
+            f"must be 'pattern' or 'random', got {d.synthetic_kind!r}",
+        )
         need(d.synthetic_sequences >= 0, "data.synthetic_sequences", "must be >= 0")
-        need(0.0 <= d.per_token_fraction <= 1.0, "data.per_token_fraction",
-             f"must be in [0, 1], got {d.per_token_fraction}")
+        need(
+            0.0 <= d.per_token_fraction <= 1.0,
+            "data.per_token_fraction",
+            f"must be in [0, 1], got {d.per_token_fraction}",
+        )
         need(d.min_log_snr < d.max_log_snr, "data.min_log_snr", "must be below data.max_log_snr")
         need(0.0 <= d.prefix_fraction <= 1.0, "data.prefix_fraction", f"must be in [0, 1], got {d.prefix_fraction}")
-        need(0 <= d.prefix_len < d.seq_len, "data.prefix_len",
-             f"must be in [0, seq_len={d.seq_len}), got {d.prefix_len}")
-        need(d.prefix_fraction == 0.0 or d.prefix_len >= 1, "data.prefix_len",
-             "data.prefix_fraction > 0 needs data.prefix_len >= 1")
+        need(
+            0 <= d.prefix_len < d.seq_len, "data.prefix_len", f"must be in [0, seq_len={d.seq_len}), got {d.prefix_len}"
+        )
+        need(
+            d.prefix_fraction == 0.0 or d.prefix_len >= 1,
+            "data.prefix_len",
+            "data.prefix_fraction > 0 needs data.prefix_len >= 1",
+        )
         need(o.lr > 0 and math.isfinite(o.lr), "optim.lr", f"must be a positive number, got {o.lr}")
         need(0 <= o.min_lr <= o.lr, "optim.min_lr", f"must be in [0, optim.lr={o.lr}], got {o.min_lr}")
         need(all(0.0 <= x < 1.0 for x in o.betas), "optim.betas", f"both must be in [0, 1), got {o.betas}")
@@ -362,18 +386,27 @@ class TrainConfig:
         need(self.dtype in ("float32", "bfloat16"), "dtype", f"must be 'float32' or 'bfloat16', got {self.dtype!r}")
         need(self.num_threads >= 0, "num_threads", "must be >= 0 (0 = torch's default)")
         need(self.loss_chunk_tokens >= 0, "loss_chunk_tokens", "must be >= 0 (0 = automatic)")
-        need(self.step_delay_s >= 0 and math.isfinite(self.step_delay_s), "step_delay_s",
-             f"must be a number of seconds >= 0, got {self.step_delay_s}")
+        need(
+            self.step_delay_s >= 0 and math.isfinite(self.step_delay_s),
+            "step_delay_s",
+            f"must be a number of seconds >= 0, got {self.step_delay_s}",
+        )
         need(self.eval.every >= 0, "eval.every", "must be >= 0")
         need(self.eval.batches >= 1, "eval.batches", "must be >= 1")
         need(self.eval.nelbo_samples >= 1, "eval.nelbo_samples", "must be >= 1")
-        need(self.eval.nelbo_method in ("quadrature", "stratified"), "eval.nelbo_method",
-             f"must be 'quadrature' or 'stratified', got {self.eval.nelbo_method!r}")
+        need(
+            self.eval.nelbo_method in ("quadrature", "stratified"),
+            "eval.nelbo_method",
+            f"must be 'quadrature' or 'stratified', got {self.eval.nelbo_method!r}",
+        )
         need(self.eval.batch_size is None or self.eval.batch_size >= 1, "eval.batch_size", "must be >= 1")
         need(self.checkpoint.every >= 0, "checkpoint.every", "must be >= 0")
         need(self.checkpoint.keep_last >= 0, "checkpoint.keep_last", "must be >= 0")
-        need(self.checkpoint.verify in ("sha256", "size"), "checkpoint.verify",
-             f"must be 'sha256' or 'size', got {self.checkpoint.verify!r}")
+        need(
+            self.checkpoint.verify in ("sha256", "size"),
+            "checkpoint.verify",
+            f"must be 'sha256' or 'size', got {self.checkpoint.verify!r}",
+        )
         need(self.log.every >= 1, "log.every", "must be >= 1")
         from .phases import check_phases
 
@@ -405,8 +438,9 @@ def _unknown(key: str, valid: Sequence[str], where: str) -> ConfigError:
 
 def _build(cls, data: Mapping[str, Any], *, prefix: str, where: str):
     if not isinstance(data, Mapping):
-        raise ConfigError(f"config key {prefix.rstrip('.') or 'root'!r} in {where} must be a mapping, "
-                          f"got {type(data).__name__}")
+        raise ConfigError(
+            f"config key {prefix.rstrip('.') or 'root'!r} in {where} must be a mapping, got {type(data).__name__}"
+        )
     types_ = _field_types(cls)
     kwargs = {}
     for key, value in data.items():
@@ -452,8 +486,10 @@ def _set_list_item(tp, data: dict, key: str, parts: list[str], value: Any, prefi
     items = data.get(key) or []
     full = f"{prefix}{key}.{parts[1]}"
     if not parts[1].isdigit() or int(parts[1]) >= len(items):
-        raise ConfigError(f"config key {full!r} in overrides: {prefix + key!r} has {len(items)} entries; "
-                          f"write {prefix + key}.I.KEY=value with I in 0..{len(items) - 1}")
+        raise ConfigError(
+            f"config key {full!r} in overrides: {prefix + key!r} has {len(items)} entries; "
+            f"write {prefix + key}.I.KEY=value with I in 0..{len(items) - 1}"
+        )
     item_tp = typing.get_args(tp)[0]
     if len(parts) == 2 or not dataclasses.is_dataclass(item_tp):
         raise ConfigError(f"config key {full!r} is an entry of a list; override one of its keys ({full}.KEY=value)")
@@ -466,6 +502,7 @@ def _origin(tp):
 
 def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     """Convert `value` (typed YAML or a raw command-line string) to the declared type `tp`."""
+
     def fail(expected: str):
         return ConfigError(f"config key {key!r} in {where}: expected {expected}, got {value!r}")
 
@@ -559,6 +596,16 @@ def _check_model_overrides(overrides: Mapping[str, Any]) -> None:
 
 
 __all__ = [
-    "ConfigError", "TrainConfig", "ModelSection", "DataSection", "OptimSection", "BatchSection", "EvalSection",
-    "CheckpointSection", "LogSection", "SourceSection", "PhaseSection", "LrSegment",
+    "ConfigError",
+    "TrainConfig",
+    "ModelSection",
+    "DataSection",
+    "OptimSection",
+    "BatchSection",
+    "EvalSection",
+    "CheckpointSection",
+    "LogSection",
+    "SourceSection",
+    "PhaseSection",
+    "LrSegment",
 ]

@@ -65,10 +65,16 @@ def init_distributed(device: str = "auto") -> DistContext:
         if "RANK" in os.environ and "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ:
             dist.init_process_group(backend=backend, device_id=dev if dev.type == "cuda" else None)
         else:
-            dist.init_process_group(backend=backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0,
-                                    world_size=1, device_id=dev if dev.type == "cuda" else None)
-    return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, device=dev,
-                       owns_group=owns)
+            dist.init_process_group(
+                backend=backend,
+                init_method=f"tcp://127.0.0.1:{free_port()}",
+                rank=0,
+                world_size=1,
+                device_id=dev if dev.type == "cuda" else None,
+            )
+    return DistContext(
+        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, device=dev, owns_group=owns
+    )
 
 
 def shutdown(ctx: DistContext) -> None:

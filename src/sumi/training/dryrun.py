@@ -31,8 +31,10 @@ def build_model_config(config: TrainConfig):
     if config.data.seq_len > model_config.max_position_embeddings:
         from .config import ConfigError
 
-        raise ConfigError(f"config key 'data.seq_len': {config.data.seq_len} exceeds the model's "
-                          f"max_position_embeddings={model_config.max_position_embeddings}")
+        raise ConfigError(
+            f"config key 'data.seq_len': {config.data.seq_len} exceeds the model's "
+            f"max_position_embeddings={model_config.max_position_embeddings}"
+        )
     return model_config
 
 
@@ -86,8 +88,9 @@ def memory_per_rank(config: TrainConfig, model_config, counts: dict[str, int], w
     root = counts["embedding"] + counts["lm_head"] + H
     unsharded = W > 1 or cuda_bf16  # a 1-rank fp32 run computes on the shards themselves
     out["fsdp_buffers"] = param_b * (root + 3 * counts["per_layer"]) if unsharded else 0.0
-    per_tok_layer = act_b * (H + (q + 2 * kv) + (q + kv) + (2 * q + 2 * kv) + q + H + 4 * I) + act_b * heads \
-        + 2 * (2 * H * 4)  # + fp32 RMSNorm temporaries
+    per_tok_layer = (
+        act_b * (H + (q + 2 * kv) + (q + kv) + (2 * q + 2 * kv) + q + H + 4 * I) + act_b * heads + 2 * (2 * H * 4)
+    )  # + fp32 RMSNorm temporaries
     if config.model.attn_implementation == "eager":
         per_tok_layer += 3 * heads * (S + 1) * 4
     layer_full = T * per_tok_layer
@@ -150,26 +153,36 @@ def phases_report(config: TrainConfig, world_size: int = 1, tokens_per_s: float 
     rows = rows_per_phase(plan, G, config.seed) if plan.source_names else None
     windows = _source_windows(config)
     seen = dict.fromkeys(plan.source_names, 0)
-    lines = [f"phases: {len(plan.phases)}, {plan.total_steps:,} steps = {format_count(plan.total_steps * G * S)} "
-             f"tokens; data.on_exhausted={config.data.on_exhausted}"]
+    lines = [
+        f"phases: {len(plan.phases)}, {plan.total_steps:,} steps = {format_count(plan.total_steps * G * S)} "
+        f"tokens; data.on_exhausted={config.data.on_exhausted}"
+    ]
     for p in plan.phases:
         tokens = p.steps * G * S
         when = f"; {_duration(tokens / tokens_per_s)} at {format_count(tokens_per_s)} tokens/s" if tokens_per_s else ""
-        lines.append(f"  {p.index + 1}. {p.name}: steps {p.start:,}-{p.end:,} ({p.steps:,} steps = "
-                     f"{format_count(tokens)} tokens){when}; {_lr_segment(p, config.optim)}")
+        lines.append(
+            f"  {p.index + 1}. {p.name}: steps {p.start:,}-{p.end:,} ({p.steps:,} steps = "
+            f"{format_count(tokens)} tokens){when}; {_lr_segment(p, config.optim)}"
+        )
         for i, name in enumerate(plan.source_names if rows is not None else ()):
             n = int(rows[p.index, i])
             seen[name] += n
             if n == 0:
                 continue
             size = windows[name]
-            passes = (f"{seen[name] / size:.2f} passes so far" if size else
-                      "endless" if size is None and _is_endless(config, name) else "size unknown here")
-            lines.append(f"       {name:<16} {format_count(n * S):>8} tokens ({n / (p.steps * G):6.1%})   "
-                         f"[{passes}]")
+            passes = (
+                f"{seen[name] / size:.2f} passes so far"
+                if size
+                else "endless"
+                if size is None and _is_endless(config, name)
+                else "size unknown here"
+            )
+            lines.append(f"       {name:<16} {format_count(n * S):>8} tokens ({n / (p.steps * G):6.1%})   [{passes}]")
     if tokens_per_s:
-        lines.append(f"  total time at {format_count(tokens_per_s)} tokens/s: "
-                     f"{_duration(plan.total_steps * G * S / tokens_per_s)} ({world_size} ranks)")
+        lines.append(
+            f"  total time at {format_count(tokens_per_s)} tokens/s: "
+            f"{_duration(plan.total_steps * G * S / tokens_per_s)} ({world_size} ranks)"
+        )
     return lines
 
 
@@ -187,18 +200,26 @@ def dry_run_report(config: TrainConfig, world_size: int = 1, tokens_per_s: float
     tokens_step = G * S
     lines = []
     src = config.model.path or config.model.preset
-    lines.append(f"recipe OK: model {src}, world size {world_size}, dtype {config.dtype}, "
-                 f"activation checkpointing {'on' if config.activation_checkpointing else 'off'}, "
-                 f"{'fused' if config.fused_loss else 'unfused'} loss, attention {config.model.attn_implementation}")
-    lines.append(f"parameters: {counts['total']:,} ({format_count(counts['total'])}) = "
-                 f"{format_count(counts['non_embedding'])} non-embedding + embedding {format_count(counts['embedding'])}"
-                 f" + head {format_count(counts['lm_head'])}; weight decay on {format_count(counts['weight_decayed'])} "
-                 f"(all >=2-D weights incl. embedding and head; not the RMSNorm weights)")
-    lines.append(f"batch: global {G} sequences x {S} tokens = {tokens_step:,} tokens per step; "
-                 f"micro-batch {mb} per rank x {world_size} ranks; gradient accumulation {accum} steps")
+    lines.append(
+        f"recipe OK: model {src}, world size {world_size}, dtype {config.dtype}, "
+        f"activation checkpointing {'on' if config.activation_checkpointing else 'off'}, "
+        f"{'fused' if config.fused_loss else 'unfused'} loss, attention {config.model.attn_implementation}"
+    )
+    lines.append(
+        f"parameters: {counts['total']:,} ({format_count(counts['total'])}) = "
+        f"{format_count(counts['non_embedding'])} non-embedding + embedding {format_count(counts['embedding'])}"
+        f" + head {format_count(counts['lm_head'])}; weight decay on {format_count(counts['weight_decayed'])} "
+        f"(all >=2-D weights incl. embedding and head; not the RMSNorm weights)"
+    )
+    lines.append(
+        f"batch: global {G} sequences x {S} tokens = {tokens_step:,} tokens per step; "
+        f"micro-batch {mb} per rank x {world_size} ranks; gradient accumulation {accum} steps"
+    )
     total_tokens = tokens_step * config.steps
-    lines.append(f"run: {config.steps:,} steps = {format_count(total_tokens)} tokens; "
-                 f"~{6 * counts['total'] * total_tokens:.3g} FLOPs (6 N D, attention excluded)")
+    lines.append(
+        f"run: {config.steps:,} steps = {format_count(total_tokens)} tokens; "
+        f"~{6 * counts['total'] * total_tokens:.3g} FLOPs (6 N D, attention excluded)"
+    )
     if config.phases or config.data.sources or tokens_per_s:
         lines.extend(phases_report(config, world_size, tokens_per_s))
     o = config.optim
@@ -211,22 +232,31 @@ def dry_run_report(config: TrainConfig, world_size: int = 1, tokens_per_s: float
     if config.phases:
         lr_desc += " (used by phases whose lr schedule is 'run')"
     lr_desc += f" (lr at the last step {build_plan(config).lr_at(config.steps - 1, o):.3g})"
-    lines.append(f"schedule: {lr_desc}; AdamW betas {tuple(o.betas)}, weight decay {o.weight_decay:g}, "
-                 f"clip {o.grad_clip:g}")
+    lines.append(
+        f"schedule: {lr_desc}; AdamW betas {tuple(o.betas)}, weight decay {o.weight_decay:g}, clip {o.grad_clip:g}"
+    )
     mem = memory_per_rank(config, model_config, counts, world_size)
-    lines.append(f"estimated memory per rank (world size {world_size}; lower bound, see "
-                 f"sumi.training.dryrun.memory_per_rank):")
-    for key, label in (("params", "fp32 params (sharded)"), ("grads", "fp32 grads (sharded)"),
-                       ("adamw", "AdamW moments (sharded)"), ("fsdp_buffers", "FSDP unsharded buffers"),
-                       ("activations", f"activations, {mb}x{S} tokens"), ("loss", "loss temporaries"),
-                       ("noise", "global-batch noise")):
+    lines.append(
+        f"estimated memory per rank (world size {world_size}; lower bound, see sumi.training.dryrun.memory_per_rank):"
+    )
+    for key, label in (
+        ("params", "fp32 params (sharded)"),
+        ("grads", "fp32 grads (sharded)"),
+        ("adamw", "AdamW moments (sharded)"),
+        ("fsdp_buffers", "FSDP unsharded buffers"),
+        ("activations", f"activations, {mb}x{S} tokens"),
+        ("loss", "loss temporaries"),
+        ("noise", "global-batch noise"),
+    ):
         lines.append(f"  {label:<34} {mem[key] / GIB:10.2f} GiB")
     lines.append(f"  {'total':<34} {mem['total'] / GIB:10.2f} GiB")
     alt = TrainConfig.from_dict(config.to_dict())
     alt.activation_checkpointing = not config.activation_checkpointing
     m2 = memory_per_rank(alt, model_config, counts, world_size)
-    lines.append(f"  ({'with' if alt.activation_checkpointing else 'without'} activation checkpointing: "
-                 f"activations {m2['activations'] / GIB:.2f} GiB, total {m2['total'] / GIB:.2f} GiB)")
+    lines.append(
+        f"  ({'with' if alt.activation_checkpointing else 'without'} activation checkpointing: "
+        f"activations {m2['activations'] / GIB:.2f} GiB, total {m2['total'] / GIB:.2f} GiB)"
+    )
     return "\n".join(lines)
 
 

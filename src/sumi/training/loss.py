@@ -23,17 +23,35 @@ from torch import nn
 from ..diffusion import fused_linear_gidd_loss
 
 
-def fused_head_loss(hidden: torch.Tensor, weight: torch.Tensor, z: torch.Tensor, labels: torch.Tensor,
-                    t: torch.Tensor, *, vocab_size: int, beta_is: float = 1.0, z_loss_strength: float = 1e-5,
-                    chunk_tokens: int = 0) -> torch.Tensor:
+def fused_head_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    t: torch.Tensor,
+    *,
+    vocab_size: int,
+    beta_is: float = 1.0,
+    z_loss_strength: float = 1e-5,
+    chunk_tokens: int = 0,
+) -> torch.Tensor:
     """Sum over scored tokens of `uniform_gidd_loss(hidden @ weight.T, z, labels, t)`, chunked
     (`fused_linear_gidd_loss`; chunk_tokens 0 = `default_loss_chunk_tokens`).
 
     hidden `[N, H]`, weight `[V', H]` (the lm_head), z/labels `[N]` long (-100 = unscored), t `[N]`.
     Returns a float32 scalar whose backward gives the same gradients as the unfused computation.
     """
-    total, _ = fused_linear_gidd_loss(hidden, weight, z, labels, t, vocab_size=vocab_size, beta_is=beta_is,
-                                      z_loss_strength=z_loss_strength, chunk_size=chunk_tokens or None)
+    total, _ = fused_linear_gidd_loss(
+        hidden,
+        weight,
+        z,
+        labels,
+        t,
+        vocab_size=vocab_size,
+        beta_is=beta_is,
+        z_loss_strength=z_loss_strength,
+        chunk_size=chunk_tokens or None,
+    )
     return total
 
 
@@ -58,10 +76,17 @@ class DiffusionTrainingModule(nn.Module):
         scored = labels != -100
         if not bool(scored.all()):  # unscored positions add nothing: skip the head there (SFT prompts)
             hidden, z, labels, t = hidden[scored], z[scored], labels[scored], t[scored]
-        return fused_head_loss(hidden, self.model.lm_head.weight, z, labels, t, vocab_size=cfg.vocab_size,
-                               beta_is=cfg.uniform_diffusion_beta_is,
-                               z_loss_strength=cfg.uniform_diffusion_z_loss_strength,
-                               chunk_tokens=self.chunk_tokens)
+        return fused_head_loss(
+            hidden,
+            self.model.lm_head.weight,
+            z,
+            labels,
+            t,
+            vocab_size=cfg.vocab_size,
+            beta_is=cfg.uniform_diffusion_beta_is,
+            z_loss_strength=cfg.uniform_diffusion_z_loss_strength,
+            chunk_tokens=self.chunk_tokens,
+        )
 
 
 __all__ = ["DiffusionTrainingModule", "fused_head_loss"]

@@ -20,8 +20,17 @@ class RunLogger:
     one uninterrupted run.
     """
 
-    def __init__(self, jsonl: Path, *, enabled: bool, start_step: int, tensorboard_dir: Path | None,
-                 progress: bool, total_steps: int, every: int = 1):
+    def __init__(
+        self,
+        jsonl: Path,
+        *,
+        enabled: bool,
+        start_step: int,
+        tensorboard_dir: Path | None,
+        progress: bool,
+        total_steps: int,
+        every: int = 1,
+    ):
         self.enabled = enabled
         self.every, self.total_steps = every, total_steps
         self.file = None
@@ -49,13 +58,17 @@ class RunLogger:
 
                 self.tb = SummaryWriter(log_dir=str(tensorboard_dir), purge_step=start_step + 1 if start_step else None)
             except ImportError:
-                warnings.warn("log.tensorboard=true but the `tensorboard` package is not installed: "
-                              "skipping TensorBoard logging (the JSONL log is still written)", stacklevel=2)
+                warnings.warn(
+                    "log.tensorboard=true but the `tensorboard` package is not installed: "
+                    "skipping TensorBoard logging (the JSONL log is still written)",
+                    stacklevel=2,
+                )
         if progress:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", file=sys.stderr,
-                            dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total_steps, initial=start_step, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True
+            )
 
     def should_log(self, step: int) -> bool:
         """Whether the training record of `step` is written: every `every` steps and the last one."""

@@ -97,8 +97,13 @@ def phase_schedules(plan: PhasePlan, seed: int) -> list[MixtureSchedule]:
 
 def rows_per_phase(plan: PhasePlan, global_batch_size: int, seed: int) -> np.ndarray:
     """Rows each phase draws from each source: int64 [phases, sources] (exact, without opening any data)."""
-    return np.array([sched.counts_before(p.steps * global_batch_size)
-                     for p, sched in zip(plan.phases, phase_schedules(plan, seed))], dtype=np.int64)
+    return np.array(
+        [
+            sched.counts_before(p.steps * global_batch_size)
+            for p, sched in zip(plan.phases, phase_schedules(plan, seed))
+        ],
+        dtype=np.int64,
+    )
 
 
 def _num_rows(source: Any, seq_len: int) -> int | None:
@@ -115,8 +120,16 @@ class MixtureSource:
     order; `seed` is the run's seed (the `seed` passed to `batches` must be the same).
     """
 
-    def __init__(self, sources: Sequence[Any], plan: PhasePlan, *, global_batch_size: int, seq_len: int,
-                 seed: int, on_exhausted: str = "epoch"):
+    def __init__(
+        self,
+        sources: Sequence[Any],
+        plan: PhasePlan,
+        *,
+        global_batch_size: int,
+        seq_len: int,
+        seed: int,
+        on_exhausted: str = "epoch",
+    ):
         self.names = list(plan.source_names)
         self.sources, self.plan = list(sources), plan
         self.G, self.seq_len, self.seed = int(global_batch_size), int(seq_len), int(seed)
@@ -189,16 +202,21 @@ class MixtureSource:
             return source.row(window, self.seq_len, derive_seed("mixture-rows", self.seed, name))
         return source.get_window(window, self.seq_len)
 
-    def batches(self, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1,
-                start_step: int = 0) -> Iterator[torch.Tensor]:
+    def batches(
+        self, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1, start_step: int = 0
+    ) -> Iterator[torch.Tensor]:
         """The `BatchSource` contract: data batch k holds global rows ``k*batch_size*world_size ..``, rank r
         its slice ``r*batch_size ..``."""
         if seq_len != self.seq_len or seed != self.seed:
-            raise ValueError(f"this mixture was built for seq_len={self.seq_len}, seed={self.seed}; "
-                             f"got seq_len={seq_len}, seed={seed}")
+            raise ValueError(
+                f"this mixture was built for seq_len={self.seq_len}, seed={self.seed}; "
+                f"got seq_len={seq_len}, seed={seed}"
+            )
         if not 0 <= rank < world_size or self.G % (batch_size * world_size):
-            raise ValueError(f"rank {rank} of {world_size} with {batch_size} rows each does not tile the global "
-                             f"batch of {self.G} rows")
+            raise ValueError(
+                f"rank {rank} of {world_size} with {batch_size} rows each does not tile the global "
+                f"batch of {self.G} rows"
+            )
         per = batch_size * world_size
         return (self.rows(k * per + rank * batch_size, batch_size) for k in itertools.count(int(start_step)))
 
@@ -213,14 +231,24 @@ def open_mixture(config: TrainConfig, plan: PhasePlan, vocab_size: int) -> Mixtu
         except (FileNotFoundError, ValueError) as e:
             raise ConfigError(f"config key 'data.sources.{i}' (source {section.name!r}): {e}") from None
         if _num_rows(source, config.data.seq_len) == 0:
-            raise ConfigError(f"config key 'data.sources.{i}' (source {section.name!r}): the source is empty: "
-                              f"{len(source):,} tokens, not one window of seq_len={config.data.seq_len}")
+            raise ConfigError(
+                f"config key 'data.sources.{i}' (source {section.name!r}): the source is empty: "
+                f"{len(source):,} tokens, not one window of seq_len={config.data.seq_len}"
+            )
         opened.append(source)
-    mix = MixtureSource(opened, plan, global_batch_size=config.batch.global_batch_size, seq_len=config.data.seq_len,
-                        seed=config.seed, on_exhausted=config.data.on_exhausted)
+    mix = MixtureSource(
+        opened,
+        plan,
+        global_batch_size=config.batch.global_batch_size,
+        seq_len=config.data.seq_len,
+        seed=config.seed,
+        on_exhausted=config.data.on_exhausted,
+    )
     if mix.stop_step() == 0:
-        raise ConfigError("data.on_exhausted=stop: a source is too small for even one step; "
-                          f"windows per source: {dict(zip(mix.names, mix.sizes))}")
+        raise ConfigError(
+            "data.on_exhausted=stop: a source is too small for even one step; "
+            f"windows per source: {dict(zip(mix.names, mix.sizes))}"
+        )
     return mix
 
 

@@ -53,8 +53,16 @@ class StepNoise:
         return z, labels, t
 
 
-def draw_step_noise(step: int, global_rows: int, seq_len: int, vocab_size: int, data, seed: int,
-                    device: torch.device | str = "cpu", tag: str = "train") -> StepNoise:
+def draw_step_noise(
+    step: int,
+    global_rows: int,
+    seq_len: int,
+    vocab_size: int,
+    data,
+    seed: int,
+    device: torch.device | str = "cpu",
+    tag: str = "train",
+) -> StepNoise:
     """The noise of optimizer step `step` for all `global_rows` rows (see the module docstring).
 
     `corrupt` is applied to a sentinel batch of -1s: where it returns a value >= 0 the token is
@@ -63,8 +71,15 @@ def draw_step_noise(step: int, global_rows: int, seq_len: int, vocab_size: int, 
     """
     device = torch.device(device)
     g = torch.Generator(device=device).manual_seed(derive_seed(tag, "noise", seed, step))
-    t = sample_t(global_rows, seq_len, per_token_fraction=data.per_token_fraction, min_log_snr=data.min_log_snr,
-                 max_log_snr=data.max_log_snr, generator=g, device=device)
+    t = sample_t(
+        global_rows,
+        seq_len,
+        per_token_fraction=data.per_token_fraction,
+        min_log_snr=data.min_log_snr,
+        max_log_snr=data.max_log_snr,
+        generator=g,
+        device=device,
+    )
     sentinel = torch.full((global_rows, seq_len), -1, dtype=torch.long, device=device)
     replaced = corrupt(sentinel, t, vocab_size, generator=g)
     prefix_len = torch.zeros(global_rows, dtype=torch.long, device=device)

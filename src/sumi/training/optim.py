@@ -60,8 +60,14 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(model: nn.Module, optim: OptimSection) -> torch.optim.AdamW:
     """AdamW (decoupled weight decay) over `param_groups`; `lr` is set each step from `lr_at`.
     `foreach=True`: PyTorch would otherwise fall back to the per-tensor loop for FSDP's DTensors."""
-    return torch.optim.AdamW(param_groups(model, optim.weight_decay), lr=optim.lr, betas=tuple(optim.betas),
-                             eps=optim.eps, weight_decay=optim.weight_decay, foreach=True)
+    return torch.optim.AdamW(
+        param_groups(model, optim.weight_decay),
+        lr=optim.lr,
+        betas=tuple(optim.betas),
+        eps=optim.eps,
+        weight_decay=optim.weight_decay,
+        foreach=True,
+    )
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

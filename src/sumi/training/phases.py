@@ -86,8 +86,9 @@ def phase_mixture(config: TrainConfig, mixture: dict[str, float]) -> dict[str, f
 def check_mixture(mixture: dict[str, float], names: list[str], key: str) -> None:
     """ConfigError unless `mixture` maps known source names to weights >= 0 that sum to 1."""
     if not mixture:
-        raise ConfigError(f"config key {key!r}: no mixture; give source weights (by tokens) over data.sources "
-                          f"{names}, summing to 1")
+        raise ConfigError(
+            f"config key {key!r}: no mixture; give source weights (by tokens) over data.sources {names}, summing to 1"
+        )
     for name, w in mixture.items():
         if name not in names:
             raise ConfigError(f"config key '{key}.{name}': unknown source {name!r}; data.sources are {names}")
@@ -95,8 +96,10 @@ def check_mixture(mixture: dict[str, float], names: list[str], key: str) -> None
             raise ConfigError(f"config key '{key}.{name}': a weight must be a number >= 0, got {w!r}")
     total = sum(float(w) for w in mixture.values())
     if abs(total - 1.0) > WEIGHT_TOLERANCE:
-        raise ConfigError(f"config key {key!r}: the weights sum to {total:.6g}, not 1 "
-                          f"({', '.join(f'{k} {v:g}' for k, v in mixture.items())})")
+        raise ConfigError(
+            f"config key {key!r}: the weights sum to {total:.6g}, not 1 "
+            f"({', '.join(f'{k} {v:g}' for k, v in mixture.items())})"
+        )
 
 
 def check_phases(config: TrainConfig) -> None:
@@ -107,8 +110,9 @@ def check_phases(config: TrainConfig) -> None:
     for i, s in enumerate(d.sources):
         key = f"data.sources.{i}"
         if not s.name or not s.name.replace("-", "_").replace(".", "_").isidentifier():
-            raise ConfigError(f"config key '{key}.name': a source needs a name of letters, digits, '_', '-', '.', "
-                              f"got {s.name!r}")
+            raise ConfigError(
+                f"config key '{key}.name': a source needs a name of letters, digits, '_', '-', '.', got {s.name!r}"
+            )
         if names.count(s.name) > 1:
             raise ConfigError(f"config key '{key}.name': the source name {s.name!r} is used twice")
         if s.kind not in ("packed", "synthetic"):
@@ -116,8 +120,9 @@ def check_phases(config: TrainConfig) -> None:
         if s.kind == "packed" and not s.path:
             raise ConfigError(f"config key '{key}.path': source {s.name!r} (kind packed) needs a prepared dataset")
         if s.synthetic_kind not in ("pattern", "random"):
-            raise ConfigError(f"config key '{key}.synthetic_kind': must be 'pattern' or 'random', "
-                              f"got {s.synthetic_kind!r}")
+            raise ConfigError(
+                f"config key '{key}.synthetic_kind': must be 'pattern' or 'random', got {s.synthetic_kind!r}"
+            )
         if s.synthetic_sequences < 0:
             raise ConfigError(f"config key '{key}.synthetic_sequences': must be >= 0")
     if d.on_exhausted not in ("epoch", "stop"):
@@ -125,12 +130,14 @@ def check_phases(config: TrainConfig) -> None:
     if d.sources and d.path:
         raise ConfigError("config key 'data.path': a recipe with data.sources names its data there; remove data.path")
     if not d.sources:
-        mixtures = [("data.mixture", d.mixture)] + [(f"phases.{i}.mixture", p.mixture)
-                                                     for i, p in enumerate(config.phases)]
+        mixtures = [("data.mixture", d.mixture)] + [
+            (f"phases.{i}.mixture", p.mixture) for i, p in enumerate(config.phases)
+        ]
         for key, mixture in mixtures:
             if mixture:
-                raise ConfigError(f"config key {key!r}: a mixture needs named data.sources (this recipe reads one "
-                                  f"dataset, data.path)")
+                raise ConfigError(
+                    f"config key {key!r}: a mixture needs named data.sources (this recipe reads one dataset, data.path)"
+                )
     elif not config.phases:
         check_mixture(phase_mixture(config, {}), names, "data.mixture")
     for i, p in enumerate(config.phases):
@@ -154,8 +161,10 @@ def _check_segment(seg: LrSegment, key: str) -> None:
     if seg.warmup_steps < 0:
         raise ConfigError(f"config key '{key}.warmup_steps': must be >= 0")
     if seg.schedule == "run" and (seg.start is not None or seg.end is not None or seg.warmup_steps):
-        raise ConfigError(f"config key '{key}': schedule 'run' follows the optim section; start, end and "
-                          "warmup_steps need schedule constant, linear or cosine")
+        raise ConfigError(
+            f"config key '{key}': schedule 'run' follows the optim section; start, end and "
+            "warmup_steps need schedule constant, linear or cosine"
+        )
 
 
 def build_plan(config: TrainConfig) -> PhasePlan:

@@ -51,7 +51,8 @@ def run_folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
         except BlockingIOError:
             raise RunFolderInUse(
                 f"{folder} is in use by another training run ({_holder(fd)}); wait for it to end, stop it, or "
-                "set out_dir (and checkpoint.dir) to another folder") from None
+                "set out_dir (and checkpoint.dir) to another folder"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
         try:

@@ -58,8 +58,9 @@ def _check_messages(messages: Any, where: str) -> list[dict[str, str]]:
         raise ValueError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-            raise ValueError(f"{where}: messages[{i}] must be {{\"role\": one of {ROLES}, \"content\": a string}}, "
-                             f"got {str(m)[:80]}")
+            raise ValueError(
+                f'{where}: messages[{i}] must be {{"role": one of {ROLES}, "content": a string}}, got {str(m)[:80]}'
+            )
     if messages[-1]["role"] != "assistant":
         raise ValueError(f"{where}: the last message must be the assistant's (the answer to learn)")
     return [{"role": m["role"], "content": m["content"]} for m in messages]
@@ -99,8 +100,9 @@ def _suite_conversations(spec: str) -> list[list[dict[str, str]]]:
     return [inst.messages() for inst in generate_suite(split, per_task, seed=seed)]
 
 
-def read_conversations(spec: str, *, split: str = "train", config_name: str | None = None
-                       ) -> list[list[dict[str, str]]]:
+def read_conversations(
+    spec: str, *, split: str = "train", config_name: str | None = None
+) -> list[list[dict[str, str]]]:
     """Conversations from a JSONL file (``{"messages": [...]}`` per line, optionally .gz), a
     `datasets` dataset (name or folder; `config_name`, `split`) with a ``messages`` column, or
     ``suite:SPLIT:PER_TASK[:SEED]`` (the synthetic suite of `sumi.sft_tasks`)."""
@@ -149,9 +151,18 @@ def _segments(mask: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def build_canvas(ids: list[int], mask: list[int], *, seq_len: int, eos_id: int, bos_id: int, pad_id: int | None,
-                 padding: str = "eos", supervise: str = "last", answer_tokens: int = 0
-                 ) -> tuple[torch.Tensor, torch.Tensor] | None:
+def build_canvas(
+    ids: list[int],
+    mask: list[int],
+    *,
+    seq_len: int,
+    eos_id: int,
+    bos_id: int,
+    pad_id: int | None,
+    padding: str = "eos",
+    supervise: str = "last",
+    answer_tokens: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """One conversation's canvas (see the module docstring): (tokens `[S]` long, roles `[S]` int8),
     or None when it does not fit in `seq_len`. `ids` / `mask`: `render_conversation`'s output,
     ending with the last assistant turn."""
@@ -173,10 +184,10 @@ def build_canvas(ids: list[int], mask: list[int], *, seq_len: int, eos_id: int, 
     if supervise == "all":
         for s, e in segments[:-1]:
             roles[s:e] = TARGET
-    tokens[P:P + n] = torch.tensor(answer)
-    roles[P:P + n] = TARGET
+    tokens[P : P + n] = torch.tensor(answer)
+    roles[P : P + n] = TARGET
     tokens[P + A], tokens[P + A + 1] = eos_id, bos_id
-    roles[P + A:P + A + 2] = CONTEXT
+    roles[P + A : P + A + 2] = CONTEXT
     return tokens, roles
 
 
@@ -188,20 +199,34 @@ def build_canvases(conversations: list[list[dict[str, str]]], tokenizer, *, seq_
     tokens, roles, dropped = [], [], 0
     for conv in conversations[: sft.max_examples or None]:
         ids, mask = render_conversation(tokenizer, conv)
-        canvas = build_canvas(ids, mask, seq_len=seq_len, eos_id=tokenizer.eos_token_id,
-                              bos_id=tokenizer.bos_token_id, pad_id=pad_id, padding=sft.padding,
-                              supervise=sft.supervise, answer_tokens=sft.answer_tokens)
+        canvas = build_canvas(
+            ids,
+            mask,
+            seq_len=seq_len,
+            eos_id=tokenizer.eos_token_id,
+            bos_id=tokenizer.bos_token_id,
+            pad_id=pad_id,
+            padding=sft.padding,
+            supervise=sft.supervise,
+            answer_tokens=sft.answer_tokens,
+        )
         if canvas is None:
             dropped += 1
             continue
         tokens.append(canvas[0])
         roles.append(canvas[1])
     if not tokens:
-        raise ValueError(f"no conversation fits a canvas of data.seq_len={seq_len} tokens "
-                         f"(sft.answer_tokens={sft.answer_tokens}); raise data.seq_len")
+        raise ValueError(
+            f"no conversation fits a canvas of data.seq_len={seq_len} tokens "
+            f"(sft.answer_tokens={sft.answer_tokens}); raise data.seq_len"
+        )
     if dropped:
-        logger.warning("SFT: %d of %d conversations do not fit data.seq_len=%d and are skipped",
-                       dropped, dropped + len(tokens), seq_len)
+        logger.warning(
+            "SFT: %d of %d conversations do not fit data.seq_len=%d and are skipped",
+            dropped,
+            dropped + len(tokens),
+            seq_len,
+        )
     return SFTExamples(torch.stack(tokens), torch.stack(roles))
 
 
@@ -214,8 +239,9 @@ class SFTBatch:
     roles: torch.Tensor
 
     def to(self, device, non_blocking: bool = False) -> SFTBatch:
-        return SFTBatch(self.tokens.to(device, non_blocking=non_blocking),
-                        self.roles.to(device, non_blocking=non_blocking))
+        return SFTBatch(
+            self.tokens.to(device, non_blocking=non_blocking), self.roles.to(device, non_blocking=non_blocking)
+        )
 
     @property
     def shape(self) -> torch.Size:
@@ -263,20 +289,27 @@ class SFTSource:
             return pos
         key = (seed, epoch)
         if key not in self._perms:
-            self._perms = {key: torch.randperm(N, generator=torch.Generator().manual_seed(
-                derive_seed("sft-order", seed, epoch) % (2**63)))}
+            self._perms = {
+                key: torch.randperm(
+                    N, generator=torch.Generator().manual_seed(derive_seed("sft-order", seed, epoch) % (2**63))
+                )
+            }
         return int(self._perms[key][pos])
 
-    def get_batch(self, k: int, seq_len: int, batch_size: int, *, seed: int, rank: int = 0,
-                  world_size: int = 1) -> SFTBatch:
+    def get_batch(
+        self, k: int, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1
+    ) -> SFTBatch:
         if seq_len != self.examples.tokens.shape[1]:
-            raise ValueError(f"SFT canvases have {self.examples.tokens.shape[1]} tokens, the trainer asks for {seq_len}")
+            raise ValueError(
+                f"SFT canvases have {self.examples.tokens.shape[1]} tokens, the trainer asks for {seq_len}"
+            )
         first = k * batch_size * world_size + rank * batch_size
         idx = torch.tensor([self._index(first + i, seed) for i in range(batch_size)])
         return SFTBatch(self.examples.tokens[idx], self.examples.roles[idx])
 
-    def batches(self, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1,
-                start_step: int = 0) -> Iterator[SFTBatch]:
+    def batches(
+        self, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1, start_step: int = 0
+    ) -> Iterator[SFTBatch]:
         k = int(start_step)
         while True:
             yield self.get_batch(k, seq_len, batch_size, seed=seed, rank=rank, world_size=world_size)
@@ -287,8 +320,14 @@ def sft_sources(config, val_source=None) -> tuple[SFTSource, Any]:
     """The train source and (unless given) the validation source of a ``task: sft`` run."""
     s = config.sft
     tok = load_sft_tokenizer(config)
-    train = SFTSource(build_canvases(read_conversations(s.data, split=s.data_split, config_name=s.data_config),
-                                     tok, seq_len=config.data.seq_len, sft=s))
+    train = SFTSource(
+        build_canvases(
+            read_conversations(s.data, split=s.data_split, config_name=s.data_config),
+            tok,
+            seq_len=config.data.seq_len,
+            sft=s,
+        )
+    )
     if val_source is None and s.val_data:
         convs = read_conversations(s.val_data, split=s.val_split, config_name=s.data_config)
         val_source = SFTSource(build_canvases(convs, tok, seq_len=config.data.seq_len, sft=s), shuffle=False)
@@ -319,9 +358,13 @@ def evaluate_sft(module, source: SFTSource, config, ctx) -> dict[str, float]:
     V, S = cfg.vocab_size, config.data.seq_len
     gb = config.eval_batch_size(ctx.world_size)
     b = gb // ctx.world_size
-    ts, ws = nelbo_t_grid(config.eval.nelbo_samples, method=config.eval.nelbo_method,
-                          min_log_snr=config.data.min_log_snr, max_log_snr=config.data.max_log_snr,
-                          generator=torch.Generator().manual_seed(derive_seed("eval-grid", config.seed)))
+    ts, ws = nelbo_t_grid(
+        config.eval.nelbo_samples,
+        method=config.eval.nelbo_method,
+        min_log_snr=config.data.min_log_snr,
+        max_log_snr=config.data.max_log_snr,
+        generator=torch.Generator().manual_seed(derive_seed("eval-grid", config.seed)),
+    )
     was_training = module.training
     module.eval()
     total = torch.zeros((), dtype=torch.float64, device=ctx.device)
@@ -336,8 +379,7 @@ def evaluate_sft(module, source: SFTSource, config, ctx) -> dict[str, float]:
             return batch.noised(rep, torch.full((b, S), t))[0]
 
         labels = torch.where(batch.roles == TARGET, batch.tokens, torch.full_like(batch.tokens, -100))
-        total += nelbo_on_grid(module, labels, ts, ws, noise, vocab_size=V,
-                               beta_is=cfg.uniform_diffusion_beta_is).sum()
+        total += nelbo_on_grid(module, labels, ts, ws, noise, vocab_size=V, beta_is=cfg.uniform_diffusion_beta_is).sum()
         count += batch.num_scored()
     stats = torch.tensor([total.item(), float(count)], dtype=torch.float64, device=ctx.device)
     if dist.is_initialized():
@@ -381,8 +423,13 @@ def merge_lora(model) -> None:
 
 
 # ----------------------------------------------------------------------------- export
-def export_sft(ckpt_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dtype: str | None = None,
-               generation: dict[str, Any] | None = None) -> Path:
+def export_sft(
+    ckpt_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    dtype: str | None = None,
+    generation: dict[str, Any] | None = None,
+) -> Path:
     """An SFT checkpoint as a model folder: weights (LoRA merged), config, the tokenizer with its
     chat template, and a generation config holding `generation` (generate() keyword -> value).
     Atomic (written aside and renamed into place)."""
@@ -429,6 +476,21 @@ def export_sft(ckpt_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dtype
     return Path(out_dir)
 
 
-__all__ = ["CONTEXT", "TARGET", "NOISE_ONLY", "read_conversations", "load_sft_tokenizer", "build_canvas",
-           "build_canvases", "SFTBatch", "SFTExamples", "SFTSource", "sft_sources", "global_scored_tokens",
-           "evaluate_sft", "apply_lora", "merge_lora", "export_sft"]
+__all__ = [
+    "CONTEXT",
+    "TARGET",
+    "NOISE_ONLY",
+    "read_conversations",
+    "load_sft_tokenizer",
+    "build_canvas",
+    "build_canvases",
+    "SFTBatch",
+    "SFTExamples",
+    "SFTSource",
+    "sft_sources",
+    "global_scored_tokens",
+    "evaluate_sft",
+    "apply_lora",
+    "merge_lora",
+    "export_sft",
+]

@@ -20,9 +20,13 @@ Data (sft.data): a JSONL file with a "messages" list per line, a `datasets` name
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("sft", help="fine-tune on chat conversations (prompt clean, answer noised and scored)",
-                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-                              description=__doc__.split("\n\n")[0].replace("`", ""))
+    p = subparsers.add_parser(
+        "sft",
+        help="fine-tune on chat conversations (prompt clean, answer noised and scored)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        description=__doc__.split("\n\n")[0].replace("`", ""),
+    )
     p.add_argument("recipe", help="YAML recipe (task: sft is implied)")
     p.add_argument("overrides", nargs="*", help="config overrides, key.sub=value")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete, verified checkpoint")

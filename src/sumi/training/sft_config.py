@@ -62,8 +62,11 @@ def validate_sft(config, need) -> None:
     need(not unknown, "sft.generation", f"unknown generate() options {unknown}")
     need(s.lora_r == 0 or bool(s.lora_targets.strip()), "sft.lora_targets", "name at least one module")
     need(d.prefix_fraction == 0.0, "data.prefix_fraction", "must be 0 with task: sft (the prompt is the clean prefix)")
-    need(config.model.path is not None or s.tokenizer is not None, "sft.tokenizer",
-         "task: sft from a preset needs sft.tokenizer (or model.path, a folder with a tokenizer)")
+    need(
+        config.model.path is not None or s.tokenizer is not None,
+        "sft.tokenizer",
+        "task: sft from a preset needs sft.tokenizer (or model.path, a folder with a tokenizer)",
+    )
 
 
 __all__ = ["SFTSection", "SUPERVISE", "PADDING", "validate_sft"]

@@ -17,7 +17,8 @@ tiny CPU recipe.
 from __future__ import annotations
 
 import itertools
-from typing import Iterator, Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -26,8 +27,9 @@ from ..seeding import derive_seed
 
 @runtime_checkable
 class BatchSource(Protocol):
-    def batches(self, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1,
-                start_step: int = 0) -> Iterator[torch.Tensor]: ...
+    def batches(
+        self, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1, start_step: int = 0
+    ) -> Iterator[torch.Tensor]: ...
 
 
 class SyntheticSource:
@@ -43,8 +45,15 @@ class SyntheticSource:
     when it equals the global batch size: for overfitting tests).
     """
 
-    def __init__(self, vocab_size: int, *, kind: str = "pattern", num_sequences: int = 0, split: str = "train",
-                 grammar_seed: int = 0):
+    def __init__(
+        self,
+        vocab_size: int,
+        *,
+        kind: str = "pattern",
+        num_sequences: int = 0,
+        split: str = "train",
+        grammar_seed: int = 0,
+    ):
         if kind not in ("pattern", "random"):
             raise ValueError(f"unknown synthetic kind {kind!r}; choose 'pattern' or 'random'")
         self.vocab_size = int(vocab_size)
@@ -74,41 +83,58 @@ class SyntheticSource:
             self._succ = torch.randperm(self.vocab_size, generator=g).tolist()
         return self._succ
 
-    def get_batch(self, step: int, seq_len: int, batch_size: int, *, seed: int, rank: int = 0,
-                  world_size: int = 1) -> torch.Tensor:
+    def get_batch(
+        self, step: int, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1
+    ) -> torch.Tensor:
         first = step * batch_size * world_size + rank * batch_size
         return torch.stack([self.row(first + i, seq_len, seed) for i in range(batch_size)])
 
-    def batches(self, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1,
-                start_step: int = 0) -> Iterator[torch.Tensor]:
+    def batches(
+        self, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1, start_step: int = 0
+    ) -> Iterator[torch.Tensor]:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
-        return (self.get_batch(k, seq_len, batch_size, seed=seed, rank=rank, world_size=world_size)
-                for k in itertools.count(int(start_step)))
+        return (
+            self.get_batch(k, seq_len, batch_size, seed=seed, rank=rank, world_size=world_size)
+            for k in itertools.count(int(start_step))
+        )
 
 
 def make_source(data, split: str, vocab_size: int) -> BatchSource:
     """The source a `DataSection` describes (one dataset), for split "train" or "validation"."""
     from .config import SourceSection
 
-    section = SourceSection(name="data", kind=data.source, path=data.path, train_split=data.train_split,
-                            val_split=data.val_split, synthetic_kind=data.synthetic_kind,
-                            synthetic_sequences=data.synthetic_sequences)
+    section = SourceSection(
+        name="data",
+        kind=data.source,
+        path=data.path,
+        train_split=data.train_split,
+        val_split=data.val_split,
+        synthetic_kind=data.synthetic_kind,
+        synthetic_sequences=data.synthetic_sequences,
+    )
     return open_source(section, split, vocab_size)
 
 
 def open_source(section, split: str, vocab_size: int) -> BatchSource:
     """The split ("train" or "validation") of one `SourceSection`: a `PackedDataset` or a `SyntheticSource`."""
     if section.kind == "synthetic":
-        return SyntheticSource(vocab_size, kind=section.synthetic_kind, num_sequences=section.synthetic_sequences,
-                               split=split, grammar_seed=section.grammar_seed)
+        return SyntheticSource(
+            vocab_size,
+            kind=section.synthetic_kind,
+            num_sequences=section.synthetic_sequences,
+            split=split,
+            grammar_seed=section.grammar_seed,
+        )
     from ..data import PackedDataset
 
     name = section.train_split if split == "train" else section.val_split
     ds = PackedDataset(section.path, split=name)
     if ds.vocab_size > vocab_size:
-        raise ValueError(f"dataset {section.path!r} was tokenized with vocab_size={ds.vocab_size}, larger than the "
-                         f"model's vocab_size={vocab_size}")
+        raise ValueError(
+            f"dataset {section.path!r} was tokenized with vocab_size={ds.vocab_size}, larger than the "
+            f"model's vocab_size={vocab_size}"
+        )
     return ds
 
 

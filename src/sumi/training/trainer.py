@@ -27,9 +27,10 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -103,8 +104,9 @@ def build_training_module(config: TrainConfig, model_config, ctx: DistContext) -
     if config.dtype == "bfloat16" and ctx.device.type == "cuda":
         layer_mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
         # keep t (a float input of the root) in fp32: the loss weights depend on it
-        root_mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32,
-                                       cast_forward_inputs=False)
+        root_mp = MixedPrecisionPolicy(
+            param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=False
+        )
     for layer in model.model.layers:
         fully_shard(layer, mesh=mesh, mp_policy=layer_mp)
     fully_shard(module, mesh=mesh, mp_policy=root_mp)
@@ -113,7 +115,9 @@ def build_training_module(config: TrainConfig, model_config, ctx: DistContext) -
         _load_full_weights_from_rank0(model, config.model.path, ctx)
     elif config.model.init == "meta":
         module.to_empty(device=ctx.device)
-        torch.manual_seed(derive_seed("init", config.seed, "meta", ctx.rank if ctx.device.type == "cpu" else 0) % (2**62))
+        torch.manual_seed(
+            derive_seed("init", config.seed, "meta", ctx.rank if ctx.device.type == "cpu" else 0) % (2**62)
+        )
         std = model_config.initializer_range
         with torch.no_grad():
             for p in module.parameters():
@@ -165,9 +169,18 @@ def _total_norm(params, max_norm: float) -> torch.Tensor:
     return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
 
-def train_step(module: DiffusionTrainingModule, optimizer: torch.optim.Optimizer, params: list, data, step: int,
-               lr: float, config: TrainConfig, ctx: DistContext, accum: int, vocab_size: int
-               ) -> tuple[float, int, torch.Tensor]:
+def train_step(
+    module: DiffusionTrainingModule,
+    optimizer: torch.optim.Optimizer,
+    params: list,
+    data,
+    step: int,
+    lr: float,
+    config: TrainConfig,
+    ctx: DistContext,
+    accum: int,
+    vocab_size: int,
+) -> tuple[float, int, torch.Tensor]:
     """One optimizer step (see the module docstring): returns (mean loss over the global batch's
     scored tokens, their number, the global gradient norm before clipping)."""
     G, mb, W, S = config.batch.global_batch_size, config.batch.micro_batch_size, ctx.world_size, config.data.seq_len
@@ -194,8 +207,9 @@ def train_step(module: DiffusionTrainingModule, optimizer: torch.optim.Optimizer
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def evaluate(module: DiffusionTrainingModule, source: BatchSource, config: TrainConfig, ctx: DistContext
-             ) -> dict[str, float]:
+def evaluate(
+    module: DiffusionTrainingModule, source: BatchSource, config: TrainConfig, ctx: DistContext
+) -> dict[str, float]:
     """Validation NELBO (nats/token) over `eval.batches` fixed batches.
 
     The estimator of `sumi.diffusion.estimate_nelbo` (per token ``sum_k w_k loss(t_k) / (t_k (1-t_k))``,
@@ -210,15 +224,25 @@ def evaluate(module: DiffusionTrainingModule, source: BatchSource, config: Train
     S = config.data.seq_len
     gb = config.eval_batch_size(ctx.world_size)
     b = gb // ctx.world_size
-    ts, ws = nelbo_t_grid(config.eval.nelbo_samples, method=config.eval.nelbo_method,
-                          min_log_snr=config.data.min_log_snr, max_log_snr=config.data.max_log_snr,
-                          generator=torch.Generator().manual_seed(derive_seed("eval-grid", config.seed)))
+    ts, ws = nelbo_t_grid(
+        config.eval.nelbo_samples,
+        method=config.eval.nelbo_method,
+        min_log_snr=config.data.min_log_snr,
+        max_log_snr=config.data.max_log_snr,
+        generator=torch.Generator().manual_seed(derive_seed("eval-grid", config.seed)),
+    )
     was_training = module.training
     module.eval()
     total = torch.zeros((), dtype=torch.float64, device=ctx.device)
     count = 0
-    it = source.batches(S, b, seed=derive_seed("eval-data", config.seed) % (2**31), rank=ctx.rank,
-                        world_size=ctx.world_size, start_step=0)
+    it = source.batches(
+        S,
+        b,
+        seed=derive_seed("eval-data", config.seed) % (2**31),
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        start_step=0,
+    )
     rows = slice(ctx.rank * b, (ctx.rank + 1) * b)
     with _autocast(config, ctx.device):
         for i in range(config.eval.batches):
@@ -233,15 +257,16 @@ def evaluate(module: DiffusionTrainingModule, source: BatchSource, config: Train
     return {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 700.0)), "val_tokens": int(stats[1])}
 
 
-def _eval_noise(x: torch.Tensor, batch: int, *, seed: int, global_shape: tuple[int, int], rows: slice,
-                vocab_size: int):
+def _eval_noise(x: torch.Tensor, batch: int, *, seed: int, global_shape: tuple[int, int], rows: slice, vocab_size: int):
     """`(k, t) -> z` for eval batch `batch` (x `[b, S]`, this rank's `rows` of the global eval batch):
     the corruption is drawn for the whole global batch from (seed, batch, k) and this rank's rows
     taken, so any world size scores the same canvases."""
+
     def noise(k: int, t: float) -> torch.Tensor:
         g = torch.Generator(device=x.device).manual_seed(derive_seed("eval-noise", seed, batch, k))
         rep = corrupt(torch.full(global_shape, -1, dtype=torch.long, device=x.device), t, vocab_size, generator=g)[rows]
         return torch.where(rep >= 0, rep, x)
+
     return noise
 
 
@@ -251,14 +276,27 @@ class Validator:
     without data. With named sources (a mixture), each source's validation split is scored on its
     own (``val_nelbo/NAME``) and ``val_nelbo`` is their mean."""
 
-    def __init__(self, module: DiffusionTrainingModule, sources: dict[str, BatchSource], config: TrainConfig,
-                 ctx: DistContext, end_step: int | None = None):
+    def __init__(
+        self,
+        module: DiffusionTrainingModule,
+        sources: dict[str, BatchSource],
+        config: TrainConfig,
+        ctx: DistContext,
+        end_step: int | None = None,
+    ):
         self.module, self.sources, self.config, self.ctx = module, sources, config, ctx
         self.end_step = config.steps if end_step is None else end_step
 
     @classmethod
-    def for_run(cls, module: DiffusionTrainingModule, config: TrainConfig, ctx: DistContext,
-                source: BatchSource | None, vocab_size: int, end_step: int | None = None) -> "Validator":
+    def for_run(
+        cls,
+        module: DiffusionTrainingModule,
+        config: TrainConfig,
+        ctx: DistContext,
+        source: BatchSource | None,
+        vocab_size: int,
+        end_step: int | None = None,
+    ) -> Validator:
         """On `source`, else on the config's validation split(s) (skipped, with a warning, when missing)."""
         sources: dict[str, BatchSource] = {}
         if source is not None:
@@ -267,8 +305,11 @@ class Validator:
             named = [(s.name, s) for s in config.data.sources] or [("", None)]
             for name, section in named:
                 try:
-                    sources[name] = (open_source(section, "validation", vocab_size) if section is not None
-                                     else make_source(config.data, "validation", vocab_size))
+                    sources[name] = (
+                        open_source(section, "validation", vocab_size)
+                        if section is not None
+                        else make_source(config.data, "validation", vocab_size)
+                    )
                 except (ValueError, FileNotFoundError) as e:
                     if ctx.is_main:
                         what = f"source {name!r}" if name else "the run"
@@ -289,30 +330,57 @@ class Validator:
         else:
             by_source = {name: evaluate(self.module, src, self.config, self.ctx) for name, src in self.sources.items()}
             nelbo = sum(r["val_nelbo"] for r in by_source.values()) / len(by_source)
-            stats = {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 700.0)),
-                     "val_tokens": sum(r["val_tokens"] for r in by_source.values()),
-                     **{f"val_nelbo/{name}": r["val_nelbo"] for name, r in by_source.items()}}
+            stats = {
+                "val_nelbo": nelbo,
+                "val_ppl_bound": math.exp(min(nelbo, 700.0)),
+                "val_tokens": sum(r["val_tokens"] for r in by_source.values()),
+                **{f"val_nelbo/{name}": r["val_nelbo"] for name, r in by_source.items()},
+            }
         return {"kind": "eval", "step": step, **stats, "eval_time_s": round(time.perf_counter() - t0, 4)}
 
 
-def trainer_state(config: TrainConfig, model_config, world_size: int, accum: int, step: int,
-                  plan: PhasePlan | None = None, mixture: MixtureSource | None = None) -> dict[str, Any]:
+def trainer_state(
+    config: TrainConfig,
+    model_config,
+    world_size: int,
+    accum: int,
+    step: int,
+    plan: PhasePlan | None = None,
+    mixture: MixtureSource | None = None,
+) -> dict[str, Any]:
     """What a checkpoint records beside the weights: the step, the configs and the data position
     (with phases, the phase; with a mixture, the tokens and passes of each source so far)."""
     G, mb, S = config.batch.global_batch_size, config.batch.micro_batch_size, config.data.seq_len
     state = {
-        "format": "sumi-train-state", "step": step, "world_size": world_size, "grad_accum_steps": accum,
-        "config": config.to_dict(), "model_config": model_config.to_dict(),
-        "data": {"source": config.data.source, "path": config.data.path, "seq_len": S,
-                 "global_batch_size": G, "micro_batch_size": mb, "seed": config.seed,
-                 "next_batch_index": step * accum, "batch_rows": mb * world_size,
-                 "rows_consumed": step * G, "tokens_consumed": step * G * S},
-        "torch_version": torch.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "format": "sumi-train-state",
+        "step": step,
+        "world_size": world_size,
+        "grad_accum_steps": accum,
+        "config": config.to_dict(),
+        "model_config": model_config.to_dict(),
+        "data": {
+            "source": config.data.source,
+            "path": config.data.path,
+            "seq_len": S,
+            "global_batch_size": G,
+            "micro_batch_size": mb,
+            "seed": config.seed,
+            "next_batch_index": step * accum,
+            "batch_rows": mb * world_size,
+            "rows_consumed": step * G,
+            "tokens_consumed": step * G * S,
+        },
+        "torch_version": torch.__version__,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if plan is not None and config.phases:
         phase = plan.at(step)
-        state["data"]["phase"] = {"name": phase.name, "index": phase.index, "step_in_phase": step - phase.start,
-                                  "steps": phase.steps}
+        state["data"]["phase"] = {
+            "name": phase.name,
+            "index": phase.index,
+            "step_in_phase": step - phase.start,
+            "steps": phase.steps,
+        }
     if mixture is not None:
         state["data"]["source_tokens"] = mixture.tokens_before(step)
         state["data"]["source_epochs"] = mixture.epochs_before(step)
@@ -331,7 +399,7 @@ class DataPlan:
     end_step: int
 
     @classmethod
-    def open(cls, config: TrainConfig, source: BatchSource | None, vocab_size: int) -> "DataPlan":
+    def open(cls, config: TrainConfig, source: BatchSource | None, vocab_size: int) -> DataPlan:
         plan = build_plan(config)
         mixture = None
         if source is None and config.data.sources:
@@ -357,8 +425,9 @@ class DataPlan:
         """Log a phase that begins at `step` and every source pass (epoch) that step `step` begins."""
         phase = self.plan.at(step)
         if step == phase.start and len(self.plan.phases) > 1:
-            run_log.message(f"step {step}: phase {phase.index + 1}/{len(self.plan.phases)} {phase.name!r} "
-                            f"({phase.steps} steps)")
+            run_log.message(
+                f"step {step}: phase {phase.index + 1}/{len(self.plan.phases)} {phase.name!r} ({phase.steps} steps)"
+            )
             run_log.write({"kind": "phase", "step": step, "phase": phase.name, "steps": phase.steps})
         if self.mixture is None:
             return
@@ -387,9 +456,12 @@ def _choose_resume(config: TrainConfig, ctx: DistContext, resume: bool) -> Path 
                     os.replace(bad, aside)
                     logger.warning("moved the unusable checkpoint %s aside to %s", bad, aside.name)
         elif list_checkpoints(root):
-            choice[0] = ("error", f"{root} already holds checkpoints (newest {list_checkpoints(root)[0][1].name}); "
-                                  "pass --resume (checkpoint.resume=true) to continue that run, or set "
-                                  "out_dir / checkpoint.dir to a new folder")
+            choice[0] = (
+                "error",
+                f"{root} already holds checkpoints (newest {list_checkpoints(root)[0][1].name}); "
+                "pass --resume (checkpoint.resume=true) to continue that run, or set "
+                "out_dir / checkpoint.dir to a new folder",
+            )
     dist.broadcast_object_list(choice, src=0)
     if isinstance(choice[0], (tuple, list)):
         raise ConfigError(choice[0][1])
@@ -401,18 +473,35 @@ def _check_resumed_state(state: dict[str, Any], config: TrainConfig, mixture: Mi
     if mixture is not None and "source_tokens" in state.get("data", {}):
         now = mixture.tokens_before(int(state["step"]))
         if state["data"]["source_tokens"] != now:
-            logger.warning("resume: the checkpoint's per-source tokens %s differ from this recipe's %s at step %d "
-                           "(the sources, mixture or phases changed)", state["data"]["source_tokens"], now,
-                           state["step"])
-    for section, key in (("batch", "global_batch_size"), ("data", "seq_len"), ("data", "source"),
-                         ("data", "path"), ("data", "sources"), (None, "phases"), (None, "seed"), (None, "steps")):
+            logger.warning(
+                "resume: the checkpoint's per-source tokens %s differ from this recipe's %s at step %d "
+                "(the sources, mixture or phases changed)",
+                state["data"]["source_tokens"],
+                now,
+                state["step"],
+            )
+    for section, key in (
+        ("batch", "global_batch_size"),
+        ("data", "seq_len"),
+        ("data", "source"),
+        ("data", "path"),
+        ("data", "sources"),
+        (None, "phases"),
+        (None, "seed"),
+        (None, "steps"),
+    ):
         before = old.get(key) if section is None else old.get(section, {}).get(key)
         current = config.to_dict()
         now = current.get(key) if section is None else current[section].get(key)
         if before is not None and before != now:
             name = key if section is None else f"{section}.{key}"
-            logger.warning("resume: %s changed from %r to %r; the run will not continue exactly like the "
-                           "original (data order, noise or schedule differ)", name, before, now)
+            logger.warning(
+                "resume: %s changed from %r to %r; the run will not continue exactly like the "
+                "original (data order, noise or schedule differ)",
+                name,
+                before,
+                now,
+            )
 
 
 class _Formatter(logging.Formatter):
@@ -422,9 +511,15 @@ class _Formatter(logging.Formatter):
 
 
 # ----------------------------------------------------------------------------- train
-def train(config: TrainConfig | str | os.PathLike, overrides: Sequence[str] = (), *, resume: bool | None = None,
-          source: BatchSource | None = None, val_source: BatchSource | None = None,
-          return_model: bool = False) -> TrainResult:
+def train(
+    config: TrainConfig | str | os.PathLike,
+    overrides: Sequence[str] = (),
+    *,
+    resume: bool | None = None,
+    source: BatchSource | None = None,
+    val_source: BatchSource | None = None,
+    return_model: bool = False,
+) -> TrainResult:
     """Train according to `config` (a TrainConfig or a recipe path plus ``key=value`` overrides).
 
     Joins the default process group (torchrun) or creates a world-size-1 one. `resume` overrides
@@ -499,34 +594,51 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
         start_step = int(state["step"])
         _check_resumed_state(state, config, data_plan.mixture)
         if ctx.is_main:
-            logger.info("resumed from %s (step %d, phase %r)", resumed_from, start_step,
-                        data_plan.plan.at(start_step).name)
+            logger.info(
+                "resumed from %s (step %d, phase %r)", resumed_from, start_step, data_plan.plan.at(start_step).name
+            )
 
     end = data_plan.end_step
     validator = Validator.for_run(module, config, ctx, val_source, V, end_step=end)
-    checkpointer = Checkpointer(config.checkpoint_dir(), every=config.checkpoint.every,
-                                at_end=config.checkpoint.at_end, keep_last=config.checkpoint.keep_last,
-                                total_steps=end, barrier=ctx.barrier)
-    run_log = RunLogger(config.jsonl_path(), enabled=ctx.is_main, start_step=start_step,
-                        tensorboard_dir=config.tensorboard_dir() if config.log.tensorboard else None,
-                        progress=config.log.progress, total_steps=end, every=config.log.every)
+    checkpointer = Checkpointer(
+        config.checkpoint_dir(),
+        every=config.checkpoint.every,
+        at_end=config.checkpoint.at_end,
+        keep_last=config.checkpoint.keep_last,
+        total_steps=end,
+        barrier=ctx.barrier,
+    )
+    run_log = RunLogger(
+        config.jsonl_path(),
+        enabled=ctx.is_main,
+        start_step=start_step,
+        tensorboard_dir=config.tensorboard_dir() if config.log.tensorboard else None,
+        progress=config.log.progress,
+        total_steps=end,
+        every=config.log.every,
+    )
     if ctx.is_main:
         Path(config.out_dir).mkdir(parents=True, exist_ok=True)
         (Path(config.out_dir) / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
         n_params = sum(p.numel() for p in module.parameters())
-        run_log.message(f"{n_params:,} parameters, world size {W}, device {ctx.device}, "
-                        f"{G}x{S} tokens/step, micro-batch {mb}, accumulation {accum}, steps {start_step}->"
-                        f"{end}")
+        run_log.message(
+            f"{n_params:,} parameters, world size {W}, device {ctx.device}, "
+            f"{G}x{S} tokens/step, micro-batch {mb}, accumulation {accum}, steps {start_step}->"
+            f"{end}"
+        )
         if end < config.steps:
-            run_log.message(f"data.on_exhausted=stop: the run ends after step {end} of {config.steps}, before a "
-                            f"source would be reused")
+            run_log.message(
+                f"data.on_exhausted=stop: the run ends after step {end} of {config.steps}, before a "
+                f"source would be reused"
+            )
 
     result = TrainResult(start_step=start_step, step=start_step, resumed_from=resumed_from)
     params = list(module.parameters())
     t_start = time.perf_counter()
     try:
-        data = data_plan.source.batches(S, mb, seed=config.seed, rank=ctx.rank, world_size=W,
-                                        start_step=start_step * accum)
+        data = data_plan.source.batches(
+            S, mb, seed=config.seed, rank=ctx.rank, world_size=W, start_step=start_step * accum
+        )
         for step in range(start_step, end):
             t0 = time.perf_counter()
             data_plan.announce(step, run_log)
@@ -539,10 +651,20 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
             result.step = step_done
             result.losses.append(loss)
             if run_log.should_log(step_done):
-                run_log.write({"step": step_done, "loss": loss, "lr": lr, "grad_norm": gn,
-                               "tokens": step_done * G * S, "tokens_per_s": round(G * S / dt, 2),
-                               "step_time_s": round(dt, 5), "elapsed_s": round(time.perf_counter() - t_start, 3),
-                               "scored_tokens": n_scored, **data_plan.record(step_done)})
+                run_log.write(
+                    {
+                        "step": step_done,
+                        "loss": loss,
+                        "lr": lr,
+                        "grad_norm": gn,
+                        "tokens": step_done * G * S,
+                        "tokens_per_s": round(G * S / dt, 2),
+                        "step_time_s": round(dt, 5),
+                        "elapsed_s": round(time.perf_counter() - t_start, 3),
+                        "scored_tokens": n_scored,
+                        **data_plan.record(step_done),
+                    }
+                )
             run_log.progress(loss, G * S / dt)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss} at step {step_done}")
@@ -593,5 +715,14 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["train", "train_step", "build_training_module", "enable_activation_checkpointing", "evaluate",
-           "Validator", "trainer_state", "TrainResult", "read_jsonl"]
+__all__ = [
+    "train",
+    "train_step",
+    "build_training_module",
+    "enable_activation_checkpointing",
+    "evaluate",
+    "Validator",
+    "trainer_state",
+    "TrainResult",
+    "read_jsonl",
+]

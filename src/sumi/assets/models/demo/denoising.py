@@ -16,14 +16,21 @@ Exported verbatim as a checkpoint's remote code: imports only torch, transformer
 """
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from transformers.utils import ModelOutput
 
 from .sampling import (
-    _Randomness, adaptive_step, ancestral_step, entropy_bounded_step, greedy_step, renoise, softmax_summary,
+    _Randomness,
+    adaptive_step,
+    ancestral_step,
+    entropy_bounded_step,
+    greedy_step,
+    renoise,
+    softmax_summary,
 )
 
 # How many past canvases `stop_on_cycle` compares against: cycles up to this period are caught.
@@ -120,8 +127,16 @@ class CanvasLayout:
         return [[self.prompt_len + n, self.prompt_len + n + 1] for n in self.budgets]
 
 
-def canvas_layout(config, prompt_lens: list[int], prompt_len: int, max_new_tokens: int, canvas_length: int, *,
-                  anchors: bool, aligned: bool) -> CanvasLayout:
+def canvas_layout(
+    config,
+    prompt_lens: list[int],
+    prompt_len: int,
+    max_new_tokens: int,
+    canvas_length: int,
+    *,
+    anchors: bool,
+    aligned: bool,
+) -> CanvasLayout:
     """The layout `generate()` uses for prompts of `prompt_lens` real tokens left-padded to `prompt_len`:
     the canvas is capped at the model's positions, each answer budget at what fits before the anchors.
     Raises ValueError when a prompt leaves no room for an answer."""
@@ -130,9 +145,11 @@ def canvas_layout(config, prompt_lens: list[int], prompt_len: int, max_new_token
     row_prompt = list(prompt_lens) if aligned else [prompt_len] * len(prompt_lens)
     for i, p in enumerate(row_prompt):
         if p + reserve >= C:
-            raise ValueError(f"prompt {i + 1} is {p} tokens and does not fit a canvas of {C} tokens"
-                             f"{' with the EOS/BOS anchors' if anchors else ''}: shorten it or raise canvas_length "
-                             f"(at most {config.max_position_embeddings} for this model)")
+            raise ValueError(
+                f"prompt {i + 1} is {p} tokens and does not fit a canvas of {C} tokens"
+                f"{' with the EOS/BOS anchors' if anchors else ''}: shorten it or raise canvas_length "
+                f"(at most {config.max_position_embeddings} for this model)"
+            )
     budgets = [max(1, min(int(max_new_tokens), C - p - reserve)) for p in row_prompt]
     starts = [prompt_len - p for p in row_prompt] if aligned else [0] * len(row_prompt)
     return CanvasLayout(prompt_len, C, row_prompt, budgets, starts, anchors, aligned)
@@ -160,8 +177,9 @@ def frozen_per_row(frozen, B: int) -> list[list[tuple[int, int]]]:
         return [[tuple(x) for x in frozen] for _ in range(B)]
     if len(frozen) == B and all(isinstance(r, (list, tuple)) and all(is_pair(x) for x in r) for r in frozen):
         return [[tuple(x) for x in r] for r in frozen]
-    raise ValueError("`frozen` must be a list of (position, token_id) pairs for all rows, "
-                     f"or one such list per row ({B} rows)")
+    raise ValueError(
+        f"`frozen` must be a list of (position, token_id) pairs for all rows, or one such list per row ({B} rows)"
+    )
 
 
 def _generators(seed, generator, B: int, device) -> list:
@@ -180,7 +198,9 @@ def _generators(seed, generator, B: int, device) -> list:
     return [generator]
 
 
-def _find_cycles(now: torch.Tensor, history: deque, pending: torch.Tensor, k: int, steps: int) -> dict[int, torch.Tensor]:
+def _find_cycles(
+    now: torch.Tensor, history: deque, pending: torch.Tensor, k: int, steps: int
+) -> dict[int, torch.Tensor]:
     """stop_on_cycle, after step k: rows (among `pending` `[B]` bool) whose new canvas
     s_{k+1} = `now[r]` equals s_{k+1-p} = `history[-p][r]` for some p <= len(history) (the
     smallest) repeat with period p from i = k+1-p on, so after the last step they hold
@@ -210,8 +230,13 @@ def plan_moves(sampler: str, log_snrs: list[float], *, corrector_steps: int = 0,
     """The forwards of a run, in order: one move per schedule step, each ancestral step of the
     predictor-corrector sampler followed by `corrector_steps` corrector moves at the level it reached,
     and the last `greedy_tail` moves replaced by argmax steps."""
-    kind = {"ancestral": "ancestral", "predictor_corrector": "ancestral", "adaptive": "adaptive",
-            "greedy": "greedy", "entropy_bounded": "entropy"}[sampler]
+    kind = {
+        "ancestral": "ancestral",
+        "predictor_corrector": "ancestral",
+        "adaptive": "adaptive",
+        "greedy": "greedy",
+        "entropy_bounded": "entropy",
+    }[sampler]
     moves = []
     for lam_t, lam_s in zip(log_snrs[:-1], log_snrs[1:]):
         moves.append(Move(kind, lam_t, lam_s))
@@ -231,16 +256,30 @@ class CanvasJob:
     `[B, S]`, the positions each row may change, its random streams and its exit state.
     """
 
-    def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor, o: dict, log_snrs: list,
-                 *, generator=None, tokenizer=None, progress_callback: Callable[[dict], Any] | None = None,
-                 record_trajectory: bool = False):
+    key_mask: torch.Tensor  # [B, width] bool: the attention keys of each row
+    position_ids: torch.Tensor | None  # [B, width], or None when positions are the columns
+
+    def __init__(
+        self,
+        model,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        o: dict,
+        log_snrs: list,
+        *,
+        generator=None,
+        tokenizer=None,
+        progress_callback: Callable[[dict], Any] | None = None,
+        record_trajectory: bool = False,
+    ):
         cfg = model.config
         self.vocab_size, self.eos_id, self.bos_id = cfg.vocab_size, cfg.eos_token_id, cfg.bos_token_id
         self.pad_id = cfg.pad_token_id if cfg.pad_token_id is not None else cfg.eos_token_id
         self.options, self.tokenizer = o, tokenizer
         self.sampler, self.temperature = o["sampler"], o["temperature"]
-        self.moves = plan_moves(self.sampler, log_snrs, corrector_steps=o["corrector_steps"],
-                                greedy_tail=o["greedy_tail"])
+        self.moves = plan_moves(
+            self.sampler, log_snrs, corrector_steps=o["corrector_steps"], greedy_tail=o["greedy_tail"]
+        )
         self.num_steps = len(self.moves)  # forwards, unless rows leave early
         # the level after each move (N + 1 entries for the one-move-per-step samplers)
         self.log_snrs = [log_snrs[0]] + [m.log_snr_s for m in self.moves]
@@ -256,16 +295,25 @@ class CanvasJob:
             self.row_forwards = torch.zeros(B, dtype=torch.long)
             return
         self.layout = canvas_layout(
-            cfg, attention_mask.long().sum(-1).tolist(), P, o["max_new_tokens"], o["canvas_length"],
-            anchors=bool(o["anchor_eosbos"]) and o["frozen"] is None, aligned=bool(o["align_rows"]))
+            cfg,
+            attention_mask.long().sum(-1).tolist(),
+            P,
+            o["max_new_tokens"],
+            o["canvas_length"],
+            anchors=bool(o["anchor_eosbos"]) and o["frozen"] is None,
+            aligned=bool(o["align_rows"]),
+        )
         self.budgets = self.layout.budgets
         in_row = self._place_rows()
         self.canvas = self._initial_canvas(in_row, o["seed"], generator)
         free = self._free_positions(in_row, o["frozen"], o["denoise_end"])
         self.width = self._skip_tail(free) if o["skip_tail"] else self.layout.width  # columns fed to the model
         # (clones: on CPU `.cpu()` returns the same tensor, and the canvas is updated in place)
-        self.trajectory = Trajectory(self.canvas.cpu().clone(), free.cpu().clone(), self.log_snrs, [], [], [], []) \
-            if record_trajectory else None
+        self.trajectory = (
+            Trajectory(self.canvas.cpu().clone(), free.cpu().clone(), self.log_snrs, [], [], [], [])
+            if record_trajectory
+            else None
+        )
         w = self.width
         self.free, self.key_mask = free[:, :w], self.key_mask[:, :w]
         if self.position_ids is not None:
@@ -281,7 +329,7 @@ class CanvasJob:
         start = torch.tensor(layout.starts, device=device)[:, None]
         in_row = (cols >= start) & (cols < start + layout.canvas_length)
         self.position_ids = (cols - start).clamp(min=0) if layout.aligned else None
-        self.key_mask = torch.cat([self.attention_mask.bool(), in_row[:, self.prompt_len:]], dim=1)
+        self.key_mask = torch.cat([self.attention_mask.bool(), in_row[:, self.prompt_len :]], dim=1)
         return in_row
 
     def _initial_canvas(self, in_row: torch.Tensor, seed, generator) -> torch.Tensor:
@@ -309,20 +357,26 @@ class CanvasJob:
         if layout.anchors:
             if self.eos_id is None or self.bos_id is None:
                 raise ValueError("anchor_eosbos needs eos_token_id and bos_token_id in the config")
-            pinned = [[(p + n, self.eos_id), (p + n + 1, self.bos_id)] for p, n in zip(layout.row_prompt, layout.budgets)]
+            pinned = [
+                [(p + n, self.eos_id), (p + n + 1, self.bos_id)] for p, n in zip(layout.row_prompt, layout.budgets)
+            ]
         ends = _per_row(denoise_end, B)
         for i in range(B):
             if ends[i] is not None:
                 if not isinstance(ends[i], int) or ends[i] < 0:
                     raise ValueError(f"denoise_end must be a non-negative int (or one per row), got {ends[i]!r}")
-                free[i, starts[i] + ends[i]:] = False
+                free[i, starts[i] + ends[i] :] = False
             for pos, tok in pinned[i]:
                 if not 0 <= pos < C or not 0 <= tok < V:
-                    raise ValueError(f"frozen entry ({pos}, {tok}) of row {i} is outside the canvas "
-                                     f"[0, {C}) or the vocabulary [0, {V})")
+                    raise ValueError(
+                        f"frozen entry ({pos}, {tok}) of row {i} is outside the canvas "
+                        f"[0, {C}) or the vocabulary [0, {V})"
+                    )
                 if pos < layout.row_prompt[i]:
-                    raise ValueError(f"frozen entry ({pos}, {tok}) of row {i} lies inside the prompt "
-                                     f"(positions [0, {layout.row_prompt[i]})): pin answer positions only")
+                    raise ValueError(
+                        f"frozen entry ({pos}, {tok}) of row {i} lies inside the prompt "
+                        f"(positions [0, {layout.row_prompt[i]})): pin answer positions only"
+                    )
                 self.canvas[i, starts[i] + pos] = tok
                 free[i, starts[i] + pos] = False
         return free
@@ -348,14 +402,17 @@ class CanvasJob:
         self.cycle_exit = bool(o["stop_on_cycle"])
         # rows leave the batch one by one only when nothing records every row at every step
         self.settle_exit = self.sampler == "entropy_bounded"  # a row ends once all of it is accepted and still
-        self.per_row_exit = ((self.patience is not None and self.patience > 0) or self.cycle_exit or self.settle_exit) \
-            and not record_trajectory and self.progress_callback is None
+        self.per_row_exit = (
+            ((self.patience is not None and self.patience > 0) or self.cycle_exit or self.settle_exit)
+            and not record_trajectory
+            and self.progress_callback is None
+        )
         self.settled = torch.zeros(B, dtype=torch.bool, device=device)
         self.unchanged = torch.zeros(B, dtype=torch.long, device=device)  # consecutive steps without a change
         self.active = torch.ones(B, dtype=torch.bool, device=device)  # rows still in the batch
         self.row_forwards = torch.zeros(B, dtype=torch.long, device=device)
         # canvases after steps k+1-CYCLE_WINDOW .. k (oldest first), for stop_on_cycle
-        self.history = deque([self.canvas[:, :self.width].clone()], maxlen=CYCLE_WINDOW) if self.cycle_exit else None
+        self.history = deque([self.canvas[:, : self.width].clone()], maxlen=CYCLE_WINDOW) if self.cycle_exit else None
         self.finals: dict[int, torch.Tensor] = {}  # stop_on_cycle with every row kept: each row's last canvas
 
     # ---- one step
@@ -369,7 +426,7 @@ class CanvasJob:
         rows = self.rows_in()
         pick = (lambda x: x) if rows is None else (lambda x: x.index_select(0, rows))
         pos = None if self.position_ids is None else pick(self.position_ids)
-        return pick(self.canvas[:, :self.width]), pick(self.key_mask), pos
+        return pick(self.canvas[:, : self.width]), pick(self.key_mask), pos
 
     def before_forward(self) -> None:
         """A corrector move re-noises the canvas of the rows still in before its forward."""
@@ -379,12 +436,18 @@ class CanvasJob:
         rows = self.rows_in()
         pick = (lambda x: x) if rows is None else (lambda x: x.index_select(0, rows))
         rng = self.rng if rows is None else self.rng.select(rows)
-        noised = renoise(pick(self.canvas[:, :self.width]), pick(self.free), move.log_snr_s, move.log_snr_t, rng,
-                         vocab_size=self.vocab_size)
+        noised = renoise(
+            pick(self.canvas[:, : self.width]),
+            pick(self.free),
+            move.log_snr_s,
+            move.log_snr_t,
+            rng,
+            vocab_size=self.vocab_size,
+        )
         if rows is None:
-            self.canvas[:, :self.width] = noised
+            self.canvas[:, : self.width] = noised
         else:
-            self.canvas[rows, :self.width] = noised
+            self.canvas[rows, : self.width] = noised
 
     def advance(self, logits: torch.Tensor) -> None:
         """Move k of this job from the logits `[b, width, V']` of its rows still in: the sampler,
@@ -392,7 +455,7 @@ class CanvasJob:
         k, move = self.steps_done, self.moves[self.steps_done]
         rows_in = self.rows_in()
         pick = (lambda x: x) if rows_in is None else (lambda x: x.index_select(0, rows_in))
-        z, free_k = pick(self.canvas[:, :self.width]), pick(self.free)
+        z, free_k = pick(self.canvas[:, : self.width]), pick(self.free)
         rng_k = self.rng if rows_in is None else self.rng.select(rows_in)
         self.forwards += 1
         self.row_forwards += self.active.long()
@@ -400,10 +463,10 @@ class CanvasJob:
         self._record(logits, z, new, selected)
         row_changed = (new != z).any(-1)
         if rows_in is None:
-            self.canvas[:, :self.width] = new
+            self.canvas[:, : self.width] = new
             self.unchanged = torch.where(row_changed, 0, self.unchanged + 1)
         else:
-            self.canvas[rows_in, :self.width] = new
+            self.canvas[rows_in, : self.width] = new
             self.unchanged[rows_in] = torch.where(row_changed, 0, self.unchanged[rows_in] + 1)
         if accepted is not None:  # entropy-bounded: every free position accepted, and nothing moved
             settled = ~row_changed & ~(free_k & ~accepted).any(-1)
@@ -412,9 +475,19 @@ class CanvasJob:
             else:
                 self.settled[rows_in] = settled
         if self.progress_callback is not None:
-            self.progress_callback(dict(step=k, num_steps=self.num_steps, log_snr_t=move.log_snr_t,
-                                        log_snr_s=move.log_snr_s, z=new, top1_z=self._summary["argmax"],
-                                        top1_prob=self._summary["max"], noise_mask=free_k, selected_pos=selected))
+            self.progress_callback(
+                dict(
+                    step=k,
+                    num_steps=self.num_steps,
+                    log_snr_t=move.log_snr_t,
+                    log_snr_s=move.log_snr_s,
+                    z=new,
+                    top1_z=self._summary["argmax"],
+                    top1_prob=self._summary["max"],
+                    noise_mask=free_k,
+                    selected_pos=selected,
+                )
+            )
         self.steps_done += 1
         self.done = self.steps_done == self.num_steps or self._exit_rules(k)
 
@@ -424,15 +497,20 @@ class CanvasJob:
         o, V = self.options, self.vocab_size
         filters = dict(temperature=self.temperature, top_k=o["top_k"], top_p=o["top_p"], min_p=o["min_p"])
         if move.kind in ("ancestral", "correct"):
-            return ancestral_step(logits, z, free, move.log_snr_t, move.log_snr_s, rng, vocab_size=V, **filters), \
-                None, None
+            return (
+                ancestral_step(logits, z, free, move.log_snr_t, move.log_snr_s, rng, vocab_size=V, **filters),
+                None,
+                None,
+            )
         if move.kind == "adaptive":
-            new, selected = adaptive_step(logits, z, free, rng, vocab_size=V, tokens_per_step=o["tokens_per_step"],
-                                          **filters)
+            new, selected = adaptive_step(
+                logits, z, free, rng, vocab_size=V, tokens_per_step=o["tokens_per_step"], **filters
+            )
             return new, selected, None
         if move.kind == "entropy":
-            new, accepted = entropy_bounded_step(logits, z, free, rng, vocab_size=V, entropy_bound=o["entropy_bound"],
-                                                 **filters)
+            new, accepted = entropy_bounded_step(
+                logits, z, free, rng, vocab_size=V, entropy_bound=o["entropy_bound"], **filters
+            )
             return new, None, accepted
         return greedy_step(logits, z, free, vocab_size=V), None, None
 
@@ -441,8 +519,9 @@ class CanvasJob:
         self._summary = None
         if self.trajectory is None and self.progress_callback is None:
             return
-        self._summary = s = softmax_summary(logits[..., :self.vocab_size], z, top1=True,
-                                            entropy=self.trajectory is not None)
+        self._summary = s = softmax_summary(
+            logits[..., : self.vocab_size], z, top1=True, entropy=self.trajectory is not None
+        )
         if self.trajectory is not None:  # (all rows are in the batch here, see per_row_exit)
             t, pad = self.trajectory, (0, self.canvas.shape[1] - self.width)  # skipped tail: zeros (never free)
             rows, cols = (new != z).nonzero(as_tuple=True)
@@ -456,12 +535,12 @@ class CanvasJob:
         """After step k: rows that cycled or stopped changing leave (or, when every row must stay,
         the job ends once all have). Returns whether the job is finished."""
         if self.cycle_exit:
-            now = self.canvas[:, :self.width]
+            now = self.canvas[:, : self.width]
             pending = self.active.clone()
             pending[list(self.finals)] = False
             for r, final in _find_cycles(now, self.history, pending, k, self.num_steps).items():
                 if self.per_row_exit:  # the row takes its last canvas now and leaves
-                    self.canvas[r, :self.width] = final
+                    self.canvas[r, : self.width] = final
                     self.active[r] = False
                 else:
                     self.finals[r] = final
@@ -488,47 +567,63 @@ class CanvasJob:
         if it ran alone); `.sequences` is cut at the first EOS (and at the stop strings)."""
         if self._finished_empty:
             B, P = self.input_ids.shape
-            return SumiGenerationOutput(sequences=self.input_ids, canvas=self.input_ids, num_forwards=0,
-                                        lengths=torch.full((B,), P, dtype=torch.long), row_forwards=self.row_forwards)
+            return SumiGenerationOutput(
+                sequences=self.input_ids,
+                canvas=self.input_ids,
+                num_forwards=0,
+                lengths=torch.full((B,), P, dtype=torch.long),
+                row_forwards=self.row_forwards,
+            )
         layout, canvas, pad_id = self.layout, self.canvas, self.pad_id if self.pad_id is not None else 0
         C = layout.canvas_length
-        canvas_out = torch.stack([canvas[i, s:s + C] for i, s in enumerate(layout.starts)]) if layout.aligned else canvas
-        sequences, lengths = trim_sequences(canvas, self.prompt_len, layout.budgets, self.eos_id, pad_id,
-                                            bool(self.options["trim_at_eos"]))
+        canvas_out = (
+            torch.stack([canvas[i, s : s + C] for i, s in enumerate(layout.starts)]) if layout.aligned else canvas
+        )
+        sequences, lengths = trim_sequences(
+            canvas, self.prompt_len, layout.budgets, self.eos_id, pad_id, bool(self.options["trim_at_eos"])
+        )
         stops = self.options["stop_strings"]
         if stops:
             stops = [stops] if isinstance(stops, str) else list(stops)
             sequences, lengths = cut_at_stop_strings(sequences, lengths, self.prompt_len, self.tokenizer, stops, pad_id)
-        return SumiGenerationOutput(sequences=sequences, canvas=canvas_out, num_forwards=self.forwards, lengths=lengths,
-                                    trajectory=self.trajectory, row_forwards=self.row_forwards.cpu())
+        return SumiGenerationOutput(
+            sequences=sequences,
+            canvas=canvas_out,
+            num_forwards=self.forwards,
+            lengths=lengths,
+            trajectory=self.trajectory,
+            row_forwards=self.row_forwards.cpu(),
+        )
 
 
-def trim_sequences(canvas: torch.Tensor, prompt_len: int, gen_lens: list[int], eos_id: int | None,
-                   pad_id: int, trim_at_eos: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def trim_sequences(
+    canvas: torch.Tensor, prompt_len: int, gen_lens: list[int], eos_id: int | None, pad_id: int, trim_at_eos: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompt + generated tokens, each row cut at its first EOS after the prompt (EOS dropped) when
     `trim_at_eos`, else at its generation budget; right-padded with `pad_id`.
     Returns: sequences `[B, L]` and each row's length `[B]`."""
     rows = []
     for i, n in enumerate(gen_lens):
-        gen = canvas[i, prompt_len:prompt_len + n + 1] if trim_at_eos else canvas[i, prompt_len:prompt_len + n]
+        gen = canvas[i, prompt_len : prompt_len + n + 1] if trim_at_eos else canvas[i, prompt_len : prompt_len + n]
         if trim_at_eos and eos_id is not None:
             hits = (gen == eos_id).nonzero()
             cut = int(hits[0]) if hits.numel() else n
-            gen = gen[:min(cut, n)]
+            gen = gen[: min(cut, n)]
         rows.append(torch.cat([canvas[i, :prompt_len], gen]))
     width = max(r.numel() for r in rows)
     out = canvas.new_full((len(rows), width), pad_id)
     for i, r in enumerate(rows):
-        out[i, :r.numel()] = r
+        out[i, : r.numel()] = r
     return out, torch.tensor([r.numel() for r in rows])
 
 
-def cut_at_stop_strings(sequences: torch.Tensor, lengths: torch.Tensor, prompt_len: int, tokenizer,
-                        stop_strings: list[str], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def cut_at_stop_strings(
+    sequences: torch.Tensor, lengths: torch.Tensor, prompt_len: int, tokenizer, stop_strings: list[str], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut each row before the first token whose decoded text contains the start of a stop string."""
     out, lengths = sequences.clone(), lengths.clone()
     for i in range(out.shape[0]):
-        gen = out[i, prompt_len:int(lengths[i])].tolist()
+        gen = out[i, prompt_len : int(lengths[i])].tolist()
         text = tokenizer.decode(gen)
         starts = [text.find(s) for s in stop_strings if s and s in text]
         if not starts:
@@ -539,7 +634,7 @@ def cut_at_stop_strings(sequences: torch.Tensor, lengths: torch.Tensor, prompt_l
             if len(tokenizer.decode(gen[:j])) > first:
                 break
             keep = j
-        out[i, prompt_len + keep:] = pad_id
+        out[i, prompt_len + keep :] = pad_id
         lengths[i] = prompt_len + keep
     return out, lengths
 
@@ -602,8 +697,11 @@ class DenoisingEngine:
         the jobs' rows stacked and right-padded to the widest."""
         if len(parts) == 1:
             z, mask, pos = parts[0]
-            return [self.model(input_ids=z, attention_mask=None if bool(mask.all()) else mask.long(),
-                               position_ids=pos).logits]
+            return [
+                self.model(
+                    input_ids=z, attention_mask=None if bool(mask.all()) else mask.long(), position_ids=pos
+                ).logits
+            ]
         W = max(z.shape[1] for z, _, _ in parts)
         device = parts[0][0].device
         cols = torch.arange(W, device=device)
@@ -615,18 +713,35 @@ class DenoisingEngine:
         mask = torch.cat([right_pad(m, False) for _, m, _ in parts])
         pos = None
         if any(p is not None for _, _, p in parts):
-            pos = torch.cat([cols.expand(z_.shape[0], W) if p is None else
-                             torch.cat([p, cols[p.shape[1]:].expand(p.shape[0], -1)], dim=1) for z_, _, p in parts])
-        logits = self.model(input_ids=z, attention_mask=None if bool(mask.all()) else mask.long(), position_ids=pos).logits
+            pos = torch.cat(
+                [
+                    cols.expand(z_.shape[0], W)
+                    if p is None
+                    else torch.cat([p, cols[p.shape[1] :].expand(p.shape[0], -1)], dim=1)
+                    for z_, _, p in parts
+                ]
+            )
+        logits = self.model(
+            input_ids=z, attention_mask=None if bool(mask.all()) else mask.long(), position_ids=pos
+        ).logits
         out, row = [], 0
         for z_j, _, _ in parts:
-            out.append(logits[row:row + z_j.shape[0], :z_j.shape[1]])
+            out.append(logits[row : row + z_j.shape[0], : z_j.shape[1]])
             row += z_j.shape[0]
         return out
 
 
 __all__ = [
-    "CYCLE_WINDOW", "SumiGenerationOutput", "Trajectory", "CanvasLayout", "canvas_layout", "frozen_per_row", "Move",
-    "plan_moves", "CanvasJob",
-    "DenoisingEngine", "trim_sequences", "cut_at_stop_strings",
+    "CYCLE_WINDOW",
+    "SumiGenerationOutput",
+    "Trajectory",
+    "CanvasLayout",
+    "canvas_layout",
+    "frozen_per_row",
+    "Move",
+    "plan_moves",
+    "CanvasJob",
+    "DenoisingEngine",
+    "trim_sequences",
+    "cut_at_stop_strings",
 ]

@@ -84,8 +84,10 @@ def _broadcast_t(t: torch.Tensor | float, shape: torch.Size, device: torch.devic
     try:
         return t.expand(shape)
     except RuntimeError:
-        raise ValueError(f"`t` of shape {tuple(t.shape)} does not broadcast to the token shape {tuple(shape)}; "
-                         "expected a scalar, [B], [B, 1] or [B, S]") from None
+        raise ValueError(
+            f"`t` of shape {tuple(t.shape)} does not broadcast to the token shape {tuple(shape)}; "
+            "expected a scalar, [B], [B, 1] or [B, S]"
+        ) from None
 
 
 def corrupt(
@@ -132,8 +134,9 @@ def sampling_schedule(
 
 
 # ----------------------------------------------------------------------------- GIDD loss
-def check_loss_inputs(z_t: torch.Tensor, x: torch.Tensor, t: torch.Tensor, vocab_size: int,
-                      ignore_index: int = -100) -> None:
+def check_loss_inputs(
+    z_t: torch.Tensor, x: torch.Tensor, t: torch.Tensor, vocab_size: int, ignore_index: int = -100
+) -> None:
     """ValueError unless z_t and the scored labels x lie in [0, vocab_size) and t in [0, 1] (no NaN).
 
     Out-of-range ids would otherwise fail deep in a gather (or read another row on a GPU) and a t
@@ -144,15 +147,26 @@ def check_loss_inputs(z_t: torch.Tensor, x: torch.Tensor, t: torch.Tensor, vocab
         return
     labels = x.masked_fill(x == ignore_index, 0)
     # float64 holds every id exactly; min/max propagate NaN, so a NaN t shows in t_lo / t_hi
-    extremes = torch.stack([z_t.min().double(), z_t.max().double(), labels.min().double(),
-                            labels.max().double(), t.min().double(), t.max().double()])
+    extremes = torch.stack(
+        [
+            z_t.min().double(),
+            z_t.max().double(),
+            labels.min().double(),
+            labels.max().double(),
+            t.min().double(),
+            t.max().double(),
+        ]
+    )
     z_lo, z_hi, x_lo, x_hi, t_lo, t_hi = extremes.tolist()
     if x_lo < 0 or x_hi >= vocab_size:
-        raise ValueError(f"labels must lie in [0, vocab_size={vocab_size}) or be ignore_index={ignore_index}; "
-                         f"got values in [{int(x_lo)}, {int(x_hi)}] (ignore_index excluded)")
+        raise ValueError(
+            f"labels must lie in [0, vocab_size={vocab_size}) or be ignore_index={ignore_index}; "
+            f"got values in [{int(x_lo)}, {int(x_hi)}] (ignore_index excluded)"
+        )
     if z_lo < 0 or z_hi >= vocab_size:
-        raise ValueError(f"input_ids (z_t) must lie in [0, vocab_size={vocab_size}); "
-                         f"got values in [{int(z_lo)}, {int(z_hi)}]")
+        raise ValueError(
+            f"input_ids (z_t) must lie in [0, vocab_size={vocab_size}); got values in [{int(z_lo)}, {int(z_hi)}]"
+        )
     if not (0.0 <= t_lo and t_hi <= 1.0):  # also False for NaN
         raise ValueError(f"t (the noise level) must lie in [0, 1] with no NaN; got values in [{t_lo}, {t_hi}]")
 
@@ -256,8 +270,17 @@ class _FusedLinearGIDDLoss(torch.autograd.Function):
             end = min(start + chunk_size, hidden.shape[0])
             h = hidden[start:end].detach().requires_grad_(need_h)
             with torch.enable_grad():
-                loss, _ = _gidd_loss(F.linear(h, w)[:, :vocab_size], z_t[start:end], x[start:end], t[start:end],
-                                     vocab_size, beta_is, z_loss_strength, -100, 1e-12)
+                loss, _ = _gidd_loss(
+                    F.linear(h, w)[:, :vocab_size],
+                    z_t[start:end],
+                    x[start:end],
+                    t[start:end],
+                    vocab_size,
+                    beta_is,
+                    z_loss_strength,
+                    -100,
+                    1e-12,
+                )
                 chunk_total = loss.sum()
                 wrt = [p for p, need in ((h, need_h), (w, need_w)) if need]
                 grads = list(torch.autograd.grad(chunk_total, wrt)) if wrt else []
@@ -307,8 +330,15 @@ def fused_linear_gidd_loss(
     z_t, x, t = z_t.reshape(-1)[rows], x.reshape(-1)[rows], t.reshape(-1)[rows]
     check_loss_inputs(z_t, x, t, V, ignore_index)
     total = _FusedLinearGIDDLoss.apply(
-        hidden.reshape(-1, H)[rows], weight, z_t, x, t,
-        V, beta_is, z_loss_strength, int(chunk_size or default_loss_chunk_tokens(V)),
+        hidden.reshape(-1, H)[rows],
+        weight,
+        z_t,
+        x,
+        t,
+        V,
+        beta_is,
+        z_loss_strength,
+        int(chunk_size or default_loss_chunk_tokens(V)),
     )
     return total, rows.sum()
 
@@ -446,19 +476,43 @@ def estimate_nelbo(
     """
     if noise_mask is None:
         noise_mask = torch.ones_like(x, dtype=torch.bool)
-    ts, weights = nelbo_t_grid(num_samples, method, min_log_snr=min_log_snr, max_log_snr=max_log_snr,
-                               generator=generator)
+    ts, weights = nelbo_t_grid(
+        num_samples, method, min_log_snr=min_log_snr, max_log_snr=max_log_snr, generator=generator
+    )
     g = generator if noise_generator is None else noise_generator
-    total = nelbo_on_grid(denoise, x, ts, weights,
-                          lambda k, t: torch.where(noise_mask, corrupt(x, t, vocab_size, generator=g), x),
-                          vocab_size=vocab_size, beta_is=beta_is)
+    total = nelbo_on_grid(
+        denoise,
+        x,
+        ts,
+        weights,
+        lambda k, t: torch.where(noise_mask, corrupt(x, t, vocab_size, generator=g), x),
+        vocab_size=vocab_size,
+        beta_is=beta_is,
+    )
     return torch.where(noise_mask, total, torch.zeros_like(total)).float()
 
 
 __all__ = [
-    "MIN_LOG_SNR", "MAX_LOG_SNR", "SCHEDULES", "NELBO_METHODS",
-    "alpha_from_log_snr", "log_snr_from_alpha", "t_from_log_snr", "log_snr_from_t", "t_range",
-    "sample_t", "corrupt", "sampling_schedule", "check_loss_inputs", "uniform_gidd_loss", "default_loss_chunk_tokens",
-    "fused_linear_gidd_loss", "nelbo_weight", "check_nelbo_grid", "nelbo_t_grid", "nelbo_terms", "nelbo_on_grid",
+    "MIN_LOG_SNR",
+    "MAX_LOG_SNR",
+    "SCHEDULES",
+    "NELBO_METHODS",
+    "alpha_from_log_snr",
+    "log_snr_from_alpha",
+    "t_from_log_snr",
+    "log_snr_from_t",
+    "t_range",
+    "sample_t",
+    "corrupt",
+    "sampling_schedule",
+    "check_loss_inputs",
+    "uniform_gidd_loss",
+    "default_loss_chunk_tokens",
+    "fused_linear_gidd_loss",
+    "nelbo_weight",
+    "check_nelbo_grid",
+    "nelbo_t_grid",
+    "nelbo_terms",
+    "nelbo_on_grid",
     "estimate_nelbo",
 ]

@@ -46,7 +46,9 @@ class _Randomness:
         return sub
 
     def _per_row(self, shape, fill, draw) -> torch.Tensor:
-        out = torch.full(shape, fill, device=self.device, dtype=torch.float32 if isinstance(fill, float) else torch.long)
+        out = torch.full(
+            shape, fill, device=self.device, dtype=torch.float32 if isinstance(fill, float) else torch.long
+        )
         for i, ((a, b), g) in enumerate(zip(self.spans, self.generators)):
             out[i, a:b] = draw(b - a, g)
         return out
@@ -130,8 +132,9 @@ def dense_posterior(x_hat: torch.Tensor, z_t: torch.Tensor, log_snr_t: float, lo
     return p / p.sum(-1, keepdim=True)
 
 
-def softmax_summary(logits: torch.Tensor, z: torch.Tensor, temperature: float = 1.0, *, top1: bool = False,
-                    entropy: bool = False) -> dict[str, torch.Tensor]:
+def softmax_summary(
+    logits: torch.Tensor, z: torch.Tensor, temperature: float = 1.0, *, top1: bool = False, entropy: bool = False
+) -> dict[str, torch.Tensor]:
     """What the samplers read of `softmax(logits / T)` over the vocabulary, never the whole of it.
 
     logits `[B, S, V]`, z `[B, S]` -> dict of fp32 `[B, S]` tensors: "at_z" (the probability of z),
@@ -150,17 +153,17 @@ def softmax_summary(logits: torch.Tensor, z: torch.Tensor, temperature: float = 
     if entropy:
         out["entropy"] = torch.empty_like(out["at_z"])
     for a in range(0, B * S, n):
-        block = flat[a:a + n].float()
+        block = flat[a : a + n].float()
         if temperature != 1.0:
             block = block / temperature
         lse = torch.logsumexp(block, dim=-1)
-        out["at_z"][a:a + n] = torch.exp(block.gather(-1, z_flat[a:a + n]).squeeze(-1) - lse)
+        out["at_z"][a : a + n] = torch.exp(block.gather(-1, z_flat[a : a + n]).squeeze(-1) - lse)
         if top1:
             top, arg = block.max(-1)
-            out["max"][a:a + n] = torch.exp(top - lse)
-            out["argmax"][a:a + n] = arg
+            out["max"][a : a + n] = torch.exp(top - lse)
+            out["argmax"][a : a + n] = arg
         if entropy:  # H = lse - sum_v p_v l_v
-            out["entropy"][a:a + n] = lse - (torch.exp(block - lse[:, None]) * block).sum(-1)
+            out["entropy"][a : a + n] = lse - (torch.exp(block - lse[:, None]) * block).sum(-1)
     return {k: v.view(B, S) for k, v in out.items()}
 
 
@@ -255,8 +258,9 @@ def adaptive_step(
     return z_s, selected.masked_fill(~valid, -1)
 
 
-def renoise(z_s: torch.Tensor, free: torch.Tensor, log_snr_s: float, log_snr_t: float, rng: _Randomness, *,
-            vocab_size: int) -> torch.Tensor:
+def renoise(
+    z_s: torch.Tensor, free: torch.Tensor, log_snr_s: float, log_snr_t: float, rng: _Randomness, *, vocab_size: int
+) -> torch.Tensor:
     """The forward process from the cleaner level s to the noisier level t < s: each free token is
     kept with probability a_t / a_s, else replaced by a uniform draw from `[0, V)` (so that
     q(z_t | x) = a_t 1[z_t = x] + (1 - a_t) / V whenever z_s ~ q(z_s | x)).
@@ -315,6 +319,15 @@ def greedy_step(logits: torch.Tensor, z_t: torch.Tensor, free: torch.Tensor, *, 
 
 
 __all__ = [
-    "SAMPLERS", "filter_probs", "denoiser_probs", "dense_posterior", "softmax_summary", "ancestral_step",
-    "adaptive_step", "is_deterministic", "greedy_step", "renoise", "entropy_bounded_step",
+    "SAMPLERS",
+    "filter_probs",
+    "denoiser_probs",
+    "dense_posterior",
+    "softmax_summary",
+    "ancestral_step",
+    "adaptive_step",
+    "is_deterministic",
+    "greedy_step",
+    "renoise",
+    "entropy_bounded_step",
 ]
