@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PROMPT ?= def read_config(path):
 
-.PHONY: setup setup-dev demo test clean
+.PHONY: setup setup-dev demo test test-fast lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,23 @@ setup-dev: $(BIN)/python
 demo: setup
 	$(BIN)/sumi generate "$(PROMPT)"
 
-test: setup-dev
+# lint and types first (CI fails on them), then every test, slow ones included
+test: setup-dev lint
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# the quick loop while editing: everything but the tests marked slow
+test-fast: setup-dev
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+
+# ruff (lint, import order, format) and mypy on src/, configured in pyproject.toml
+lint:
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/mypy src/sumi
+
+format:
+	$(BIN)/ruff check --fix src tests benchmarks scripts
+	$(BIN)/ruff format src tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

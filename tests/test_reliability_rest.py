@@ -56,8 +56,10 @@ def test_loss_functions_check_their_own_inputs():
     hidden, weight = torch.randn(3, H, generator=g), torch.randn(V, H, generator=g)
     z, x = torch.randint(0, V, (3,), generator=g), torch.randint(0, V, (3,), generator=g)
     logits = hidden @ weight.T
-    for fn in (lambda z_, x_, t_: uniform_gidd_loss(logits, z_, x_, t_, vocab_size=V),
-               lambda z_, x_, t_: fused_linear_gidd_loss(hidden, weight, z_, x_, t_, vocab_size=V)):
+    for fn in (
+        lambda z_, x_, t_: uniform_gidd_loss(logits, z_, x_, t_, vocab_size=V),
+        lambda z_, x_, t_: fused_linear_gidd_loss(hidden, weight, z_, x_, t_, vocab_size=V),
+    ):
         with pytest.raises(ValueError, match="^labels must"):
             fn(z, torch.tensor([0, V + 5, 1]), 0.5)
         with pytest.raises(ValueError, match=r"^input_ids \(z_t\) must"):
@@ -122,8 +124,9 @@ def holder():
 
     def start(folder):
         folder.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder / LOCK_NAME)], stdout=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(folder / LOCK_NAME)], stdout=subprocess.PIPE, text=True
+        )
         procs.append(proc)
         assert proc.stdout.readline().strip() == "locked"
         return proc
@@ -147,8 +150,11 @@ def test_second_run_into_a_locked_out_dir_fails_and_writes_nothing(recipe, tmp_p
 
     run = tmp_path / "run"
     proc = holder(run)
-    with pytest.raises(RunFolderInUse, match=rf"^{run} is in use by another training run \(pid {proc.pid} on "
-                                             "testhost\\)"):
+    with pytest.raises(
+        RunFolderInUse,
+        match=rf"^{run} is in use by another training run \(pid {proc.pid} on "
+        "testhost\\)",
+    ):
         train(recipe, [f"out_dir={run}"])
     assert sorted(p.name for p in run.iterdir()) == [".sumi-train.lock"]  # no config, log or checkpoint
     proc.kill()
@@ -203,9 +209,13 @@ def test_two_real_runs_into_one_out_dir(recipe, tmp_path, capsys):
 
     run = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    first = subprocess.Popen([sys.executable, "-m", "sumi.training", str(recipe), f"out_dir={run}", "steps=3",
-                              "step_delay_s=1.5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "sumi.training", str(recipe), f"out_dir={run}", "steps=3", "step_delay_s=1.5"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (run / "train_log.jsonl").exists():  # the run is past its set-up, inside the lock
@@ -244,8 +254,11 @@ def test_prompts_file_past_the_cap_is_refused_naming_the_cap(tmp_path):
     path = tmp_path / "p.txt"
     path.write_text("one\ntwo\n")  # 8 bytes
     assert read_prompts_file(str(path), max_bytes=8) == ["one", "two"]  # exactly at the cap: read
-    with pytest.raises(CLIError, match=r"^argument --prompts-file: .*p\.txt' is longer than the cap of 7 B "
-                                       r"\(7 bytes\)"):
+    with pytest.raises(
+        CLIError,
+        match=r"^argument --prompts-file: .*p\.txt' is longer than the cap of 7 B "
+        r"\(7 bytes\)",
+    ):
         read_prompts_file(str(path), max_bytes=7)
 
 
@@ -280,8 +293,9 @@ def test_sumi_generate_on_dev_zero_is_a_one_line_error(monkeypatch, capsys):
     monkeypatch.setattr("sumi.cli.common.MAX_PROMPTS_FILE_BYTES", 2 << 20)
     assert main(["generate", "--prompts-file", "/dev/zero", "-n", "4"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("sumi: error: argument --prompts-file: '/dev/zero' is longer than "
-                                               "the cap of 2.00 MiB"), err
+    assert len(err) == 1 and err[0].startswith(
+        "sumi: error: argument --prompts-file: '/dev/zero' is longer than the cap of 2.00 MiB"
+    ), err
 
 
 # ----------------------------------------------------------------------------- out of memory
@@ -313,6 +327,7 @@ def test_other_runtime_errors_are_not_called_out_of_memory(monkeypatch):
     with pytest.raises(RuntimeError, match="shape mismatch"):  # a bug stays a traceback
         main(["generate", "hello"])
     assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
-    assert is_out_of_memory(RuntimeError("[enforce fail] DefaultCPUAllocator: not enough memory: you tried to "
-                                         "allocate 8 bytes"))
+    assert is_out_of_memory(
+        RuntimeError("[enforce fail] DefaultCPUAllocator: not enough memory: you tried to allocate 8 bytes")
+    )
     assert not is_out_of_memory(ValueError("can't allocate memory"))  # an input error, not an allocation

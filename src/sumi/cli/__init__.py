@@ -35,15 +35,15 @@ model saw in training. The output is the prompt plus the canvas up to the first 
 
 # The commands, in the order `sumi --help` lists them: one line each, imported when the parser is built.
 COMMANDS = (
-    "sumi.cli.generate",        # generate
-    "sumi.cli.chat",            # chat
-    "sumi.cli.info",            # info
-    "sumi.data.cli",            # data, tokenizer
-    "sumi.training.cli",        # train, export
-    "sumi.training.sft_cli",    # sft
-    "sumi.evaluation.cli",      # eval, perplexity
-    "sumi.serving.cli",         # serve
-    "sumi.analysis.cli",        # analyze
+    "sumi.cli.generate",  # generate
+    "sumi.cli.chat",  # chat
+    "sumi.cli.info",  # info
+    "sumi.data.cli",  # data, tokenizer
+    "sumi.training.cli",  # train, export
+    "sumi.training.sft_cli",  # sft
+    "sumi.evaluation.cli",  # eval, perplexity
+    "sumi.serving.cli",  # serve
+    "sumi.analysis.cli",  # analyze
 )
 
 
@@ -58,8 +58,9 @@ def register(subparsers, module_name: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_verbosity_args(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
@@ -110,8 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not is_out_of_memory(e):
             raise
         detail = " ".join(str(e).split())[:200] or type(e).__name__
-        print(f"{PROG}: error: out of memory ({detail}); try --dtype bfloat16, a smaller --canvas-length or batch, "
-              "fewer prompts at once, or another --device", file=sys.stderr)
+        print(
+            f"{PROG}: error: out of memory ({detail}); try --dtype bfloat16, a smaller --canvas-length or batch, "
+            "fewer prompts at once, or another --device",
+            file=sys.stderr,
+        )
         return 1
     finally:
         restore_logging()
@@ -119,8 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # How allocation failures read: torch's CPU allocator ("can't allocate memory: you tried to allocate
 # N bytes", "not enough memory" on Windows), CUDA / MPS / XPU ("out of memory"), errno 12 text, C++.
-_OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
-                "bad_alloc", "failed to allocate")
+_OOM_PHRASES = (
+    "out of memory",
+    "can't allocate memory",
+    "cannot allocate memory",
+    "not enough memory",
+    "bad_alloc",
+    "failed to allocate",
+)
 
 
 def is_out_of_memory(e: BaseException) -> bool:

@@ -45,6 +45,7 @@ def _int_type(minimum: int, what: str) -> Callable[[str], int]:
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
         return value
+
     return parse
 
 
@@ -83,7 +84,8 @@ def seed_list(text: str) -> int | list[int]:
         seeds = [int(p) for p in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be an integer or a comma-separated list of integers, got {text!r}") from None
+            f"must be an integer or a comma-separated list of integers, got {text!r}"
+        ) from None
     if any(s < 0 for s in seeds):
         raise argparse.ArgumentTypeError(f"seeds must be >= 0, got {text!r}")
     return seeds[0] if len(seeds) == 1 else seeds
@@ -107,10 +109,12 @@ _LEVELS = {-2: logging.CRITICAL + 1, -1: logging.ERROR, 0: logging.WARNING, 1: l
 def add_verbosity_args(parser: argparse.ArgumentParser, *, default: Any = 0) -> None:
     """`-v/--verbose` and `-q/--quiet`, each repeatable; `verbosity(args)` combines them. Commands
     add them with `default=argparse.SUPPRESS` so that `sumi -v generate` is not reset by the command."""
-    parser.add_argument("-v", "--verbose", action="count", default=default,
-                        help="more log messages: -v info, -vv debug")
-    parser.add_argument("-q", "--quiet", action="count", default=default,
-                        help="fewer log messages: -q errors only, -qq none")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=default, help="more log messages: -v info, -vv debug"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="count", default=default, help="fewer log messages: -q errors only, -qq none"
+    )
 
 
 def verbosity(args: argparse.Namespace) -> int:
@@ -169,20 +173,32 @@ def add_model_arg(parser) -> None:
     """`--model`: what every command that loads a model takes."""
     from ..loading import DEFAULT_MODEL
 
-    parser.add_argument("--model", "-m", default=DEFAULT_MODEL, metavar="PATH_OR_PRESET",
-                        help="a checkpoint folder, a preset name (RANDOM weights) or a Hub id "
-                             f"(default: {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        metavar="PATH_OR_PRESET",
+        help=f"a checkpoint folder, a preset name (RANDOM weights) or a Hub id (default: {DEFAULT_MODEL})",
+    )
 
 
 def add_runtime_args(parser) -> None:
     """`--dtype`, `--device` and `--attn` (to a parser or an argument group): how the model is loaded."""
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
-                        help="weight dtype (default: the checkpoint's; float32 for presets other than sumi-7b)")
-    parser.add_argument("--device", default="auto",
-                        help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
-    parser.add_argument("--attn", dest="attn_implementation", choices=("sumi_native", "sdpa", "eager"),
-                        help="attention implementation (default: sumi_native where sumi's bf16 CPU kernel applies, "
-                             "else sdpa; see `sumi info`)")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        help="weight dtype (default: the checkpoint's; float32 for presets other than sumi-7b)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)"
+    )
+    parser.add_argument(
+        "--attn",
+        dest="attn_implementation",
+        choices=("sumi_native", "sdpa", "eager"),
+        help="attention implementation (default: sumi_native where sumi's bf16 CPU kernel applies, "
+        "else sdpa; see `sumi info`)",
+    )
 
 
 def resolve_device(name: str):
@@ -223,8 +239,10 @@ def launch_peers():
     except ValueError as e:
         raise CLIError(str(e)) from None
     except (RuntimeError, OSError) as e:  # the store at MASTER_ADDR:MASTER_PORT did not answer
-        raise CLIError(f"cannot reach the launcher's store at {os.environ.get('MASTER_ADDR')}:"
-                       f"{os.environ.get('MASTER_PORT')} ({' '.join(str(e).split())[:200]})") from None
+        raise CLIError(
+            f"cannot reach the launcher's store at {os.environ.get('MASTER_ADDR')}:"
+            f"{os.environ.get('MASTER_PORT')} ({' '.join(str(e).split())[:200]})"
+        ) from None
 
 
 def model_source(name: str, argument: str = "--model") -> str:
@@ -273,7 +291,7 @@ def read_prompts_file(path: str, max_bytes: int | None = None) -> list[str]:
         except json.JSONDecodeError as e:
             raise CLIError(f"argument --prompts-file: line {n} of {path!r} is not valid JSON ({e.msg})") from e
         if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
-            raise CLIError(f"argument --prompts-file: line {n} of {path!r} has no string \"prompt\" field")
+            raise CLIError(f'argument --prompts-file: line {n} of {path!r} has no string "prompt" field')
         prompts.append(obj["prompt"])
     return prompts
 
@@ -287,8 +305,10 @@ def _read_capped(path: str, cap: int) -> bytes:
             pieces.append(piece.encode("utf-8") if isinstance(piece, str) else piece)
             total += len(pieces[-1])
             if total > cap:
-                raise CLIError(f"argument --prompts-file: {path!r} is longer than the cap of {format_bytes(cap)} "
-                               f"({cap} bytes) that --prompts-file reads; split it into smaller files")
+                raise CLIError(
+                    f"argument --prompts-file: {path!r} is longer than the cap of {format_bytes(cap)} "
+                    f"({cap} bytes) that --prompts-file reads; split it into smaller files"
+                )
     return b"".join(pieces)
 
 
@@ -311,76 +331,165 @@ class DefaultRule:
 # generate()'s keyword -> (flags, argparse keywords). Defaults come from `add_sampling_args`: unset
 # options stay None, so that generate() resolves them through the model's generation config.
 _SAMPLING_ARGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "max_new_tokens": (("--max-new-tokens", "-n"), dict(
-        type=nonneg_int, metavar="N", help="tokens to write after each prompt")),
-    "num_denoising_steps": (("--steps", "--num-denoising-steps"), dict(
-        type=positive_int, metavar="N", help="denoising steps, one forward pass each")),
+    "max_new_tokens": (
+        ("--max-new-tokens", "-n"),
+        dict(type=nonneg_int, metavar="N", help="tokens to write after each prompt"),
+    ),
+    "num_denoising_steps": (
+        ("--steps", "--num-denoising-steps"),
+        dict(type=positive_int, metavar="N", help="denoising steps, one forward pass each"),
+    ),
     "sampler": (("--sampler",), dict(choices=SAMPLERS, help="how a step moves the canvas")),
     "schedule": (("--schedule",), dict(choices=SCHEDULES, help="noise schedule of the ancestral sampler")),
-    "temperature": (("--temperature", "-t"), dict(
-        type=nonneg_float, metavar="T", help="softmax temperature of the denoiser; 0 = argmax")),
-    "tokens_per_step": (("--tokens-per-step",), dict(
-        type=positive_int, metavar="K", help="positions the adaptive sampler rewrites per step")),
+    "temperature": (
+        ("--temperature", "-t"),
+        dict(type=nonneg_float, metavar="T", help="softmax temperature of the denoiser; 0 = argmax"),
+    ),
+    "tokens_per_step": (
+        ("--tokens-per-step",),
+        dict(type=positive_int, metavar="K", help="positions the adaptive sampler rewrites per step"),
+    ),
     "top_k": (("--top-k",), dict(type=positive_int, metavar="K", help="sample only among the K most likely tokens")),
-    "top_p": (("--top-p",), dict(
-        type=unit_interval, metavar="P", help="nucleus sampling: keep the top tokens holding probability mass P")),
+    "top_p": (
+        ("--top-p",),
+        dict(type=unit_interval, metavar="P", help="nucleus sampling: keep the top tokens holding probability mass P"),
+    ),
     "min_p": (("--min-p",), dict(type=unit_interval, metavar="P", help="keep tokens with probability >= P * p_max")),
     "min_log_snr": (("--min-log-snr",), dict(type=finite_float, metavar="L", help="lowest log-SNR of the schedule")),
     "max_log_snr": (("--max-log-snr",), dict(type=finite_float, metavar="L", help="highest log-SNR of the schedule")),
-    "early_stop_patience": (("--early-stop",), dict(
-        type=positive_int, metavar="PATIENCE",
-        help="a row stops after PATIENCE consecutive steps that change nothing in it (exact for greedy and "
-             "adaptive at temperature 0 with PATIENCE 1; a heuristic for ancestral)")),
-    "stop_on_cycle": (("--stop-on-cycle",), dict(
-        action="store_const", const=True,
-        help="greedy / adaptive at temperature 0: a row stops once its canvas repeats a recent state, keeping "
-             "the canvas the remaining steps would end on (exact, fewer forwards)")),
-    "corrector_steps": (("--corrector-steps",), dict(
-        type=nonneg_int, metavar="C",
-        help="predictor_corrector: corrector forwards after each step (re-noise one step back, denoise again)")),
-    "greedy_tail": (("--greedy-tail",), dict(
-        type=nonneg_int, metavar="G", help="the last G forwards take the argmax (ancestral-type samplers)")),
-    "entropy_bound": (("--entropy-bound",), dict(
-        type=nonneg_float, metavar="H",
-        help="entropy_bounded: positions with predicted entropy under H nats take the argmax, the rest are redrawn")),
+    "early_stop_patience": (
+        ("--early-stop",),
+        dict(
+            type=positive_int,
+            metavar="PATIENCE",
+            help="a row stops after PATIENCE consecutive steps that change nothing in it (exact for greedy and "
+            "adaptive at temperature 0 with PATIENCE 1; a heuristic for ancestral)",
+        ),
+    ),
+    "stop_on_cycle": (
+        ("--stop-on-cycle",),
+        dict(
+            action="store_const",
+            const=True,
+            help="greedy / adaptive at temperature 0: a row stops once its canvas repeats a recent state, keeping "
+            "the canvas the remaining steps would end on (exact, fewer forwards)",
+        ),
+    ),
+    "corrector_steps": (
+        ("--corrector-steps",),
+        dict(
+            type=nonneg_int,
+            metavar="C",
+            help="predictor_corrector: corrector forwards after each step (re-noise one step back, denoise again)",
+        ),
+    ),
+    "greedy_tail": (
+        ("--greedy-tail",),
+        dict(type=nonneg_int, metavar="G", help="the last G forwards take the argmax (ancestral-type samplers)"),
+    ),
+    "entropy_bound": (
+        ("--entropy-bound",),
+        dict(
+            type=nonneg_float,
+            metavar="H",
+            help="entropy_bounded: positions with predicted entropy under H nats take the argmax, the rest are redrawn",
+        ),
+    ),
     "seed": (("--seed",), dict(type=seed_list, metavar="SEED", help="random seed, or one seed per prompt (1,2,3)")),
-    "canvas_length": (("--canvas-length",), dict(
-        type=positive_int, metavar="N",
-        help="canvas size in tokens, prompt included, capped at the model's max_position_embeddings")),
-    "anchor_eosbos": (("--no-anchors",), dict(
-        action="store_const", const=False,
-        help="do not pin EOS + BOS after the requested length (the canvas then runs free)")),
-    "trim_at_eos": (("--no-trim",), dict(action="store_const", const=False,
-                                         help="do not cut the output at the first EOS")),
-    "stop_strings": (("--stop",), dict(action="append", metavar="TEXT",
-                                       help="also cut the output before TEXT (repeatable)")),
-    "align_rows": (("--align-rows",), dict(
-        action="store_const", const=True,
-        help="give each left-padded prompt the positions and anchors it would have alone")),
-    "skip_tail": (("--skip-tail",), dict(
-        action="store_const", const=True,
-        help="leave the canvas after the BOS anchor out of every forward (faster; the official code denoises "
-             "it as context, which changes the result)")),
-    "denoise_end": (("--denoise-end",), dict(
-        type=nonneg_int, metavar="POS", help="canvas positions from POS on keep their random initial tokens")),
-    "frozen": (("--frozen",), dict(
-        action="append", type=frozen_pair, metavar="POS:ID",
-        help="pin canvas position POS to token ID in every row (repeatable; disables the anchors)")),
+    "canvas_length": (
+        ("--canvas-length",),
+        dict(
+            type=positive_int,
+            metavar="N",
+            help="canvas size in tokens, prompt included, capped at the model's max_position_embeddings",
+        ),
+    ),
+    "anchor_eosbos": (
+        ("--no-anchors",),
+        dict(
+            action="store_const",
+            const=False,
+            help="do not pin EOS + BOS after the requested length (the canvas then runs free)",
+        ),
+    ),
+    "trim_at_eos": (
+        ("--no-trim",),
+        dict(action="store_const", const=False, help="do not cut the output at the first EOS"),
+    ),
+    "stop_strings": (
+        ("--stop",),
+        dict(action="append", metavar="TEXT", help="also cut the output before TEXT (repeatable)"),
+    ),
+    "align_rows": (
+        ("--align-rows",),
+        dict(
+            action="store_const",
+            const=True,
+            help="give each left-padded prompt the positions and anchors it would have alone",
+        ),
+    ),
+    "skip_tail": (
+        ("--skip-tail",),
+        dict(
+            action="store_const",
+            const=True,
+            help="leave the canvas after the BOS anchor out of every forward (faster; the official code denoises "
+            "it as context, which changes the result)",
+        ),
+    ),
+    "denoise_end": (
+        ("--denoise-end",),
+        dict(type=nonneg_int, metavar="POS", help="canvas positions from POS on keep their random initial tokens"),
+    ),
+    "frozen": (
+        ("--frozen",),
+        dict(
+            action="append",
+            type=frozen_pair,
+            metavar="POS:ID",
+            help="pin canvas position POS to token ID in every row (repeatable; disables the anchors)",
+        ),
+    ),
 }
 
-SAMPLER_OPTIONS = ("max_new_tokens", "num_denoising_steps", "sampler", "schedule", "temperature", "tokens_per_step",
-                   "top_k", "top_p", "min_p", "min_log_snr", "max_log_snr", "early_stop_patience", "stop_on_cycle",
-                   "corrector_steps", "greedy_tail", "entropy_bound", "seed")
-CANVAS_OPTIONS = ("canvas_length", "anchor_eosbos", "trim_at_eos", "stop_strings", "align_rows", "skip_tail",
-                  "denoise_end", "frozen")
+SAMPLER_OPTIONS = (
+    "max_new_tokens",
+    "num_denoising_steps",
+    "sampler",
+    "schedule",
+    "temperature",
+    "tokens_per_step",
+    "top_k",
+    "top_p",
+    "min_p",
+    "min_log_snr",
+    "max_log_snr",
+    "early_stop_patience",
+    "stop_on_cycle",
+    "corrector_steps",
+    "greedy_tail",
+    "entropy_bound",
+    "seed",
+)
+CANVAS_OPTIONS = (
+    "canvas_length",
+    "anchor_eosbos",
+    "trim_at_eos",
+    "stop_strings",
+    "align_rows",
+    "skip_tail",
+    "denoise_end",
+    "frozen",
+)
 
 
 def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def add_sampling_args(parser, defaults: Mapping[str, Any] | None = None, *,
-                      only: Iterable[str] = SAMPLER_OPTIONS + CANVAS_OPTIONS) -> None:
+def add_sampling_args(
+    parser, defaults: Mapping[str, Any] | None = None, *, only: Iterable[str] = SAMPLER_OPTIONS + CANVAS_OPTIONS
+) -> None:
     """Add the sampler options named in `only` (generate()'s keyword names, in the order given) to
     `parser` (a parser or an argument group).
 
@@ -416,9 +525,32 @@ def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 __all__ = [
-    "PROG", "CLIError", "note", "positive_int", "nonneg_int", "finite_float", "nonneg_float", "unit_interval",
-    "seed_list", "frozen_pair", "add_verbosity_args", "verbosity", "configure_logging", "add_model_arg",
-    "add_runtime_args", "resolve_device", "launch_peers_env", "launch_peers", "model_source", "load_model",
-    "MAX_PROMPTS_FILE_BYTES", "read_prompts_file", "parse_ids",
-    "DefaultRule", "SAMPLER_OPTIONS", "CANVAS_OPTIONS", "add_sampling_args", "sampling_kwargs",
+    "PROG",
+    "CLIError",
+    "note",
+    "positive_int",
+    "nonneg_int",
+    "finite_float",
+    "nonneg_float",
+    "unit_interval",
+    "seed_list",
+    "frozen_pair",
+    "add_verbosity_args",
+    "verbosity",
+    "configure_logging",
+    "add_model_arg",
+    "add_runtime_args",
+    "resolve_device",
+    "launch_peers_env",
+    "launch_peers",
+    "model_source",
+    "load_model",
+    "MAX_PROMPTS_FILE_BYTES",
+    "read_prompts_file",
+    "parse_ids",
+    "DefaultRule",
+    "SAMPLER_OPTIONS",
+    "CANVAS_OPTIONS",
+    "add_sampling_args",
+    "sampling_kwargs",
 ]
