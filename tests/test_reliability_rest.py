@@ -196,6 +196,20 @@ def test_sumi_train_reports_a_locked_out_dir_in_one_line(recipe, tmp_path, holde
     assert len(err) == 1 and err[0].startswith("sumi: error: ") and "in use by another training run" in err[0]
 
 
+def test_resume_after_a_change_of_model_shape_is_one_line_naming_the_keys(recipe, tmp_path, capsys):
+    from sumi.cli import main
+    from sumi.training import train
+
+    run = tmp_path / "run"
+    train(recipe, [f"out_dir={run}"])
+    args = ["train", str(recipe), "--resume", f"out_dir={run}", "steps=2", "model.overrides.num_hidden_layers=3"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sumi: error: checkpoint ")
+    assert "another shape (num_hidden_layers 2 -> 3)" in err[0]
+    assert main(["train", str(recipe), "--resume", f"out_dir={run}", "steps=2"]) == 0  # same shape: resumes
+
+
 @pytest.mark.slow
 def test_two_real_runs_into_one_out_dir(recipe, tmp_path, capsys):
     """A live `python -m sumi.training` run holds its folder: a second `sumi train` there is refused

@@ -236,6 +236,37 @@ class Checkpointer:
         )
 
 
+# the model config keys that decide the shapes of the weights
+_SHAPE_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "tie_word_embeddings",
+)
+
+
+def _check_same_shapes(path: Path, config) -> None:
+    """A checkpoint of another model shape is a CheckpointError naming the keys that differ (before
+    DCP reports a missing or mis-shaped tensor)."""
+    saved = read_trainer_state(path).get("model_config") or {}
+    if config is None or not saved:
+        return
+    differ = [
+        f"{k} {saved[k]} -> {getattr(config, k, None)}"
+        for k in _SHAPE_KEYS
+        if k in saved and saved[k] != getattr(config, k, None)
+    ]
+    if differ:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds a model of another shape ({', '.join(differ)}): "
+            "resume with the model settings it was saved with, or start a new out_dir"
+        )
+
+
 def load_checkpoint(
     path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None
 ) -> dict[str, Any]:
@@ -244,6 +275,7 @@ def load_checkpoint(
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     path = Path(path)
+    _check_same_shapes(path, getattr(model, "config", None))
     if optimizer is None:
         from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
 
