@@ -345,3 +345,25 @@ def test_other_runtime_errors_are_not_called_out_of_memory(monkeypatch):
         RuntimeError("[enforce fail] DefaultCPUAllocator: not enough memory: you tried to allocate 8 bytes")
     )
     assert not is_out_of_memory(ValueError("can't allocate memory"))  # an input error, not an allocation
+
+
+def test_special_token_text_in_user_text_is_plain_text_everywhere(capsys):
+    # one rule (sumi.tokenization.encode_user_text): generate, the server and evaluation encode the
+    # literal text of a special token as characters, as data prepare encodes documents
+    import copy
+    import json
+
+    import sumi
+    from sumi.cli import main
+    from sumi.tokenization import encode_user_text
+
+    _, tok = sumi.load("demo")
+    text = "a <|endoftext|> b"
+    ids = encode_user_text(tok, text)
+    assert tok.eos_token_id not in ids and tok.decode(ids) == text
+    backend = copy.deepcopy(tok.backend_tokenizer)  # how data prepare encodes a document
+    backend.encode_special_tokens = True
+    assert backend.encode(text, add_special_tokens=False).ids == ids
+    assert main(["generate", "--steps", "1", "-n", "2", "--seed", "0", "--format", "jsonl", text]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert record["prompt_ids"] == [tok.bos_token_id] + ids

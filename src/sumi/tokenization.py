@@ -289,6 +289,16 @@ def _offline() -> bool:
 
 
 # ----------------------------------------------------------------------------- byte fallback
+def encode_user_text(tokenizer: Any, text: str) -> list[int]:
+    """Ids of user text (a prompt, a document, a benchmark question): plain text everywhere, so the
+    literal text of a special token (`<|endoftext|>`) is encoded as its characters, as `data prepare`
+    encodes documents. Special tokens enter only as ids (BOS, the EOS/BOS anchors) or through a chat
+    template. No BOS is added."""
+    if isinstance(tokenizer, ByteTokenizer):
+        return tokenizer.encode(text)
+    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids)
+
+
 class ByteTokenizer:
     """The fallback for models without a tokenizer (e.g. the `sumi-tiny` preset, vocabulary 256):
     UTF-8 bytes as ids (id = byte value). Decoding turns ids < 256 back into bytes (invalid UTF-8
@@ -335,6 +345,7 @@ class ByteTokenizer:
 
 
 __all__ = [
+    "encode_user_text",
     "DOLMA2",
     "BOS_TOKEN",
     "EOS_TOKEN",

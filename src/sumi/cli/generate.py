@@ -229,6 +229,7 @@ def _generate(args: argparse.Namespace, prompts: list[str], options: dict[str, A
     import torch
 
     from ..denoising import canvas_layout
+    from ..tokenization import encode_user_text
 
     if source == "preset":
         note(
@@ -241,7 +242,7 @@ def _generate(args: argparse.Namespace, prompts: list[str], options: dict[str, A
     tok, byte_level = _text_codec(tok, cfg, args.ids)
 
     def encode(text: str) -> list[int]:
-        return tok.encode(text) if byte_level else list(tok(text, add_special_tokens=False).input_ids)
+        return encode_user_text(tok, text)
 
     def decode(ids: list[int], skip_special_tokens: bool = False) -> str:
         return tok.decode(ids, skip_special_tokens=skip_special_tokens)

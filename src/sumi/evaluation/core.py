@@ -45,6 +45,7 @@ from typing import Any
 import torch
 
 from ..generation_sumi import is_deterministic
+from ..tokenization import encode_user_text
 from .nelbo import (
     DEFAULT_NELBO_METHOD,
     NELBO_METHODS,
@@ -190,9 +191,7 @@ class SumiEvaluator:
         return min(int(self.options["canvas_length"]), int(self.config.max_position_embeddings))
 
     def encode(self, text: str) -> list[int]:
-        if self.byte_level:
-            return self.tokenizer.encode(text)
-        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+        return encode_user_text(self.tokenizer, text)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..tokenization import ByteTokenizer
+from ..tokenization import ByteTokenizer, encode_user_text
 from .chat import render_chat
 from .errors import APIError, invalid, param_from_message
 from .protocol import OPTION_FIELDS, SamplingFields
@@ -55,9 +55,14 @@ class TextCodec:
         self._pieces: dict[int, str] = {}
 
     def encode(self, text: str) -> list[int]:
+        """User text: plain text (`encode_user_text`)."""
+        return encode_user_text(self.tokenizer, text)
+
+    def encode_rendered(self, text: str) -> list[int]:
+        """Text rendered by a chat template: its special-token markers are the special tokens."""
         if self.byte_level:
             return self.tokenizer.encode(text)
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -158,7 +163,8 @@ class JobBuilder:
             chat = render_chat(plain, None if self.codec.byte_level else self.codec.tokenizer)
         except ValueError as e:
             raise invalid(str(e), param="messages") from None
-        return self._bounded(Prompt(self._with_bos(self.codec.encode(chat.text), chat.add_bos), "messages", chat.stop))
+        ids = self.codec.encode_rendered(chat.text)
+        return self._bounded(Prompt(self._with_bos(ids, chat.add_bos), "messages", chat.stop))
 
     def _with_bos(self, ids: list[int], add_bos: bool) -> list[int]:
         bos = self.config.bos_token_id
