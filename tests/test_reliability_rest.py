@@ -4,6 +4,7 @@ capped `--prompts-file` and a one-line out-of-memory error. Each test failed bef
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -367,3 +368,31 @@ def test_special_token_text_in_user_text_is_plain_text_everywhere(capsys):
     assert main(["generate", "--steps", "1", "-n", "2", "--seed", "0", "--format", "jsonl", text]) == 0
     record = json.loads(capsys.readouterr().out.splitlines()[0])
     assert record["prompt_ids"] == [tok.bos_token_id] + ids
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_keeps_the_earlier_ones(
+    recipe, tmp_path, capsys, monkeypatch
+):
+    import errno
+
+    from sumi.cli import main
+    from sumi.training import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    assert main(["train", str(recipe), f"out_dir={run}"]) == 0  # step 1 saved
+    real = ckpt.save_checkpoint
+
+    def full_disk(root, step, *args, **kwargs):
+        (Path(root) / (ckpt.checkpoint_name(step) + ".tmp")).mkdir(parents=True)  # a partial folder
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", full_disk)
+    capsys.readouterr()
+    assert main(["train", str(recipe), "--resume", f"out_dir={run}", "steps=2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # (a resume note may come first)
+    assert not any("Traceback" in line for line in err) and err[-1].startswith("sumi: error: ")
+    assert "no space left on device while writing the checkpoint of step 2" in err[-1]
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["step_0000001"]  # the partial folder removed, the earlier checkpoint kept
+    monkeypatch.setattr(ckpt, "save_checkpoint", real)
+    assert main(["train", str(recipe), "--resume", f"out_dir={run}", "steps=2"]) == 0

@@ -230,10 +230,26 @@ class Checkpointer:
     def save(
         self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, trainer_state: dict[str, Any]
     ) -> Path:
-        """Collective (`save_checkpoint`): every rank calls it; returns the installed folder."""
-        return save_checkpoint(
-            self.root, step, model, optimizer, trainer_state, keep_last=self.keep_last, barrier=self.barrier
-        )
+        """Collective (`save_checkpoint`): every rank calls it; returns the installed folder. A full
+        disk is a CheckpointError saying where (the partial folder removed, earlier checkpoints kept)."""
+        try:
+            return save_checkpoint(
+                self.root, step, model, optimizer, trainer_state, keep_last=self.keep_last, barrier=self.barrier
+            )
+        except Exception as e:  # DCP wraps a rank's OSError in its own exception: look at the text too
+            if not _is_disk_full(e):
+                raise
+            shutil.rmtree(self.root / (checkpoint_name(step) + ".tmp"), ignore_errors=True)
+            raise CheckpointError(
+                f"no space left on device while writing the checkpoint of step {step} in {str(self.root)!r}: "
+                "the earlier checkpoints are kept; free space (or lower checkpoint.keep_last) and --resume"
+            ) from None
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    import errno
+
+    return (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left on device" in str(e)
 
 
 # the model config keys that decide the shapes of the weights
