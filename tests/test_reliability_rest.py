@@ -396,3 +396,16 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_keeps_the_earlier
     assert names == ["step_0000001"]  # the partial folder removed, the earlier checkpoint kept
     monkeypatch.setattr(ckpt, "save_checkpoint", real)
     assert main(["train", str(recipe), "--resume", f"out_dir={run}", "steps=2"]) == 0
+
+
+def test_a_binary_recipe_or_a_folder_is_one_line_naming_it(tmp_path, capsys):
+    from sumi.cli import main
+
+    binary = tmp_path / "recipe.yaml"
+    binary.write_bytes(bytes(range(128, 256)))
+    assert main(["train", str(binary)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"recipe {str(binary)!r} is not UTF-8 text" in err[0]
+    assert main(["train", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a folder, not a YAML file" in err[0]

@@ -254,6 +254,12 @@ class TrainConfig:
             raise ConfigError(f"recipe {str(path)!r} does not exist") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"recipe {str(path)!r} is not UTF-8 text (a binary file?): {e.reason} at byte {e.start}"
+            ) from None
+        except IsADirectoryError:
+            raise ConfigError(f"recipe {str(path)!r} is a folder, not a YAML file") from None
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"recipe {str(path)!r} must be a mapping of sections, got {type(data).__name__}")
         config = cls.from_dict(data, where=str(path))
