@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..diffusion import corrupt, sample_t
+from ..diffusion import corrupt, nelbo_t_grid, sample_t
 from ..seeding import derive_seed
 
 
@@ -91,4 +91,16 @@ def draw_step_noise(
     return StepNoise(t=t, replaced=replaced, prefix_len=prefix_len)
 
 
-__all__ = ["StepNoise", "draw_step_noise"]
+def eval_t_grid(config) -> tuple[torch.Tensor, torch.Tensor]:
+    """The validation NELBO's noise levels and weights (`nelbo_t_grid` of `eval.nelbo_samples`
+    points), drawn from the run's seed: the same grid for every world size and for SFT runs."""
+    return nelbo_t_grid(
+        config.eval.nelbo_samples,
+        method=config.eval.nelbo_method,
+        min_log_snr=config.data.min_log_snr,
+        max_log_snr=config.data.max_log_snr,
+        generator=torch.Generator().manual_seed(derive_seed("eval-grid", config.seed)),
+    )
+
+
+__all__ = ["StepNoise", "draw_step_noise", "eval_t_grid"]

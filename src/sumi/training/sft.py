@@ -352,19 +352,14 @@ def evaluate_sft(module, source: SFTSource, config, ctx) -> dict[str, float]:
     estimator of `trainer.evaluate` with only the noisable positions corrupted and only the scored
     ones counted; the corruption of eval batch i, grid point k is drawn from (seed, i, k) for the
     whole global eval batch."""
-    from ..diffusion import corrupt, nelbo_on_grid, nelbo_t_grid
+    from ..diffusion import corrupt, nelbo_on_grid
+    from .noise import eval_t_grid
 
     cfg = module.model.config
     V, S = cfg.vocab_size, config.data.seq_len
     gb = config.eval_batch_size(ctx.world_size)
     b = gb // ctx.world_size
-    ts, ws = nelbo_t_grid(
-        config.eval.nelbo_samples,
-        method=config.eval.nelbo_method,
-        min_log_snr=config.data.min_log_snr,
-        max_log_snr=config.data.max_log_snr,
-        generator=torch.Generator().manual_seed(derive_seed("eval-grid", config.seed)),
-    )
+    ts, ws = eval_t_grid(config)
     was_training = module.training
     module.eval()
     total = torch.zeros((), dtype=torch.float64, device=ctx.device)

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..diffusion import corrupt, nelbo_on_grid, nelbo_t_grid
+from ..diffusion import corrupt, nelbo_on_grid
 from ..seeding import derive_seed
 from .checkpoint import Checkpointer, find_latest_checkpoint, list_checkpoints, load_checkpoint
 from .config import ConfigError, TrainConfig
@@ -44,7 +44,7 @@ from .dryrun import build_model_config
 from .loss import DiffusionTrainingModule
 from .metrics import RunLogger
 from .mixture import MixtureSource, open_mixture
-from .noise import draw_step_noise
+from .noise import draw_step_noise, eval_t_grid
 from .optim import build_optimizer, set_lr
 from .phases import PhasePlan, build_plan
 from .runlock import RunFolderInUse, run_folder_lock
@@ -224,13 +224,7 @@ def evaluate(
     S = config.data.seq_len
     gb = config.eval_batch_size(ctx.world_size)
     b = gb // ctx.world_size
-    ts, ws = nelbo_t_grid(
-        config.eval.nelbo_samples,
-        method=config.eval.nelbo_method,
-        min_log_snr=config.data.min_log_snr,
-        max_log_snr=config.data.max_log_snr,
-        generator=torch.Generator().manual_seed(derive_seed("eval-grid", config.seed)),
-    )
+    ts, ws = eval_t_grid(config)
     was_training = module.training
     module.eval()
     total = torch.zeros((), dtype=torch.float64, device=ctx.device)
