@@ -273,6 +273,18 @@ def _api_routes(service: Service) -> APIRouter:
             )
         return model_card()
 
+    async def answer(run, prompt, request: Request, make_object) -> Response:
+        """A finished (non-streamed) request as the OpenAI object `make_object` builds; 499 when the
+        client hung up first."""
+        try:
+            result = await service.result(run, request)
+        except ClientGone:
+            return Response(status_code=499)
+        choices, tokens = builder.choices(run.job, result)
+        return JSONResponse(
+            make_object(run.id, name, choices, usage(len(prompt.ids), tokens), service.extra(run, result))
+        )
+
     @router.post("/completions")
     async def completions(request: Request) -> Response:
         req = parse_body(await request.body(), CompletionRequest)
@@ -282,14 +294,7 @@ def _api_routes(service: Service) -> APIRouter:
         run = service.start(req, prompt, max_tokens=req.max_tokens, canvas_every=canvas_every, prefix="cmpl")
         if req.stream:
             return _sse(_completion_stream(service, run, req, request))
-        try:
-            result = await service.result(run, request)
-        except ClientGone:
-            return Response(status_code=499)
-        choices, tokens = builder.choices(run.job, result)
-        return JSONResponse(
-            completion_object(run.id, name, choices, usage(len(prompt.ids), tokens), service.extra(run, result))
-        )
+        return await answer(run, prompt, request, completion_object)
 
     @router.post("/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -300,14 +305,7 @@ def _api_routes(service: Service) -> APIRouter:
         run = service.start(req, prompt, max_tokens=max_tokens, canvas_every=None, prefix="chatcmpl")
         if req.stream:
             return _sse(_chat_stream(service, run, req, request))
-        try:
-            result = await service.result(run, request)
-        except ClientGone:
-            return Response(status_code=499)
-        choices, tokens = builder.choices(run.job, result)
-        return JSONResponse(
-            chat_object(run.id, name, choices, usage(len(prompt.ids), tokens), service.extra(run, result))
-        )
+        return await answer(run, prompt, request, chat_object)
 
     @router.post("/canvas")
     async def canvas(request: Request) -> Response:
