@@ -1,5 +1,6 @@
-"""Chat templates: the default template of Sumi's tokenizers, and the check that a template marks
-the assistant turn.
+"""Chat templates: the default template of Sumi's tokenizers, the check that a template marks the
+assistant turn, and answering rendered prompts (`answer_prompts`, `answer_conversations`: what the
+SFT suite and `sumi eval --chat` score).
 
 The default template (`DEFAULT_CHAT_TEMPLATE`, the same text for Sumi's dolma2 tokenizer and the
 bundled demo tokenizer: both name `<|beginoftext|>` and `<|endoftext|>` as BOS and EOS) writes
@@ -27,6 +28,7 @@ conversation (what generation sees is what SFT trained on). The EOS closing an a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 DEFAULT_CHAT_TEMPLATE = (
@@ -103,6 +105,52 @@ def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]
     return list(out["input_ids"])
 
 
+def answer_prompts(
+    model,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[int]],
+    *,
+    seeds: Sequence[int],
+    batch_size: int = 32,
+    progress: Callable[[int], Any] | None = None,
+    **generate_kwargs: Any,
+) -> list[str]:
+    """The model's answer after each chat prompt (token ids ending with the template's generation
+    prompt, e.g. `chat_prompt_ids`): ``model.generate`` with the model's generation config,
+    overridden by `generate_kwargs`, row i seeded with ``seeds[i]``; the tokens after the prompt
+    decoded without special tokens and stripped. Prompts of equal length run as one batch (no
+    padding, so a row's answer is what it would be alone). `progress(n)` after each batch of n."""
+    import torch
+
+    if len(seeds) != len(prompts):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+    answers = [""] * len(prompts)
+    by_length: dict[int, list[int]] = {}
+    for i, ids in enumerate(prompts):
+        by_length.setdefault(len(ids), []).append(i)
+    device = next(model.parameters()).device
+    for length, rows in sorted(by_length.items()):
+        for k in range(0, len(rows), batch_size):
+            chunk = rows[k : k + batch_size]
+            ids = torch.tensor([list(prompts[i]) for i in chunk], device=device)  # [b, length]
+            out = model.generate(ids, seed=[int(seeds[i]) for i in chunk], **generate_kwargs)
+            for j, i in enumerate(chunk):
+                answers[i] = tokenizer.decode(out.sequences[j, length:].tolist(), skip_special_tokens=True).strip()
+            if progress is not None:
+                progress(len(chunk))
+    return answers
+
+
+def answer_conversations(
+    model, tokenizer: Any, conversations: Sequence[list[dict[str, str]]], *, seeds: Sequence[int], **kwargs: Any
+) -> list[str]:
+    """`answer_prompts` of each conversation rendered by `chat_prompt_ids` (the tokenizer's own
+    template: call `ensure_chat_template` first for the default one); `kwargs` as there."""
+    return answer_prompts(
+        model, tokenizer, [chat_prompt_ids(tokenizer, m) for m in conversations], seeds=seeds, **kwargs
+    )
+
+
 __all__ = [
     "DEFAULT_CHAT_TEMPLATE",
     "PROBE_MESSAGES",
@@ -110,4 +158,6 @@ __all__ = [
     "render_conversation",
     "check_assistant_marking",
     "chat_prompt_ids",
+    "answer_prompts",
+    "answer_conversations",
 ]

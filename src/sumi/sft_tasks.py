@@ -157,30 +157,20 @@ def exact_match(prediction: str, answer: str) -> bool:
 def answer_instances(
     model, tokenizer, instances: list[Instance], *, seed: int = 0, batch_size: int = 32, **generate_kwargs
 ) -> list[str]:
-    """The model's answer to each instance: its chat prompt (`chat_prompt_ids`) through
-    ``model.generate`` (the model's generation config, overridden by `generate_kwargs`; row i
-    seeded with ``seed + i``), the tokens after the prompt decoded without special tokens and
-    stripped. Prompts of equal length run as one batch (no padding, so a row's answer is what it
-    would be alone)."""
-    import torch
+    """The model's answer to each instance: its user message through the chat template (the
+    tokenizer's, else the default) and ``model.generate`` (the model's generation config,
+    overridden by `generate_kwargs`; row i seeded with ``seed + i``), as
+    `sumi.chat_template.answer_conversations` answers."""
+    from .chat_template import answer_conversations, ensure_chat_template
 
-    from .chat_template import chat_prompt_ids, ensure_chat_template
-
-    ensure_chat_template(tokenizer)
-    prompts = [chat_prompt_ids(tokenizer, inst.messages(with_answer=False)) for inst in instances]
-    answers = [""] * len(instances)
-    by_length: dict[int, list[int]] = {}
-    for i, ids in enumerate(prompts):
-        by_length.setdefault(len(ids), []).append(i)
-    device = next(model.parameters()).device
-    for length, rows in sorted(by_length.items()):
-        for k in range(0, len(rows), batch_size):
-            chunk = rows[k : k + batch_size]
-            ids = torch.tensor([prompts[i] for i in chunk], device=device)
-            out = model.generate(ids, seed=[seed + i for i in chunk], **generate_kwargs)
-            for j, i in enumerate(chunk):
-                answers[i] = tokenizer.decode(out.sequences[j, length:].tolist(), skip_special_tokens=True).strip()
-    return answers
+    return answer_conversations(
+        model,
+        ensure_chat_template(tokenizer),
+        [inst.messages(with_answer=False) for inst in instances],
+        seeds=[seed + i for i in range(len(instances))],
+        batch_size=batch_size,
+        **generate_kwargs,
+    )
 
 
 def score_suite(model, tokenizer, split: str, per_task: int, *, seed: int = 0, **generate_kwargs) -> dict[str, float]:

@@ -45,6 +45,12 @@ Two back ends:
   --tasks TASKS     lm-evaluation-harness tasks by name (needs `pip install sumi[eval]`; lm-eval
                     downloads its data sets, so this is the online path; --include-path adds
                     local task YAMLs).
+
+--chat scores a chat model the way people query it: each generation prompt becomes a conversation
+(offline: zero-shot by default, one user turn; --num-fewshot k: k exemplars as earlier
+user/assistant turns) rendered by the tokenizer's chat template with the generation prompt,
+answered with the model's generation config (the sampling options given override it), graded as
+the task grades answers.
 """
 
 EVAL_EPILOG = """\
@@ -62,6 +68,8 @@ examples:
   sumi eval --offline gsm8k --model PATH --limit 100 --canvas-lengths 256,512,1024,2048 --output-dir study/
   sumi eval --offline nelbo --nelbo-file docs.jsonl --canvas-lengths 256,512,1024,2048 --output-dir study/
   sumi eval --tasks hellaswag,arc_easy --model PATH --limit 100
+  sumi eval --offline all --chat --model demo-instruct --limit-gen 50 -o chat/   # zero-shot chat prompts
+  sumi eval --offline gsm8k --chat --num-fewshot 3 --model PATH -o chat3/       # 3 exemplar turn pairs
   torchrun --nproc_per_node=8 -m sumi.cli eval --offline all --model PATH --output-dir results/   # 8 GPUs
   (a launched run splits the items by rank, rank 0 writes the results; rerun with --resume after an
   interruption; see src/sumi/evaluation/README.md)
@@ -79,12 +87,14 @@ examples:
 """
 
 
-# The sampler options of the generation tasks, with the evaluation's defaults (EVAL_DEFAULTS).
+# The sampler options of the generation tasks, with the evaluation's defaults (EVAL_DEFAULTS). They
+# stay unset unless given (the evaluator applies the defaults), so that --chat knows what was given.
+_CHAT = "; with --chat: the model's generation config"
 _GENERATION_DEFAULTS = dict(
-    sampler=EVAL_DEFAULTS["sampler"],
-    num_denoising_steps=EVAL_DEFAULTS["num_denoising_steps"],
-    temperature=EVAL_DEFAULTS["temperature"],
-    tokens_per_step=DefaultRule("ceil(canvas_length / steps)"),
+    sampler=DefaultRule(EVAL_DEFAULTS["sampler"] + _CHAT),
+    num_denoising_steps=DefaultRule(f"{EVAL_DEFAULTS['num_denoising_steps']}{_CHAT}"),
+    temperature=DefaultRule(f"{EVAL_DEFAULTS['temperature']:g}{_CHAT}"),
+    tokens_per_step=DefaultRule("ceil(canvas_length / steps)" + _CHAT),
     early_stop_patience=DefaultRule(
         "off; adaptive and greedy at temperature 0 stop once their canvas cycles, which never changes the result"
     ),
@@ -128,7 +138,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         metavar="N",
         help="generation canvas, longest scoring canvas and rolling window (default: 2048, capped at "
-        "the model's max_position_embeddings)",
+        "the model's max_position_embeddings; --chat generation: the model's generation config)",
     )
     s.add_argument(
         "--rolling-context",
@@ -212,7 +222,9 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
         help="offline: at most N items per generation task (gsm8k, humaneval, mbpp), which cost far "
         "more per item (default: --limit)",
     )
-    p.add_argument("--num-fewshot", type=nonneg_int, metavar="N", help="override the preset's number of shots")
+    p.add_argument(
+        "--num-fewshot", type=nonneg_int, metavar="N", help="override the preset's number of shots (offline --chat: 0)"
+    )
     p.add_argument(
         "--output-dir",
         "-o",
@@ -229,7 +241,16 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
         "--max-gen-toks",
         type=positive_int,
         metavar="N",
-        help="answer budget (default: the task's: GSM8K 256, code 512)",
+        help="answer budget (default: the task's: GSM8K 256, code 512; with --chat the generation "
+        "config's max_new_tokens, else the task's)",
+    )
+    g.add_argument(
+        "--chat",
+        action="store_true",
+        help="chat-formatted generation: each prompt as a conversation through the tokenizer's chat "
+        "template (sumi's default where it has none), zero-shot unless --num-fewshot k puts k "
+        "exemplars as earlier user/assistant turns, answered with the model's generation config; "
+        "offline: gsm8k, humaneval, mbpp (all = these); --tasks: lm-eval's apply_chat_template",
     )
     g.add_argument(
         "--gen-batch-size", type=positive_int, metavar="N", help="prompts per generate() call (default: --batch-size)"
@@ -309,9 +330,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.offline is not None:
         try:
-            names = resolve_task_names(args.offline)
+            names = resolve_task_names(args.offline, chat=args.chat)
         except ValueError as e:
-            raise CLIError(f"argument --offline: {e}") from None
+            raise CLIError(f"argument --offline: {e}" + (" (--chat)" if args.chat else "")) from None
         if "nelbo" in names and not args.nelbo_file:
             raise CLIError("argument --offline: task 'nelbo' needs --nelbo-file FILE")
         data_dir = None
@@ -342,6 +363,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError("argument --resume: applies to --offline tasks")
     with launch_peers() as peers:
         evaluator = _load_evaluator(args, peers)
+        if args.chat:
+            _check_chat(evaluator, args, peers)
         config = dict(
             model=args.model,
             dtype=args.dtype,
@@ -360,6 +383,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if results is not None:  # rank 0 of a launched run, or the only process
             _finish(results, args)
     return 0
+
+
+def _check_chat(evaluator, args: argparse.Namespace, peers) -> None:
+    """--chat needs a tokenizer; one without a chat template renders with sumi's default (a note)."""
+    if evaluator.chat_template_source is None:
+        raise CLIError(
+            f"argument --chat: {args.model!r} has no tokenizer, so no chat template to render the prompts with"
+        )
+    if evaluator.chat_template_source == "default" and peers.is_main:
+        note(
+            f"note: {args.model!r} has no chat template: --chat renders the prompts with sumi's default "
+            "(sumi.chat_template.DEFAULT_CHAT_TEMPLATE), the one `sumi chat` uses"
+        )
 
 
 def _run_offline(evaluator, names, data_dir, args, config, log, peers, shard_dir) -> dict | None:
@@ -381,6 +417,7 @@ def _run_offline(evaluator, names, data_dir, args, config, log, peers, shard_dir
         shard_dir=shard_dir,
         resume=args.resume,
         shard_size=args.shard_size,
+        chat=args.chat,
     )
     try:
         if not args.canvas_lengths:
@@ -407,7 +444,7 @@ def _run_lm_eval(evaluator, names, args, config, log, peers) -> dict | None:
     from .runner import RESULTS_FORMAT, environment_versions
 
     task_manager = task_manager_for(names, args.include_path)
-    lm = SumiLM(evaluator, peers=peers)
+    lm = SumiLM(evaluator, peers=peers, chat=args.chat)
     log = log if peers.is_main else None
 
     def one_run() -> dict:
@@ -420,6 +457,7 @@ def _run_lm_eval(evaluator, names, args, config, log, peers) -> dict | None:
             task_manager=task_manager,
             log_samples=False,
             confirm_run_unsafe_code=args.allow_code_execution,
+            apply_chat_template=args.chat,  # few-shot exemplars as turns: lm-eval's fewshot_as_multiturn
         )
         seconds = time.perf_counter() - start
         if out is None:
@@ -452,7 +490,12 @@ def _run_lm_eval(evaluator, names, args, config, log, peers) -> dict | None:
         format=RESULTS_FORMAT,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         config=dict(
-            config, tasks=names, limit=args.limit, num_fewshot=args.num_fewshot, include_path=args.include_path
+            config,
+            tasks=names,
+            limit=args.limit,
+            num_fewshot=args.num_fewshot,
+            include_path=args.include_path,
+            chat=args.chat,
         ),
         model=evaluator.info(),
         versions=environment_versions(),

@@ -17,6 +17,11 @@ Three operations, on text or token ids:
 * **generation** with the anchored fill of spec §9: prompt, then `max_gen_toks` free positions,
   EOS + BOS anchors, random tail up to `canvas_length` (2048); `adaptive` sampler at temperature 0
   by default; the output is cut at the first EOS, then at the first stop string.
+* **chat generation** (`chat_prompt`, `generate_chat`; `sumi eval --chat`): a conversation rendered
+  by the tokenizer's chat template (else `sumi.chat_template.DEFAULT_CHAT_TEMPLATE`, as `sumi chat`
+  does) with the generation prompt, answered the way `sumi chat` answers: `generate()` with the
+  model's generation config, overridden only by the options given explicitly (to the constructor
+  or `set`, see `chat_options`), not by the defaults below.
 
 Defaults (`EVAL_DEFAULTS`) and why:
   num_samples=16, nelbo_method="stratified-logsnr": unbiased and low-variance (see `nelbo.t_grid`);
@@ -44,6 +49,7 @@ from typing import Any
 
 import torch
 
+from ..chat_template import answer_prompts, chat_prompt_ids, ensure_chat_template
 from ..generation_sumi import is_deterministic
 from ..tokenization import encode_user_text
 from .nelbo import (
@@ -82,6 +88,22 @@ EVAL_DEFAULTS: dict[str, Any] = dict(
     min_p=None,
 )
 
+# Evaluation options that chat generation passes on to generate() when given explicitly, by
+# generate()'s names; the others come from the model's generation config.
+CHAT_OPTIONS = {
+    "sampler": "sampler",
+    "num_denoising_steps": "num_denoising_steps",
+    "temperature": "temperature",
+    "tokens_per_step": "tokens_per_step",
+    "schedule": "schedule",
+    "early_stop_patience": "early_stop_patience",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "min_p": "min_p",
+    "canvas_length": "canvas_length",
+    "max_gen_toks": "max_new_tokens",
+}
+
 
 @dataclass
 class RollingScore:
@@ -106,6 +128,8 @@ class SumiEvaluator:
         # how many inputs did not fit the canvas and lost their oldest tokens (reported per task)
         self.truncated = {"contexts": 0, "prompts": 0}
         self.options.update({k: v for k, v in options.items() if v is not None})
+        # the options given explicitly (not defaults): what chat generation overrides (`chat_options`)
+        self.given = {k for k, v in options.items() if v is not None}
         self.progress = progress
         self.name = name or getattr(cfg, "_name_or_path", None) or None
         self.byte_level = False
@@ -120,6 +144,10 @@ class SumiEvaluator:
             tokenizer = ByteTokenizer(cfg.vocab_size, cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id)
             self.byte_level = True
         self.tokenizer = tokenizer
+        # whose template renders chat prompts: the tokenizer's, sumi's default, or none (no tokenizer)
+        self.chat_template_source = (
+            None if self.byte_level else "tokenizer" if getattr(tokenizer, "chat_template", None) else "default"
+        )
         self.validate()
 
     # ------------------------------------------------------------------ construction
@@ -159,11 +187,12 @@ class SumiEvaluator:
             raise ValueError(f"temperature must be a number >= 0, got {o['temperature']!r}")
 
     def set(self, **options: Any) -> None:
-        """Change options (e.g. `canvas_length` for a canvas-length study)."""
+        """Change options (e.g. `canvas_length` for a canvas-length study); they count as given."""
         unknown = set(options) - set(EVAL_DEFAULTS)
         if unknown:
             raise ValueError(f"unknown evaluation option(s) {sorted(unknown)}")
         self.options.update(options)
+        self.given |= {k for k, v in options.items() if v is not None}
         self.validate()
 
     def __getattr__(self, name: str):
@@ -346,16 +375,18 @@ class SumiEvaluator:
         return self.rolling_nelbo_tokens([self.encode(t) for t in texts])
 
     # ------------------------------------------------------------------ generation
-    def _fit_prompt(self, prompt: list[int], max_gen_toks: int) -> tuple[list[int], int]:
+    def _fit_prompt(
+        self, prompt: list[int], max_gen_toks: int, L: int | None = None, anchors: int = 2
+    ) -> tuple[list[int], int]:
         """Left-truncate a prompt so that the answer keeps at least min(max_gen_toks, L // 2)
-        positions of an L-token canvas with its two anchors; returns (prompt, budget)."""
-        L = self.max_length
+        positions of an L-token canvas (default: `max_length`) with its `anchors`; returns (prompt, budget)."""
+        L = self.max_length if L is None else L
         reserve = max(1, min(max_gen_toks, L // 2))
-        max_prompt = max(1, L - 2 - reserve)
+        max_prompt = max(1, L - anchors - reserve)
         if len(prompt) > max_prompt:
             prompt = prompt[-max_prompt:]
             self.truncated["prompts"] += 1
-        return prompt, max(1, min(max_gen_toks, L - 2 - len(prompt)))
+        return prompt, max(1, min(max_gen_toks, L - anchors - len(prompt)))
 
     def generate_tokens(
         self,
@@ -434,6 +465,81 @@ class SumiEvaluator:
         ids = self.generate_tokens([self.encode(p) for p in prompts], max_gen_toks=max_gen_toks, desc=desc, **overrides)
         return [cut_at_stop(self.decode(x), until) for x in ids]
 
+    # ------------------------------------------------------------------ chat generation
+    def chat_text(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+        """`messages` rendered by the tokenizer's chat template (else sumi's default), by default
+        with the generation prompt that opens the assistant's turn. ValueError without a tokenizer
+        or when the template rejects the messages."""
+        self._need_chat_template()
+        try:
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+        except Exception as e:  # jinja reports bad input with any exception (raise_exception)
+            raise ValueError(f"messages: the chat template rejected them: {e}") from None
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
+        """The ids of `chat_text(messages)` (`sumi.chat_template.chat_prompt_ids`)."""
+        self._need_chat_template()
+        return chat_prompt_ids(self.tokenizer, messages)
+
+    def encode_rendered(self, text: str) -> list[int]:
+        """Ids of text a chat template rendered: its special-token markers are the special tokens."""
+        if self.byte_level:
+            return self.encode(text)
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def _need_chat_template(self) -> None:
+        if self.byte_level:
+            raise ValueError(
+                "chat formatting needs the model's tokenizer and its chat template; this model has no "
+                "tokenizer (byte-level fallback)"
+            )
+        ensure_chat_template(self.tokenizer)  # the default where the tokenizer has none (`sumi chat` too)
+
+    def chat_options(self, max_gen_toks: int | None = None, default_gen_toks: int | None = None) -> dict[str, Any]:
+        """generate()'s options for chat answers: the evaluation options given explicitly (`CHAT_OPTIONS`),
+        nothing else, so that the model's generation config decides the rest. The answer budget
+        (max_new_tokens): `max_gen_toks`, else a `max_gen_toks` option given, else the generation
+        config's max_new_tokens, else `default_gen_toks` (the task's), else the `max_gen_toks` option."""
+        kw = {CHAT_OPTIONS[k]: self.options[k] for k in sorted(self.given) if k in CHAT_OPTIONS}
+        kw["max_new_tokens"] = int(
+            max_gen_toks
+            or kw.get("max_new_tokens")
+            or getattr(self.model.generation_config, "max_new_tokens", None)
+            or default_gen_toks
+            or self.options["max_gen_toks"]
+        )
+        return kw
+
+    def generate_chat(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        until: Iterable[str] | str | None = None,
+        max_gen_toks: int | None = None,
+        default_gen_toks: int | None = None,
+        desc: str = "chat",
+    ) -> list[str]:
+        """The model's answer to each rendered chat prompt (`chat_prompt`): `answer_prompts` with
+        `chat_options(max_gen_toks, default_gen_toks)`, each row seeded from `seed` and its prompt
+        (so an answer depends on neither its batch nor the process), then cut at the first stop
+        string. A prompt too long for the generation canvas loses its oldest tokens (counted in
+        `truncated["prompts"]`)."""
+        self._need_chat_template()
+        kw = self.chat_options(max_gen_toks, default_gen_toks)
+        o = self.model.resolve_generation_options(kw)
+        L = min(int(o["canvas_length"]), int(self.config.max_position_embeddings))
+        anchors = 2 if o["anchor_eosbos"] else 0
+        fitted = [self._fit_prompt(list(p), kw["max_new_tokens"], L, anchors)[0] for p in prompts]
+        seeds = [derive_seed(self.options["seed"], "chat", tuple(p)) for p in fitted]
+        bs = int(self.options["gen_batch_size"] or self.options["batch_size"])
+        with self._bar(len(fitted), desc) as bar:
+            texts = answer_prompts(
+                self.model, self.tokenizer, fitted, seeds=seeds, batch_size=bs, progress=bar.update, **kw
+            )
+        return [cut_at_stop(t, until).strip() for t in texts]
+
     def info(self) -> dict:
         cfg = self.config
         return dict(
@@ -464,4 +570,4 @@ def cut_at_stop(text: str, until: Iterable[str] | str | None) -> str:
     return text[:cut]
 
 
-__all__ = ["EVAL_DEFAULTS", "SumiEvaluator", "RollingScore", "cut_at_stop"]
+__all__ = ["EVAL_DEFAULTS", "CHAT_OPTIONS", "SumiEvaluator", "RollingScore", "cut_at_stop"]

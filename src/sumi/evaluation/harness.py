@@ -30,8 +30,17 @@ metrics on rank 0; each process runs on `cuda:LOCAL_RANK` (`sumi.distributed_inf
   rolling_context=0    clean context tokens carried into each rolling window
   sampler=adaptive, num_denoising_steps=256, temperature=0, tokens_per_step (auto),
   schedule=linear, early_stop_patience (off; T = 0 runs stop on a cycle, exactly), max_gen_toks=256, gen_batch_size, top_k, top_p, min_p
+  chat=False           contexts are chat-template renderings (set by itself when lm-eval calls
+                       `apply_chat_template`)
 A task's `gen_kwargs` may override `until`, `max_gen_toks`, and (when `do_sample` is true)
 `temperature`; any of the generation options above may also be passed through `--gen_kwargs`.
+
+Chat templates: `--apply_chat_template` (and lm-eval's `--fewshot_as_multiturn`, on with it) render
+each context with the tokenizer's chat template (sumi's default where it has none; a model without
+a tokenizer has none), its markers encoded as the special tokens. Generation then answers the way
+`sumi eval --chat` does (`SumiEvaluator.generate_chat`): the model's generation config, overridden
+by the options given in `--model_args`; the task's `until` cuts the answer, its `max_gen_toks`
+is the budget where neither the options nor the generation config set one.
 """
 
 from __future__ import annotations
@@ -112,10 +121,12 @@ class SumiLM(TemplateLM):
         batch_size: Any = None,
         max_batch_size: int | None = None,
         peers: Any = None,
+        chat: bool = False,
         **options: Any,
     ):
         super().__init__()
         self._peers = peers if peers is not None else _own_peers()
+        self._chat = chat if isinstance(chat, bool) else str(chat).lower() in ("1", "true", "yes")
         if "steps" in options:
             options["num_denoising_steps"] = options.pop("steps")
         bs = _batch_size(batch_size)
@@ -203,7 +214,20 @@ class SumiLM(TemplateLM):
         return "byte-level" if self.sumi.byte_level else getattr(self.sumi.tokenizer, "name_or_path", "sumi")
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
-        return self.sumi.encode(string)
+        # with chat templates every context is a rendering whose markers are special tokens
+        return self.sumi.encode_rendered(string) if self._chat else self.sumi.encode(string)
+
+    # ---- chat templates (lm-eval's --apply_chat_template)
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        if self.sumi.byte_level:
+            return ""
+        from ..chat_template import DEFAULT_CHAT_TEMPLATE
+
+        return getattr(self.sumi.tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        self._chat = True
+        return self.sumi.chat_text(chat_history, add_generation_prompt=add_generation_prompt)
 
     def tok_decode(self, tokens, **kwargs) -> str:
         return self.sumi.decode(tokens)
@@ -246,6 +270,8 @@ class SumiLM(TemplateLM):
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         self.sumi.progress = self._progress and not disable_tqdm
+        if self._chat:
+            return self._generate_chat(requests)
         groups: dict[str, list[int]] = {}
         settings = []
         for i, req in enumerate(requests):
@@ -271,16 +297,34 @@ class SumiLM(TemplateLM):
         for idx in groups.values():
             _, _, max_gen_toks, overrides = settings[idx[0]]
             canvas = overrides.pop("canvas_length", None)
-            old_canvas = self.sumi.options["canvas_length"]
+            old_canvas, old_given = self.sumi.options["canvas_length"], set(self.sumi.given)
             if canvas is not None:
                 self.sumi.set(canvas_length=int(canvas))
             try:
                 texts = self.sumi.generate([settings[i][0] for i in idx], max_gen_toks=max_gen_toks, **overrides)
             finally:
-                self.sumi.set(canvas_length=old_canvas)
+                self.sumi.options["canvas_length"], self.sumi.given = old_canvas, old_given
             for i, text in zip(idx, texts):
                 text = cut_at_stop(text, settings[i][1])
                 out[i] = text
+                self.cache_hook.add_partial("generate_until", requests[i].args, text)
+        return out  # type: ignore[return-value]
+
+    def _generate_chat(self, requests) -> list[str]:
+        """Answers to chat-rendered contexts (`SumiEvaluator.generate_chat`), cut at each task's `until`."""
+        groups: dict[int | None, list[int]] = {}
+        untils = []
+        for i, req in enumerate(requests):
+            gen_kwargs = dict(req.args[1] or {})
+            until = gen_kwargs.get("until")
+            untils.append([until] if isinstance(until, str) else list(until or []))
+            budget = gen_kwargs.get("max_gen_toks")
+            groups.setdefault(None if budget is None else int(budget), []).append(i)
+        out: list[str | None] = [None] * len(requests)
+        for budget, idx in groups.items():
+            prompts = [self.sumi.encode_rendered(requests[i].args[0]) for i in idx]
+            for i, text in zip(idx, self.sumi.generate_chat(prompts, default_gen_toks=budget)):
+                out[i] = text = cut_at_stop(text, untils[i])
                 self.cache_hook.add_partial("generate_until", requests[i].args, text)
         return out  # type: ignore[return-value]
 

@@ -6,6 +6,11 @@ text/JSONL file) with a `SumiEvaluator`; `run_offline` runs several and returns 
 `canvas_study` repeats tasks at several canvas lengths (spec §10) and `plot_canvas_study` draws
 metric vs canvas length (matplotlib, Agg backend).
 
+With `chat=True` the generation tasks are asked as conversations (`GenItem.messages`, rendered by
+`SumiEvaluator.chat_prompt`) and answered with the model's generation config
+(`SumiEvaluator.generate_chat`); the answers are graded as the task grades completions (code from
+the answer's fenced block).
+
 Multiple-choice scoring (lm-eval's conventions): every choice's continuation gets its NELBO
 log-likelihood given the clean context; `acc` = the argmax is the gold choice; `acc_norm` = the
 argmax of log-likelihood / UTF-8 bytes of the choice text is gold.
@@ -36,8 +41,10 @@ from .tasks import (
     MCItem,
     extract_gsm8k_answer,
     gsm8k_correct,
+    humaneval_chat_program,
     humaneval_program,
     load_task,
+    mbpp_chat_program,
     mbpp_program,
     select,
 )
@@ -97,19 +104,20 @@ def evaluate_mc(evaluator, items: Sequence[MCItem], task: str = "mc") -> tuple[d
     return mc_metrics(samples), samples
 
 
-def _generate(evaluator, items: Sequence[GenItem], max_gen_toks: int, desc: str) -> list[str]:
-    return (
-        evaluator.generate(
-            [it.prompt for it in items], until=items[0].until if items else None, max_gen_toks=max_gen_toks, desc=desc
-        )
-        if items
-        else []
-    )
+def _generate(evaluator, items: Sequence[GenItem], max_gen_toks: int, desc: str, chat: bool = False) -> list[str]:
+    """Completions of the items' prompts, or with `chat` the answers to their conversations."""
+    if not items:
+        return []
+    if chat:
+        until = items[0].until if items[0].chat_until is None else items[0].chat_until
+        prompts = [evaluator.chat_prompt(it.messages()) for it in items]
+        return evaluator.generate_chat(prompts, until=until, max_gen_toks=max_gen_toks, desc=desc)
+    return evaluator.generate([it.prompt for it in items], until=items[0].until, max_gen_toks=max_gen_toks, desc=desc)
 
 
-def gsm8k_records(evaluator, items: Sequence[GenItem], max_gen_toks: int) -> list[dict]:
+def gsm8k_records(evaluator, items: Sequence[GenItem], max_gen_toks: int, chat: bool = False) -> list[dict]:
     samples = []
-    for it, out in zip(items, _generate(evaluator, items, max_gen_toks, "gsm8k")):
+    for it, out in zip(items, _generate(evaluator, items, max_gen_toks, "gsm8k", chat)):
         s, f = extract_gsm8k_answer(out)
         samples.append(dict(id=it.id, gold=it.gold, completion=out, answer_flexible=f, answer_strict=s))
     return samples
@@ -136,15 +144,20 @@ def code_records(
     code_timeout: float,
     code_memory_mb: int,
     progress: bool,
+    chat: bool = False,
 ) -> list[dict]:
-    """Completions, and with `allow_code_execution` whether each program passed (and how it ended)."""
-    outs = _generate(evaluator, items, max_gen_toks, name)
+    """Completions (with `chat`: answers), and with `allow_code_execution` whether each program
+    passed (and how it ended)."""
+    outs = _generate(evaluator, items, max_gen_toks, name, chat)
     samples = [dict(id=it.id, completion=out) for it, out in zip(items, outs)]
     if not allow_code_execution:
         return samples
     from tqdm.auto import tqdm
 
-    build = humaneval_program if name == "humaneval" else mbpp_program
+    if chat:
+        build = humaneval_chat_program if name == "humaneval" else mbpp_chat_program
+    else:
+        build = humaneval_program if name == "humaneval" else mbpp_program
     programs = [build(it.meta, out) for it, out in zip(items, outs)]
     with tqdm(
         total=len(programs), desc=f"{name}: executing", disable=not progress, file=sys.stderr, leave=False
@@ -221,17 +234,25 @@ def evaluate_task(
     shard_dir: str | os.PathLike | None = None,
     resume: bool = False,
     shard_size: int | None = None,
+    chat: bool = False,
 ) -> dict | None:
     """Run one offline task; returns {metrics, primary, n, seconds, seconds_per_item, settings, samples}.
 
     `limit`: at most this many items (spread evenly); `limit_gen`: the same for the generation tasks
     (GSM8K, HumanEval, MBPP), which cost 10-100x more per item (default: `limit`).
 
+    `chat` (generation tasks only): each item asked as a conversation through the model's chat
+    template (zero-shot by default: one user turn; `num_fewshot` exemplars as earlier
+    user/assistant turns) and answered with the model's generation config
+    (`SumiEvaluator.generate_chat`); `max_gen_toks`, when given, is the answer budget.
+
     `peers` (a launched run): the items are split across the ranks; rank 0 gets the result, the
     other ranks None. `shard_dir`: each block of at most `shard_size` items is written there as a
     shard file; with `resume`, finished shards there are reused."""
     peers = peers or Peers(LaunchEnv())
     start = time.perf_counter()
+    if chat and (name == "nelbo" or TASKS[name].kind == "mc"):
+        raise ValueError(f"task {name!r} has no chat format: chat formatting applies to the generation tasks")
     if name == "nelbo":
         from .perplexity import perplexity_report, read_documents
 
@@ -286,16 +307,25 @@ def evaluate_task(
     spec = TASKS[name]
     if data_dir is None:
         raise ValueError("no benchmark data directory (--data-dir)")
-    shots = spec.num_fewshot if num_fewshot is None else num_fewshot
+    # the preset's shots; a chat is asked zero-shot (one user turn) unless shots are asked for
+    shots = (0 if chat else spec.num_fewshot) if num_fewshot is None else num_fewshot
     items = select(load_task(name, data_dir, shots), limit if spec.kind == "mc" or limit_gen is None else limit_gen)
     gen_toks = max_gen_toks or spec.max_gen_toks
+    chat_settings = None
+    if chat:  # the answer budget: max_gen_toks given, else the generation config's, else the task's
+        options = evaluator.chat_options(max_gen_toks, spec.max_gen_toks)
+        gen_toks = options["max_new_tokens"]
+        chat_settings = dict(
+            template=evaluator.chat_template_source,
+            generation=_resolved_chat_generation(evaluator, options),
+        )
 
     def score(block: list) -> tuple[list[dict], dict[str, int]]:
         truncated_before = dict(evaluator.truncated)
         if spec.kind == "mc":
             samples = mc_records(evaluator, block, name)
         elif spec.kind == "gen":
-            samples = gsm8k_records(evaluator, block, gen_toks)
+            samples = gsm8k_records(evaluator, block, gen_toks, chat)
         else:
             samples = code_records(
                 evaluator,
@@ -306,6 +336,7 @@ def evaluate_task(
                 code_timeout=code_timeout,
                 code_memory_mb=code_memory_mb,
                 progress=progress,
+                chat=chat,
             )
         # contexts (scored) or prompts (generated) left-truncated to fit the canvas
         cut = sum(v - truncated_before.get(k, 0) for k, v in evaluator.truncated.items())
@@ -320,6 +351,7 @@ def evaluate_task(
             shots=shots,
             max_gen_toks=gen_toks,
             code=[allow_code_execution, code_timeout, code_memory_mb] if spec.kind == "code" else None,
+            chat=chat_settings,
         ),
     )
     done = sharded_map(score, items, _item_keys(items), peers, shards=shards, resume=resume, shard_size=shard_size)
@@ -343,7 +375,12 @@ def evaluate_task(
         resumed_items=done.resumed,
     )
     if spec.kind != "mc":
-        settings.update(max_gen_toks=gen_toks, until=items[0].until if items else None)
+        until = items[0].until if items else None
+        if chat and items and items[0].chat_until is not None:
+            until = items[0].chat_until
+        settings.update(max_gen_toks=gen_toks, until=until)
+    if chat_settings is not None:
+        settings.update(chat=chat_settings)
     return dict(
         metrics=metrics,
         primary=spec.primary,
@@ -353,6 +390,15 @@ def evaluate_task(
         settings=settings,
         samples=samples,
     )
+
+
+def _resolved_chat_generation(evaluator, options: dict) -> dict:
+    """The generate() settings a chat answer runs with (given options over the generation config),
+    for the results file."""
+    o = evaluator.model.resolve_generation_options(options)
+    keys = ("sampler", "num_denoising_steps", "temperature", "tokens_per_step", "canvas_length", "max_new_tokens")
+    keys += ("schedule", "top_k", "top_p", "min_p", "early_stop_patience", "stop_on_cycle")
+    return {k: o[k] for k in keys}
 
 
 # ----------------------------------------------------------------------------- provenance

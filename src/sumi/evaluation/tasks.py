@@ -16,6 +16,14 @@ Presets (`TASKS`), the paper's settings where the spec states them:
   gsm8k       5-shot CoT (first 5 of the 8 OLMES exemplars), exact match  test, 1319
   humaneval   0-shot, pass@1                                             164
   mbpp        3-shot (the OLMES exemplars, with their tests), pass@1     test, 500
+
+Chat formatting (`sumi eval --chat`): a generation item is also a conversation (`GenItem.messages`):
+each few-shot exemplar a user turn (the question as the plain prompt writes it) and an assistant
+turn (its answer), then the question as the last user turn. GSM8K's user turns are
+"Question: ..." (the assistant turn replaces the "Answer:" cue), its answers cut at "Question:"
+only (a chat answer may hold blank lines); HumanEval asks for the function in a ```python block; MBPP's user turn is the problem
+and its tests, an exemplar's answer its code in a ```python block. A code answer is graded on the
+code inside its first fenced block (`extract_code`; the whole answer when it has none).
 """
 
 from __future__ import annotations
@@ -101,7 +109,9 @@ class MCItem:
 
 @dataclass
 class GenItem:
-    """A generation item: `prompt`, `until` stop strings, `max_gen_toks`, and grading data."""
+    """A generation item: `prompt`, `until` stop strings, `max_gen_toks`, and grading data; as a
+    chat (`messages`): the few-shot `shots` as (user, assistant) turns, then the `query` user turn
+    (default: the prompt), answers cut at `chat_until` (default: `until`)."""
 
     id: Any
     prompt: str
@@ -109,6 +119,16 @@ class GenItem:
     max_gen_toks: int
     gold: Any = None
     meta: dict = field(default_factory=dict)
+    shots: list[tuple[str, str]] = field(default_factory=list)
+    query: str | None = None
+    chat_until: list[str] | None = None
+
+    def messages(self) -> list[dict[str, str]]:
+        """The item as a conversation: user/assistant turns per exemplar, then the question."""
+        turns: list[dict[str, str]] = []
+        for user, assistant in self.shots:
+            turns += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        return turns + [{"role": "user", "content": self.prompt if self.query is None else self.query}]
 
 
 @dataclass
@@ -263,28 +283,38 @@ def _no_shots(task: str, n: int) -> None:
 
 # ----------------------------------------------------------------------------- GSM8K
 GSM8K_UNTIL = ["Question:", "\n\n"]
+GSM8K_CHAT_UNTIL = ["Question:"]
+
+
+def gsm8k_shots(exemplars: list[dict], num_fewshot: int) -> list[tuple[str, str]]:
+    """The first `num_fewshot` exemplars as (`Question: q`, chain-of-thought answer)."""
+    if num_fewshot > len(exemplars):
+        raise ValueError(f"gsm8k: {num_fewshot} shots requested, the exemplar file has {len(exemplars)}")
+    return [(f"Question: {e['question']}", e["answer"]) for e in exemplars[:num_fewshot]]
 
 
 def gsm8k_prefix(exemplars: list[dict], num_fewshot: int) -> str:
     """The OLMES chain-of-thought prefix: `Question: q\\nAnswer: a\\n\\n` per exemplar."""
-    if num_fewshot > len(exemplars):
-        raise ValueError(f"gsm8k: {num_fewshot} shots requested, the exemplar file has {len(exemplars)}")
-    return "".join(f"Question: {e['question']}\nAnswer: {e['answer']}\n\n" for e in exemplars[:num_fewshot])
+    return "".join(f"{q}\nAnswer: {a}\n\n" for q, a in gsm8k_shots(exemplars, num_fewshot))
 
 
 def build_gsm8k(data_dir: Path, num_fewshot: int = 5) -> list[GenItem]:
     exemplars = load_jsonl(data_dir / "gsm8k_fewshot_cot8.jsonl")
-    prefix = gsm8k_prefix(exemplars, num_fewshot)
+    shots, prefix = gsm8k_shots(exemplars, num_fewshot), gsm8k_prefix(exemplars, num_fewshot)
     items = []
     for i, r in enumerate(load_jsonl(data_dir / "gsm8k_test.jsonl")):
         _require(r, ("question", "final_answer"), f"gsm8k_test row {i + 1}")
+        query = f"Question: {r['question']}"
         items.append(
             GenItem(
                 r.get("id", i),
-                prefix + f"Question: {r['question']}\nAnswer:",
+                prefix + query + "\nAnswer:",
                 list(GSM8K_UNTIL),
                 256,
                 gold=str(r["final_answer"]),
+                shots=shots,
+                query=query,
+                chat_until=list(GSM8K_CHAT_UNTIL),
             )
         )
     return items
@@ -327,6 +357,7 @@ def gsm8k_correct(prediction: str | None, gold: str) -> bool:
 
 # ----------------------------------------------------------------------------- HumanEval
 HUMANEVAL_UNTIL = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
+HUMANEVAL_CHAT_REQUEST = "Complete this Python function. Answer with the whole function in a ```python block.\n\n"
 
 
 def build_humaneval(data_dir: Path, num_fewshot: int = 0) -> list[GenItem]:
@@ -341,6 +372,8 @@ def build_humaneval(data_dir: Path, num_fewshot: int = 0) -> list[GenItem]:
                 list(HUMANEVAL_UNTIL),
                 512,
                 meta={k: r[k] for k in ("prompt", "test", "entry_point")},
+                query=f"{HUMANEVAL_CHAT_REQUEST}```python\n{r['prompt'].rstrip()}\n```",
+                chat_until=[],
             )
         )
     return items
@@ -349,6 +382,23 @@ def build_humaneval(data_dir: Path, num_fewshot: int = 0) -> list[GenItem]:
 def humaneval_program(meta: dict, completion: str) -> str:
     """What the HumanEval harness executes: prompt + completion + tests + `check(entry_point)`."""
     return meta["prompt"] + completion + "\n" + meta["test"] + "\n" + f"check({meta['entry_point']})\n"
+
+
+def extract_code(answer: str) -> str:
+    """The code of a chat answer: the inside of its first fenced block (```python ... ```, any or no
+    language tag; an unclosed block runs to the end), else the whole answer."""
+    m = re.search(r"```[^\n`]*\n(.*?)(?:```|\Z)", answer, re.S)
+    return m.group(1) if m else answer
+
+
+def humaneval_chat_program(meta: dict, answer: str) -> str:
+    """A chat answer's program: its code after the prompt when it defines the entry point (the
+    prompt's stub, a docstring-only function, is valid Python and keeps the prompt's imports),
+    else the code as the stub's body (`humaneval_program`)."""
+    code = extract_code(answer)
+    if re.search(rf"^\s*def\s+{re.escape(meta['entry_point'])}\s*\(", code, re.M):
+        code = "\n" + code
+    return humaneval_program(meta, code)
 
 
 # ----------------------------------------------------------------------------- MBPP
@@ -381,10 +431,15 @@ def _function_name(code: str) -> str | None:
     return m.group(1) if m else None
 
 
+def mbpp_request(text: str, tests: list[str]) -> str:
+    """`text`, then the tests (the user turn of a chat)."""
+    shown = "".join(t.strip() + "\n" for t in tests)
+    return f"{text.strip()}\nYour code should pass these tests:\n{shown}"
+
+
 def mbpp_block(text: str, tests: list[str]) -> str:
     """`text`, the tests, then an opened code block (the completion goes after it)."""
-    shown = "".join(t.strip() + "\n" for t in tests)
-    return f"{text.strip()}\nYour code should pass these tests:\n{shown}```python\n"
+    return mbpp_request(text, tests) + "```python\n"
 
 
 def build_mbpp(data_dir: Path, num_fewshot: int = 3) -> list[GenItem]:
@@ -392,10 +447,12 @@ def build_mbpp(data_dir: Path, num_fewshot: int = 3) -> list[GenItem]:
     if num_fewshot > len(exemplars):
         raise ValueError(f"mbpp: {num_fewshot} shots requested, the exemplar file has {len(exemplars)}")
     prefix = ""
+    shots = []
     for e in exemplars[:num_fewshot]:
         code = e["code"].replace("\r\n", "\n").strip("\n")
         tests = MBPP_EXEMPLAR_TESTS.get(_function_name(code) or "", [])
         prefix += mbpp_block(e["text"], tests) + code + "\n```\n\n"
+        shots.append((mbpp_request(e["text"], tests), f"```python\n{code}\n```"))
     items = []
     for i, r in enumerate(load_jsonl(data_dir / "mbpp_test.jsonl")):
         _require(r, ("task_id", "text", "test_list"), f"mbpp_test row {i + 1}")
@@ -406,6 +463,9 @@ def build_mbpp(data_dir: Path, num_fewshot: int = 3) -> list[GenItem]:
                 list(MBPP_UNTIL),
                 512,
                 meta={"test_list": list(r["test_list"]), "test_setup_code": r.get("test_setup_code", "")},
+                shots=shots,
+                query=mbpp_request(r["text"], r["test_list"]),
+                chat_until=[],
             )
         )
     return items
@@ -414,6 +474,11 @@ def build_mbpp(data_dir: Path, num_fewshot: int = 3) -> list[GenItem]:
 def mbpp_program(meta: dict, completion: str) -> str:
     setup = meta.get("test_setup_code") or ""
     return completion + "\n\n" + setup + "\n" + "\n".join(meta["test_list"]) + "\n"
+
+
+def mbpp_chat_program(meta: dict, answer: str) -> str:
+    """A chat answer's program: the code of its first fenced block (`extract_code`), then the tests."""
+    return mbpp_program(meta, extract_code(answer))
 
 
 # ----------------------------------------------------------------------------- registry
@@ -501,15 +566,25 @@ TASKS: dict[str, TaskSpec] = {
 TASK_ORDER = tuple(TASKS)
 
 
-def resolve_task_names(spec: str) -> list[str]:
-    """`"all"`, or a comma-separated list of `TASKS` names (and `nelbo`)."""
+GENERATION_TASKS = tuple(n for n in TASK_ORDER if TASKS[n].kind != "mc")
+
+
+def resolve_task_names(spec: str, *, chat: bool = False) -> list[str]:
+    """`"all"`, or a comma-separated list of `TASKS` names (and `nelbo`). With `chat` (chat
+    formatting, which only generation tasks have), "all" means the generation tasks and any other
+    task is an error."""
     names = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
         if part == "all":
-            names += [n for n in TASK_ORDER if n not in names]
+            names += [n for n in (GENERATION_TASKS if chat else TASK_ORDER) if n not in names]
         elif part in TASKS or part == "nelbo":
+            if chat and part not in GENERATION_TASKS:
+                raise ValueError(
+                    f"task {part!r} has no chat format: chat formatting applies to the generation tasks "
+                    f"({', '.join(GENERATION_TASKS)})"
+                )
             if part not in names:
                 names.append(part)
         else:
@@ -542,6 +617,7 @@ def select(items: list, limit: int | None) -> list:
 __all__ = [
     "TASKS",
     "TASK_ORDER",
+    "GENERATION_TASKS",
     "TaskSpec",
     "MCItem",
     "GenItem",
@@ -552,14 +628,21 @@ __all__ = [
     "select",
     "hellaswag_preprocess",
     "gsm8k_prefix",
+    "gsm8k_shots",
     "extract_gsm8k_answer",
     "normalize_number",
     "gsm8k_correct",
     "humaneval_program",
+    "humaneval_chat_program",
     "mbpp_program",
+    "mbpp_chat_program",
     "mbpp_block",
+    "mbpp_request",
+    "extract_code",
     "MBPP_EXEMPLAR_TESTS",
     "GSM8K_UNTIL",
+    "GSM8K_CHAT_UNTIL",
+    "HUMANEVAL_CHAT_REQUEST",
     "HUMANEVAL_UNTIL",
     "MBPP_UNTIL",
 ]
