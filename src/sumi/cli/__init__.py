@@ -41,6 +41,7 @@ COMMANDS = (
     "sumi.data.cli",  # data, tokenizer
     "sumi.training.cli",  # train, export
     "sumi.training.sft_cli",  # sft
+    "sumi.training.distill_cli",  # distill
     "sumi.evaluation.cli",  # eval, perplexity
     "sumi.serving.cli",  # serve
     "sumi.analysis.cli",  # analyze

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from .distill_config import DistillSection, validate_distill
 from .sft_config import SFTSection, validate_sft
 
 
@@ -205,8 +206,9 @@ class TrainConfig:
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
     phases: list[PhaseSection] = field(default_factory=list)
-    task: str = "pretrain"  # "pretrain" | "sft" (chat fine-tuning, the `sft` section; sumi.training.sft)
+    task: str = "pretrain"  # "pretrain" | "sft" (chat fine-tuning, `sft`) | "distill" (few-step student, `distill`)
     sft: SFTSection = field(default_factory=SFTSection)
+    distill: DistillSection = field(default_factory=DistillSection)
     steps: int = 100  # with phases: their total (set by the phases; not a key to set)
     seed: int = 0
     out_dir: str = "runs/default"
@@ -417,9 +419,15 @@ class TrainConfig:
         from .phases import check_phases
 
         check_phases(self)
-        need(self.task in ("pretrain", "sft"), "task", f"must be 'pretrain' or 'sft', got {self.task!r}")
+        need(
+            self.task in ("pretrain", "sft", "distill"),
+            "task",
+            f"must be 'pretrain', 'sft' or 'distill', got {self.task!r}",
+        )
         if self.task == "sft":
             validate_sft(self, need)
+        if self.task == "distill":
+            validate_distill(self, need)
         if world_size is not None:
             self.grad_accum_steps(world_size)
             self.eval_batch_size(world_size)

@@ -335,9 +335,9 @@ def sft_sources(config, val_source=None) -> tuple[SFTSource, Any]:
 
 
 def global_scored_tokens(micro_batches: list, fallback: int, device) -> int:
-    """Scored tokens of a step's global batch: summed over ranks for SFT batches (their masks come
-    with the data), else `fallback` (the noise's own count)."""
-    if not micro_batches or not isinstance(micro_batches[0], SFTBatch):
+    """Scored tokens of a step's global batch: summed over ranks for batches that know them (SFT and
+    distillation batches: their masks come with the data), else `fallback` (the noise's own count)."""
+    if not micro_batches or not hasattr(micro_batches[0], "num_scored"):
         return fallback
     count = torch.tensor(float(sum(b.num_scored() for b in micro_batches)), dtype=torch.float64, device=device)
     if dist.is_initialized():

@@ -39,6 +39,7 @@ from ..diffusion import corrupt, nelbo_on_grid
 from ..seeding import derive_seed
 from .checkpoint import Checkpointer, find_latest_checkpoint, list_checkpoints, load_checkpoint
 from .config import ConfigError, TrainConfig
+from .distill import DistillTrainingModule, distill_sources, evaluate_distill
 from .distributed import DistContext, init_distributed, shutdown
 from .dryrun import build_model_config
 from .loss import DiffusionTrainingModule
@@ -98,7 +99,15 @@ def build_training_module(config: TrainConfig, model_config, ctx: DistContext) -
         for layer in model.model.layers:
             layer.compile()
 
-    module = DiffusionTrainingModule(model, fused_loss=config.fused_loss, chunk_tokens=config.loss_chunk_tokens)
+    if config.task == "distill":
+        module: DiffusionTrainingModule = DistillTrainingModule(
+            model,
+            gidd_weight=config.distill.gidd_weight,
+            fused_loss=config.fused_loss,
+            chunk_tokens=config.loss_chunk_tokens,
+        )
+    else:
+        module = DiffusionTrainingModule(model, fused_loss=config.fused_loss, chunk_tokens=config.loss_chunk_tokens)
     mesh = init_device_mesh(ctx.device.type, (ctx.world_size,), mesh_dim_names=("dp",))
     layer_mp = root_mp = MixedPrecisionPolicy()
     if config.dtype == "bfloat16" and ctx.device.type == "cuda":
@@ -193,9 +202,9 @@ def train_step(
     for m in range(accum):
         x = micro[m].to(ctx.device, non_blocking=True)
         first = m * mb * W + ctx.rank * mb
-        z, labels, t = noise.apply(x, slice(first, first + mb))
+        inputs = noise.apply(x, slice(first, first + mb))  # (z, labels, t), or a batch's own tuple
         with _autocast(config, ctx.device):
-            ls = module(z, labels, t)
+            ls = module(*inputs)
         (ls * scale).backward()
         loss_sum += ls.detach().float()
     grad_norm = _total_norm(params, config.optim.grad_clip)
@@ -219,6 +228,8 @@ def evaluate(
     """
     if config.task == "sft":  # the answers given their clean prompts
         return evaluate_sft(module, source, config, ctx)
+    if config.task == "distill":  # the student's prediction of held-out teacher endpoints
+        return evaluate_distill(module, source, config, ctx)
     V = module.model.config.vocab_size
     beta = module.model.config.uniform_diffusion_beta_is
     S = config.data.seq_len
@@ -295,7 +306,7 @@ class Validator:
         sources: dict[str, BatchSource] = {}
         if source is not None:
             sources[""] = source
-        elif (config.eval.every or config.eval.at_end) and config.task != "sft":  # SFT: only sft.val_data
+        elif (config.eval.every or config.eval.at_end) and config.task == "pretrain":  # SFT, distill: their own
             named = [(s.name, s) for s in config.data.sources] or [("", None)]
             for name, section in named:
                 try:
@@ -481,6 +492,7 @@ def _check_resumed_state(state: dict[str, Any], config: TrainConfig, mixture: Mi
         ("data", "path"),
         ("data", "sources"),
         (None, "phases"),
+        (None, "distill"),
         (None, "seed"),
         (None, "steps"),
     ):
@@ -496,6 +508,13 @@ def _check_resumed_state(state: dict[str, Any], config: TrainConfig, mixture: Mi
                 before,
                 now,
             )
+
+
+def _headline(record: dict[str, Any]) -> str:
+    """The eval record's main number, for the run's log line."""
+    if "val_nelbo" in record:
+        return f"val NELBO {record['val_nelbo']:.4f} nats/token"
+    return f"val distillation CE {record['val_distill_ce']:.4f} nats/token"
 
 
 class _Formatter(logging.Formatter):
@@ -576,6 +595,8 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
     G, mb, W = config.batch.global_batch_size, config.batch.micro_batch_size, ctx.world_size
     if config.task == "sft" and source is None:  # conversations -> canvases (sumi.training.sft)
         source, val_source = sft_sources(config, val_source)
+    if config.task == "distill" and source is None:  # teacher trajectories -> pairs (sumi.training.distill)
+        source, val_source = distill_sources(config, ctx, val_source)
     data_plan = DataPlan.open(config, source, V)  # before any work: a bad source fails here
 
     module = build_training_module(config, model_config, ctx)
@@ -665,7 +686,7 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
             if validator.should_run(step_done):
                 result.evals.append({**validator.run(step_done), **data_plan.phase_record(step_done)})
                 run_log.write(result.evals[-1])
-                run_log.message(f"step {step_done}: val NELBO {result.evals[-1]['val_nelbo']:.4f} nats/token")
+                run_log.message(f"step {step_done}: {_headline(result.evals[-1])}")
             if checkpointer.should_save(step_done):
                 state = trainer_state(config, model_config, W, accum, step_done, data_plan.plan, data_plan.mixture)
                 result.checkpoint = checkpointer.save(step_done, module.model, optimizer, state)
