@@ -38,6 +38,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 import sumi  # noqa: E402
+from sumi.serving.app import ROW_BLOCK  # noqa: E402
 from sumi.serving.client import post  # noqa: E402
 from sumi.serving.jobs import TextCodec  # noqa: E402
 
@@ -248,6 +249,14 @@ def main() -> None:
     seq_wall, seq_cpu = sum(r[2] for r in sequential), sum(r[3] for r in sequential)
     seq_tokens = sum(r[1] for r in sequential)
     print(f"sequential: {seq_tokens / seq_wall:.1f} answer tokens/s", file=sys.stderr)
+    invariant = dtype != "float32"  # what `sumi serve` turns on by default for these weights
+    expected = [r[0] for r in sequential]
+    if invariant:
+        # the baseline above is plain generate(), the fastest way to run one request at a time; the
+        # server's answers are compared with generate() in the server's batch-invariant mode
+        model.set_batch_invariant(ROW_BLOCK)
+        blocked = [generate_alone(model, codec, body) for body in requests]
+        expected = [r[0] for r in blocked]
     del model
 
     rows = [
@@ -264,6 +273,22 @@ def main() -> None:
             rss=None,
         )
     ]
+    if invariant:
+        wall, cpu = sum(r[2] for r in blocked), sum(r[3] for r in blocked)
+        rows.append(
+            dict(
+                clients="sequential (generate, batch-invariant)",
+                requests=len(requests),
+                errors=0,
+                tokens_per_s=seq_tokens / wall,
+                speedup=seq_tokens / wall / (seq_tokens / seq_wall),
+                tokens_per_cpu_s=seq_tokens / cpu,
+                cpu_speedup=seq_tokens / cpu / (seq_tokens / seq_cpu),
+                latency=percentiles([r[2] for r in blocked]),
+                identical=None,
+                rss=None,
+            )
+        )
     server = ServerProcess(args.model, args.dtype, args.threads, args.max_batch_rows, max_queue=max(levels) * 2)
     try:
         post(server.url, "/v1/completions", requests[0])  # warm-up
@@ -275,7 +300,7 @@ def main() -> None:
             results = level["results"]
             ok = [r for r in results if r["status"] == 200]
             tokens = sum(r["tokens"] for r in ok)
-            differ = sum(r["text"] != s[0] for r, s in zip(results, sequential) if r["status"] == 200)
+            differ = sum(r["text"] != e for r, e in zip(results, expected) if r["status"] == 200)
             rate = tokens / level["wall"]
             rows.append(
                 dict(
@@ -297,12 +322,12 @@ def main() -> None:
                 f"{clients:2d} clients: {rows[-1]['tokens_per_s']:.1f} answer tokens/s, {rows[-1]['errors']} errors",
                 file=sys.stderr,
             )
-        peak_rss = max([server.peak_rss, rss_start] + [r["rss"] for r in rows[1:]])
+        peak_rss = max([server.peak_rss, rss_start] + [r["rss"] for r in rows if r["rss"] is not None])
     finally:
         server.close()
 
     mib = 1 << 20
-    served = [r for r in rows[1:]]
+    served = [r for r in rows if isinstance(r["clients"], int)]
     total = sum(r["requests"] for r in served)
     errors = sum(r["errors"] for r in served)
     at8 = next(((r["speedup"], r["cpu_speedup"]) for r in served if r["clients"] == 8), None)

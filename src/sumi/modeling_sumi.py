@@ -66,14 +66,37 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + rotate_half(x) * sin
 
 
+class SumiLinear(nn.Linear):
+    """`nn.Linear` that can multiply in fixed blocks of `row_block` token rows (the last block
+    zero-padded): `x [..., in] -> [..., out]`.
+
+    A CPU GEMM library chooses its blocking, and with it the order of each dot product's sum, from
+    the number of rows M, so in bf16 a token's output changes in the last bits with how many other
+    tokens share the call. Blocks of one fixed size give every token the same kernel whatever the
+    batch (measured: the output of a row does not depend on its place in a block or on the other
+    rows), so a canvas row's logits no longer depend on its neighbours. Off (`None`) by default;
+    `SumiPreTrainedModel.set_batch_invariant` turns it on for the whole model."""
+
+    row_block: int | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.row_block is None:
+            return super().forward(x)
+        rows = x.reshape(-1, x.shape[-1])
+        n = rows.shape[0]
+        padded = F.pad(rows, (0, 0, 0, -n % self.row_block))
+        out = torch.cat([F.linear(block, self.weight, self.bias) for block in padded.split(self.row_block)])
+        return out[:n].view(*x.shape[:-1], self.out_features)
+
+
 class SumiMLP(nn.Module):
     """SwiGLU: `down(silu(gate(x)) * up(x))`."""
 
     def __init__(self, config: SumiConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.gate_proj = SumiLinear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = SumiLinear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = SumiLinear(config.intermediate_size, config.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -164,10 +187,10 @@ class SumiAttention(nn.Module):
         self.num_kv_heads = config.num_key_value_heads
         self.scale = 1.0 / math.sqrt(self.head_dim)
         H = config.hidden_size
-        self.q_proj = nn.Linear(H, self.num_heads * self.head_dim, bias=False)
-        self.k_proj = nn.Linear(H, self.num_kv_heads * self.head_dim, bias=False)
-        self.v_proj = nn.Linear(H, self.num_kv_heads * self.head_dim, bias=False)
-        self.o_proj = nn.Linear(self.num_heads * self.head_dim, H, bias=False)
+        self.q_proj = SumiLinear(H, self.num_heads * self.head_dim, bias=False)
+        self.k_proj = SumiLinear(H, self.num_kv_heads * self.head_dim, bias=False)
+        self.v_proj = SumiLinear(H, self.num_kv_heads * self.head_dim, bias=False)
+        self.o_proj = SumiLinear(self.num_heads * self.head_dim, H, bias=False)
 
     def forward(
         self,
@@ -251,6 +274,22 @@ class SumiPreTrainedModel(PreTrainedModel):
                 f"choose one of {['eager', *ALL_ATTENTION_FUNCTIONS]}"
             )
         return requested_attention
+
+    def set_batch_invariant(self, row_block: int | None = 64) -> None:
+        """Make every projection multiply in blocks of `row_block` token rows (None: off), so that a
+        row's logits are bit-identical alone or batched with any others. Needed in reduced precision
+        on CPUs, where the GEMM's blocking follows the batch size (fp32 is invariant here without
+        it); costs a few small GEMM calls per projection. `sumi serve` turns it on for bf16/fp16."""
+        if row_block is not None and (not isinstance(row_block, int) or row_block < 1):
+            raise ValueError(f"row_block must be a positive int or None, got {row_block!r}")
+        for module in self.modules():
+            if isinstance(module, SumiLinear):
+                module.row_block = row_block
+
+    @property
+    def batch_invariant(self) -> int | None:
+        """The `row_block` of `set_batch_invariant` (None: off)."""
+        return next((m.row_block for m in self.modules() if isinstance(m, SumiLinear)), None)
 
     def save_pretrained(self, save_directory, *args, max_shard_size="5GB", **kwargs):
         self.config.auto_map = dict(AUTO_MAP)
@@ -363,7 +402,7 @@ class SumiForMaskGeneration(SumiGenerationMixin, SumiPreTrainedModel):
     def __init__(self, config: SumiConfig):
         super().__init__(config)
         self.model = SumiModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = SumiLinear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
     def get_input_embeddings(self):

@@ -1,4 +1,5 @@
-"""Summaries and integrity checks of a prepared dataset (`stats`, `format_stats`)."""
+"""Summaries and integrity checks of a prepared dataset (`stats`, `format_stats`); of a source that is
+streamed instead (data files, a folder of them, ``hf:owner/name``), what is known without reading it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .format import DTYPES, read_metadata, verify_shard
+from .format import DTYPES, METADATA_FILE, read_metadata, verify_shard
 
 
 def _doc_lengths(folder: Path, shard: dict[str, Any]) -> np.ndarray:
@@ -28,8 +29,16 @@ def stats(path: str | os.PathLike, *, verify: bool = False) -> dict[str, Any]:
 
     Shard files are always checked to exist with the recorded size; ``verify=True`` also recomputes
     every shard's sha256 and raises `CorruptShardError` (a ValueError) naming the first bad shard.
+
+    A path that is not a prepared dataset but a streamed source (``hf:owner/name``, data files, a
+    folder of them: what a mixture's kind "stream" reads) gets `describe_stream`'s dict: ``kind``
+    "streamed", its files and bytes; its tokens are unknown until it is read, and not guessed.
     """
     folder = Path(path)
+    if str(path).startswith("hf:") or (folder.exists() and not (folder / METADATA_FILE).is_file()):
+        from .streamed import describe_stream
+
+        return describe_stream(str(path))
     meta = read_metadata(folder)
     dtype = meta["dtype"]
     itemsize = np.dtype(DTYPES[dtype]).itemsize
@@ -76,6 +85,17 @@ def stats(path: str | os.PathLike, *, verify: bool = False) -> dict[str, Any]:
 
 def format_stats(s: dict[str, Any]) -> str:
     """A human-readable table of `stats(...)`."""
+    if s.get("kind") == "streamed":
+        n = s["files"]
+        where = "a Hub dataset" if n is None else f"{n:,} file{'s' * (n != 1)}, {s['bytes_on_disk'] / 2**20:,.1f} MiB"
+        return "\n".join(
+            [
+                f"dataset     {s['path']}",
+                f"streamed    {where}; not a prepared dataset: tokenized on the fly by a training run",
+                "tokens      unknown until it is read (a run logs source_tokens as it goes; "
+                "`sumi data prepare` counts them)",
+            ]
+        )
     lines = [
         f"dataset     {s['path']}",
         f"tokenizer   {s['tokenizer']}  (vocab {s['vocab_size']:,}, bos {s['bos_token_id']}, eos {s['eos_token_id']})",

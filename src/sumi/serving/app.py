@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -71,12 +72,22 @@ class Run:
     frames: CanvasFrames | None
 
 
+# Token rows per GEMM call in batch-invariant mode: small enough that padding the last block costs
+# little, large enough for the CPU GEMM to stay efficient.
+ROW_BLOCK = 64
+
+
 class Service:
     """What the routes share: the model's job builder, the scheduler and the counters."""
 
     def __init__(self, model, tokenizer, settings: ServeSettings):
         model.eval()
         self.settings, self.model = settings, model
+        invariant = settings.batch_invariant
+        if invariant is None:
+            invariant = next(model.parameters()).dtype != torch.float32
+        if hasattr(model, "set_batch_invariant"):
+            model.set_batch_invariant(ROW_BLOCK if invariant else None)
         self.builder = JobBuilder(model, tokenizer, settings)
         self.metrics = ServerMetrics()
         self.scheduler = Scheduler(

@@ -85,6 +85,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="weight dtype (default: the checkpoint's)",
     )
+    p.add_argument(
+        "--batch-invariant",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="multiply in fixed row blocks so a seeded request is bit-identical alone or batched "
+        "(default: on for bfloat16/float16 weights, whose CPU GEMMs otherwise change with the batch)",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
 
@@ -101,6 +108,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
             max_prompt_tokens=args.max_prompt_tokens,
             max_steps=args.max_steps,
             max_body_bytes=args.max_body_bytes,
+            batch_invariant=args.batch_invariant,
         )
     except ValueError as e:
         raise ValueError(f"argument --{str(e).split()[0].replace('_', '-')}: {e}") from None

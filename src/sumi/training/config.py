@@ -53,14 +53,20 @@ class ModelSection:
 @dataclass
 class SourceSection:
     """One named source of a data mixture (`data.sources`): a prepared dataset (kind "packed", a
-    `sumi.data.prepare_dataset` folder at `path`) or in-memory synthetic rows (kind "synthetic";
-    `grammar_seed` picks its toy "language", so two synthetic sources can differ)."""
+    `sumi.data.prepare_dataset` folder at `path`), a `datasets` dataset streamed and tokenized on the
+    fly (kind "stream", `sumi.data.StreamedDataset`: `path` is data files, a folder or
+    ``hf:owner/name``; the documents are its `text_field`, tokenized with `tokenizer`, default the
+    model folder's) or in-memory synthetic rows (kind "synthetic"; `grammar_seed` picks its toy
+    "language", so two synthetic sources can differ)."""
 
     name: str = ""
-    kind: str = "packed"  # "packed" | "synthetic"
+    kind: str = "packed"  # "packed" | "stream" | "synthetic"
     path: str | None = None
     train_split: str = "train"
     val_split: str = "validation"
+    text_field: str = "text"  # kind stream: the field holding each document's text
+    tokenizer: str | None = None  # kind stream: a name or path for load_tokenizer; default model.path
+    subset: str | None = None  # kind stream, a Hub dataset: its configuration (load_dataset's `name`)
     synthetic_kind: str = "pattern"
     synthetic_sequences: int = 0  # > 0: a finite pool of that many rows (it runs out like a dataset)
     grammar_seed: int = 0
@@ -101,8 +107,9 @@ class DataSection:
 
     One dataset: `source` and `path`. A mixture: named `sources` and a `mixture` of token weights
     (per phase in `phases`, else `data.mixture`); `on_exhausted` says what a finite source does when
-    the run has drawn all its windows: "epoch" (start a new, reshuffled pass; logged) or "stop" (end
-    the run before the first step that would reuse data)."""
+    the run has drawn all its windows: "epoch" (start a new pass, reshuffled for a prepared dataset,
+    in stream order for a streamed one; logged) or "stop" (end the run before the first step that
+    would reuse data)."""
 
     source: str = "synthetic"  # "packed" (a `sumi.data.prepare_dataset` folder at `path`) or "synthetic"
     path: str | None = None

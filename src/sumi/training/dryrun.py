@@ -120,12 +120,16 @@ def _duration(seconds: float) -> str:
 
 
 def _source_windows(config: TrainConfig) -> dict[str, int | None]:
-    """Windows of seq_len tokens in each source's train split, where it can be read here (else None)."""
+    """Windows of seq_len tokens in each source's train split, where it can be read here (else None;
+    a streamed source is not read: its length is unknown until a run has read it to its end)."""
     from .mixture import _num_rows
     from .sources import open_source
 
     out: dict[str, int | None] = {}
     for section in config.data.sources:
+        if section.kind == "stream":
+            out[section.name] = None
+            continue
         try:
             out[section.name] = _num_rows(open_source(section, "train", 1 << 62), config.data.seq_len)
         except (OSError, ValueError):
@@ -175,6 +179,8 @@ def phases_report(config: TrainConfig, world_size: int = 1, tokens_per_s: float 
                 if size
                 else "endless"
                 if size is None and _is_endless(config, name)
+                else "streamed: length unknown until read"
+                if _kind(config, name) == "stream"
                 else "size unknown here"
             )
             lines.append(f"       {name:<16} {format_count(n * S):>8} tokens ({n / (p.steps * G):6.1%})   [{passes}]")
@@ -184,6 +190,10 @@ def phases_report(config: TrainConfig, world_size: int = 1, tokens_per_s: float 
             f"{_duration(plan.total_steps * G * S / tokens_per_s)} ({world_size} ranks)"
         )
     return lines
+
+
+def _kind(config: TrainConfig, name: str) -> str:
+    return next(s.kind for s in config.data.sources if s.name == name)
 
 
 def _is_endless(config: TrainConfig, name: str) -> bool:

@@ -20,6 +20,14 @@ per-source token counts all follow from the step.
 ``perm_e`` the `WindowPermutation` seeded by (seed, source name, e): each pass is a new shuffle.
 What happens when a finite source runs out is `data.on_exhausted`: "epoch" (start the next pass,
 logged) or "stop" (the run ends before the first step that would reuse a window: `stop_step`).
+
+A **streamed** source (`StreamedDataset`) has no random access and no length until it has been read
+to its end, so its k-th row is window ``k mod N`` in stream order, every pass (``N`` learnt when
+the stream first ends): still a pure function of k, so ranks and resumed runs agree. Every rank
+reads (and tokenizes) the whole stream, keeping only its own rows. Its passes are counted as it is
+read (`epochs_before`), and under "stop" the run learns its end one step ahead (`runs_out`).
+`stream_positions` / `restore_streams` carry where each stream's next row starts through a
+checkpoint, so a resumed run skips the tokenization of everything before it.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import numpy as np
 import torch
 
 from ..data.packed import WindowPermutation
+from ..data.streamed import StreamedDataset, StreamPosition
 from ..seeding import derive_seed
 from .config import ConfigError, TrainConfig
 from .phases import PhasePlan
@@ -107,7 +116,7 @@ def rows_per_phase(plan: PhasePlan, global_batch_size: int, seed: int) -> np.nda
 
 
 def _num_rows(source: Any, seq_len: int) -> int | None:
-    """Windows a source holds (None: endless synthetic rows)."""
+    """Windows a source holds (None: endless synthetic rows, or a stream not yet read to its end)."""
     if isinstance(source, SyntheticSource):
         return source.num_sequences or None
     return source.num_windows(seq_len)
@@ -116,8 +125,8 @@ def _num_rows(source: Any, seq_len: int) -> int | None:
 class MixtureSource:
     """A `BatchSource` over named sources following a `PhasePlan` (see the module docstring).
 
-    `sources` are opened train splits (`PackedDataset` / `SyntheticSource`), in ``plan.source_names``
-    order; `seed` is the run's seed (the `seed` passed to `batches` must be the same).
+    `sources` are opened train splits (`PackedDataset` / `StreamedDataset` / `SyntheticSource`), in
+    ``plan.source_names`` order; `seed` is the run's seed (the `seed` passed to `batches` must be the same).
     """
 
     def __init__(
@@ -134,7 +143,8 @@ class MixtureSource:
         self.sources, self.plan = list(sources), plan
         self.G, self.seq_len, self.seed = int(global_batch_size), int(seq_len), int(seed)
         self.on_exhausted = on_exhausted
-        self.sizes = [_num_rows(s, self.seq_len) for s in self.sources]
+        self.sizes = [_num_rows(s, self.seq_len) for s in self.sources]  # a stream's stays None
+        self.streamed = [i for i, s in enumerate(self.sources) if isinstance(s, StreamedDataset)]
         self.schedules = phase_schedules(plan, self.seed)
         per_phase = rows_per_phase(plan, self.G, self.seed)
         self._before_phase = [per_phase[:i].sum(axis=0) for i in range(len(per_phase) + 1)]  # before each phase
@@ -153,13 +163,42 @@ class MixtureSource:
         return {n: int(r) * self.seq_len for n, r in zip(self.names, self.rows_before(step))}
 
     def epochs_before(self, step: int) -> dict[str, int]:
-        """Passes begun over each finite source by steps ``0 .. step - 1`` (0 before any row)."""
-        rows = self.rows_before(step)
-        return {n: -(-int(r) // size) for n, r, size in zip(self.names, rows, self.sizes) if size}
+        """Passes begun over each finite source by steps ``0 .. step - 1`` (0 before any row; a streamed
+        source is read as far as those rows)."""
+        out = {}
+        for i, (name, r) in enumerate(zip(self.names, self.rows_before(step).tolist())):
+            size = self._stream_size(i, r) if i in self.streamed else self.sizes[i]
+            if size:
+                out[name] = -(-r // size)
+            elif i in self.streamed:
+                out[name] = min(r, 1)  # all r rows within the first pass
+        return out
+
+    def known_sizes(self) -> list[int | None]:
+        """Windows of each source as far as known (None: endless, or a stream not read to its end)."""
+        return [
+            self.sources[i].num_windows(self.seq_len) if i in self.streamed else n for i, n in enumerate(self.sizes)
+        ]
+
+    def _stream_size(self, i: int, rows: int) -> int | None:
+        """Windows of streamed source i if it holds fewer than `rows` (read as far as needed), else None."""
+        if rows == 0 or self.sources[i].has_window(rows - 1, self.seq_len):
+            return None
+        return self.sources[i].num_windows(self.seq_len)
+
+    def runs_out(self, step: int) -> bool:
+        """With ``on_exhausted="stop"``: whether step `step` would reuse a window of a streamed source
+        (`stop_step` cannot know, their lengths are learnt as they are read); reads them as far as
+        that step's rows. Always False with "epoch"."""
+        if self.on_exhausted != "stop":
+            return False
+        rows = self.rows_before(step + 1).tolist()
+        return any(self._stream_size(i, rows[i]) is not None for i in self.streamed)
 
     def stop_step(self) -> int | None:
         """With ``on_exhausted="stop"``: the number of steps the run can take before some finite source
-        would reuse a window (None if it never does); always None with "epoch"."""
+        would reuse a window (None if it never does); always None with "epoch". Streamed sources
+        count only once read to their end: see `runs_out`."""
         if self.on_exhausted != "stop":
             return None
         total = self.plan.total_steps
@@ -192,6 +231,13 @@ class MixtureSource:
     def _row(self, i: int, k: int) -> torch.Tensor:
         """Row k (0-based, over the run) of source i."""
         source, size, name = self.sources[i], self.sizes[i], self.names[i]
+        if isinstance(source, StreamedDataset):
+            if self.on_exhausted == "stop" and not source.has_window(k, self.seq_len):
+                raise RuntimeError(
+                    f"source {name!r} is exhausted ({source.num_windows(self.seq_len)} windows) and "
+                    "data.on_exhausted=stop"
+                )
+            return source.row(k, self.seq_len)
         if size is None:
             return source.row(k, self.seq_len, derive_seed("mixture-rows", self.seed, name))
         epoch, pos = divmod(k, size)
@@ -201,6 +247,24 @@ class MixtureSource:
         if isinstance(source, SyntheticSource):
             return source.row(window, self.seq_len, derive_seed("mixture-rows", self.seed, name))
         return source.get_window(window, self.seq_len)
+
+    # ------------------------------------------------------------------ streams through checkpoints
+    def stream_positions(self, step: int) -> dict[str, dict[str, Any]]:
+        """Where the next row (after `step` steps) of each streamed source starts in its stream
+        (`StreamPosition.to_dict`), for a checkpoint; reads the streams that far."""
+        rows = self.rows_before(step).tolist()
+        out = {}
+        for i in self.streamed:
+            size = self._stream_size(i, rows[i] + 1)
+            window = rows[i] if size is None else rows[i] % size
+            out[self.names[i]] = self.sources[i].position(window, self.seq_len).to_dict()
+        return out
+
+    def restore_streams(self, positions: dict[str, dict[str, Any]]) -> None:
+        """Start each streamed source at the position a checkpoint recorded (`stream_positions`)."""
+        for i in self.streamed:
+            if positions.get(self.names[i]):
+                self.sources[i].restore(StreamPosition.from_dict(positions[self.names[i]]))
 
     def batches(
         self, seq_len: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1, start_step: int = 0
@@ -222,19 +286,25 @@ class MixtureSource:
 
 
 def open_mixture(config: TrainConfig, plan: PhasePlan, vocab_size: int) -> MixtureSource:
-    """The run's `MixtureSource`; ConfigError (naming the source) for a source that is missing,
-    has no windows of seq_len tokens, or is too small for one step under on_exhausted=stop."""
+    """The run's `MixtureSource`; ConfigError (naming the source) for a source that is missing (or,
+    streamed, has no such text field, or no such tokenizer), has no windows of seq_len tokens, or is
+    too small for one step under on_exhausted=stop."""
     opened = []
+    S = config.data.seq_len
     for i, section in enumerate(config.data.sources):
+        key = f"config key 'data.sources.{i}' (source {section.name!r})"
         try:
-            source = open_source(section, "train", vocab_size)
-        except (FileNotFoundError, ValueError) as e:
-            raise ConfigError(f"config key 'data.sources.{i}' (source {section.name!r}): {e}") from None
-        if _num_rows(source, config.data.seq_len) == 0:
-            raise ConfigError(
-                f"config key 'data.sources.{i}' (source {section.name!r}): the source is empty: "
-                f"{len(source):,} tokens, not one window of seq_len={config.data.seq_len}"
-            )
+            source = open_source(section, "train", vocab_size, model_path=config.model.path)
+        except (OSError, ValueError, ImportError) as e:
+            raise ConfigError(f"{key}: {e}") from None
+        if isinstance(source, StreamedDataset):
+            if not source.has_window(0, S):  # reads the first documents only
+                raise ConfigError(
+                    f"{key}: the source is empty: its documents hold {source.num_tokens:,} tokens, not one "
+                    f"window of seq_len={S}"
+                )
+        elif _num_rows(source, S) == 0:
+            raise ConfigError(f"{key}: the source is empty: {len(source):,} tokens, not one window of seq_len={S}")
         opened.append(source)
     mix = MixtureSource(
         opened,
@@ -244,10 +314,10 @@ def open_mixture(config: TrainConfig, plan: PhasePlan, vocab_size: int) -> Mixtu
         seed=config.seed,
         on_exhausted=config.data.on_exhausted,
     )
-    if mix.stop_step() == 0:
+    if mix.stop_step() == 0 or mix.runs_out(0):
         raise ConfigError(
             "data.on_exhausted=stop: a source is too small for even one step; "
-            f"windows per source: {dict(zip(mix.names, mix.sizes))}"
+            f"windows per source: {dict(zip(mix.names, mix.known_sizes()))}"
         )
     return mix
 

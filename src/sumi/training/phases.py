@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .config import ConfigError, LrSegment, OptimSection, TrainConfig
+from .config import ConfigError, LrSegment, OptimSection, SourceSection, TrainConfig
 from .optim import lr_at
 
 SCHEDULES = ("run", "constant", "linear", "cosine")
@@ -115,10 +115,12 @@ def check_phases(config: TrainConfig) -> None:
             )
         if names.count(s.name) > 1:
             raise ConfigError(f"config key '{key}.name': the source name {s.name!r} is used twice")
-        if s.kind not in ("packed", "synthetic"):
-            raise ConfigError(f"config key '{key}.kind': must be 'packed' or 'synthetic', got {s.kind!r}")
+        if s.kind not in ("packed", "stream", "synthetic"):
+            raise ConfigError(f"config key '{key}.kind': must be 'packed', 'stream' or 'synthetic', got {s.kind!r}")
         if s.kind == "packed" and not s.path:
             raise ConfigError(f"config key '{key}.path': source {s.name!r} (kind packed) needs a prepared dataset")
+        if s.kind == "stream":
+            _check_streamed(s, key, config)
         if s.synthetic_kind not in ("pattern", "random"):
             raise ConfigError(
                 f"config key '{key}.synthetic_kind': must be 'pattern' or 'random', got {s.synthetic_kind!r}"
@@ -149,6 +151,20 @@ def check_phases(config: TrainConfig) -> None:
     phase_names = [p.name or f"phase{i}" for i, p in enumerate(config.phases)]
     if len(set(phase_names)) != len(phase_names):
         raise ConfigError(f"config key 'phases': phase names must differ, got {phase_names}")
+
+
+def _check_streamed(s: SourceSection, key: str, config: TrainConfig) -> None:
+    if not s.path:
+        raise ConfigError(
+            f"config key '{key}.path': source {s.name!r} (kind stream) needs data files, a folder or 'hf:owner/name'"
+        )
+    if not s.text_field:
+        raise ConfigError(f"config key '{key}.text_field': source {s.name!r} needs the name of its text field")
+    if not (s.tokenizer or config.model.path):
+        raise ConfigError(
+            f"config key '{key}.tokenizer': source {s.name!r} (kind stream) is tokenized on the fly; name "
+            "its tokenizer (a folder, a tokenizer.json or 'dolma2'), or train from model.path (its folder's)"
+        )
 
 
 def _check_segment(seg: LrSegment, key: str) -> None:

@@ -11,7 +11,7 @@ of index k has ``batch_size * world_size`` rows, rank r gets rows ``r*batch_size
 micro-step m reads global batch ``s * accum + m``.
 
 `SyntheticSource` is an in-memory source with the same contract, for tests, benchmarks and the
-tiny CPU recipe.
+tiny CPU recipe. A mixture's named sources may also be `sumi.data.StreamedDataset`s (`open_source`).
 """
 
 from __future__ import annotations
@@ -116,8 +116,10 @@ def make_source(data, split: str, vocab_size: int) -> BatchSource:
     return open_source(section, split, vocab_size)
 
 
-def open_source(section, split: str, vocab_size: int) -> BatchSource:
-    """The split ("train" or "validation") of one `SourceSection`: a `PackedDataset` or a `SyntheticSource`."""
+def open_source(section, split: str, vocab_size: int, *, model_path: str | None = None) -> BatchSource:
+    """The split ("train" or "validation") of one `SourceSection`: a `PackedDataset`, a
+    `StreamedDataset` (tokenized with the section's tokenizer, else the one in `model_path`) or a
+    `SyntheticSource`."""
     if section.kind == "synthetic":
         return SyntheticSource(
             vocab_size,
@@ -126,15 +128,23 @@ def open_source(section, split: str, vocab_size: int) -> BatchSource:
             split=split,
             grammar_seed=section.grammar_seed,
         )
-    from ..data import PackedDataset
+    from ..data import PackedDataset, StreamedDataset
 
     name = section.train_split if split == "train" else section.val_split
-    ds = PackedDataset(section.path, split=name)
-    if ds.vocab_size > vocab_size:
-        raise ValueError(
-            f"dataset {section.path!r} was tokenized with vocab_size={ds.vocab_size}, larger than the "
-            f"model's vocab_size={vocab_size}"
+    ds: PackedDataset | StreamedDataset
+    if section.kind == "stream":
+        tokenizer = section.tokenizer or model_path
+        if not tokenizer:
+            raise ValueError("a streamed source needs a tokenizer: set its key tokenizer, or model.path")
+        ds = StreamedDataset(
+            section.path, tokenizer=tokenizer, split=name, text_field=section.text_field, subset=section.subset
         )
+        what = f"the tokenizer {tokenizer!r} has"
+    else:
+        ds = PackedDataset(section.path, split=name)
+        what = f"dataset {section.path!r} was tokenized with"
+    if ds.vocab_size > vocab_size:
+        raise ValueError(f"{what} vocab_size={ds.vocab_size}, larger than the model's vocab_size={vocab_size}")
     return ds
 
 

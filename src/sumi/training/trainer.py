@@ -311,7 +311,7 @@ class Validator:
             for name, section in named:
                 try:
                     sources[name] = (
-                        open_source(section, "validation", vocab_size)
+                        open_source(section, "validation", vocab_size, model_path=config.model.path)
                         if section is not None
                         else make_source(config.data, "validation", vocab_size)
                     )
@@ -354,7 +354,8 @@ def trainer_state(
     mixture: MixtureSource | None = None,
 ) -> dict[str, Any]:
     """What a checkpoint records beside the weights: the step, the configs and the data position
-    (with phases, the phase; with a mixture, the tokens and passes of each source so far)."""
+    (with phases, the phase; with a mixture, the tokens and passes of each source so far, and where
+    each streamed source's next row starts)."""
     G, mb, S = config.batch.global_batch_size, config.batch.micro_batch_size, config.data.seq_len
     state = {
         "format": "sumi-train-state",
@@ -389,6 +390,8 @@ def trainer_state(
     if mixture is not None:
         state["data"]["source_tokens"] = mixture.tokens_before(step)
         state["data"]["source_epochs"] = mixture.epochs_before(step)
+        if mixture.streamed:
+            state["data"]["stream_positions"] = mixture.stream_positions(step)
     return state
 
 
@@ -413,6 +416,18 @@ class DataPlan:
             source = make_source(config.data, "train", vocab_size)
         stop = mixture.stop_step() if mixture is not None else None
         return cls(source, plan, mixture, plan.total_steps if stop is None else stop)
+
+    def stream_end(self, step: int) -> int | None:
+        """With streamed sources under data.on_exhausted=stop (their lengths are learnt as they are
+        read): the run's new `end_step` when step `step` or, looking one step ahead so that the last
+        step is known while it runs, step `step + 1` would reuse a window; else None."""
+        if self.mixture is None or not self.mixture.streamed:
+            return None
+        for s in (step, step + 1):
+            if s < self.end_step and self.mixture.runs_out(s):
+                self.end_step = s
+                return s
+        return None
 
     def phase_record(self, step: int) -> dict[str, Any]:
         """``{"phase": name}`` of the phase that step `step` (1-based, done) belonged to, when there are phases."""
@@ -608,6 +623,8 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
         state = load_checkpoint(resumed_from, module.model, optimizer)
         start_step = int(state["step"])
         _check_resumed_state(state, config, data_plan.mixture)
+        if data_plan.mixture is not None:  # streamed sources start where the checkpoint's next rows do
+            data_plan.mixture.restore_streams(state["data"].get("stream_positions") or {})
         if ctx.is_main:
             logger.info(
                 "resumed from %s (step %d, phase %r)", resumed_from, start_step, data_plan.plan.at(start_step).name
@@ -655,6 +672,11 @@ def _train(config: TrainConfig, ctx: DistContext, source, val_source, return_mod
             S, mb, seed=config.seed, rank=ctx.rank, world_size=W, start_step=start_step * accum
         )
         for step in range(start_step, end):
+            if data_plan.stream_end(step) is not None:  # a streamed source runs out (data.on_exhausted=stop)
+                end = checkpointer.total_steps = validator.end_step = run_log.total_steps = data_plan.end_step
+                run_log.message(f"data.on_exhausted=stop: a streamed source runs out; the run ends after step {end}")
+            if step >= end:
+                break
             t0 = time.perf_counter()
             data_plan.announce(step, run_log)
             lr = data_plan.plan.lr_at(step, config.optim)

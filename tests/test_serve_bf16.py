@@ -1,0 +1,50 @@
+"""`sumi serve` with bf16 weights: batch-invariant by default, so concurrent seeded requests of
+different lengths, samplers and step counts each equal `generate()` alone on the same weights."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+from test_serve import API_KEY, BATCH_CASES, alone, metric
+
+from sumi.serving.client import post
+
+
+@pytest.fixture(scope="module")
+def served_bf16():
+    import sumi
+    from sumi.serving import BackgroundServer, ServeSettings, create_app
+
+    model, tok = sumi.load("demo", dtype=torch.bfloat16)
+    app = create_app(model, tok, ServeSettings(model_name="demo", api_key=API_KEY, max_batch_rows=16))
+    with BackgroundServer(app) as url:
+        yield url, model, tok
+
+
+def test_bf16_server_turns_batch_invariance_on(served_bf16):
+    assert served_bf16[1].batch_invariant is not None
+
+
+def test_bf16_concurrent_requests_each_equal_the_request_alone(served_bf16):
+    url, model, tok = served_bf16
+    before = metric(url, "sumi_forwards_total")
+    with ThreadPoolExecutor(len(BATCH_CASES)) as pool:
+        answers = list(pool.map(lambda c: post(url, "/v1/completions", c, api_key=API_KEY), BATCH_CASES))
+    forwards = metric(url, "sumi_forwards_total") - before
+    for case, (status, body) in zip(BATCH_CASES, answers):
+        assert status == 200, body
+        assert [c["text"] for c in body["choices"]] == alone(model, tok, case), case
+    assert forwards < sum(c["steps"] for c in BATCH_CASES), forwards
+
+
+def test_fp32_server_leaves_the_model_as_it_is():
+    import sumi
+    from sumi.serving import ServeSettings, create_app
+
+    model, tok = sumi.load("demo")
+    create_app(model, tok, ServeSettings())
+    assert model.batch_invariant is None
+    create_app(model, tok, ServeSettings(batch_invariant=True))
+    assert model.batch_invariant is not None
