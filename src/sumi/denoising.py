@@ -9,8 +9,17 @@ approximation: a job that owns its random streams (one generator per row) gives 
 alone or among others. Jobs join at a step boundary and leave when finished or cancelled.
 
 A job's life, in the order of this file: the prompt layout (`canvas_layout`), the initial canvas
-(`CanvasJob.__init__`), one step (`CanvasJob.advance`), the exit rules (`_exit_rules`), the result
-(`CanvasJob.result`). `generate()` (generation_sumi.py) is a driver of one job.
+(`CanvasJob.__init__`), one step (`CanvasJob.advance`), the canvas sizing (`_probe`, `_resize_rows`),
+the exit rules (`_exit_rules`), the result (`CanvasJob.result`). `generate()` (generation_sumi.py) is a
+driver of one job.
+
+Canvases that size themselves (all off by default): with `max_new_tokens="auto"` the first forward(s)
+probe a generous canvas and each row's answer budget is set to where the model puts EOS; with
+`grow` a row whose answer presses against its EOS anchor gets fresh random tokens before the anchor;
+with `shrink` a row whose first EOS has settled ends there, and the columns after it leave the
+forwards. A row's canvas then always ends at its BOS anchor (`skip_tail`), so its cost in a forward
+is its prompt + budget + 2 positions; each row's decisions read only its own logits and canvas, and
+its fresh tokens come from its own random stream, so a job stays batch-invariant.
 
 Exported verbatim as a checkpoint's remote code: imports only torch, transformers and siblings.
 """
@@ -38,6 +47,18 @@ from .sampling import (
 # forth) far more often than into fixed points (measured in benchmarks/bench_early_exit.py).
 CYCLE_WINDOW = 8
 
+# Canvas sizing (issue 16 §3). auto: the budget is the first answer position where EOS holds at
+# least AUTO_EOS_PROB of the probe's prediction, plus AUTO_MARGIN positions of room (capped).
+AUTO_EOS_PROB = 0.5
+AUTO_MARGIN = 4
+# grow: a row grows when each of its last GROW_WINDOW answer positions is predicted as a non-EOS
+# token with top-1 probability >= GROW_CONFIDENCE; it gains max(GROW_MIN, budget // 4) positions
+# (up to its cap), and only in the first GROW_UNTIL of the run's moves (new tokens need steps to denoise).
+GROW_WINDOW = 4
+GROW_CONFIDENCE = 0.5
+GROW_MIN = 4
+GROW_UNTIL = 0.5
+
 
 @dataclass
 class SumiGenerationOutput(ModelOutput):
@@ -45,7 +66,10 @@ class SumiGenerationOutput(ModelOutput):
     row's real length in `sequences` (prompt included); `canvas` `[B, S]`: the final canvas;
     `num_forwards`: forward calls actually run (fewer than the steps after an early stop);
     `row_forwards` `[B]`: how many of them each row took part in (rows leave the batch one by one
-    with `early_stop_patience`)."""
+    with `early_stop_patience`); `row_positions` `[B]`: the positions each row fed to those forwards,
+    summed (its attention keys: prompt + answer + anchors (+ tail), padding excluded), the cost a
+    row paid; `budgets` `[B]`: each row's answer budget at the end (after auto / grow / shrink);
+    `auto_budgets` `[B]`: the budgets the `max_new_tokens="auto"` probe chose (else None)."""
 
     sequences: torch.LongTensor | None = None
     canvas: torch.LongTensor | None = None
@@ -53,6 +77,9 @@ class SumiGenerationOutput(ModelOutput):
     lengths: torch.LongTensor | None = None
     trajectory: "Trajectory | None" = None
     row_forwards: torch.LongTensor | None = None
+    row_positions: torch.LongTensor | None = None
+    budgets: torch.LongTensor | None = None
+    auto_budgets: torch.LongTensor | None = None
 
 
 @dataclass
@@ -60,7 +87,8 @@ class Trajectory:
     """What a run did, compactly (`generate(..., record_trajectory=True)`): the initial canvas and,
     per step, only the positions that changed, plus the denoiser's confidence and entropy.
 
-    initial `[B, S]`; free `[B, S]` (positions the sampler could change); log_snrs: the N+1
+    initial `[B, S]`; free `[B, S]` (positions the sampler could change at the start: a canvas that
+    sizes itself changes them as rows grow and shrink, and its changes include the resizing); log_snrs: the N+1
     schedule; changes[k] = (rows, cols, new ids) of step k; top1_prob[k] / entropy[k] `[B, S]`
     float16 (untempered softmax of the logits step k saw); selected[k] `[B, tokens_per_step]`
     for the adaptive sampler, else None. `canvas(k)` rebuilds the canvas after step k (-1 = initial).
@@ -258,6 +286,7 @@ class CanvasJob:
 
     key_mask: torch.Tensor  # [B, width] bool: the attention keys of each row
     position_ids: torch.Tensor | None  # [B, width], or None when positions are the columns
+    auto_budgets: list[int] | None  # the budgets the auto probe chose (None before it, or without auto)
 
     def __init__(
         self,
@@ -293,31 +322,36 @@ class CanvasJob:
         if self._finished_empty:  # nothing to write: the result is the prompt
             self.done, self.layout, self.canvas = True, None, input_ids
             self.row_forwards = torch.zeros(B, dtype=torch.long)
+            self.row_positions = torch.zeros(B, dtype=torch.long)
+            self.budgets, self.auto_budgets = [0] * B, None
             return
+        self.auto = o["max_new_tokens"] == "auto"
+        self.grow, self.shrink = bool(o["grow"]), bool(o["shrink"])
+        self.sizing = self.auto or self.grow or self.shrink  # (validated: anchors on, skip_tail implied)
         self.layout = canvas_layout(
             cfg,
             attention_mask.long().sum(-1).tolist(),
             P,
-            o["max_new_tokens"],
+            (o["auto_max_new_tokens"] or o["canvas_length"]) if self.auto else o["max_new_tokens"],
             o["canvas_length"],
             anchors=bool(o["anchor_eosbos"]) and o["frozen"] is None,
             aligned=bool(o["align_rows"]),
         )
-        self.budgets = self.layout.budgets
+        self.budgets = self.layout.budgets  # (the same list: auto / grow / shrink change it in place)
         in_row = self._place_rows()
         self.canvas = self._initial_canvas(in_row, o["seed"], generator)
         free = self._free_positions(in_row, o["frozen"], o["denoise_end"])
-        self.width = self._skip_tail(free) if o["skip_tail"] else self.layout.width  # columns fed to the model
-        # (clones: on CPU `.cpu()` returns the same tensor, and the canvas is updated in place)
-        self.trajectory = (
-            Trajectory(self.canvas.cpu().clone(), free.cpu().clone(), self.log_snrs, [], [], [], [])
-            if record_trajectory
-            else None
-        )
-        w = self.width
-        self.free, self.key_mask = free[:, :w], self.key_mask[:, :w]
-        if self.position_ids is not None:
-            self.position_ids = self.position_ids[:, :w]
+        # columns fed to the model (a sizing row always ends at its BOS anchor)
+        self.width = self._skip_tail(free) if o["skip_tail"] or self.sizing else self.layout.width
+        # the full-width free / key / position tensors; `free`, `key_mask`, `position_ids` are views of
+        # their first `width` columns (`_set_width`)
+        self._free, self._keys, self._pos = free, self.key_mask, self.position_ids
+        self._init_sizing(o)
+        self._record_trajectory = record_trajectory
+        self.trajectory = None
+        if not self.probes_left:
+            self._start_trajectory()
+        self._set_width(self.width)
         self._init_exit_rules(o, record_trajectory)
 
     # ---- the initial canvas
@@ -388,12 +422,47 @@ class CanvasJob:
         layout = self.layout
         if not layout.anchors:
             raise ValueError("skip_tail needs the EOS/BOS anchors (anchor_eosbos=True and no `frozen`)")
-        row_ends = [s + p + n + 2 for s, p, n in zip(layout.starts, layout.row_prompt, layout.budgets)]
-        for i, e in enumerate(row_ends):
+        self.row_ends = [s + p + n + 2 for s, p, n in zip(layout.starts, layout.row_prompt, layout.budgets)]
+        for i, e in enumerate(self.row_ends):
             free[i, e:] = False
             self.key_mask[i, e:] = False
-        self.rng.spans = [(s, e) for s, e in zip(layout.starts, row_ends)]
-        return max(row_ends)
+        self.rng.spans = [(s, e) for s, e in zip(layout.starts, self.row_ends)]
+        return max(self.row_ends)
+
+    def _set_width(self, width: int) -> None:
+        """Feed the first `width` columns of the canvas to the next forwards."""
+        self.width = width
+        self.free, self.key_mask = self._free[:, :width], self._keys[:, :width]
+        self.position_ids = None if self._pos is None else self._pos[:, :width]
+
+    def _start_trajectory(self) -> None:
+        """The trajectory starts from the canvas the denoising starts from (after an auto probe)."""
+        if self._record_trajectory:  # (clones: on CPU `.cpu()` returns the same tensor, updated in place)
+            self.trajectory = Trajectory(
+                self.canvas.cpu().clone(), self._free.cpu().clone(), self.log_snrs, [], [], [], []
+            )
+
+    # ---- canvas sizing: state
+    def _init_sizing(self, o: dict) -> None:
+        """auto / grow / shrink: the probe forwards still to run, each row's growth cap, its first EOS."""
+        B, layout = self.num_rows, self.layout
+        self.probes_left = int(o["auto_probe_steps"]) if self.auto else 0
+        self.auto_budgets = None
+        fits = [layout.canvas_length - p - 2 for p in layout.row_prompt]  # the most a row's answer can hold
+        self.grow_caps = [min(int(o["grow_max"] or f), f) for f in fits] if self.grow else list(self.budgets)
+        self.shrink_patience = int(o["shrink_patience"])
+        self.grow_until = int(self.num_steps * GROW_UNTIL) if self.grow else 0  # moves that may grow a row
+        self.first_eos, self.eos_age, self.shrunk = [-1] * B, [0] * B, [False] * B
+        # the columns a progress callback sees: every column any row may ever feed (a fixed shape)
+        self.frame_width = (
+            max(
+                s + p + max(n, c) + 2
+                for s, p, n, c in zip(layout.starts, layout.row_prompt, self.budgets, self.grow_caps)
+            )
+            if self.sizing
+            else self.width
+        )
+        self._probe_start = self.canvas.clone() if self.probes_left > 1 else None
 
     # ---- exit rules: state
     def _init_exit_rules(self, o: dict, record_trajectory: bool) -> None:
@@ -411,8 +480,9 @@ class CanvasJob:
         self.unchanged = torch.zeros(B, dtype=torch.long, device=device)  # consecutive steps without a change
         self.active = torch.ones(B, dtype=torch.bool, device=device)  # rows still in the batch
         self.row_forwards = torch.zeros(B, dtype=torch.long, device=device)
+        self.row_positions = torch.zeros(B, dtype=torch.long, device=device)
         # canvases after steps k+1-CYCLE_WINDOW .. k (oldest first), for stop_on_cycle
-        self.history = deque([self.canvas[:, : self.width].clone()], maxlen=CYCLE_WINDOW) if self.cycle_exit else None
+        self.history = self._new_history() if self.cycle_exit else None
         self.finals: dict[int, torch.Tensor] = {}  # stop_on_cycle with every row kept: each row's last canvas
 
     # ---- one step
@@ -430,6 +500,8 @@ class CanvasJob:
 
     def before_forward(self) -> None:
         """A corrector move re-noises the canvas of the rows still in before its forward."""
+        if self.probes_left:
+            return
         move = self.moves[self.steps_done]
         if move.kind != "correct":
             return
@@ -449,24 +521,45 @@ class CanvasJob:
         else:
             self.canvas[rows, : self.width] = noised
 
+    def _count_forward(self, rows_in: torch.Tensor | None) -> None:
+        """The forward just run: one more for the job and for each row in it, and its positions."""
+        self.forwards += 1
+        self.row_forwards += self.active.long()
+        keys = self.key_mask.sum(-1)  # [B] the positions each row fed
+        self.row_positions += torch.where(self.active, keys, 0)
+
     def advance(self, logits: torch.Tensor) -> None:
         """Move k of this job from the logits `[b, width, V']` of its rows still in: the sampler,
-        the records, then the exit rules."""
-        k, move = self.steps_done, self.moves[self.steps_done]
+        the canvas sizing, the records, then the exit rules. (An auto probe's forward moves nothing.)"""
         rows_in = self.rows_in()
+        self._count_forward(rows_in)
+        if self.probes_left:
+            self._probe(logits)
+            return
+        k, move = self.steps_done, self.moves[self.steps_done]
         pick = (lambda x: x) if rows_in is None else (lambda x: x.index_select(0, rows_in))
         z, free_k = pick(self.canvas[:, : self.width]), pick(self.free)
         rng_k = self.rng if rows_in is None else self.rng.select(rows_in)
-        self.forwards += 1
-        self.row_forwards += self.active.long()
+        before = self.canvas.clone() if self.sizing and self.trajectory is not None else None
         new, selected, accepted = self._sample(move, logits, z, free_k, rng_k)
-        self._record(logits, z, new, selected)
+        self._record(logits, z, new, selected)  # (z is a view of the canvas: before writing it)
         row_changed = (new != z).any(-1)
         if rows_in is None:
             self.canvas[:, : self.width] = new
-            self.unchanged = torch.where(row_changed, 0, self.unchanged + 1)
         else:
             self.canvas[rows_in, : self.width] = new
+        if self.sizing:
+            resized = self._resize_rows(k, logits, rows_in)
+            if resized:  # a resized row changed (new tokens, moved anchors): not unchanged, not settled
+                hit = torch.zeros_like(self.active)
+                hit[resized] = True
+                row_changed |= pick(hit)
+            if before is not None and self.trajectory is not None:  # the step's changes, resizing included
+                rows, cols = (self.canvas != before).nonzero(as_tuple=True)
+                self.trajectory.changes.append((rows.cpu(), cols.cpu(), self.canvas[rows, cols].cpu()))
+        if rows_in is None:
+            self.unchanged = torch.where(row_changed, 0, self.unchanged + 1)
+        else:
             self.unchanged[rows_in] = torch.where(row_changed, 0, self.unchanged[rows_in] + 1)
         if accepted is not None:  # entropy-bounded: every free position accepted, and nothing moved
             settled = ~row_changed & ~(free_k & ~accepted).any(-1)
@@ -475,21 +568,115 @@ class CanvasJob:
             else:
                 self.settled[rows_in] = settled
         if self.progress_callback is not None:
-            self.progress_callback(
-                dict(
-                    step=k,
-                    num_steps=self.num_steps,
-                    log_snr_t=move.log_snr_t,
-                    log_snr_s=move.log_snr_s,
-                    z=new,
-                    top1_z=self._summary["argmax"],
-                    top1_prob=self._summary["max"],
-                    noise_mask=free_k,
-                    selected_pos=selected,
-                )
-            )
+            self.progress_callback(self._progress_info(k, move, new, free_k, selected))
         self.steps_done += 1
         self.done = self.steps_done == self.num_steps or self._exit_rules(k)
+
+    def _progress_info(self, k: int, move: Move, new, free_k, selected) -> dict:
+        """What `progress_callback` receives after move k. A sizing job shows `frame_width` columns at
+        every step (a fixed shape while rows grow and shrink): the canvas after the step, the top-1
+        prediction and the step's free positions (zeros / False outside the columns just fed) and
+        each row's current answer budget (`budgets`)."""
+        top1_z, top1_prob = self._summary["argmax"], self._summary["max"]
+        if self.sizing:
+            pad = (0, self.frame_width - free_k.shape[1])
+            new = self.canvas[:, : self.frame_width]  # (every row is in: callbacks keep all rows)
+            top1_z, top1_prob = torch.nn.functional.pad(top1_z, pad), torch.nn.functional.pad(top1_prob, pad)
+            free_k = torch.nn.functional.pad(free_k, pad, value=False)
+        info = dict(
+            step=k,
+            num_steps=self.num_steps,
+            log_snr_t=move.log_snr_t,
+            log_snr_s=move.log_snr_s,
+            z=new,
+            top1_z=top1_z,
+            top1_prob=top1_prob,
+            noise_mask=free_k,
+            selected_pos=selected,
+        )
+        if self.sizing:
+            info["budgets"] = list(self.budgets)
+        return info
+
+    # ---- canvas sizing
+    def _probe(self, logits: torch.Tensor) -> None:
+        """A forward of the auto probe on the canvas laid out with the largest budget. Between probe
+        forwards the canvas takes the argmax (a draft); after the last, each row's budget becomes the
+        first answer position where EOS holds >= AUTO_EOS_PROB, plus AUTO_MARGIN (capped; no such
+        position: the cap), and the denoising starts from the initial random canvas of that size."""
+        self.probes_left -= 1
+        if self.probes_left:
+            z = self.canvas[:, : self.width]
+            self.canvas[:, : self.width] = greedy_step(logits, z, self.free, vocab_size=self.vocab_size)
+            return
+        if self._probe_start is not None:
+            self.canvas, self._probe_start = self._probe_start, None
+        P, n_max = self.prompt_len, max(self.budgets)
+        answer = logits[:, P : P + n_max, : self.vocab_size]
+        eos = torch.full(answer.shape[:2], self.eos_id, dtype=torch.long, device=answer.device)
+        p_eos = softmax_summary(answer, eos)["at_z"]  # [B, n_max] the probability of EOS there
+        chosen = []
+        for i, n in enumerate(list(self.budgets)):
+            hits = (p_eos[i, :n] >= AUTO_EOS_PROB).nonzero()
+            budget = n if not hits.numel() else max(1, min(n, int(hits[0]) + AUTO_MARGIN))
+            chosen.append(budget)
+            if budget != n:
+                self._resize(i, budget)
+        self.auto_budgets = chosen
+        self._set_width(max(self.row_ends))
+        self._start_trajectory()
+        if self.cycle_exit:  # the cycle history starts from the canvas the denoising starts from
+            self.history = self._new_history()
+
+    def _resize(self, i: int, budget: int) -> None:
+        """Row i's answer becomes `budget` positions: its EOS and BOS anchors move to the new end. The
+        positions a longer answer gains get fresh random tokens from the row's own stream; the columns
+        after a shorter row's BOS anchor leave its forwards (they keep their last tokens)."""
+        a, n, s = self.prompt_len, self.budgets[i], self.layout.starts[i]
+        old_end, end = a + n, a + budget
+        if budget > n:
+            self.canvas[i, old_end:end] = self.rng.row_randint(i, self.vocab_size, budget - n)
+            self._free[i, old_end:end] = True
+            self._keys[i, old_end + 2 : end + 2] = True
+        else:
+            self._free[i, end:] = False
+            self._keys[i, end + 2 :] = False
+        self.canvas[i, end], self.canvas[i, end + 1] = self.eos_id, self.bos_id
+        self._free[i, end : end + 2] = False
+        self.budgets[i] = budget
+        self.row_ends[i] = end + 2
+        self.rng.spans[i] = (s, end + 2)
+
+    def _resize_rows(self, k: int, logits: torch.Tensor, rows_in: torch.Tensor | None) -> list[int]:
+        """After move k (the canvas updated, `logits` `[b, width, V']` the forward's): shrink each row
+        whose first EOS in the answer sat at the same position for more than `shrink_patience` steps
+        to end there; grow each row whose last GROW_WINDOW answer positions are confidently non-EOS.
+        Returns the rows resized."""
+        rows = list(range(self.num_rows)) if rows_in is None else rows_in.tolist()
+        P, V, eos = self.prompt_len, self.vocab_size, self.eos_id
+        may_grow = self.grow and k < self.grow_until
+        resized = []
+        for r, i in enumerate(rows):
+            n = self.budgets[i]
+            if self.shrink:
+                hits = (self.canvas[i, P : P + n] == eos).nonzero()
+                e = int(hits[0]) if hits.numel() else -1
+                self.eos_age[i] = 0 if e < 0 else (self.eos_age[i] + 1 if e == self.first_eos[i] else 1)
+                self.first_eos[i] = e
+                if e >= 0 and self.eos_age[i] > self.shrink_patience and max(1, e) < n:
+                    self._resize(i, max(1, e))
+                    self.shrunk[i] = True
+                    resized.append(i)
+                    continue
+            if may_grow and not self.shrunk[i] and n < self.grow_caps[i]:
+                w = min(GROW_WINDOW, n)
+                top, arg = torch.softmax(logits[r, P + n - w : P + n, :V].float(), dim=-1).max(-1)
+                if bool(((top >= GROW_CONFIDENCE) & (arg != eos)).all()):
+                    self._resize(i, min(self.grow_caps[i], n + max(GROW_MIN, n // 4)))
+                    resized.append(i)
+        if resized:
+            self._set_width(max(self.row_ends))
+        return resized
 
     def _sample(self, move: Move, logits, z, free, rng):
         """The step of `move` on canvas z `[b, width]`: the new canvas, the adaptive sampler's selected
@@ -515,7 +702,8 @@ class CanvasJob:
         return greedy_step(logits, z, free, vocab_size=V), None, None
 
     def _record(self, logits, z, new, selected) -> None:
-        """The trajectory's entry for this step, and the summary the progress callback reads."""
+        """The trajectory's entry for this step (a sizing job adds its changes after resizing), and
+        the summary the progress callback reads."""
         self._summary = None
         if self.trajectory is None and self.progress_callback is None:
             return
@@ -523,24 +711,48 @@ class CanvasJob:
             logits[..., : self.vocab_size], z, top1=True, entropy=self.trajectory is not None
         )
         if self.trajectory is not None:  # (all rows are in the batch here, see per_row_exit)
-            t, pad = self.trajectory, (0, self.canvas.shape[1] - self.width)  # skipped tail: zeros (never free)
-            rows, cols = (new != z).nonzero(as_tuple=True)
-            t.changes.append((rows.cpu(), cols.cpu(), new[rows, cols].cpu()))
+            t, pad = self.trajectory, (0, self.canvas.shape[1] - z.shape[1])  # skipped tail: zeros (never free)
+            if not self.sizing:
+                rows, cols = (new != z).nonzero(as_tuple=True)
+                t.changes.append((rows.cpu(), cols.cpu(), new[rows, cols].cpu()))
             t.top1_prob.append(torch.nn.functional.pad(s["max"], pad).half().cpu())
             t.entropy.append(torch.nn.functional.pad(s["entropy"], pad).half().cpu())
             t.selected.append(None if selected is None else selected.cpu())
 
     # ---- exit rules
+    def _cycle_state(self) -> torch.Tensor:
+        """`[B, W]`: what decides a row's future under a deterministic sampler: its canvas; for a sizing
+        job its whole canvas, its budget and how long its first EOS has sat still (capped where it
+        stops mattering: at that point the row has shrunk), so that a repeated state repeats its
+        future, resizing included (growth is over by then: see `_new_history`)."""
+        if not self.sizing:
+            return self.canvas[:, : self.width]
+        age = [min(a, self.shrink_patience + 1) if self.shrink else 0 for a in self.eos_age]
+        extra = torch.tensor([self.budgets, age], dtype=self.canvas.dtype, device=self.canvas.device).T
+        return torch.cat([self.canvas, extra], dim=1)
+
+    def _new_history(self, k: int = -1) -> deque:
+        """The cycle history holding the state after move k (-1: the start). A state from which a
+        row may still grow (k + 1 < grow_until) is no anchor of a cycle: the moves after it differ."""
+        states = [] if k + 1 < self.grow_until else [self._cycle_state().clone()]
+        return deque(states, maxlen=CYCLE_WINDOW)
+
     def _exit_rules(self, k: int) -> bool:
         """After step k: rows that cycled or stopped changing leave (or, when every row must stay,
         the job ends once all have). Returns whether the job is finished."""
         if self.cycle_exit:
-            now = self.canvas[:, : self.width]
+            if k + 1 < self.grow_until:  # rows may still grow: no cycle yet
+                self.history = self._new_history(k)
+                return self._other_exit_rules()
+            now = self._cycle_state()
             pending = self.active.clone()
             pending[list(self.finals)] = False
             for r, final in _find_cycles(now, self.history, pending, k, self.num_steps).items():
                 if self.per_row_exit:  # the row takes its last canvas now and leaves
-                    self.canvas[r, : self.width] = final
+                    if self.sizing:  # (its budget is the same all along a cycle: no resizing in it)
+                        self.canvas[r] = final[: self.canvas.shape[1]]
+                    else:
+                        self.canvas[r, : self.width] = final
                     self.active[r] = False
                 else:
                     self.finals[r] = final
@@ -549,6 +761,10 @@ class CanvasJob:
             # row already holds its last canvas, so the records end on the result
             if len(self.finals) == self.num_rows and all(torch.equal(now[r], f) for r, f in self.finals.items()):
                 return True
+        return self._other_exit_rules()
+
+    def _other_exit_rules(self) -> bool:
+        """early_stop_patience and the entropy-bounded settling (see `_exit_rules`)."""
         if self.patience is not None and self.patience > 0:
             if self.per_row_exit:
                 self.active &= self.unchanged < self.patience
@@ -573,8 +789,12 @@ class CanvasJob:
                 num_forwards=0,
                 lengths=torch.full((B,), P, dtype=torch.long),
                 row_forwards=self.row_forwards,
+                row_positions=self.row_positions,
+                budgets=torch.zeros(B, dtype=torch.long),
             )
         layout, canvas, pad_id = self.layout, self.canvas, self.pad_id if self.pad_id is not None else 0
+        budgets = torch.tensor(self.budgets, dtype=torch.long)
+        auto = None if self.auto_budgets is None else torch.tensor(self.auto_budgets, dtype=torch.long)
         C = layout.canvas_length
         canvas_out = (
             torch.stack([canvas[i, s : s + C] for i, s in enumerate(layout.starts)]) if layout.aligned else canvas
@@ -593,6 +813,9 @@ class CanvasJob:
             lengths=lengths,
             trajectory=self.trajectory,
             row_forwards=self.row_forwards.cpu(),
+            row_positions=self.row_positions.cpu(),
+            budgets=budgets,
+            auto_budgets=auto,
         )
 
 
@@ -733,6 +956,12 @@ class DenoisingEngine:
 
 __all__ = [
     "CYCLE_WINDOW",
+    "AUTO_EOS_PROB",
+    "AUTO_MARGIN",
+    "GROW_WINDOW",
+    "GROW_CONFIDENCE",
+    "GROW_MIN",
+    "GROW_UNTIL",
     "SumiGenerationOutput",
     "Trajectory",
     "CanvasLayout",

@@ -63,6 +63,12 @@ class _Randomness:
             return torch.randint(0, high, (B, S), generator=self.generators[0], device=self.device)
         return self._per_row((B, S), 0, lambda n, g: torch.randint(0, high, (n,), generator=g, device=self.device))
 
+    def row_randint(self, row: int, high: int, n: int) -> torch.Tensor:
+        """`n` tokens from `[0, high)` drawn for batch row `row` alone (from its own generator, or from
+        the batch's): the fresh positions a growing row gains."""
+        g = self.generators[row if self.per_row else 0]
+        return torch.randint(0, high, (n,), generator=g, device=self.device)
+
     def categorical(self, probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """One draw per row of `probs` `[n, V]` (unnormalised is fine); `rows` `[n]` says which batch
         row each belongs to. Inverse-CDF sampling: one uniform per draw, where CPU `multinomial`

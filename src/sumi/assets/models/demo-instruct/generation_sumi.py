@@ -15,7 +15,9 @@ and adaptive at temperature 0 replay it token for token given the same seed (sam
 `early_stop_patience` (a row leaves the batch once its canvas stops changing), `stop_on_cycle`
 (a row of a deterministic sampler leaves once its canvas repeats a recent state, with the canvas
 the remaining steps would end on) and `skip_tail` (leave the canvas after the BOS anchor out of
-the forward).
+the forward), and canvases that size themselves: `max_new_tokens="auto"` (a probe forward picks each
+row's answer budget from where the model puts EOS), `grow` and `shrink` (the budget follows the
+answer while it denoises).
 
 The samplers live in sampling.py, the step-driven engine that runs them in denoising.py;
 `generate()` prepares one `CanvasJob` (`prepare_generation`) and steps it to the end.
@@ -86,7 +88,21 @@ GENERATION_DEFAULTS: dict[str, Any] = dict(
     corrector_steps=1,
     greedy_tail=0,
     entropy_bound=1.0,
+    # canvases that size themselves (issue 16 §3; max_new_tokens="auto" turns the probe on): the
+    # probe's largest budget (None = what fits the canvas) and its forwards; growth (up to grow_max,
+    # None = what fits the canvas) and shrinking (after an EOS sat still for shrink_patience steps)
+    auto_max_new_tokens=None,
+    auto_probe_steps=1,
+    grow=False,
+    grow_max=None,
+    shrink=False,
+    shrink_patience=4,
 )
+
+
+def self_sizing(o: dict) -> bool:
+    """Whether resolved options `o` size the canvas while generating (auto budget, grow or shrink)."""
+    return o.get("max_new_tokens") == "auto" or bool(o.get("grow")) or bool(o.get("shrink"))
 
 
 def _is_int(value) -> bool:
@@ -98,8 +114,8 @@ def validate_generation_options(o: dict) -> None:
     and the server alike: raises ValueError naming the option and what it must be."""
     if o["max_new_tokens"] is None:
         raise ValueError("pass `max_new_tokens` (or `max_length`): how many tokens to generate")
-    if not _is_int(o["max_new_tokens"]) or o["max_new_tokens"] < 0:
-        raise ValueError(f"max_new_tokens must be a non-negative integer, got {o['max_new_tokens']!r}")
+    if o["max_new_tokens"] != "auto" and (not _is_int(o["max_new_tokens"]) or o["max_new_tokens"] < 0):
+        raise ValueError(f"max_new_tokens must be a non-negative integer or 'auto', got {o['max_new_tokens']!r}")
     if o["sampler"] not in SAMPLERS:
         raise ValueError(f"unknown sampler {o['sampler']!r}; choose one of {SAMPLERS}")
     if o["schedule"] not in SCHEDULES:
@@ -136,12 +152,45 @@ def validate_generation_options(o: dict) -> None:
     seeds = o["seed"] if isinstance(o["seed"], (list, tuple)) else [o["seed"]]
     if not all(s is None or _is_int(s) for s in seeds) or (len(seeds) > 1 and None in seeds):
         raise ValueError(f"seed must be an integer or one integer per row, got {o['seed']!r}")
+    _validate_sizing(o)
     if o["stop_on_cycle"] and not is_deterministic(o["sampler"], T):
         raise ValueError(
             f"stop_on_cycle needs a deterministic sampler (greedy, or adaptive with temperature=0), "
             f"got sampler={o['sampler']!r} at temperature={T}: with random draws a repeated canvas "
             f"does not repeat its future (early_stop_patience is the heuristic for those)"
         )
+
+
+def _validate_sizing(o: dict) -> None:
+    """The options of canvases that size themselves."""
+    for name in ("auto_max_new_tokens", "grow_max"):
+        if o[name] is not None and (not _is_int(o[name]) or o[name] < 1):
+            raise ValueError(f"{name} must be a positive integer (or None: what fits the canvas), got {o[name]!r}")
+    if not _is_int(o["auto_probe_steps"]) or o["auto_probe_steps"] < 1:
+        raise ValueError(f"auto_probe_steps must be a positive integer, got {o['auto_probe_steps']!r}")
+    if not _is_int(o["shrink_patience"]) or o["shrink_patience"] < 0:
+        raise ValueError(f"shrink_patience must be a non-negative integer, got {o['shrink_patience']!r}")
+    for name in ("grow", "shrink"):
+        if not isinstance(o[name], bool):
+            raise ValueError(f"{name} must be true or false, got {o[name]!r}")
+    if not self_sizing(o):
+        return
+    on = [
+        name
+        for name, v in (
+            ("max_new_tokens='auto'", o["max_new_tokens"] == "auto"),
+            ("grow", o["grow"]),
+            ("shrink", o["shrink"]),
+        )
+        if v
+    ]
+    what = " and ".join(on)
+    if not o["anchor_eosbos"] or o["frozen"] is not None:
+        raise ValueError(
+            f"{what}: needs the EOS/BOS anchors (anchor_eosbos=True and no `frozen`): they mark where the answer ends"
+        )
+    if o["denoise_end"] is not None:
+        raise ValueError(f"{what} cannot be combined with denoise_end (the canvas ends at each row's BOS anchor)")
 
 
 # ----------------------------------------------------------------------------- generate
@@ -167,7 +216,8 @@ class SumiGenerationMixin:
 
     def resolve_generation_options(self, explicit: dict | None = None, generation_config=None) -> dict:
         """The options `generate()` would use: `explicit` values (None = unset), else
-        `generation_config`'s, else the model's generation config, else `GENERATION_DEFAULTS`."""
+        `generation_config`'s, else the model's generation config, else `GENERATION_DEFAULTS`.
+        A canvas that sizes itself (auto / grow / shrink) ends at each row's BOS anchor: skip_tail on."""
         explicit = explicit or {}
         resolved = {}
         model_config = getattr(self, "generation_config", None)
@@ -177,6 +227,8 @@ class SumiGenerationMixin:
                 if value is None and source is not None:
                     value = getattr(source, name, None)
             resolved[name] = default if value is None else value
+        if self_sizing(resolved):
+            resolved["skip_tail"] = True
         return resolved
 
     @torch.no_grad()
@@ -184,7 +236,7 @@ class SumiGenerationMixin:
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        max_new_tokens: int | None = None,
+        max_new_tokens: int | str | None = None,
         max_length: int | None = None,
         num_denoising_steps: int | None = None,
         seed: int | list[int] | None = None,
@@ -215,6 +267,12 @@ class SumiGenerationMixin:
         corrector_steps: int | None = None,
         greedy_tail: int | None = None,
         entropy_bound: float | None = None,
+        auto_max_new_tokens: int | None = None,
+        auto_probe_steps: int | None = None,
+        grow: bool | None = None,
+        grow_max: int | None = None,
+        shrink: bool | None = None,
+        shrink_patience: int | None = None,
         record_trajectory: bool = False,
         **kwargs,
     ) -> SumiGenerationOutput:
@@ -224,6 +282,12 @@ class SumiGenerationMixin:
             input_ids: prompt ids `[B, P]` (left-padded for batches) or `[P]`; None = `[[bos]]`.
             attention_mask: `[B, P]`, 1 = token, 0 = padding.
             max_new_tokens / max_length: how much to write (one is required; 0 returns the prompt).
+                `max_new_tokens="auto"`: each row's answer budget is chosen by a probe: the first
+                `auto_probe_steps` forwards (counted in `num_forwards`) run on the canvas laid out
+                with the largest budget (`auto_max_new_tokens`, default what fits the canvas), and
+                the budget becomes the first answer position where EOS holds at least half the
+                prediction (`AUTO_EOS_PROB`), plus `AUTO_MARGIN` (4) positions; the denoising then
+                starts from the initial random canvas of that size (`.auto_budgets`).
             num_denoising_steps: N, one forward each (default 128).
             seed / generator: randomness; `seed` may be a list with one seed per row.
             sampler: "ancestral" (default), "adaptive", "greedy", "predictor_corrector" (each ancestral
@@ -270,10 +334,23 @@ class SumiGenerationMixin:
             corrector_steps: corrector forwards after each predictor step (predictor_corrector; default 1).
             greedy_tail: the last `greedy_tail` forwards take the argmax (ancestral-type samplers).
             entropy_bound: the acceptance bound of the entropy_bounded sampler, in nats (default 1.0).
+            auto_max_new_tokens / auto_probe_steps: the probe of `max_new_tokens="auto"` (above).
+            grow: a row whose last `GROW_WINDOW` (4) answer positions are predicted confidently (top-1
+                >= 0.5) as non-EOS tokens gets max(4, budget // 4) fresh random positions before its
+                EOS anchor (the anchors move right), up to `grow_max` (default what fits the canvas),
+                in the first half of the run.
+            shrink: a row whose first EOS in the answer sat at the same position for more than
+                `shrink_patience` steps (default 4) ends there: that EOS becomes its EOS anchor, a BOS
+                anchor follows, and the columns after it leave the forwards.
+                auto, grow and shrink need the anchors, imply `skip_tail` (a row's canvas ends at
+                its BOS anchor) and draw fresh tokens from each row's own stream, so a job gives the
+                same result alone or among others; `stop_on_cycle` stays exact (a cycle counts
+                only once no row can grow, and a row's budget is part of its state). `.budgets`
+                holds the final budgets, `.row_positions` the positions each row fed (its cost).
             record_trajectory: also return `.trajectory` (initial canvas, per-step changes,
                 confidence and entropy; see `Trajectory`). Costs one extra softmax per step.
         Returns: `SumiGenerationOutput` with `.sequences`, `.lengths`, `.canvas`, `.num_forwards`,
-            `.row_forwards` (and `.trajectory`).
+            `.row_forwards`, `.row_positions`, `.budgets` (and `.auto_budgets`, `.trajectory`).
         """
         options = {name: value for name, value in locals().items() if name in GENERATION_DEFAULTS}
         job = self.prepare_generation(
@@ -388,6 +465,7 @@ __all__ = [
     "greedy_step",
     "trim_sequences",
     "validate_generation_options",
+    "self_sizing",
     "CanvasJob",
     "DenoisingEngine",
     "canvas_layout",
