@@ -77,6 +77,19 @@ def unit_interval(text: str) -> float:
     return value
 
 
+def budget_or_auto(text: str) -> int | str:
+    """`--max-new-tokens`: an integer >= 0, or `auto` (the canvas sizes itself)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 or 'auto', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 or 'auto', got {text!r}")
+    return value
+
+
 def seed_list(text: str) -> int | list[int]:
     """`42`, or `1,2,3` (one seed per prompt)."""
     parts = [p.strip() for p in text.split(",")]
@@ -450,6 +463,48 @@ _SAMPLING_ARGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             help="pin canvas position POS to token ID in every row (repeatable; disables the anchors)",
         ),
     ),
+    "auto_max_new_tokens": (
+        ("--auto-max-new-tokens",),
+        dict(
+            type=positive_int,
+            metavar="N",
+            help="--max-new-tokens auto: the largest answer the probe canvas holds (default: what fits the canvas)",
+        ),
+    ),
+    "auto_probe_steps": (
+        ("--auto-probe-steps",),
+        dict(
+            type=positive_int,
+            metavar="K",
+            help="--max-new-tokens auto: probe forwards before the budget is read (argmax drafts in between)",
+        ),
+    ),
+    "grow": (
+        ("--grow",),
+        dict(
+            action="store_const",
+            const=True,
+            help="a row whose last answer positions are confidently not EOS gets fresh positions before its EOS "
+            "anchor (in the first half of the run; up to --grow-max)",
+        ),
+    ),
+    "grow_max": (
+        ("--grow-max",),
+        dict(type=positive_int, metavar="N", help="--grow: the largest answer a row grows to (default: what fits)"),
+    ),
+    "shrink": (
+        ("--shrink",),
+        dict(
+            action="store_const",
+            const=True,
+            help="a row whose first EOS stays put for --shrink-patience steps ends there: the positions after it "
+            "leave the forwards",
+        ),
+    ),
+    "shrink_patience": (
+        ("--shrink-patience",),
+        dict(type=nonneg_int, metavar="K", help="--shrink: steps an EOS must stay put after it appears"),
+    ),
 }
 
 SAMPLER_OPTIONS = (
@@ -481,6 +536,20 @@ CANVAS_OPTIONS = (
     "denoise_end",
     "frozen",
 )
+# Canvases that size themselves (with `--max-new-tokens auto`, which `auto_budget=True` allows).
+SIZING_OPTIONS = (
+    "auto_max_new_tokens",
+    "auto_probe_steps",
+    "grow",
+    "grow_max",
+    "shrink",
+    "shrink_patience",
+)
+
+_AUTO_BUDGET_HELP = (
+    "; 'auto': the first forward probes a canvas of --auto-max-new-tokens and each answer is sized to where "
+    "the model puts EOS, plus 4"
+)
 
 
 def _shown(value: Any) -> str:
@@ -488,10 +557,15 @@ def _shown(value: Any) -> str:
 
 
 def add_sampling_args(
-    parser, defaults: Mapping[str, Any] | None = None, *, only: Iterable[str] = SAMPLER_OPTIONS + CANVAS_OPTIONS
+    parser,
+    defaults: Mapping[str, Any] | None = None,
+    *,
+    only: Iterable[str] = SAMPLER_OPTIONS + CANVAS_OPTIONS,
+    auto_budget: bool = False,
 ) -> None:
     """Add the sampler options named in `only` (generate()'s keyword names, in the order given) to
-    `parser` (a parser or an argument group).
+    `parser` (a parser or an argument group). `auto_budget`: `--max-new-tokens` also takes `auto`
+    (for commands that pass it to generate() as it is, with the `SIZING_OPTIONS`).
 
     `defaults`: name -> the command's default, used when the option is not given and shown in the
     help; a `DefaultRule` is only shown. Options without one stay None (unset) and show the official
@@ -504,6 +578,8 @@ def add_sampling_args(
         flags, kwargs = _SAMPLING_ARGS[name]
         default = defaults.get(name, GENERATION_DEFAULTS.get(name))
         kwargs = dict(kwargs, dest=name, default=None if isinstance(default, DefaultRule) else defaults.get(name))
+        if name == "max_new_tokens" and auto_budget:
+            kwargs.update(type=budget_or_auto, metavar="N|auto", help=kwargs["help"] + _AUTO_BUDGET_HELP)
         shown = default.text if isinstance(default, DefaultRule) else default
         if shown is not None and kwargs.get("action") != "store_const":
             kwargs["help"] += f" (default: {_shown(shown)})"
@@ -533,6 +609,7 @@ __all__ = [
     "finite_float",
     "nonneg_float",
     "unit_interval",
+    "budget_or_auto",
     "seed_list",
     "frozen_pair",
     "add_verbosity_args",
@@ -551,6 +628,7 @@ __all__ = [
     "DefaultRule",
     "SAMPLER_OPTIONS",
     "CANVAS_OPTIONS",
+    "SIZING_OPTIONS",
     "add_sampling_args",
     "sampling_kwargs",
 ]

@@ -17,6 +17,7 @@ from .chat import chat_once
 from .common import (
     CANVAS_OPTIONS,
     SAMPLER_OPTIONS,
+    SIZING_OPTIONS,
     CLIError,
     DefaultRule,
     add_model_arg,
@@ -41,6 +42,16 @@ samplers:
              (argmax at --temperature 0, else a tempered sample); the schedule is unused
   greedy     every position becomes the model's argmax each step
 
+canvases that size themselves (each forward pays for every canvas position):
+  --max-new-tokens auto   a probe forward on a canvas of --auto-max-new-tokens finds where the model
+                          puts EOS; each answer gets that many positions plus 4 (the probe forward
+                          counts in num_forwards)
+  --grow                  an answer that presses against its EOS anchor gets more positions
+  --shrink                an answer whose EOS has settled ends there; later steps skip the rest
+  Each implies --skip-tail; --format jsonl reports each row's budget and positions (its cost).
+  The probe needs a model that learned where answers end (an SFT model trained with EOS padding,
+  like demo-instruct); where no position reaches EOS probability 0.5 the budget is the cap.
+
 examples:
   sumi generate "def fibonacci(n):"
   sumi generate --model path/to/checkpoint --steps 256 --sampler adaptive --tokens-per-step 4 \\
@@ -48,6 +59,8 @@ examples:
   sumi generate --prompts-file prompts.jsonl --format jsonl > out.jsonl
   torchrun --nproc_per_node=8 -m sumi.cli generate --prompts-file prompts.jsonl --format jsonl > out.jsonl
   sumi generate --show-steps --steps 32 "Once upon a time"      # watch the canvas denoise
+  sumi generate --model demo-instruct --max-new-tokens auto --shrink --format jsonl \\
+      $'User:\\nSort: pear apple fig\\nAssistant:\\n'   # sized to the answer: 8 positions, then 2
 
 Without --model the default model is used (see `sumi generate --help`, `--model`). A preset name
 (sumi-tiny, sumi-57m, sumi-1b, sumi-7b) builds a model with RANDOM weights: fine for smoke tests,
@@ -107,8 +120,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         s,
         {"max_new_tokens": 64, "seed": DefaultRule("a fresh seed, reported in --format jsonl and on stderr")},
         only=SAMPLER_OPTIONS,
+        auto_budget=True,
     )
     add_sampling_args(g.add_argument_group("canvas"), only=CANVAS_OPTIONS)
+    add_sampling_args(
+        g.add_argument_group(
+            "canvas sizing",
+            "The canvas follows the answer (all off by default; each implies --skip-tail and needs the anchors).",
+        ),
+        only=SIZING_OPTIONS,
+    )
 
     r = g.add_argument_group("runtime and output")
     add_runtime_args(r)
@@ -117,7 +138,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         choices=("text", "jsonl"),
         default="text",
         help="text (default): prompt + completion; jsonl: one JSON object per prompt with prompt, "
-        "completion, token ids, settings, num_forwards, seconds",
+        "completion, token ids, settings, num_forwards, seconds, its answer budget and the positions it fed "
+        "to the forwards (budget, positions; auto_budget with --max-new-tokens auto)",
     )
     r.add_argument(
         "--show-steps",
@@ -209,6 +231,8 @@ def _row_seeds(seed: int, args: argparse.Namespace, num_rows: int) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     if args.chat is not None:
+        if args.max_new_tokens == "auto":
+            raise CLIError("argument --max-new-tokens: --chat takes a number of tokens (auto is for prompts)")
         return chat_once(args, args.chat)
     # ---- cheap checks first (before loading any weights)
     prompts = _read_prompts(args)
@@ -270,7 +294,9 @@ def _generate(args: argparse.Namespace, prompts: list[str], options: dict[str, A
     else:
         input_ids = torch.tensor([[pad_id] * (P - len(r)) + r for r in rows], dtype=torch.long).reshape(B, P)
         attention_mask = torch.tensor([[0] * (P - len(r)) + [1] * len(r) for r in rows], dtype=torch.long).reshape(B, P)
-    mnt = resolved["max_new_tokens"]
+    auto = resolved["max_new_tokens"] == "auto"
+    # the budget the canvas is laid out for: with auto, the probe's largest
+    mnt = (resolved["auto_max_new_tokens"] or resolved["canvas_length"]) if auto else resolved["max_new_tokens"]
     try:
         layout = canvas_layout(
             cfg,
@@ -285,8 +311,9 @@ def _generate(args: argparse.Namespace, prompts: list[str], options: dict[str, A
         raise CLIError(f"argument PROMPT: {e} (BOS and padding count as prompt tokens; see --canvas-length)") from None
     C = layout.canvas_length
     ran = max(layout.budgets) if mnt > 0 else 0  # the budget that runs: what fits before the anchors
-    if ran < mnt:
-        note(f"--max-new-tokens {mnt} cut to {ran}: that is what fits a canvas of {C} after the prompt")
+    if ran < mnt and not (auto and resolved["auto_max_new_tokens"] is None):
+        flag = "--auto-max-new-tokens" if auto else "--max-new-tokens"
+        note(f"{flag} {mnt} cut to {ran}: that is what fits a canvas of {C} after the prompt")
     steps = int(resolved["num_denoising_steps"])
     seeds = _row_seeds(seed, args, B) if per_row else seed
 
@@ -316,16 +343,19 @@ def _generate(args: argparse.Namespace, prompts: list[str], options: dict[str, A
         records = []
         for r, i in enumerate(block):
             gen = sequences[r, P : int(out.lengths[r])].tolist()
-            records.append(
-                dict(
-                    prompt=(prompts[i] if prompts and not args.ids else decode(rows[i], skip_special_tokens=True)),
-                    completion=decode(gen, skip_special_tokens=True),
-                    prompt_ids=rows[i],
-                    completion_ids=gen,
-                    num_forwards=int(out.num_forwards or 0),
-                    seconds=seconds,
-                )
+            record = dict(
+                prompt=(prompts[i] if prompts and not args.ids else decode(rows[i], skip_special_tokens=True)),
+                completion=decode(gen, skip_special_tokens=True),
+                prompt_ids=rows[i],
+                completion_ids=gen,
+                budget=int(out.budgets[r]),
+                positions=int(out.row_positions[r]),
+                num_forwards=int(out.num_forwards or 0),
+                seconds=seconds,
             )
+            if out.auto_budgets is not None:
+                record["auto_budget"] = int(out.auto_budgets[r])
+            records.append(record)
         return records, {}
 
     done = sharded_map(generate_rows, list(range(B)), [str(i) for i in range(B)], peers)
@@ -335,7 +365,7 @@ def _generate(args: argparse.Namespace, prompts: list[str], options: dict[str, A
     settings.update(
         model=args.model,
         model_source=source,
-        max_new_tokens=ran,
+        max_new_tokens="auto" if auto else ran,
         canvas_length=C,
         seed=seed,
         dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
@@ -345,7 +375,9 @@ def _generate(args: argparse.Namespace, prompts: list[str], options: dict[str, A
     )
     if per_row and not isinstance(args.seed, list):
         settings["run_seed"] = seed
-    if ran < mnt:
+    if auto:
+        settings["auto_max_new_tokens"] = ran
+    elif ran < mnt:
         settings["requested_max_new_tokens"] = mnt
     _print_results(done.records, settings, seeds, args.format)
     return 0

@@ -1,0 +1,398 @@
+"""Canvases that size themselves: `max_new_tokens="auto"` (a probe forward reads where the model puts
+EOS), `grow` (an answer pressing against its EOS anchor gets more positions) and `shrink` (an answer
+whose EOS settled ends there). The expectations come from a toy model whose EOS and content logits
+the test sets by position, so each budget is known in advance; batch invariance through the engine;
+the cost counter (`row_positions`); the command line and the server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from sumi import SumiConfig, SumiForMaskGeneration
+from sumi.denoising import AUTO_MARGIN, DenoisingEngine
+
+V, BOS, EOS, CONTENT = 256, 1, 2, 7
+
+
+class Toy(SumiForMaskGeneration):
+    """sumi-tiny's logits plus a bias by position: a row whose prompt is `[BOS, L, x]` wants an answer
+    of L tokens: EOS (logit +20) at positions >= 3 + L, token CONTENT (logit +`content`) before.
+    The small random network underneath keeps the attention, masking and sampling paths real."""
+
+    content = 20.0
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, **kwargs):
+        out = super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        B, S = input_ids.shape
+        pos = torch.arange(S).expand(B, S) if position_ids is None else position_ids
+        length = input_ids.gather(1, (pos == 1).long().argmax(-1, keepdim=True))  # the token at position 1
+        eos_zone = pos >= 3 + length
+        bias = torch.zeros_like(out.logits)
+        bias[..., EOS] = torch.where(eos_zone, 20.0, 0.0)
+        bias[..., CONTENT] = torch.where(eos_zone, 0.0, self.content)
+        out.logits = out.logits + bias
+        return out
+
+
+@pytest.fixture
+def toy():
+    torch.manual_seed(0)
+    return Toy(SumiConfig.from_preset("sumi-tiny")).eval()
+
+
+def budgets_seen(model, prompt, **options) -> tuple[list[list[int]], object]:
+    """Each step's budgets (from the progress callback) and the output."""
+    seen: list[list[int]] = []
+    out = model.generate(torch.tensor(prompt), progress_callback=lambda info: seen.append(info["budgets"]), **options)
+    return seen, out
+
+
+# ----------------------------------------------------------------------------- auto
+def test_auto_budget_is_where_the_model_puts_eos_plus_a_margin(toy):
+    out = toy.generate(
+        torch.tensor([[BOS, 10, 9], [BOS, 25, 9]]),
+        max_new_tokens="auto",
+        auto_max_new_tokens=40,
+        canvas_length=64,
+        num_denoising_steps=4,
+        sampler="greedy",
+        seed=[0, 1],
+    )
+    assert out.auto_budgets.tolist() == [10 + AUTO_MARGIN, 25 + AUTO_MARGIN] == out.budgets.tolist()
+    assert out.lengths.tolist() == [3 + 10, 3 + 25]  # the answer, cut at the toy's first EOS
+    assert (out.sequences[0, 3:13] == CONTENT).all() and (out.sequences[1, 3:28] == CONTENT).all()
+    # the probe forward counts: 1 probe + 4 steps; each on the row's canvas up to its BOS anchor
+    assert out.num_forwards == 5 and out.row_forwards.tolist() == [5, 5]
+    assert out.row_positions.tolist() == [(3 + 40 + 2) + 4 * (3 + 14 + 2), (3 + 40 + 2) + 4 * (3 + 29 + 2)]
+
+
+def test_auto_budget_is_capped_and_falls_back_to_the_cap(toy):
+    options = dict(max_new_tokens="auto", canvas_length=64, num_denoising_steps=2, sampler="greedy", seed=[0, 1])
+    capped = toy.generate(torch.tensor([[BOS, 10, 9], [BOS, 25, 9]]), auto_max_new_tokens=20, **options)
+    assert capped.auto_budgets.tolist() == [14, 20]
+    # no EOS predicted anywhere in the probe canvas: the budget is the cap (what fits: 64 - 3 - 2)
+    far = toy.generate(torch.tensor([[BOS, 200, 9]]), **dict(options, seed=[0]))
+    assert far.auto_budgets.tolist() == [64 - 3 - 2]
+
+
+def test_more_probe_forwards_are_counted_and_start_from_the_same_canvas(toy):
+    options = dict(max_new_tokens="auto", canvas_length=48, num_denoising_steps=3, sampler="ancestral", seed=[5])
+    one = toy.generate(torch.tensor([[BOS, 6, 9]]), **options)
+    three = toy.generate(torch.tensor([[BOS, 6, 9]]), auto_probe_steps=3, **options)
+    assert one.num_forwards == 4 and three.num_forwards == 6
+    # the toy's EOS does not depend on the draft: same budget, same initial canvas, same result
+    assert three.auto_budgets.tolist() == one.auto_budgets.tolist() == [6 + AUTO_MARGIN]
+    assert torch.equal(three.canvas, one.canvas)
+    assert three.row_positions.item() - one.row_positions.item() == 2 * (3 + 43 + 2)
+
+
+# ----------------------------------------------------------------------------- grow
+def test_grow_inserts_positions_while_the_answer_presses_the_anchor_and_stops_at_the_cap(toy):
+    options = dict(max_new_tokens=8, canvas_length=64, num_denoising_steps=10, sampler="greedy", seed=[0])
+    seen, out = budgets_seen(toy, [[BOS, 200, 9]], grow=True, grow_max=30, **options)
+    # max(4, n // 4) more each step of the first half (steps 0-4): 8 -> 12 -> 16 -> 20 -> 25 -> 30 (the cap)
+    assert [b[0] for b in seen] == [12, 16, 20, 25, 30, 30, 30, 30, 30, 30]
+    assert out.budgets.tolist() == [30] and out.lengths.tolist() == [3 + 30]
+    assert (out.sequences[0, 3:] == CONTENT).all()  # the grown positions were denoised too
+    assert out.canvas[0, 33].item() == EOS and out.canvas[0, 34].item() == BOS  # the anchors moved
+    seen, out = budgets_seen(toy, [[BOS, 200, 9]], grow=True, grow_max=18, **options)
+    assert max(max(b) for b in seen) == 18 == out.budgets.item()  # never past the cap
+    # by default a row grows up to what fits the canvas
+    seen, out = budgets_seen(toy, [[BOS, 200, 9]], grow=True, **dict(options, canvas_length=24))
+    assert out.budgets.item() == 24 - 3 - 2
+
+
+def test_grow_leaves_an_answer_alone_that_ends_before_the_anchor_or_is_unsure(toy):
+    options = dict(max_new_tokens=20, canvas_length=64, num_denoising_steps=6, sampler="greedy", seed=[0], grow=True)
+    out = toy.generate(torch.tensor([[BOS, 5, 9]]), **options)  # EOS from answer position 5 on
+    assert out.budgets.tolist() == [20]
+    toy.content = 0.0  # the network alone: no confident prediction at the answer's end
+    out = toy.generate(torch.tensor([[BOS, 200, 9]]), **options)
+    assert out.budgets.tolist() == [20]
+
+
+# ----------------------------------------------------------------------------- shrink
+def test_shrink_ends_a_row_at_its_settled_eos_and_its_positions_fall(toy):
+    options = dict(max_new_tokens=20, canvas_length=64, num_denoising_steps=8, sampler="greedy", seed=[0])
+    full = toy.generate(torch.tensor([[BOS, 5, 9]]), skip_tail=True, **options)  # (shrink implies skip_tail)
+    seen, out = budgets_seen(toy, [[BOS, 5, 9]], shrink=True, shrink_patience=2, **options)
+    # greedy writes EOS from answer position 5 at step 0; it sits still at steps 1 and 2: after step 2
+    # (more than 2 steps after it appeared) the row ends there
+    assert [b[0] for b in seen] == [20, 20, 5, 5, 5, 5, 5, 5]
+    assert torch.equal(out.sequences, full.sequences) and out.lengths.tolist() == [3 + 5]
+    assert full.row_positions.tolist() == [8 * (3 + 20 + 2)]
+    assert out.row_positions.tolist() == [3 * (3 + 20 + 2) + 5 * (3 + 5 + 2)]
+    assert out.canvas[0, 8].item() == EOS and out.canvas[0, 9].item() == BOS
+
+
+def test_shrink_waits_for_the_patience(toy):
+    options = dict(max_new_tokens=20, canvas_length=64, num_denoising_steps=8, sampler="greedy", seed=[0], shrink=True)
+    for patience, first in [(0, 0), (4, 4), (7, 7)]:
+        seen, _ = budgets_seen(toy, [[BOS, 5, 9]], shrink_patience=patience, **options)
+        assert [b[0] for b in seen].index(5) == first
+    seen, _ = budgets_seen(toy, [[BOS, 5, 9]], shrink_patience=8, **options)
+    assert seen[-1] == [20]
+
+
+# ----------------------------------------------------------------------------- exactness and invariance
+SIZING_JOBS = [
+    dict(prompt=[BOS, 10, 9], max_new_tokens="auto", canvas_length=48, num_denoising_steps=6, seed=[1]),
+    dict(
+        prompt=[BOS, 60, 9], max_new_tokens=6, grow=True, grow_max=20, canvas_length=40, num_denoising_steps=8, seed=3
+    ),
+    dict(
+        prompt=[BOS, 5, 9],
+        max_new_tokens=20,
+        shrink=True,
+        shrink_patience=1,
+        canvas_length=32,
+        num_denoising_steps=7,
+        seed=[2],
+    ),
+    dict(
+        prompt=[[BOS, 8, 9], [BOS, 30, 9]],
+        max_new_tokens="auto",
+        auto_max_new_tokens=24,
+        grow=True,
+        shrink=True,
+        shrink_patience=0,
+        canvas_length=56,
+        num_denoising_steps=9,
+        temperature=1.5,
+        seed=[4, 5],
+    ),
+    dict(
+        prompt=[BOS, 6, 9],
+        max_new_tokens="auto",
+        grow=True,
+        shrink=True,
+        sampler="greedy",
+        stop_on_cycle=True,
+        canvas_length=40,
+        num_denoising_steps=12,
+        seed=[6],
+    ),
+    dict(prompt=[BOS, 7, 9, 9], max_new_tokens=10, canvas_length=36, num_denoising_steps=5, seed=[7]),  # no sizing
+]
+
+
+def test_sizing_jobs_sharing_forwards_equal_each_job_alone(toy):
+    toy.content = 8.0  # p(CONTENT) ~ 0.9 before the toy's EOS: rows without one in reach grow
+    engine = DenoisingEngine(toy)
+    jobs = []
+    for spec in SIZING_JOBS:
+        spec = dict(spec)
+        jobs.append(toy.prepare_generation(torch.tensor(spec.pop("prompt")), **spec))
+        engine.add(jobs[-1])
+    while engine.jobs:
+        engine.step()
+    # each kind of resizing happened: auto 48 -> 14, grown 6 -> 20, shrunk 20 -> 5, both ways in job 3
+    assert jobs[0].auto_budgets == [14] and jobs[1].budgets == [20] and jobs[2].budgets == [5]
+    assert jobs[3].auto_budgets == [12, 24] and jobs[3].budgets[0] < 12 < 24 < jobs[3].budgets[1]
+    for job, spec in zip(jobs, SIZING_JOBS):
+        spec = dict(spec)
+        ref = toy.generate(torch.tensor(spec.pop("prompt")), **spec)
+        out = job.result()
+        assert torch.equal(out.canvas, ref.canvas), spec
+        assert torch.equal(out.sequences, ref.sequences) and out.num_forwards == ref.num_forwards, spec
+        assert torch.equal(out.row_positions, ref.row_positions) and torch.equal(out.budgets, ref.budgets), spec
+
+
+def test_a_row_with_its_own_seed_is_the_same_alone_or_in_a_batch(toy):
+    options = dict(
+        max_new_tokens="auto",
+        grow=True,
+        shrink=True,
+        shrink_patience=1,
+        canvas_length=48,
+        num_denoising_steps=8,
+        align_rows=True,
+        top_p=0.95,
+    )
+    prompts = [[BOS, 12, 9, 9], [0, BOS, 4, 9], [BOS, 30, 9, 9]]  # row 1 left-padded
+    mask = [[1, 1, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1]]
+    batch = toy.generate(torch.tensor(prompts), attention_mask=torch.tensor(mask), seed=[10, 11, 12], **options)
+    for i, (p, m) in enumerate(zip(prompts, mask)):
+        real = [t for t, k in zip(p, m) if k]
+        alone = toy.generate(torch.tensor([real]), seed=[10 + i], **options)
+        n = int(batch.budgets[i])
+        assert n == int(alone.budgets[0]) and batch.auto_budgets[i] == alone.auto_budgets[0]
+        assert batch.canvas[i, : len(real) + n + 2].tolist() == alone.canvas[0, : len(real) + n + 2].tolist()
+        assert batch.row_positions[i] == alone.row_positions[0]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(max_new_tokens="auto", shrink=True, shrink_patience=1),
+        dict(max_new_tokens=6, grow=True, shrink=True, shrink_patience=0),
+        dict(max_new_tokens="auto", grow=True, auto_max_new_tokens=12),
+    ],
+)
+def test_stop_on_cycle_stays_exact_with_a_canvas_that_resizes(toy, options):
+    toy.content = 8.0
+    common = dict(canvas_length=40, num_denoising_steps=30, sampler="greedy", seed=[0, 1], **options)
+    prompts = torch.tensor([[BOS, 4, 9], [BOS, 40, 9]])
+    early = toy.generate(prompts, stop_on_cycle=True, **common)
+    full = toy.generate(prompts, stop_on_cycle=False, **common)
+    assert torch.equal(early.canvas, full.canvas) and torch.equal(early.budgets, full.budgets)
+    assert early.num_forwards < full.num_forwards
+
+
+def test_defaults_keep_the_canvas_and_report_its_cost(tiny_model):
+    options = dict(max_new_tokens=10, canvas_length=40, num_denoising_steps=4, seed=[0])
+    out = tiny_model.generate(torch.tensor([[5, 6, 7]]), **options)
+    off = tiny_model.generate(torch.tensor([[5, 6, 7]]), grow=False, shrink=False, **options)
+    assert torch.equal(out.canvas, off.canvas) and out.auto_budgets is None
+    assert out.budgets.tolist() == [10] and out.row_positions.tolist() == [4 * 40]  # the whole canvas each step
+    tail = tiny_model.generate(torch.tensor([[5, 6, 7]]), skip_tail=True, **options)
+    assert tail.row_positions.tolist() == [4 * (3 + 10 + 2)]
+
+
+def test_sizing_implies_skip_tail_and_records_a_consistent_trajectory(toy):
+    o = toy.resolve_generation_options(dict(max_new_tokens="auto"))
+    assert o["skip_tail"] is True and toy.resolve_generation_options(dict(max_new_tokens=4))["skip_tail"] is False
+    out = toy.generate(
+        torch.tensor([[BOS, 6, 9]]),
+        max_new_tokens=4,
+        grow=True,
+        shrink=True,
+        canvas_length=40,
+        num_denoising_steps=6,
+        seed=[3],
+        record_trajectory=True,
+    )
+    t = out.trajectory
+    assert t.num_steps == 6 and torch.equal(t.canvas(t.num_steps - 1), out.canvas)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(max_new_tokens="lots"), "max_new_tokens must be a non-negative integer or 'auto'"),
+        (dict(max_new_tokens="auto", anchor_eosbos=False), "needs the EOS/BOS anchors"),
+        (dict(grow=True, frozen=[(5, 3)]), "needs the EOS/BOS anchors"),
+        (dict(shrink=True, denoise_end=6), "denoise_end"),
+        (dict(grow="yes"), "grow must be true or false"),
+        (dict(grow_max=0), "grow_max must be a positive integer"),
+        (dict(auto_max_new_tokens=-2), "auto_max_new_tokens must be a positive integer"),
+        (dict(auto_probe_steps=0), "auto_probe_steps must be a positive integer"),
+        (dict(shrink_patience=-1), "shrink_patience must be a non-negative integer"),
+    ],
+)
+def test_bad_sizing_options_are_rejected_before_any_work(tiny_model, kwargs, match):
+    kwargs = dict(dict(max_new_tokens=4, canvas_length=32, num_denoising_steps=2), **kwargs)
+    with pytest.raises(ValueError, match=match):
+        tiny_model.prepare_generation(torch.tensor([[5, 6]]), **kwargs)
+
+
+# ----------------------------------------------------------------------------- the command line
+def test_generate_command_takes_auto_grow_and_shrink(capsys):
+    from sumi.cli import main
+
+    fast = ["--model", "sumi-tiny", "--steps", "3", "--canvas-length", "48", "--seed", "0", "--format", "jsonl"]
+    rc = main(["generate", *fast, "--max-new-tokens", "auto", "--auto-max-new-tokens", "20", "--grow", "--shrink",
+               "--shrink-patience", "1", "--no-progress", "Hi", "there"])  # fmt: skip
+    out, _ = capsys.readouterr()
+    records = [json.loads(line) for line in out.splitlines()]
+    assert rc == 0 and len(records) == 2
+    for r in records:
+        s = r["settings"]
+        assert s["max_new_tokens"] == "auto" and s["auto_max_new_tokens"] == 20 and s["grow"] and s["shrink"]
+        assert s["skip_tail"] is True and s["shrink_patience"] == 1
+        assert 1 <= r["budget"] <= 48 - 6 - 2 and r["auto_budget"] <= 20 and r["num_forwards"] == 4
+        assert r["positions"] > 0 and len(r["completion_ids"]) <= r["budget"]
+    rc = main(["generate", *fast, "--max-new-tokens", "6", "--no-progress", "Hi"])
+    plain = json.loads(capsys.readouterr()[0])
+    assert rc == 0 and plain["budget"] == 6 and plain["positions"] == 3 * 48 and "auto_budget" not in plain
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--max-new-tokens", "lots"], "must be an integer >= 0 or 'auto'"),
+        (["--grow-max", "0"], "--grow-max: must be a positive integer"),
+        (["--shrink-patience", "-1"], "--shrink-patience: must be an integer >= 0"),
+        (["--auto-probe-steps", "0"], "--auto-probe-steps: must be a positive integer"),
+        (["--max-new-tokens", "auto", "--no-anchors"], "needs the EOS/BOS anchors"),
+    ],
+)
+def test_generate_command_rejects_bad_sizing_values(capsys, argv, message):
+    from sumi.cli import main
+
+    rc = main(["generate", "--model", "sumi-tiny", "--steps", "2", "--canvas-length", "32", *argv, "Hi"])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+
+
+def test_generate_help_explains_the_sizing_options(capsys):
+    from sumi.cli import main
+
+    assert main(["generate", "--help"]) == 0
+    text = capsys.readouterr().out
+    for flag in ("--max-new-tokens N|auto", "--auto-max-new-tokens", "--grow", "--grow-max", "--shrink"):
+        assert flag in text
+    assert "canvases that size themselves" in text
+
+
+# ----------------------------------------------------------------------------- the server
+@pytest.fixture(scope="module")
+def served():
+    from sumi.serving import BackgroundServer, ServeSettings, create_app
+
+    torch.manual_seed(0)
+    model = Toy(SumiConfig.from_preset("sumi-tiny")).eval()
+    app = create_app(model, None, ServeSettings(model_name="toy", max_batch_rows=4, max_steps=64))
+    with BackgroundServer(app) as url:
+        yield url, model
+
+
+def test_server_sizes_the_canvas_like_generate(served):
+    from sumi.serving.client import post
+
+    url, model = served
+    body = dict(prompt=[BOS, 6, 9], max_tokens=30, steps=6, canvas_length=48, seed=4, auto_length=True, shrink=True)
+    status, answer = post(url, "/v1/completions", dict(body, n=2))
+    assert status == 200, answer
+    ref = model.generate(
+        torch.tensor([[BOS, 6, 9]] * 2),
+        max_new_tokens="auto",
+        auto_max_new_tokens=30,
+        num_denoising_steps=6,
+        canvas_length=48,
+        shrink=True,
+        seed=[4, 5],
+    )
+    assert answer["sumi"]["num_forwards"] == ref.num_forwards == 7
+    for i, choice in enumerate(answer["choices"]):
+        ids = ref.sequences[i, 3 : int(ref.lengths[i])].tolist()
+        assert choice["text"] == bytes(ids).decode("utf-8", "replace")  # the byte-level fallback
+        assert choice["finish_reason"] == ("length" if len(ids) >= int(ref.budgets[i]) else "stop")
+    status, answer = post(url, "/v1/completions", dict(body, grow=True, grow_max=40, auto_probe_steps=2))
+    assert status == 200 and answer["sumi"]["num_forwards"] == 8
+
+
+@pytest.mark.parametrize(
+    "field,value,status,code",
+    [
+        ("auto_length", "yes", 422, "invalid_type"),
+        ("grow", 1, 422, "invalid_type"),
+        ("shrink_patience", "2", 422, "invalid_type"),
+        ("grow_max", 0, 400, None),
+        ("shrink_patience", -1, 400, None),
+        ("auto_probe_steps", 0, 400, None),
+        ("auto_probe_steps", 1000, 400, None),  # more than the server's --max-steps
+    ],
+)
+def test_server_rejects_bad_sizing_fields_with_an_openai_error(served, field, value, status, code):
+    from sumi.serving.client import post
+
+    body = dict(prompt=[BOS, 6, 9], max_tokens=8, steps=2, canvas_length=32, seed=0, **{field: value})
+    got, answer = post(served[0], "/v1/completions", body)
+    assert got == status, answer
+    error = answer["error"]
+    assert error["param"] == field and error["code"] == code and error["type"] == "invalid_request_error"
+    assert field in error["message"] and "\n" not in error["message"]
