@@ -136,6 +136,11 @@ class JobBuilder:
                 raise invalid(f"{name} is not supported by this server", param=name)
         if getattr(req, "best_of", None) not in (None, 1):
             raise invalid("best_of is not supported by this server (use n)", param="best_of")
+        if req.auto_probe_steps is not None and req.auto_probe_steps > s.max_steps:
+            raise invalid(
+                f"auto_probe_steps must be at most {s.max_steps} (the server's --max-steps), got {req.auto_probe_steps}",
+                param="auto_probe_steps",
+            )
         if getattr(req, "canvas_every", 1) < 1:
             raise invalid(f"canvas_every must be a positive integer, got {req.canvas_every}", param="canvas_every")
 
@@ -188,7 +193,11 @@ class JobBuilder:
         seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
         options = req.generation_options()
         options["seed"] = [seed + i for i in range(req.n)]
-        options["max_new_tokens"] = max_tokens if max_tokens is not None else self.max_canvas
+        budget = max_tokens if max_tokens is not None else self.max_canvas
+        if req.auto_length:  # the probe sizes the answer; max_tokens is its largest budget
+            options["max_new_tokens"], options["auto_max_new_tokens"] = "auto", budget
+        else:
+            options["max_new_tokens"] = budget
         if prompt.stop:
             options["stop_strings"] = list(options.get("stop_strings", [])) + prompt.stop
         input_ids = torch.tensor([prompt.ids] * req.n, dtype=torch.long)
@@ -202,6 +211,7 @@ class JobBuilder:
                 param = prompt.source
             too_long = param == prompt.source and "does not fit" in message  # canvas_layout's words
             raise invalid(message, param=param, code="context_length_exceeded" if too_long else None) from None
+        # (an auto_length job has not probed yet: its budgets are still the largest, max_tokens)
         if max_tokens is not None and job.budgets[0] < max_tokens:
             canvas = job.layout.canvas_length
             raise invalid(
@@ -214,7 +224,8 @@ class JobBuilder:
 
     # ---- the result
     def choices(self, job, result) -> tuple[list[dict], int]:
-        """[{"index", "text", "finish_reason"}] per row, and the answer tokens in all."""
+        """[{"index", "text", "finish_reason"}] per row, and the answer tokens in all ("length" when an
+        answer filled its budget: the final one of a canvas that sized itself)."""
         P, out, tokens = job.prompt_len, [], 0
         for i, budget in enumerate(job.budgets):
             answer = result.sequences[i, P : int(result.lengths[i])].tolist()

@@ -39,6 +39,11 @@ OPTION_FIELDS = {
     "corrector_steps": "corrector_steps",
     "greedy_tail": "greedy_tail",
     "entropy_bound": "entropy_bound",
+    "auto_probe_steps": "auto_probe_steps",
+    "grow": "grow",
+    "grow_max": "grow_max",
+    "shrink": "shrink",
+    "shrink_patience": "shrink_patience",
 }
 
 
@@ -84,9 +89,19 @@ class SamplingFields(_Body):
     corrector_steps: int | None = None
     greedy_tail: int | None = None
     entropy_bound: float | None = None
+    # canvases that size themselves: `auto_length` probes where the model puts EOS and sizes the
+    # answer to it, `max_tokens` then being the largest budget (generate()'s max_new_tokens="auto",
+    # auto_max_new_tokens=max_tokens); `grow` / `shrink` follow the answer while it denoises
+    auto_length: bool | None = None
+    auto_probe_steps: int | None = None
+    grow: bool | None = None
+    grow_max: int | None = None
+    shrink: bool | None = None
+    shrink_patience: int | None = None
 
     def generation_options(self) -> dict[str, Any]:
-        """The generate() options this request sets explicitly (the rest resolve through the model)."""
+        """The generate() options this request sets explicitly (the rest resolve through the model;
+        `max_tokens` and `auto_length` are set by `JobBuilder.prepare`)."""
         options = {opt: getattr(self, name) for opt, name in OPTION_FIELDS.items() if name != "seed"}
         if isinstance(options["stop_strings"], str):
             options["stop_strings"] = [options["stop_strings"]]
