@@ -7,6 +7,7 @@ the cost counter (`row_positions`); the command line and the server."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -396,3 +397,27 @@ def test_server_rejects_bad_sizing_fields_with_an_openai_error(served, field, va
     error = answer["error"]
     assert error["param"] == field and error["code"] == code and error["type"] == "invalid_request_error"
     assert field in error["message"] and "\n" not in error["message"]
+
+
+@pytest.mark.slow
+def test_bench_auto_canvas_quick(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "auto.json"
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "bench_auto_canvas.py"), "--quick", "--json", str(out)],
+        cwd=root,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| configuration | positions | vs fixed | forwards | exact match | mean budget |" in proc.stdout
+    tables = json.loads(out.read_text())["tables"]
+    for rows in tables.values():
+        by = {r["config"]: r for r in rows}
+        assert by["max_new_tokens=auto"]["positions"] < by["fixed (generation config)"]["positions"]
