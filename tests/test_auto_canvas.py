@@ -138,6 +138,17 @@ def test_shrink_waits_for_the_patience(toy):
     assert seen[-1] == [20]
 
 
+def test_a_random_eos_in_the_initial_canvas_does_not_shrink_the_row(toy):
+    options = dict(max_new_tokens=30, canvas_length=48, num_denoising_steps=6, sampler="adaptive", temperature=0)
+    prompt = torch.tensor([[BOS, 200, 9]])  # the toy predicts CONTENT everywhere: no EOS of its own
+    seed = next(
+        s for s in range(1000) if (toy.prepare_generation(prompt, seed=[s], **options).canvas[0, 3:33] == EOS).any()
+    )
+    seen, out = budgets_seen(toy, prompt.tolist(), seed=[seed], shrink=True, shrink_patience=0, **options)
+    assert (out.canvas[0, 3:33] == EOS).any()  # (adaptive rewrites 1 position a step: the noise EOS stays)
+    assert all(b == [30] for b in seen) and out.budgets.tolist() == [30]
+
+
 # ----------------------------------------------------------------------------- exactness and invariance
 SIZING_JOBS = [
     dict(prompt=[BOS, 10, 9], max_new_tokens="auto", canvas_length=48, num_denoising_steps=6, seed=[1]),

@@ -16,10 +16,11 @@ driver of one job.
 Canvases that size themselves (all off by default): with `max_new_tokens="auto"` the first forward(s)
 probe a generous canvas and each row's answer budget is set to where the model puts EOS; with
 `grow` a row whose answer presses against its EOS anchor gets fresh random tokens before the anchor;
-with `shrink` a row whose first EOS has settled ends there, and the columns after it leave the
-forwards. A row's canvas then always ends at its BOS anchor (`skip_tail`), so its cost in a forward
-is its prompt + budget + 2 positions; each row's decisions read only its own logits and canvas, and
-its fresh tokens come from its own random stream, so a job stays batch-invariant.
+with `shrink` a row whose first EOS (written by the model, not noise) has settled ends there, and
+the columns after it leave the forwards. A row's canvas then always ends at its BOS anchor
+(`skip_tail`), so its cost in a forward is its prompt + budget + 2 positions; each row's decisions
+read only its own logits and canvas, and its fresh tokens come from its own random stream, so a job
+stays batch-invariant.
 
 Exported verbatim as a checkpoint's remote code: imports only torch, transformers and siblings.
 """
@@ -649,8 +650,8 @@ class CanvasJob:
 
     def _resize_rows(self, k: int, logits: torch.Tensor, rows_in: torch.Tensor | None) -> list[int]:
         """After move k (the canvas updated, `logits` `[b, width, V']` the forward's): shrink each row
-        whose first EOS in the answer sat at the same position for more than `shrink_patience` steps
-        to end there; grow each row whose last GROW_WINDOW answer positions are confidently non-EOS.
+        whose first EOS in the answer (one the model's argmax also puts there: a random initial EOS
+        does not count) sat at the same position for more than `shrink_patience` steps to end there; grow each row whose last GROW_WINDOW answer positions are confidently non-EOS.
         Returns the rows resized."""
         rows = list(range(self.num_rows)) if rows_in is None else rows_in.tolist()
         P, V, eos = self.prompt_len, self.vocab_size, self.eos_id
@@ -658,8 +659,9 @@ class CanvasJob:
         resized = []
         for r, i in enumerate(rows):
             n = self.budgets[i]
-            if self.shrink:
-                hits = (self.canvas[i, P : P + n] == eos).nonzero()
+            if self.shrink:  # the first EOS of the answer that the model predicts there too (not noise)
+                said = logits[r, P : P + n, :V].argmax(-1) == eos
+                hits = ((self.canvas[i, P : P + n] == eos) & said).nonzero()
                 e = int(hits[0]) if hits.numel() else -1
                 self.eos_age[i] = 0 if e < 0 else (self.eos_age[i] + 1 if e == self.first_eos[i] else 1)
                 self.first_eos[i] = e

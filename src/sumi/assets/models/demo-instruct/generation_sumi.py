@@ -339,7 +339,8 @@ class SumiGenerationMixin:
                 >= 0.5) as non-EOS tokens gets max(4, budget // 4) fresh random positions before its
                 EOS anchor (the anchors move right), up to `grow_max` (default what fits the canvas),
                 in the first half of the run.
-            shrink: a row whose first EOS in the answer sat at the same position for more than
+            shrink: a row whose first EOS in the answer (where the model's argmax is EOS too: a random
+                initial EOS does not count) sat at the same position for more than
                 `shrink_patience` steps (default 4) ends there: that EOS becomes its EOS anchor, a BOS
                 anchor follows, and the columns after it leave the forwards.
                 auto, grow and shrink need the anchors, imply `skip_tail` (a row's canvas ends at
