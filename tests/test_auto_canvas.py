@@ -350,6 +350,65 @@ def test_generate_help_explains_the_sizing_options(capsys):
     assert "canvases that size themselves" in text
 
 
+# ----------------------------------------------------------------------------- chat
+@pytest.fixture(scope="module")
+def instruct():
+    import sumi
+
+    return sumi.load("demo-instruct")
+
+
+def chat_reference(instruct, messages, **options) -> tuple[str, object]:
+    """The answer `generate()` gives the chat prompt of `messages` (and its output)."""
+    from sumi.chat_template import chat_prompt_ids
+
+    model, tok = instruct
+    ids = chat_prompt_ids(tok, messages)
+    out = model.generate(torch.tensor([ids]), **options)
+    return tok.decode(out.sequences[0, len(ids) :].tolist(), skip_special_tokens=True).strip(), out
+
+
+def test_sumi_chat_settings_max_new_tokens_auto_probes_what_fits(instruct, monkeypatch, capsys):
+    import io
+    import sys
+
+    from sumi.chat_template import chat_prompt_ids
+    from sumi.cli import main
+
+    question = "Sort: pear apple fig"
+    turns = f"/settings max_new_tokens=auto\n/settings\n{question}\n/reset\n/settings shrink=true\n{question}\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(turns))
+    assert main(["chat", "--model", "demo-instruct", "--seed", "0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "max_new_tokens = 'auto'" and "max_new_tokens=auto" in out[1]
+    assert not [line for line in out if line.startswith("error:")], out
+    # auto: the probe's cap is what fits the canvas after the prompt (demo-instruct's generation config: 64)
+    messages = [{"role": "user", "content": question}]
+    fits = 64 - len(chat_prompt_ids(instruct[1], messages)) - 2
+    auto, ref = chat_reference(instruct, messages, max_new_tokens="auto", seed=0)
+    capped, _ = chat_reference(instruct, messages, max_new_tokens="auto", auto_max_new_tokens=fits, seed=0)
+    assert auto == capped and ref.auto_budgets.item() < fits  # (the model puts EOS early: a smaller canvas)
+    shrunk, _ = chat_reference(instruct, messages, max_new_tokens="auto", shrink=True, seed=0)
+    assert out[2:] == [auto, "(conversation reset)", "shrink = True", shrunk]
+
+
+def test_chat_commands_take_max_new_tokens_auto_and_the_sizing_flags(instruct, monkeypatch, capsys):
+    import io
+    import sys
+
+    from sumi.cli import main
+
+    question = "Sort: pear apple fig"
+    messages = [{"role": "user", "content": question}]
+    expected, _ = chat_reference(instruct, messages, max_new_tokens="auto", shrink=True, seed=3)
+    sizing = ["--max-new-tokens", "auto", "--shrink", "--seed", "3"]
+    assert main(["generate", "--model", "demo-instruct", "--chat", question, *sizing]) == 0
+    assert capsys.readouterr().out.strip() == expected
+    monkeypatch.setattr(sys, "stdin", io.StringIO(question + "\n"))
+    assert main(["chat", "--model", "demo-instruct", *sizing]) == 0
+    assert capsys.readouterr().out.strip() == expected
+
+
 # ----------------------------------------------------------------------------- the server
 @pytest.fixture(scope="module")
 def served():

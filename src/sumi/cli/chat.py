@@ -3,7 +3,8 @@ template (the tokenizer's, else `sumi.chat_template.DEFAULT_CHAT_TEMPLATE`) befo
 
 Each line read is a user turn (from a terminal or a pipe); commands start with "/": `/reset`
 forgets the conversation, `/settings` shows the sampling settings and `/settings KEY=VALUE` changes
-one (e.g. ``/settings sampler=greedy``), `/canvas` toggles the live view of the canvas as it
+one (e.g. ``/settings sampler=greedy``; ``/settings max_new_tokens=auto`` sizes each answer to where
+the model puts EOS), `/canvas` toggles the live view of the canvas as it
 denoises (on a terminal), `/quit` (or end of input) leaves. `run_turn` is the one-turn core that
 `sumi generate --chat` shares.
 """
@@ -19,6 +20,7 @@ from .common import (
     add_model_arg,
     add_runtime_args,
     add_sampling_args,
+    add_sizing_args,
     load_model,
     resolve_device,
     sampling_kwargs,
@@ -42,17 +44,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_runtime_args(p)
     p.add_argument("--system", metavar="TEXT", help="a system message that starts every conversation")
     p.add_argument("--show-canvas", action="store_true", help="start with the live canvas view on")
-    add_sampling_args(p.add_argument_group("sampling", "Unset options come from the model's generation config."))
+    add_sampling_args(
+        p.add_argument_group("sampling", "Unset options come from the model's generation config."), auto_budget=True
+    )
+    add_sizing_args(p)
     return p
 
 
-def generation_budget(model, kwargs: dict[str, Any]) -> int:
-    """max_new_tokens: the options', else the model's generation config's, else `DEFAULT_MAX_NEW_TOKENS`."""
-    return int(
+def generation_budget(model, kwargs: dict[str, Any]) -> int | str:
+    """max_new_tokens: the options', else the model's generation config's, else `DEFAULT_MAX_NEW_TOKENS`.
+    "auto" stays "auto": a probe forward sizes the answer, up to `auto_max_new_tokens`, by default
+    what fits the canvas after the prompt (the conversation so far)."""
+    budget = (
         kwargs.get("max_new_tokens")
         or getattr(model.generation_config, "max_new_tokens", None)
         or DEFAULT_MAX_NEW_TOKENS
     )
+    return "auto" if budget == "auto" else int(budget)
 
 
 def run_turn(
@@ -176,7 +184,11 @@ def _canvas_view(model, tokenizer, messages, kwargs) -> LiveCanvas:
     from ..chat_template import chat_prompt_ids
 
     P = len(chat_prompt_ids(tokenizer, messages))
-    return LiveCanvas(sys.stderr, lambda ids: tokenizer.decode(ids), [(P, P + generation_budget(model, kwargs))])
+    budget = generation_budget(model, kwargs)
+    if budget == "auto":  # the probe's canvas: what fits after the prompt (the view then follows the budget)
+        o = model.resolve_generation_options({**kwargs, "max_new_tokens": budget})
+        budget = max(0, min(int(o["canvas_length"]), model.config.max_position_embeddings) - P - 2)
+    return LiveCanvas(sys.stderr, lambda ids: tokenizer.decode(ids), [(P, P + int(budget))])
 
 
 __all__ = ["add_parser", "run", "run_turn", "chat_once", "load_chat_model", "generation_budget"]

@@ -586,6 +586,21 @@ def add_sampling_args(
         parser.add_argument(*flags, **kwargs)
 
 
+SIZING_GROUP = (
+    "canvas sizing",
+    "The canvas follows the answer (all off by default; each implies --skip-tail and needs the anchors).",
+)
+
+
+def add_sizing_args(parser, defaults: Mapping[str, Any] | None = None, description: str | None = None):
+    """The "canvas sizing" argument group (`SIZING_OPTIONS`: the probe of `--max-new-tokens auto`, grow,
+    shrink) on `parser`, with `defaults` as in `add_sampling_args`; returns the group. Every command
+    that generates takes the same flags."""
+    group = parser.add_argument_group(SIZING_GROUP[0], description or SIZING_GROUP[1])
+    add_sampling_args(group, defaults, only=SIZING_OPTIONS)
+    return group
+
+
 def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The sampler options `args` holds (those `add_sampling_args` added, listed in
     `args.sampling_options`) as generate() keyword arguments, unset ones left out; checks what no
@@ -630,5 +645,6 @@ __all__ = [
     "CANVAS_OPTIONS",
     "SIZING_OPTIONS",
     "add_sampling_args",
+    "add_sizing_args",
     "sampling_kwargs",
 ]

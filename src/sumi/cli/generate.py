@@ -17,12 +17,12 @@ from .chat import chat_once
 from .common import (
     CANVAS_OPTIONS,
     SAMPLER_OPTIONS,
-    SIZING_OPTIONS,
     CLIError,
     DefaultRule,
     add_model_arg,
     add_runtime_args,
     add_sampling_args,
+    add_sizing_args,
     launch_peers,
     load_model,
     model_source,
@@ -123,13 +123,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         auto_budget=True,
     )
     add_sampling_args(g.add_argument_group("canvas"), only=CANVAS_OPTIONS)
-    add_sampling_args(
-        g.add_argument_group(
-            "canvas sizing",
-            "The canvas follows the answer (all off by default; each implies --skip-tail and needs the anchors).",
-        ),
-        only=SIZING_OPTIONS,
-    )
+    add_sizing_args(g)
 
     r = g.add_argument_group("runtime and output")
     add_runtime_args(r)
@@ -231,8 +225,6 @@ def _row_seeds(seed: int, args: argparse.Namespace, num_rows: int) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     if args.chat is not None:
-        if args.max_new_tokens == "auto":
-            raise CLIError("argument --max-new-tokens: --chat takes a number of tokens (auto is for prompts)")
         return chat_once(args, args.chat)
     # ---- cheap checks first (before loading any weights)
     prompts = _read_prompts(args)
