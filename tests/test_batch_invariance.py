@@ -1,8 +1,8 @@
 """Batch invariance in reduced precision: `SumiLinear` blocks and `set_batch_invariant`.
 
 CPU GEMMs choose their blocking from the number of rows, so in bf16 a canvas row's logits can move
-in the last bits with the rows batched beside it. With `set_batch_invariant(64)` every projection
-multiplies in fixed 64-row blocks and a row's logits must be bit-identical alone or in any batch.
+in the last bits with the rows batched beside it. With `set_batch_invariant(block)` every
+projection multiplies in fixed blocks of rows and a row's logits must be bit-identical alone or in any batch.
 """
 
 from __future__ import annotations
@@ -48,13 +48,14 @@ def test_set_batch_invariant_reaches_every_projection_and_checks_its_argument():
             model.set_batch_invariant(bad)
 
 
+@pytest.mark.parametrize("block", [64, 128])
 @pytest.mark.parametrize("lengths", [[100, 128, 77, 128, 128, 128, 128, 128], [200, 512, 300, 13], [5] * 16])
-def test_bf16_rows_are_bit_identical_alone_or_batched(lengths):
+def test_bf16_rows_are_bit_identical_alone_or_batched(lengths, block):
     """Rows of different lengths, right-padded and masked into one forward, each equal the row alone."""
     import sumi
 
     model, _ = sumi.load("demo", dtype=torch.bfloat16)
-    model.set_batch_invariant(64)
+    model.set_batch_invariant(block)
     g = torch.Generator().manual_seed(sum(lengths))
     rows = [torch.randint(0, model.config.vocab_size, (1, n), generator=g) for n in lengths]
     width = max(lengths)

@@ -275,7 +275,7 @@ class SumiPreTrainedModel(PreTrainedModel):
             )
         return requested_attention
 
-    def set_batch_invariant(self, row_block: int | None = 64) -> None:
+    def set_batch_invariant(self, row_block: int | None = 128) -> None:
         """Make every projection multiply in blocks of `row_block` token rows (None: off), so that a
         row's logits are bit-identical alone or batched with any others. Needed in reduced precision
         on CPUs, where the GEMM's blocking follows the batch size (fp32 is invariant here without
