@@ -1,6 +1,7 @@
 """Smoke test of the benchmark scripts: they run and print their table (timings are not checked)."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -14,12 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def run_quick(script: str, tmp_path: Path, timeout: float, **env_extra) -> tuple[str, dict]:
-    """Run `benchmarks/<script> --quick --json ...`; returns its stdout and the JSON it wrote."""
+def run_quick(script: str, tmp_path: Path, timeout: float, *args: str, **env_extra) -> tuple[str, dict]:
+    """Run `benchmarks/<script> --quick --json ... [args]`; returns its stdout and the JSON it wrote."""
     out_json = tmp_path / f"{script}.json"
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **env_extra)
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out_json)],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out_json), *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -97,3 +98,23 @@ def test_bench_serve_quick(tmp_path):
     served = data["rows"][1:]
     assert all(r["errors"] == 0 and r["identical"] for r in served)  # batching never changes an answer
     assert all(r["tokens_per_s"] > 0 for r in data["rows"])
+
+
+def test_bench_canvas_length_quick(tmp_path):
+    text = tmp_path / "held_out.txt"  # the smoke run scores a text file, not the prepared data
+    text.write_text((ROOT / "README.md").read_text(encoding="utf-8")[:4000], encoding="utf-8")
+    plot = tmp_path / "canvas-length.png"
+    out, data = run_quick("bench_canvas_length.py", tmp_path, 240, "--data", str(text), "--plot", str(plot))
+    assert "| canvas L | windows × t samples | NELBO nats/token |" in out
+    assert "| canvas L | tail | judge gen. PPL" in out
+    assert "| variant | canvas L | edits/step | fit | exact match |" in out and "torch" in out
+    assert [r["canvas"] for r in data["nelbo"]["rows"]] == [32, 64]
+    assert all(r["tokens"] == 64 and math.isfinite(r["nats_per_token"]) for r in data["nelbo"]["rows"])
+    assert [(r["canvas"], r["tail"]) for r in data["generation"]["rows"]] == [(19, 0), (32, 13)]
+    assert all(lo <= r["gen_ppl"] <= hi for r in data["generation"]["rows"] for lo, hi in [r["gen_ppl_ci95"]])
+    rows = data["instruct"]["rows"]
+    assert {(r["variant"], r["canvas"]) for r in rows} == {(v, L) for v in ("config", "edits scale") for L in (32, 64)}
+    at_64 = [r for r in rows if r["canvas"] == 64]
+    assert all(r["fit"] == r["n"] == 6 for r in at_64) and at_64[0]["accuracy"] == at_64[1]["accuracy"]
+    assert all(r["forward_positions"] <= r["forwards"] * r["canvas"] for r in rows if r["fit"])
+    assert data["weights"]["base"]["sha256"] and plot.stat().st_size > 0
