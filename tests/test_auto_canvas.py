@@ -409,6 +409,65 @@ def test_chat_commands_take_max_new_tokens_auto_and_the_sizing_flags(instruct, m
     assert capsys.readouterr().out.strip() == expected
 
 
+# ----------------------------------------------------------------------------- evaluation
+BENCH = os.path.join(os.path.dirname(__file__), "fixtures", "eval", "benchmarks")
+
+
+def test_sumi_eval_chat_with_auto_budget_pays_fewer_positions_and_records_them(tmp_path, capsys):
+    from sumi.cli import main
+
+    common = ["eval", "--offline", "gsm8k", "--chat", "--model", "demo-instruct", "--data-dir", BENCH]
+    common += ["--log-samples", "--no-progress"]
+    runs = {}
+    for name, extra in [("fixed", []), ("auto", ["--max-gen-toks", "auto", "--shrink", "--shrink-patience", "2"])]:
+        assert main([*common, *extra, "--output-dir", str(tmp_path / name)]) == 0, name
+        results = json.loads((tmp_path / name / "results.json").read_text())
+        samples = [json.loads(line) for line in (tmp_path / name / "samples_gsm8k.jsonl").read_text().splitlines()]
+        runs[name] = results["results"]["gsm8k"], samples, results
+    capsys.readouterr()
+    (fixed, fixed_samples, _), (auto, auto_samples, results) = runs["fixed"], runs["auto"]
+    for r, samples in ((fixed, fixed_samples), (auto, auto_samples)):
+        assert r["n"] == 2 and 0.0 <= r["metrics"]["exact_match"] <= 1.0  # scored as usual
+        assert r["settings"]["positions"] == sum(s["positions"] for s in samples) > 0
+    # the generation config's budget (64) is the probe's cap; each answer got what the probe chose
+    assert fixed["settings"]["max_gen_toks"] == 64 and "sizing" not in fixed["settings"]
+    s = auto["settings"]
+    assert s["max_gen_toks"] == "auto" and s["auto_max_new_tokens"] == 64
+    assert s["sizing"] == {"shrink": True, "shrink_patience": 2} and results["model"]["shrink"] is True
+    g = s["chat"]["generation"]
+    assert (g["max_new_tokens"], g["auto_max_new_tokens"], g["shrink"], g["shrink_patience"]) == ("auto", 64, True, 2)
+    assert all(x["budget"] <= x["auto_budget"] <= 64 for x in auto_samples)
+    assert all(x["budget"] < y["budget"] for x, y in zip(auto_samples, fixed_samples))
+    assert s["positions"] < fixed["settings"]["positions"]
+
+
+def test_runner_api_auto_budget_on_plain_prompts(instruct):
+    from sumi.evaluation import SumiEvaluator
+    from sumi.evaluation.runner import evaluate_task, run_offline
+
+    model, tok = instruct
+    ev = SumiEvaluator(model, tok, seed=0, num_denoising_steps=8, canvas_length=128)
+    fixed = evaluate_task(ev, "gsm8k", BENCH, num_fewshot=0)
+    auto = evaluate_task(ev, "gsm8k", BENCH, num_fewshot=0, max_gen_toks="auto")
+    assert fixed["settings"]["max_gen_toks"] == 256 and auto["settings"]["max_gen_toks"] == "auto"
+    assert auto["settings"]["auto_max_new_tokens"] == 256  # the task's budget caps the probe
+    assert set(auto["metrics"]) == set(fixed["metrics"])
+    assert [x["auto_budget"] for x in auto["samples"]] == [x["budget"] for x in auto["samples"]]
+    assert auto["settings"]["positions"] < fixed["settings"]["positions"]
+    # the evaluator's max_gen_toks="auto" option does the same; run_offline records the call's options
+    same = SumiEvaluator(model, tok, seed=0, num_denoising_steps=8, canvas_length=128, max_gen_toks="auto")
+    results = run_offline(same, ["gsm8k"], BENCH, num_fewshot=0)
+    assert results["results"]["gsm8k"]["samples"] == auto["samples"] and results["model"]["max_gen_toks"] == "auto"
+    assert SumiEvaluator(model, tok, max_gen_toks="auto").chat_options(default_gen_toks=256) == {
+        "max_new_tokens": "auto",
+        "auto_max_new_tokens": 64,  # the generation config's budget, as without auto
+    }
+    with pytest.raises(ValueError, match="max_gen_toks must be a positive integer or 'auto'"):
+        SumiEvaluator(model, tok, max_gen_toks="lots")
+    with pytest.raises(ValueError, match="grow must be true or false"):
+        SumiEvaluator(model, tok, grow="yes")
+
+
 # ----------------------------------------------------------------------------- the server
 @pytest.fixture(scope="module")
 def served():

@@ -21,9 +21,11 @@ class CannedEvaluator:
         self.options = {"seed": 0}
         self.truncated: dict = {}  # inputs left-truncated to fit the canvas, per kind (none here)
 
-    def generate(self, prompts, until=None, max_gen_toks=None, desc=None):
+    def generate(self, prompts, until=None, max_gen_toks=None, auto=None, desc=None, costs=None):
         from sumi.evaluation.core import cut_at_stop
 
+        if costs is not None:  # what each answer cost: no forwards here
+            costs.extend({"budget": max_gen_toks, "positions": 0} for _ in prompts)
         return [cut_at_stop(self.completions(p), until) for p in prompts]
 
 

@@ -113,18 +113,21 @@ def answer_prompts(
     seeds: Sequence[int],
     batch_size: int = 32,
     progress: Callable[[int], Any] | None = None,
+    costs: list[dict[str, int]] | None = None,
     **generate_kwargs: Any,
 ) -> list[str]:
     """The model's answer after each chat prompt (token ids ending with the template's generation
     prompt, e.g. `chat_prompt_ids`): ``model.generate`` with the model's generation config,
     overridden by `generate_kwargs`, row i seeded with ``seeds[i]``; the tokens after the prompt
     decoded without special tokens and stripped. Prompts of equal length run as one batch (no
-    padding, so a row's answer is what it would be alone). `progress(n)` after each batch of n."""
+    padding, so a row's answer is what it would be alone). `progress(n)` after each batch of n.
+    `costs`: when given, one `answer_cost` per prompt is appended to it, in prompt order."""
     import torch
 
     if len(seeds) != len(prompts):
         raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
     answers = [""] * len(prompts)
+    spent: list[dict[str, int]] = [{} for _ in prompts]
     by_length: dict[int, list[int]] = {}
     for i, ids in enumerate(prompts):
         by_length.setdefault(len(ids), []).append(i)
@@ -136,9 +139,22 @@ def answer_prompts(
             out = model.generate(ids, seed=[int(seeds[i]) for i in chunk], **generate_kwargs)
             for j, i in enumerate(chunk):
                 answers[i] = tokenizer.decode(out.sequences[j, length:].tolist(), skip_special_tokens=True).strip()
+                spent[i] = answer_cost(out, j)
             if progress is not None:
                 progress(len(chunk))
+    if costs is not None:
+        costs.extend(spent)
     return answers
+
+
+def answer_cost(out: Any, row: int) -> dict[str, int]:
+    """What row `row` of a `generate()` output cost: its final answer `budget`, the canvas `positions`
+    it fed to the forwards (`row_positions`, the probe of `max_new_tokens="auto"` included) and, with
+    auto, the `auto_budget` the probe chose."""
+    cost = {"budget": int(out.budgets[row]), "positions": int(out.row_positions[row])}
+    if out.auto_budgets is not None:
+        cost["auto_budget"] = int(out.auto_budgets[row])
+    return cost
 
 
 def answer_conversations(
@@ -159,5 +175,6 @@ __all__ = [
     "check_assistant_marking",
     "chat_prompt_ids",
     "answer_prompts",
+    "answer_cost",
     "answer_conversations",
 ]

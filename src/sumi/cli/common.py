@@ -77,17 +77,24 @@ def unit_interval(text: str) -> float:
     return value
 
 
-def budget_or_auto(text: str) -> int | str:
-    """`--max-new-tokens`: an integer >= 0, or `auto` (the canvas sizes itself)."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 or 'auto', got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 or 'auto', got {text!r}")
-    return value
+def _budget_type(minimum: int, what: str) -> Callable[[str], int | str]:
+    def parse(text: str) -> int | str:
+        if text.strip().lower() == "auto":
+            return "auto"
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what} or 'auto', got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {what} or 'auto', got {text!r}")
+        return value
+
+    return parse
+
+
+# an answer budget, or `auto` (the canvas sizes itself): `--max-new-tokens`, `--max-gen-toks`
+budget_or_auto = _budget_type(0, "an integer >= 0")
+positive_budget_or_auto = _budget_type(1, "a positive integer")
 
 
 def seed_list(text: str) -> int | list[int]:
@@ -468,7 +475,7 @@ _SAMPLING_ARGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         dict(
             type=positive_int,
             metavar="N",
-            help="--max-new-tokens auto: the largest answer the probe canvas holds (default: what fits the canvas)",
+            help="with an auto budget: the largest answer the probe canvas holds",
         ),
     ),
     "auto_probe_steps": (
@@ -476,7 +483,7 @@ _SAMPLING_ARGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         dict(
             type=positive_int,
             metavar="K",
-            help="--max-new-tokens auto: probe forwards before the budget is read (argmax drafts in between)",
+            help="with an auto budget: probe forwards before the budget is read (argmax drafts in between)",
         ),
     ),
     "grow": (
@@ -597,6 +604,7 @@ def add_sizing_args(parser, defaults: Mapping[str, Any] | None = None, descripti
     shrink) on `parser`, with `defaults` as in `add_sampling_args`; returns the group. Every command
     that generates takes the same flags."""
     group = parser.add_argument_group(SIZING_GROUP[0], description or SIZING_GROUP[1])
+    defaults = {"auto_max_new_tokens": DefaultRule("what fits the canvas"), **(defaults or {})}
     add_sampling_args(group, defaults, only=SIZING_OPTIONS)
     return group
 
@@ -625,6 +633,7 @@ __all__ = [
     "nonneg_float",
     "unit_interval",
     "budget_or_auto",
+    "positive_budget_or_auto",
     "seed_list",
     "frozen_pair",
     "add_verbosity_args",

@@ -16,12 +16,14 @@ from ..cli.common import (
     add_model_arg,
     add_runtime_args,
     add_sampling_args,
+    add_sizing_args,
     launch_peers,
     load_model,
     model_source,
     nonneg_float,
     nonneg_int,
     note,
+    positive_budget_or_auto,
     positive_int,
     resolve_device,
     sampling_kwargs,
@@ -70,6 +72,7 @@ examples:
   sumi eval --tasks hellaswag,arc_easy --model PATH --limit 100
   sumi eval --offline all --chat --model demo-instruct --limit-gen 50 -o chat/   # zero-shot chat prompts
   sumi eval --offline gsm8k --chat --num-fewshot 3 --model PATH -o chat3/       # 3 exemplar turn pairs
+  sumi eval --offline gsm8k --chat --model demo-instruct --max-gen-toks auto --shrink -o auto/  # sized canvases
   torchrun --nproc_per_node=8 -m sumi.cli eval --offline all --model PATH --output-dir results/   # 8 GPUs
   (a launched run splits the items by rank, rank 0 writes the results; rerun with --resume after an
   interruption; see src/sumi/evaluation/README.md)
@@ -239,10 +242,11 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
     add_sampling_args(g, _GENERATION_DEFAULTS, only=tuple(_GENERATION_DEFAULTS))
     g.add_argument(
         "--max-gen-toks",
-        type=positive_int,
-        metavar="N",
+        type=positive_budget_or_auto,
+        metavar="N|auto",
         help="answer budget (default: the task's: GSM8K 256, code 512; with --chat the generation "
-        "config's max_new_tokens, else the task's)",
+        "config's max_new_tokens, else the task's); 'auto': a probe forward sizes each answer to where the "
+        "model puts EOS, plus 4, up to that budget (or --auto-max-new-tokens)",
     )
     g.add_argument(
         "--chat",
@@ -254,6 +258,12 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--gen-batch-size", type=positive_int, metavar="N", help="prompts per generate() call (default: --batch-size)"
+    )
+    add_sizing_args(
+        p,
+        {"auto_max_new_tokens": DefaultRule("the answer budget --max-gen-toks would have without auto")},
+        "Generation canvases follow the answers (all off by default; --max-gen-toks auto turns the probe on). "
+        "results.json records the options and the canvas positions each task paid (settings.positions).",
     )
     x = p.add_argument_group("code execution")
     x.add_argument(

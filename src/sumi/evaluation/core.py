@@ -36,6 +36,12 @@ Defaults (`EVAL_DEFAULTS`) and why:
     leaves once its canvas repeats a recent state, with the canvas the remaining steps would end
     on, so stopping never changes the result).
   max_gen_toks=256 (lm-eval's default); seed=1234.
+  max_gen_toks="auto": canvases that size themselves (generate()'s `max_new_tokens="auto"`): a probe
+    forward sizes each answer to where the model puts EOS, up to `auto_max_new_tokens`, by default the
+    answer budget the request would have had (the task's). `grow` / `shrink` (and `grow_max`,
+    `shrink_patience`, `auto_probe_steps`) pass on to generate() when set (None: generate()'s
+    defaults). Every generation call can report what each answer cost (`costs`: its final budget
+    and the canvas positions it fed to the forwards, see `sumi.chat_template.answer_cost`).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ from typing import Any
 
 import torch
 
-from ..chat_template import answer_prompts, chat_prompt_ids, ensure_chat_template
+from ..chat_template import answer_cost, answer_prompts, chat_prompt_ids, ensure_chat_template
 from ..generation_sumi import is_deterministic
 from ..tokenization import encode_user_text
 from .nelbo import (
@@ -86,7 +92,17 @@ EVAL_DEFAULTS: dict[str, Any] = dict(
     top_k=None,
     top_p=None,
     min_p=None,
+    # canvases that size themselves (max_gen_toks="auto" turns the probe on); None: generate()'s defaults
+    auto_max_new_tokens=None,
+    auto_probe_steps=None,
+    grow=None,
+    grow_max=None,
+    shrink=None,
+    shrink_patience=None,
 )
+
+# The options of canvases that size themselves that generation passes to generate() when set.
+SIZING_OPTIONS = ("auto_probe_steps", "grow", "grow_max", "shrink", "shrink_patience")
 
 # Evaluation options that chat generation passes on to generate() when given explicitly, by
 # generate()'s names; the others come from the model's generation config.
@@ -102,7 +118,21 @@ CHAT_OPTIONS = {
     "min_p": "min_p",
     "canvas_length": "canvas_length",
     "max_gen_toks": "max_new_tokens",
+    "auto_max_new_tokens": "auto_max_new_tokens",
+    **{name: name for name in SIZING_OPTIONS},
 }
+
+
+def _first_budget(*candidates: Any) -> tuple[int, bool]:
+    """`(budget, auto)` from answer budgets in order of precedence (None or 0: not set): the first
+    integer, and whether "auto" came before it (the probe then sizes the answer, up to that budget)."""
+    auto = False
+    for value in candidates:
+        if value == "auto":
+            auto = True
+        elif value:
+            return int(value), auto
+    return int(EVAL_DEFAULTS["max_gen_toks"]), auto
 
 
 @dataclass
@@ -172,9 +202,18 @@ class SumiEvaluator:
         o = self.options
         if o["nelbo_method"] not in NELBO_METHODS:
             raise ValueError(f"nelbo_method must be one of {NELBO_METHODS}, got {o['nelbo_method']!r}")
-        for name in ("num_samples", "batch_size", "canvas_length", "num_denoising_steps", "max_gen_toks"):
+        for name in ("num_samples", "batch_size", "canvas_length", "num_denoising_steps"):
             if not isinstance(o[name], int) or o[name] < 1:
                 raise ValueError(f"{name} must be a positive integer, got {o[name]!r}")
+        if o["max_gen_toks"] != "auto" and (not isinstance(o["max_gen_toks"], int) or o["max_gen_toks"] < 1):
+            raise ValueError(f"max_gen_toks must be a positive integer or 'auto', got {o['max_gen_toks']!r}")
+        for name in ("auto_max_new_tokens", "auto_probe_steps", "grow_max", "shrink_patience"):
+            low = 0 if name == "shrink_patience" else 1
+            if o[name] is not None and (not isinstance(o[name], int) or isinstance(o[name], bool) or o[name] < low):
+                raise ValueError(f"{name} must be an integer >= {low} (or None), got {o[name]!r}")
+        for name in ("grow", "shrink"):
+            if o[name] not in (None, True, False):
+                raise ValueError(f"{name} must be true or false (or None), got {o[name]!r}")
         if o["tokens_per_step"] is not None and (not isinstance(o["tokens_per_step"], int) or o["tokens_per_step"] < 1):
             raise ValueError(f"tokens_per_step must be a positive integer or None (auto), got {o['tokens_per_step']!r}")
         if not isinstance(o["rolling_context"], int) or o["rolling_context"] < 0:
@@ -392,11 +431,18 @@ class SumiEvaluator:
         self,
         prompts: Sequence[Sequence[int]],
         *,
-        max_gen_toks: int | None = None,
+        max_gen_toks: int | str | None = None,
+        auto: bool | None = None,
         desc: str = "generating",
+        costs: list[dict[str, int]] | None = None,
         **overrides: Any,
     ) -> list[list[int]]:
         """Generated ids after each prompt (cut at the first EOS), anchored canvas of spec §9.
+
+        The answer budget: `max_gen_toks`, else the `max_gen_toks` option. With `auto` (None: when
+        either of them is "auto") a probe forward sizes each answer, up to `auto_max_new_tokens`, else
+        that budget (the option's integer, else 256). `costs`: when given, one `answer_cost` per
+        prompt is appended to it, in prompt order.
 
         Every row gets its own seed (derived from the prompt) and `align_rows=True`, so a prompt's
         output does not depend on the batch it runs in. `overrides` may set any generation option.
@@ -405,16 +451,24 @@ class SumiEvaluator:
         unknown = set(overrides) - set(EVAL_DEFAULTS)
         if unknown:
             raise ValueError(f"unknown generation option(s) {sorted(unknown)}")
-        max_gen_toks = int(max_gen_toks or o["max_gen_toks"])
+        max_gen_toks, said_auto = _first_budget(max_gen_toks, o["max_gen_toks"])
+        auto = said_auto or o["max_gen_toks"] == "auto" if auto is None else auto
+        if auto:
+            max_gen_toks = int(o["auto_max_new_tokens"] or max_gen_toks)
         L = self.max_length
         steps = int(o["num_denoising_steps"])
         k = o["tokens_per_step"] or math.ceil(L / steps)
         patience = o["early_stop_patience"]
         cycles = is_deterministic(o["sampler"], o["temperature"])
+        budget: dict[str, Any] = (
+            dict(max_new_tokens="auto", auto_max_new_tokens=max_gen_toks) if auto else dict(max_new_tokens=max_gen_toks)
+        )
+        budget.update({name: o[name] for name in SIZING_OPTIONS if o[name] is not None})
         fitted = [self._fit_prompt(self._prefix(p), max_gen_toks) for p in prompts]
         bs = int(o["gen_batch_size"] or o["batch_size"])
         order = sorted(range(len(fitted)), key=lambda i: -len(fitted[i][0]))
         out: list[list[int] | None] = [None] * len(fitted)
+        spent: list[dict[str, int]] = [{} for _ in fitted]
         pad = self.config.pad_token_id if self.config.pad_token_id is not None else 0
         with self._bar(len(fitted), desc) as bar:
             for b0 in range(0, len(order), bs):
@@ -430,7 +484,6 @@ class SumiEvaluator:
                 res = self.model.generate(
                     ids.to(self.device),
                     attention_mask=mask.to(self.device),
-                    max_new_tokens=max_gen_toks,
                     num_denoising_steps=steps,
                     seed=seeds,
                     sampler=o["sampler"],
@@ -446,10 +499,14 @@ class SumiEvaluator:
                     top_k=o["top_k"],
                     top_p=o["top_p"],
                     min_p=o["min_p"],
+                    **budget,
                 )
                 for r, i in enumerate(idx):
                     out[i] = res.sequences[r, P : int(res.lengths[r])].tolist()
+                    spent[i] = answer_cost(res, r)
                 bar.update(len(idx))
+        if costs is not None:
+            costs.extend(spent)
         return out  # type: ignore[return-value]
 
     def generate(
@@ -457,12 +514,17 @@ class SumiEvaluator:
         prompts: Sequence[str],
         *,
         until: Iterable[str] | str | None = None,
-        max_gen_toks: int | None = None,
+        max_gen_toks: int | str | None = None,
+        auto: bool | None = None,
         desc: str = "generating",
+        costs: list[dict[str, int]] | None = None,
         **overrides: Any,
     ) -> list[str]:
-        """Generated text after each prompt, cut at the first EOS and then at the first stop string."""
-        ids = self.generate_tokens([self.encode(p) for p in prompts], max_gen_toks=max_gen_toks, desc=desc, **overrides)
+        """Generated text after each prompt, cut at the first EOS and then at the first stop string
+        (`generate_tokens` for the rest)."""
+        ids = self.generate_tokens(
+            [self.encode(p) for p in prompts], max_gen_toks=max_gen_toks, auto=auto, desc=desc, costs=costs, **overrides
+        )
         return [cut_at_stop(self.decode(x), until) for x in ids]
 
     # ------------------------------------------------------------------ chat generation
@@ -497,19 +559,28 @@ class SumiEvaluator:
             )
         ensure_chat_template(self.tokenizer)  # the default where the tokenizer has none (`sumi chat` too)
 
-    def chat_options(self, max_gen_toks: int | None = None, default_gen_toks: int | None = None) -> dict[str, Any]:
+    def chat_options(
+        self, max_gen_toks: int | str | None = None, default_gen_toks: int | None = None, auto: bool | None = None
+    ) -> dict[str, Any]:
         """generate()'s options for chat answers: the evaluation options given explicitly (`CHAT_OPTIONS`),
         nothing else, so that the model's generation config decides the rest. The answer budget
         (max_new_tokens): `max_gen_toks`, else a `max_gen_toks` option given, else the generation
-        config's max_new_tokens, else `default_gen_toks` (the task's), else the `max_gen_toks` option."""
+        config's max_new_tokens, else `default_gen_toks` (the task's), else the `max_gen_toks` option.
+        "auto" before the first of them that is a number (or `auto=True`) makes it
+        `max_new_tokens="auto"` with that number as `auto_max_new_tokens` (unless that option is given)."""
         kw = {CHAT_OPTIONS[k]: self.options[k] for k in sorted(self.given) if k in CHAT_OPTIONS}
-        kw["max_new_tokens"] = int(
-            max_gen_toks
-            or kw.get("max_new_tokens")
-            or getattr(self.model.generation_config, "max_new_tokens", None)
-            or default_gen_toks
-            or self.options["max_gen_toks"]
+        budget, said_auto = _first_budget(
+            max_gen_toks,
+            kw.pop("max_new_tokens", None),
+            getattr(self.model.generation_config, "max_new_tokens", None),
+            default_gen_toks,
+            self.options["max_gen_toks"],
         )
+        if said_auto if auto is None else auto:
+            kw["max_new_tokens"] = "auto"
+            kw.setdefault("auto_max_new_tokens", budget)
+        else:
+            kw["max_new_tokens"] = budget
         return kw
 
     def generate_chat(
@@ -517,26 +588,29 @@ class SumiEvaluator:
         prompts: Sequence[Sequence[int]],
         *,
         until: Iterable[str] | str | None = None,
-        max_gen_toks: int | None = None,
+        max_gen_toks: int | str | None = None,
         default_gen_toks: int | None = None,
+        auto: bool | None = None,
         desc: str = "chat",
+        costs: list[dict[str, int]] | None = None,
     ) -> list[str]:
         """The model's answer to each rendered chat prompt (`chat_prompt`): `answer_prompts` with
-        `chat_options(max_gen_toks, default_gen_toks)`, each row seeded from `seed` and its prompt
-        (so an answer depends on neither its batch nor the process), then cut at the first stop
-        string. A prompt too long for the generation canvas loses its oldest tokens (counted in
-        `truncated["prompts"]`)."""
+        `chat_options(max_gen_toks, default_gen_toks, auto)`, each row seeded from `seed` and its
+        prompt (so an answer depends on neither its batch nor the process), then cut at the first
+        stop string. A prompt too long for the generation canvas loses its oldest tokens (counted in
+        `truncated["prompts"]`). `costs`: when given, one `answer_cost` per prompt is appended."""
         self._need_chat_template()
-        kw = self.chat_options(max_gen_toks, default_gen_toks)
+        kw = self.chat_options(max_gen_toks, default_gen_toks, auto)
         o = self.model.resolve_generation_options(kw)
         L = min(int(o["canvas_length"]), int(self.config.max_position_embeddings))
         anchors = 2 if o["anchor_eosbos"] else 0
-        fitted = [self._fit_prompt(list(p), kw["max_new_tokens"], L, anchors)[0] for p in prompts]
+        budget = kw["auto_max_new_tokens"] if kw["max_new_tokens"] == "auto" else kw["max_new_tokens"]
+        fitted = [self._fit_prompt(list(p), budget, L, anchors)[0] for p in prompts]
         seeds = [derive_seed(self.options["seed"], "chat", tuple(p)) for p in fitted]
         bs = int(self.options["gen_batch_size"] or self.options["batch_size"])
         with self._bar(len(fitted), desc) as bar:
             texts = answer_prompts(
-                self.model, self.tokenizer, fitted, seeds=seeds, batch_size=bs, progress=bar.update, **kw
+                self.model, self.tokenizer, fitted, seeds=seeds, batch_size=bs, progress=bar.update, costs=costs, **kw
             )
         return [cut_at_stop(t, until).strip() for t in texts]
 
@@ -570,4 +644,4 @@ def cut_at_stop(text: str, until: Iterable[str] | str | None) -> str:
     return text[:cut]
 
 
-__all__ = ["EVAL_DEFAULTS", "CHAT_OPTIONS", "SumiEvaluator", "RollingScore", "cut_at_stop"]
+__all__ = ["EVAL_DEFAULTS", "CHAT_OPTIONS", "SIZING_OPTIONS", "SumiEvaluator", "RollingScore", "cut_at_stop"]

@@ -30,6 +30,9 @@ metrics on rank 0; each process runs on `cuda:LOCAL_RANK` (`sumi.distributed_inf
   rolling_context=0    clean context tokens carried into each rolling window
   sampler=adaptive, num_denoising_steps=256, temperature=0, tokens_per_step (auto),
   schedule=linear, early_stop_patience (off; T = 0 runs stop on a cycle, exactly), max_gen_toks=256, gen_batch_size, top_k, top_p, min_p
+  max_gen_toks=auto    canvases that size themselves: a probe forward sizes each answer, up to the
+                       task's max_gen_toks (or auto_max_new_tokens); grow, grow_max, shrink,
+                       shrink_patience, auto_probe_steps as in generate()
   chat=False           contexts are chat-template renderings (set by itself when lm-eval calls
                        `apply_chat_template`)
 A task's `gen_kwargs` may override `until`, `max_gen_toks`, and (when `do_sample` is true)
@@ -279,7 +282,9 @@ class SumiLM(TemplateLM):
             gen_kwargs = dict(gen_kwargs or {})
             until = gen_kwargs.pop("until", None)
             until = [until] if isinstance(until, str) else list(until or [])
-            max_gen_toks = int(gen_kwargs.pop("max_gen_toks", self.sumi.options["max_gen_toks"]))
+            # the task's budget (with the max_gen_toks="auto" option: the probe's largest), else the option's
+            task_budget = gen_kwargs.pop("max_gen_toks", None)
+            max_gen_toks = None if task_budget is None else int(task_budget)
             overrides = {}
             if gen_kwargs.pop("do_sample", False) and "temperature" in gen_kwargs:
                 overrides["temperature"] = float(gen_kwargs["temperature"])

@@ -11,6 +11,12 @@ With `chat=True` the generation tasks are asked as conversations (`GenItem.messa
 (`SumiEvaluator.generate_chat`); the answers are graded as the task grades completions (code from
 the answer's fenced block).
 
+`max_gen_toks="auto"`: the canvases of the generation tasks size themselves (a probe forward sizes
+each answer to where the model puts EOS, up to the budget the task would have had); with the
+evaluator's `grow` / `shrink` options they also follow the answer while it denoises. Every
+generation sample records its final `budget` and the canvas `positions` it fed to the forwards,
+and the task's settings their sum (`positions`), so that the cost of runs can be compared.
+
 Multiple-choice scoring (lm-eval's conventions): every choice's continuation gets its NELBO
 log-likelihood given the clean context; `acc` = the argmax is the gold choice; `acc_norm` = the
 argmax of log-likelihood / UTF-8 bytes of the choice text is gold.
@@ -34,6 +40,7 @@ from typing import Any
 from ..atomic import write_text_atomic
 from ..checksums import sha256_file
 from ..distributed_inference import LaunchEnv, Peers, ShardFiles, sharded_map
+from .core import SIZING_OPTIONS
 from .execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, check_limits, run_programs
 from .tasks import (
     TASKS,
@@ -104,22 +111,38 @@ def evaluate_mc(evaluator, items: Sequence[MCItem], task: str = "mc") -> tuple[d
     return mc_metrics(samples), samples
 
 
-def _generate(evaluator, items: Sequence[GenItem], max_gen_toks: int, desc: str, chat: bool = False) -> list[str]:
-    """Completions of the items' prompts, or with `chat` the answers to their conversations."""
+def _generate(
+    evaluator, items: Sequence[GenItem], max_gen_toks: int, desc: str, chat: bool = False, auto: bool = False
+) -> tuple[list[str], list[dict[str, int]]]:
+    """Completions of the items' prompts, or with `chat` the answers to their conversations, and what
+    each cost (`budget`, `positions`, with `auto` also `auto_budget`: `sumi.chat_template.answer_cost`).
+    `max_gen_toks`: the answer budget, with `auto` the probe's largest."""
+    costs: list[dict[str, int]] = []
     if not items:
-        return []
+        return [], costs
     if chat:
         until = items[0].until if items[0].chat_until is None else items[0].chat_until
         prompts = [evaluator.chat_prompt(it.messages()) for it in items]
-        return evaluator.generate_chat(prompts, until=until, max_gen_toks=max_gen_toks, desc=desc)
-    return evaluator.generate([it.prompt for it in items], until=items[0].until, max_gen_toks=max_gen_toks, desc=desc)
+        texts = evaluator.generate_chat(
+            prompts, until=until, max_gen_toks=max_gen_toks, auto=auto, desc=desc, costs=costs
+        )
+    else:
+        prompts_text = [it.prompt for it in items]
+        until = items[0].until
+        texts = evaluator.generate(
+            prompts_text, until=until, max_gen_toks=max_gen_toks, auto=auto, desc=desc, costs=costs
+        )
+    return texts, costs
 
 
-def gsm8k_records(evaluator, items: Sequence[GenItem], max_gen_toks: int, chat: bool = False) -> list[dict]:
+def gsm8k_records(
+    evaluator, items: Sequence[GenItem], max_gen_toks: int, chat: bool = False, auto: bool = False
+) -> list[dict]:
     samples = []
-    for it, out in zip(items, _generate(evaluator, items, max_gen_toks, "gsm8k", chat)):
+    outs, costs = _generate(evaluator, items, max_gen_toks, "gsm8k", chat, auto)
+    for it, out, cost in zip(items, outs, costs):
         s, f = extract_gsm8k_answer(out)
-        samples.append(dict(id=it.id, gold=it.gold, completion=out, answer_flexible=f, answer_strict=s))
+        samples.append(dict(id=it.id, gold=it.gold, completion=out, answer_flexible=f, answer_strict=s, **cost))
     return samples
 
 
@@ -145,11 +168,12 @@ def code_records(
     code_memory_mb: int,
     progress: bool,
     chat: bool = False,
+    auto: bool = False,
 ) -> list[dict]:
-    """Completions (with `chat`: answers), and with `allow_code_execution` whether each program
-    passed (and how it ended)."""
-    outs = _generate(evaluator, items, max_gen_toks, name, chat)
-    samples = [dict(id=it.id, completion=out) for it, out in zip(items, outs)]
+    """Completions (with `chat`: answers) and what each cost, and with `allow_code_execution` whether
+    each program passed (and how it ended)."""
+    outs, costs = _generate(evaluator, items, max_gen_toks, name, chat, auto)
+    samples = [dict(id=it.id, completion=out, **cost) for it, out, cost in zip(items, outs, costs)]
     if not allow_code_execution:
         return samples
     from tqdm.auto import tqdm
@@ -222,7 +246,7 @@ def evaluate_task(
     limit: int | None = None,
     limit_gen: int | None = None,
     num_fewshot: int | None = None,
-    max_gen_toks: int | None = None,
+    max_gen_toks: int | str | None = None,
     allow_code_execution: bool = False,
     code_timeout: float = DEFAULT_TIMEOUT_S,
     code_memory_mb: int = DEFAULT_MEMORY_MB,
@@ -245,6 +269,12 @@ def evaluate_task(
     template (zero-shot by default: one user turn; `num_fewshot` exemplars as earlier
     user/assistant turns) and answered with the model's generation config
     (`SumiEvaluator.generate_chat`); `max_gen_toks`, when given, is the answer budget.
+
+    `max_gen_toks="auto"` (or None with the evaluator's `max_gen_toks` option "auto"): the canvases
+    of the generation tasks size themselves; the probe's largest budget is the evaluator's
+    `auto_max_new_tokens`, else the budget the task would have had (the task's; with `chat` the
+    generation config's, else the task's). Each generation sample records its `budget` and
+    `positions` (the canvas positions fed to the forwards), the task's settings their sum.
 
     `peers` (a launched run): the items are split across the ranks; rank 0 gets the result, the
     other ranks None. `shard_dir`: each block of at most `shard_size` items is written there as a
@@ -310,11 +340,16 @@ def evaluate_task(
     # the preset's shots; a chat is asked zero-shot (one user turn) unless shots are asked for
     shots = (0 if chat else spec.num_fewshot) if num_fewshot is None else num_fewshot
     items = select(load_task(name, data_dir, shots), limit if spec.kind == "mc" or limit_gen is None else limit_gen)
-    gen_toks = max_gen_toks or spec.max_gen_toks
+    # canvases that size themselves: the probe's largest budget is the one the task would have had
+    auto = max_gen_toks == "auto" or (max_gen_toks is None and evaluator.options.get("max_gen_toks") == "auto")
+    budget = None if max_gen_toks == "auto" else max_gen_toks
+    gen_toks = int(budget or spec.max_gen_toks)
+    if auto:
+        gen_toks = int(evaluator.options.get("auto_max_new_tokens") or gen_toks)
     chat_settings = None
     if chat:  # the answer budget: max_gen_toks given, else the generation config's, else the task's
-        options = evaluator.chat_options(max_gen_toks, spec.max_gen_toks)
-        gen_toks = options["max_new_tokens"]
+        options = evaluator.chat_options(budget, spec.max_gen_toks, auto)
+        gen_toks = options["auto_max_new_tokens"] if auto else options["max_new_tokens"]
         chat_settings = dict(
             template=evaluator.chat_template_source,
             generation=_resolved_chat_generation(evaluator, options),
@@ -325,7 +360,7 @@ def evaluate_task(
         if spec.kind == "mc":
             samples = mc_records(evaluator, block, name)
         elif spec.kind == "gen":
-            samples = gsm8k_records(evaluator, block, gen_toks, chat)
+            samples = gsm8k_records(evaluator, block, gen_toks, chat, auto)
         else:
             samples = code_records(
                 evaluator,
@@ -337,6 +372,7 @@ def evaluate_task(
                 code_memory_mb=code_memory_mb,
                 progress=progress,
                 chat=chat,
+                auto=auto,
             )
         # contexts (scored) or prompts (generated) left-truncated to fit the canvas
         cut = sum(v - truncated_before.get(k, 0) for k, v in evaluator.truncated.items())
@@ -349,7 +385,7 @@ def evaluate_task(
         dict(
             data=data_file_hashes([name], data_dir),
             shots=shots,
-            max_gen_toks=gen_toks,
+            max_gen_toks=["auto", gen_toks] if auto else gen_toks,
             code=[allow_code_execution, code_timeout, code_memory_mb] if spec.kind == "code" else None,
             chat=chat_settings,
         ),
@@ -378,7 +414,10 @@ def evaluate_task(
         until = items[0].until if items else None
         if chat and items and items[0].chat_until is not None:
             until = items[0].chat_until
-        settings.update(max_gen_toks=gen_toks, until=until)
+        settings.update(max_gen_toks="auto" if auto else gen_toks, until=until)
+        if auto:
+            settings.update(auto_max_new_tokens=gen_toks)
+        settings.update(_cost_settings(evaluator, samples))
     if chat_settings is not None:
         settings.update(chat=chat_settings)
     return dict(
@@ -392,12 +431,28 @@ def evaluate_task(
     )
 
 
+def _cost_settings(evaluator, samples: Sequence[dict]) -> dict:
+    """What a generation task paid, for the results file: the canvas-sizing options set (`sizing`,
+    only when some are) and the canvas positions fed to the forwards in all (`positions`, the sum of
+    the samples' `row_positions`; None when a resumed shard predates the record) and per item."""
+    out: dict[str, Any] = {}
+    sizing = {k: evaluator.options[k] for k in SIZING_OPTIONS if evaluator.options.get(k) is not None}
+    if sizing:
+        out["sizing"] = sizing
+    costs = [s.get("positions") for s in samples]
+    total = None if None in costs else sum(int(c) for c in costs if c is not None)
+    out.update(positions=total, positions_per_item=None if total is None else total / max(1, len(samples)))
+    return out
+
+
 def _resolved_chat_generation(evaluator, options: dict) -> dict:
     """The generate() settings a chat answer runs with (given options over the generation config),
     for the results file."""
     o = evaluator.model.resolve_generation_options(options)
     keys = ("sampler", "num_denoising_steps", "temperature", "tokens_per_step", "canvas_length", "max_new_tokens")
     keys += ("schedule", "top_k", "top_p", "min_p", "early_stop_patience", "stop_on_cycle")
+    if o["max_new_tokens"] == "auto" or o["grow"] or o["shrink"]:
+        keys += ("auto_max_new_tokens", "auto_probe_steps", "grow", "grow_max", "shrink", "shrink_patience")
     return {k: o[k] for k in keys}
 
 
