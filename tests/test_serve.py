@@ -154,6 +154,45 @@ def test_models_health_and_seedless_requests(served, client):
     assert again["choices"][0]["text"] == body["choices"][0]["text"]
 
 
+def test_responses_report_each_choices_budget_and_the_positions_it_paid(served, client):
+    """`sumi.budgets` / `sumi.positions` (and with auto_length `sumi.auto_budgets`), per choice: what
+    `generate()` reports for the same rows; the same in a stream's last chunks."""
+    url, model, tok = served
+    sized = dict(max_tokens=24, auto_length=True, shrink=True, shrink_patience=1, **FAST)
+    out = client.completions.create(model="demo", prompt="def add(a, b):", seed=3, n=2, extra_body=sized)
+    ref = model.generate(
+        torch.tensor([prompt_ids(tok, "def add(a, b):")] * 2),
+        seed=[3, 4],
+        max_new_tokens="auto",
+        auto_max_new_tokens=24,
+        shrink=True,
+        shrink_patience=1,
+        num_denoising_steps=8,
+        canvas_length=64,
+    )
+    extra = out.model_extra["sumi"]
+    assert extra["budgets"] == ref.budgets.tolist() and extra["positions"] == ref.row_positions.tolist()
+    assert extra["auto_budgets"] == ref.auto_budgets.tolist() and extra["num_forwards"] == ref.num_forwards
+    assert out.usage.completion_tokens <= sum(extra["budgets"])
+    # a fixed budget: the whole canvas every step (no auto_budgets)
+    fixed = client.completions.create(
+        model="demo", prompt="def add(a, b):", seed=3, extra_body=dict(max_tokens=24, **FAST)
+    )
+    assert fixed.model_extra["sumi"]["budgets"] == [24] and fixed.model_extra["sumi"]["positions"] == [8 * 64]
+    assert "auto_budgets" not in fixed.model_extra["sumi"]
+    # streams carry them on each choice's last chunk and on the usage chunk
+    stream = dict(stream=True, stream_options={"include_usage": True}, extra_body=sized)
+    chunks = list(client.completions.create(model="demo", prompt="def add(a, b):", seed=3, n=2, **stream))
+    finals = [c for c in chunks if not c.choices or c.choices[0].finish_reason]
+    assert len(finals) == 3 and all(c.model_extra["sumi"] == extra for c in finals)
+    messages = [{"role": "user", "content": "Write a function."}]
+    plain = client.chat.completions.create(model="demo", messages=messages, seed=5, extra_body=sized)
+    chunks = list(client.chat.completions.create(model="demo", messages=messages, seed=5, **stream))
+    finals = [c for c in chunks if not c.choices or c.choices[0].finish_reason]
+    assert len(finals) == 2 and all(c.model_extra["sumi"] == plain.model_extra["sumi"] for c in finals)
+    assert plain.model_extra["sumi"]["auto_budgets"] and plain.model_extra["sumi"]["positions"][0] > 0
+
+
 # ---------------------------------------------------------------------------- continuous batching
 BATCH_CASES = [
     dict(prompt="def f(x):", max_tokens=24, steps=8, canvas_length=64, seed=1),

@@ -159,8 +159,20 @@ class Service:
                     raise ClientGone() from None
 
     def extra(self, run: Run, result) -> dict:
-        """sumi's fields of a response: how to reproduce it and what it cost."""
-        return {"seed": run.seed, "num_forwards": int(result.num_forwards or 0), "steps": run.job.num_steps}
+        """sumi's fields of a response: how to reproduce it and what it cost. Per choice (in index
+        order): `budgets`, its final answer budget (the one the canvas sized itself to, with
+        auto_length / grow / shrink), `positions`, the canvas positions it fed to the forwards, and
+        with auto_length `auto_budgets`, the budgets the probe chose."""
+        out = {
+            "seed": run.seed,
+            "num_forwards": int(result.num_forwards or 0),
+            "steps": run.job.num_steps,
+            "budgets": [int(b) for b in result.budgets],
+            "positions": [int(p) for p in result.row_positions],
+        }
+        if result.auto_budgets is not None:
+            out["auto_budgets"] = [int(b) for b in result.auto_budgets]
+        return out
 
     def canvas_rows(self, rows: list[dict]) -> list[dict]:
         """Frame rows with each id's text added."""
@@ -388,11 +400,13 @@ async def _completion_stream(
                 yield sse(dict(completion_chunk(run.id, name, 0, "", None), sumi_canvas=frame))
                 continue
             choices, tokens = service.builder.choices(run.job, payload)
+            extra = service.extra(run, payload)  # on each choice's last chunk and the usage chunk
             for c in choices:
                 yield sse(completion_chunk(run.id, name, c["index"], c["text"], None))
-                yield sse(completion_chunk(run.id, name, c["index"], "", c["finish_reason"]))
+                yield sse(dict(completion_chunk(run.id, name, c["index"], "", c["finish_reason"]), sumi=extra))
             if req.stream_options is not None and req.stream_options.include_usage:
-                yield sse(usage_chunk(run.id, name, "text_completion", usage(len(run.prompt.ids), tokens)))
+                use = usage(len(run.prompt.ids), tokens)
+                yield sse(dict(usage_chunk(run.id, name, "text_completion", use), sumi=extra))
 
     async for chunk in _guarded(chunks()):
         yield chunk
@@ -405,11 +419,13 @@ async def _chat_stream(service: Service, run: Run, req: ChatRequest, request: Re
             yield sse(chat_chunk(run.id, name, i, {"role": "assistant", "content": ""}, None))
         async for _, result in service.events(run, request):  # (no frames: the result only)
             choices, tokens = service.builder.choices(run.job, result)
+            extra = service.extra(run, result)  # on each choice's last chunk and the usage chunk
             for c in choices:
                 yield sse(chat_chunk(run.id, name, c["index"], {"content": c["text"]}, None))
-                yield sse(chat_chunk(run.id, name, c["index"], {}, c["finish_reason"]))
+                yield sse(dict(chat_chunk(run.id, name, c["index"], {}, c["finish_reason"]), sumi=extra))
             if req.stream_options is not None and req.stream_options.include_usage:
-                yield sse(usage_chunk(run.id, name, "chat.completion.chunk", usage(len(run.prompt.ids), tokens)))
+                use = usage(len(run.prompt.ids), tokens)
+                yield sse(dict(usage_chunk(run.id, name, "chat.completion.chunk", use), sumi=extra))
 
     async for chunk in _guarded(chunks()):
         yield chunk
