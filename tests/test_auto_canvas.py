@@ -528,6 +528,76 @@ def test_server_rejects_bad_sizing_fields_with_an_openai_error(served, field, va
     assert field in error["message"] and "\n" not in error["message"]
 
 
+def canvas_events(url: str, body: dict) -> list[dict]:
+    from sumi.serving.client import Connection
+
+    with Connection(url) as c:
+        return [e for e in c.events("/v1/canvas", body) if isinstance(e, dict)]
+
+
+def test_canvas_stream_follows_each_rows_budget(served):
+    """/v1/canvas frames cover each row's current budget: a shrunk row keeps its dropped tail past
+    `budget` (ended), a grown row gains positions that are fresh noise (never 'overwrote'), an auto
+    row starts from the probe's budget; the final text is the completion's."""
+    from sumi.serving.client import post
+
+    url, _ = served
+    fast = dict(steps=8, canvas_length=64, sampler="greedy", seed=0)
+    shrink = dict(prompt=[BOS, 5, 9], max_tokens=20, shrink=True, shrink_patience=2, **fast)
+    events = canvas_events(url, shrink)
+    start, frames, final = events[0], events[1:-1], events[-1]
+    assert start["rows"][0]["budget"] == 20 and len(start["rows"][0]["ids"]) == 20
+    assert [f["rows"][0]["budget"] for f in frames] == [20, 20, 5, 5, 5, 5, 5, 5]  # as in generate()
+    assert all(len(f["rows"][0]["ids"]) == len(f["rows"][0]["confidence"]) == 20 for f in frames)
+    last = frames[-1]["rows"][0]["ids"]
+    assert last[:5] == [CONTENT] * 5 and last[5:7] == [EOS, BOS]  # the answer, then its new anchors
+    assert final["sumi"]["budgets"] == [5] and final["choices"][0]["finish_reason"] == "length"
+    assert final["choices"][0]["text"] == post(url, "/v1/completions", shrink)[1]["choices"][0]["text"]
+
+    grow = dict(fast, prompt=[BOS, 200, 9], max_tokens=8, grow=True, grow_max=30, steps=10)
+    frames = canvas_events(url, grow)[1:-1]
+    budgets = [f["rows"][0]["budget"] for f in frames]
+    assert budgets == [12, 16, 20, 25, 30, 30, 30, 30, 30, 30]
+    assert [len(f["rows"][0]["ids"]) for f in frames] == budgets
+    for before, now in zip([8] + budgets, frames):  # the positions a step added are noise, not overwritten
+        assert not any(now["rows"][0]["overwrote"][before:])
+    confidence = frames[0]["rows"][0]["confidence"]  # (noise shows no confidence until a step writes it)
+    assert confidence[8:] == [None] * 4 and None not in confidence[:8]
+
+    auto = dict(fast, prompt=[BOS, 10, 9], max_tokens=40, auto_length=True)
+    events = canvas_events(url, auto)
+    assert len(events[0]["rows"][0]["ids"]) == 40  # the probe's canvas
+    assert all(f["rows"][0]["budget"] == len(f["rows"][0]["ids"]) == 14 for f in events[1:-1])
+
+
+def test_live_canvas_and_the_bar_follow_each_rows_budget(toy):
+    import io
+
+    from sumi.cli.display import ENDED, BarProgress, LiveCanvas
+
+    def frames(prompt, region, **options) -> list[str]:
+        stream = io.StringIO()
+        view = LiveCanvas(stream, lambda ids: " ".join(map(str, ids)), [region], size=(400, 20))
+        toy.generate(torch.tensor([prompt]), progress_callback=view, **options)
+        return [frame.split("\n")[1] for frame in stream.getvalue().split("\x1b[J")[1:]]
+
+    fast = dict(canvas_length=64, num_denoising_steps=8, sampler="greedy", seed=[0])
+    shrunk = frames([BOS, 5, 9], (3, 23), max_new_tokens=20, shrink=True, shrink_patience=2, **fast)
+    assert shrunk[0] == " ".join(["7"] * 5 + ["2"] * 15)  # all 20 positions: EOS from the 6th on
+    assert shrunk[2] == shrunk[-1] == f"7 7 7 7 7 {ENDED} 15 ended"
+    grown = frames(
+        [BOS, 200, 9], (3, 11), max_new_tokens=8, grow=True, grow_max=30, **dict(fast, num_denoising_steps=10)
+    )
+    assert [len(f.split()) for f in grown] == [12, 16, 20, 25, 30, 30, 30, 30, 30, 30]
+    auto = frames([BOS, 10, 9], (3, 43), max_new_tokens="auto", auto_max_new_tokens=40, **fast)
+    assert all(f == " ".join(["7"] * 10 + ["2"] * 4) for f in auto)  # the probe's budget, nothing ended
+    stream = io.StringIO()
+    bar = BarProgress(8, [(3, 23)], stats=True, stream=stream)
+    toy.generate(torch.tensor([[BOS, 5, 9]]), progress_callback=bar, max_new_tokens=20, shrink=True, **fast)
+    bar.close()
+    assert bar.regions == [(3, 8)] and "budget=5" in stream.getvalue()
+
+
 @pytest.mark.slow
 def test_bench_auto_canvas_quick(tmp_path):
     import subprocess

@@ -290,6 +290,31 @@ def test_page_chat_mode_ends_on_the_chat_completions_text(page, server_url):
     assert page.text_content("#final-text") == expected
 
 
+def test_page_follows_a_canvas_that_sizes_itself(page, server_url):
+    """auto_length + shrink from the page's checkboxes: the final text is the API's for the same body,
+    and each frame shows the row's current budget, the dropped tail of a shrunk answer as ended."""
+    page.fill("#prompt", "def read_config(path):")
+    enter_key(page)
+    fill_settings(page, dict(SETTINGS, **{"#sampler": "greedy", "#seed": "6"}))  # a seed whose answer shrinks
+    page.check("#auto_length")
+    page.check("#shrink")
+    body = run_and_capture_body(page)
+    assert body["auto_length"] is True and body["shrink"] is True and "grow" not in body
+    answer = post_ok(server_url, "/v1/completions", {k: v for k, v in body.items() if k != "canvas_every"})
+    assert page.text_content("#final-text") == answer["choices"][0]["text"]
+    frames = page.evaluate("window.sumiPage.frames()")
+    budget = answer["sumi"]["budgets"][0]
+    assert frames[0]["rows"][0]["budget"] == ANSWER_TOKENS  # the probe's canvas
+    assert frames[-1]["rows"][0]["budget"] == budget < ANSWER_TOKENS
+    for index in range(1, STEPS + 1):
+        page.fill("#scrubber", str(index))
+        row = frames[index]["rows"][0]
+        live = page.eval_on_selector_all("#canvas .tok:not(.ended)", "els => els.length")
+        ended = page.eval_on_selector_all("#canvas .tok.ended", "els => els.length")
+        assert (live, ended) == (row["budget"], len(row["ids"]) - row["budget"])
+    assert f"budget {budget}" in page.text_content("#status") and "positions" in page.text_content("#status")
+
+
 def test_stop_ends_the_run_and_frees_its_row(page, server_url):
     enter_key(page)
     fill_settings(page, dict(SETTINGS, **{"#steps": "1000"}))  # long enough to be stopped half-way

@@ -172,7 +172,7 @@ def test_canvas_frames_against_a_direct_computation():
     frames = []
     tracker = CanvasFrames(canvases[0], P, budgets, every, frames.append)
     assert tracker.initial_rows() == [
-        {"index": i, "ids": canvases[0][i, P : P + n].tolist()} for i, n in enumerate(budgets)
+        {"index": i, "budget": n, "ids": canvases[0][i, P : P + n].tolist()} for i, n in enumerate(budgets)
     ]
     for k in range(steps):
         tracker(dict(step=k, num_steps=steps, z=canvases[k + 1], top1_prob=probs[k]))
@@ -183,6 +183,7 @@ def test_canvas_frames_against_a_direct_computation():
         for i, n in enumerate(budgets):
             row = f["rows"][i]
             cols = range(P, P + n)
+            assert row["budget"] == n  # (a fixed canvas: the layout's budget at every step)
             assert row["ids"] == canvases[s][i, P : P + n].tolist()
             assert row["changed"] == [bool(canvases[s][i, c] != canvases[previous][i, c]) for c in cols]
 

@@ -1,5 +1,9 @@
 """The terminal display of `sumi generate`: control-character-safe text, width-aware wrapping, and
-the two progress callbacks (a live redraw of the canvas on a terminal, a tqdm bar elsewhere)."""
+the two progress callbacks (a live redraw of the canvas on a terminal, a tqdm bar elsewhere).
+
+Both follow each row's answer budget when the canvas sizes itself (`--max-new-tokens auto`,
+`--grow`, `--shrink`): a row shows its current answer region, a grown row its new positions, and
+a shrunk row ends with a mark saying how many of its positions ended (`sumi.denoising.RowBudgets`)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ import shutil
 import sys
 import unicodedata
 from collections.abc import Callable
+
+from ..denoising import RowBudgets
+
+ENDED = "⏹"  # where a shrunk row's answer now ends
 
 
 def sanitize(text: str, *, visible_whitespace: bool = False) -> str:
@@ -56,9 +64,38 @@ def write_text(stream, text: str) -> None:
         stream.write(text.encode(enc, errors="backslashreplace").decode(enc))
 
 
+class _Regions:
+    """Each row's answer region `(start, end)` in canvas columns, following its budget."""
+
+    def __init__(self, regions: list[tuple[int, int]]):
+        self.starts = [a for a, _ in regions]
+        self.budgets = RowBudgets([b - a for a, b in regions])
+
+    def update(self, info: dict) -> list[tuple[int, int]]:
+        self.budgets.update(info)
+        return [(a, a + n) for a, n in zip(self.starts, self.budgets.budgets)]
+
+    def ended(self, row: int) -> int:
+        """How many of the row's positions ended (it shrank) since its denoising started."""
+        widest = self.budgets.widest or self.budgets.budgets
+        return widest[row] - self.budgets.budgets[row]
+
+
+def _step_stats(info: dict, regions: list[tuple[int, int]], previous) -> tuple[int | None, float]:
+    """Tokens changed in the answer regions since `previous` (a canvas of the same shape, else None)
+    and the mean top-1 probability over the rows."""
+    z = info["z"]
+    changed = None
+    if previous is not None and previous.shape == z.shape:
+        changed = sum(int((z[i, a:b] != previous[i, a:b]).sum()) for i, (a, b) in enumerate(regions))
+    conf = [info["top1_prob"][i, a:b].float().mean().item() for i, (a, b) in enumerate(regions) if b > a]
+    return changed, sum(conf) / max(len(conf), 1)
+
+
 class LiveCanvas:
     """`progress_callback` that redraws the decoded generated region of every row after each step,
-    with ANSI escapes (cursor up + clear), plus a step counter. For terminals."""
+    with ANSI escapes (cursor up + clear), plus a step counter. For terminals. `regions`: each row's
+    answer columns `(start, end)` before the first step; they follow the rows' budgets."""
 
     def __init__(
         self,
@@ -67,7 +104,8 @@ class LiveCanvas:
         regions: list[tuple[int, int]],
         size: tuple[int, int] | None = None,
     ):
-        self.stream, self.decode, self.regions = stream, decode, regions
+        self.stream, self.decode, self.regions = stream, decode, list(regions)
+        self._regions = _Regions(regions)
         self.size = size
         self.drawn = 0
         self.previous = None
@@ -76,16 +114,14 @@ class LiveCanvas:
         z = info["z"]
         cols, rows = self.size or tuple(shutil.get_terminal_size((100, 30)))
         cols = max(cols, 20)
-        changed = None
-        if self.previous is not None and self.previous.shape == z.shape:
-            changed = sum(int((z[i, a:b] != self.previous[i, a:b]).sum()) for i, (a, b) in enumerate(self.regions))
+        self.regions = self._regions.update(info)
+        changed, mean_conf = _step_stats(info, self.regions, self.previous)
         self.previous = z.detach().clone()
         total = sum(b - a for a, b in self.regions)
-        conf = [info["top1_prob"][i, a:b].float().mean().item() for i, (a, b) in enumerate(self.regions) if b > a]
         header = (
             f"step {info['step'] + 1}/{info['num_steps']}  log-SNR {info['log_snr_s']:+.2f}  "
             f"changed {'-' if changed is None else changed}/{total}  "
-            f"mean top-1 p {sum(conf) / max(len(conf), 1):.2f}"
+            f"mean top-1 p {mean_conf:.2f}"
         )
         B = len(self.regions)
         budget = max(rows - 2, 2)  # lines for the rows under the header (keep the frame on screen)
@@ -95,6 +131,9 @@ class LiveCanvas:
         for i in range(shown):
             a, b = self.regions[i]
             text = sanitize(self.decode(z[i, a:b].tolist()), visible_whitespace=True)
+            ended = self._regions.ended(i)
+            if ended:
+                text += f" {ENDED} {ended} ended"
             prefix = f"[{i + 1}] " if B > 1 else ""
             wrapped = wrap_by_width(prefix + text, cols - 1)
             if len(wrapped) > per_row:
@@ -123,22 +162,18 @@ class BarProgress:
         self.bar = tqdm(
             total=total, desc="denoising", unit="step", file=stream or sys.stderr, leave=True, dynamic_ncols=True
         )
-        self.regions, self.stats, self.previous = regions, stats, None
+        self.regions, self.stats, self.previous = list(regions), stats, None
+        self._regions = _Regions(regions)
 
     def __call__(self, info: dict) -> None:
+        self.regions = self._regions.update(info)
         if self.stats:
-            z = info["z"]
-            changed = 0
-            if self.previous is not None:
-                changed = sum(int((z[i, a:b] != self.previous[i, a:b]).sum()) for i, (a, b) in enumerate(self.regions))
-            self.previous = z.detach().clone()
-            conf = [info["top1_prob"][i, a:b].float().mean().item() for i, (a, b) in enumerate(self.regions) if b > a]
-            self.bar.set_postfix(
-                changed=changed,
-                top1=f"{sum(conf) / max(len(conf), 1):.2f}",
-                log_snr=f"{info['log_snr_s']:+.2f}",
-                refresh=False,
-            )
+            changed, mean_conf = _step_stats(info, self.regions, self.previous)
+            self.previous = info["z"].detach().clone()
+            postfix = dict(changed=changed or 0, top1=f"{mean_conf:.2f}", log_snr=f"{info['log_snr_s']:+.2f}")
+            if "budgets" in info:  # a canvas that sizes itself: the answer positions the rows hold now
+                postfix["budget"] = sum(b - a for a, b in self.regions)
+            self.bar.set_postfix(**postfix, refresh=False)
         self.bar.update(1)
 
     def close(self) -> None:

@@ -108,9 +108,16 @@ class Service:
         callback = (lambda info: frames[0](info)) if canvas_every else None
         job, seed = self.builder.prepare(req, prompt, max_tokens=max_tokens, progress_callback=callback)
         if canvas_every:
+            # (a row may use every column its job shows a progress callback: a growing row more than its budget)
+            width = getattr(job, "frame_width", job.prompt_len) - job.prompt_len
             frames.append(
                 CanvasFrames(
-                    job.canvas, job.prompt_len, job.budgets, canvas_every, lambda frame: ticket.post("frame", frame)
+                    job.canvas,
+                    job.prompt_len,
+                    job.budgets,
+                    canvas_every,
+                    lambda frame: ticket.post("frame", frame),
+                    width=width,
                 )
             )
         ticket.job = job

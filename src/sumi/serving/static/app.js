@@ -11,12 +11,14 @@
     steps: "int", temperature: "float", canvas_length: "int", max_tokens: "int", seed: "int",
     tokens_per_step: "int", top_k: "int", top_p: "float", min_p: "float", canvas_every: "int",
   };
+  // canvases that size themselves: checkboxes sent as `true` when ticked (left out otherwise)
+  const FLAG_FIELDS = ["auto_length", "grow", "shrink"];
   const WHITESPACE_MARKS = { " ": "·", "\n": "↵", "\t": "⇥", "\r": "␍" };
   const MAX_BREAKS_PER_TOKEN = 2;  // a "\n\n\n\n" token in the random canvas should not eat the page
   const REPLAY_FRAME_MS = 120;
 
   const state = {
-    frames: [],        // [{step, numSteps, rows: [{index, ids, tokens, confidence?, changed?, overwrote?}]}]
+    frames: [],        // [{step, numSteps, rows: [{index, budget, ids, tokens, confidence?, changed?, overwrote?}]}]
     prompt: "",        // the prompt as the server laid it out (chat template applied)
     model: null,       // the id /v1/models reports, sent with every request
     controller: null,  // AbortController of the run in flight
@@ -54,6 +56,9 @@
     for (const name of Object.keys(NUMBER_FIELDS)) {
       const value = parseNumber(name);
       if (value !== undefined) body[name] = value;
+    }
+    for (const name of FLAG_FIELDS) {
+      if ($(name).checked) body[name] = true;
     }
     return body;
   }
@@ -183,24 +188,34 @@
     if (run) parent.append(run);
   }
 
+  /** A row's answer ends at its budget; the positions after it (ids the frame still carries) are the
+   *  tail a canvas that sizes itself dropped when the answer shrank. */
+  function hasEnded(row, i) {
+    return typeof row.budget === "number" && i >= row.budget;
+  }
+
   function tokenElement(row, i) {
     const span = document.createElement("span");
     span.className = "tok";
     const text = String(row.tokens?.[i] ?? "");
     const confidence = row.confidence?.[i];
-    if (confidence === undefined || confidence === null) {
+    const ended = hasEnded(row, i);
+    if (ended) {
+      span.classList.add("ended");
+    } else if (confidence === undefined || confidence === null) {
       span.classList.add("noise");
     } else {
       span.style.backgroundColor = confidenceColour(confidence);
     }
-    if (row.changed?.[i]) span.classList.add("changed");
-    if (row.overwrote?.[i]) span.classList.add("overwrote");
+    if (row.changed?.[i] && !ended) span.classList.add("changed");
+    if (row.overwrote?.[i] && !ended) span.classList.add("overwrote");
     if (/^<\|.*\|>$/.test(text)) span.classList.add("special");
     appendVisibleText(span, text, MAX_BREAKS_PER_TOKEN);
     const id = row.ids?.[i];
     span.title = [
       id !== undefined ? `id ${id}` : null,
-      confidence != null ? `confidence ${Number(confidence).toFixed(3)}` : "initial random token",
+      ended ? "ended: past the answer's end (the row shrank)"
+        : confidence != null ? `confidence ${Number(confidence).toFixed(3)}` : "random token",
       row.overwrote?.[i] ? "overwrote a model-written token" : row.changed?.[i] ? "changed this step" : null,
     ].filter(Boolean).join(" · ");
     return span;
@@ -332,10 +347,14 @@
     }
   }
 
-  function summary(final, seconds) {
+  function summary(final, seconds, body) {
     const parts = [`done in ${seconds.toFixed(1)} s`];
     if (final?.num_forwards !== undefined) parts.push(`${final.num_forwards} forwards`);
     if (final?.usage?.completion_tokens !== undefined) parts.push(`${final.usage.completion_tokens} tokens`);
+    const budgets = final?.sumi?.budgets;  // where the canvas sized itself: the budgets it ended with
+    if (Array.isArray(budgets) && FLAG_FIELDS.some((name) => body[name])) parts.push(`budget ${budgets.join(", ")}`);
+    const positions = final?.sumi?.positions;
+    if (Array.isArray(positions)) parts.push(`${positions.reduce((a, b) => a + b, 0)} positions`);
     if (final?.sumi?.seed !== undefined) parts.push(`seed ${final.sumi.seed}`);
     return parts.join(" · ");
   }
@@ -368,7 +387,7 @@
         if (data === "[DONE]") break;
         final = applyEvent(JSON.parse(data)) ?? final;
       }
-      outcome = final ? summary(final, (performance.now() - started) / 1000) : "the stream ended without a result";
+      outcome = final ? summary(final, (performance.now() - started) / 1000, body) : "the stream ended without a result";
       if (!final) showError(outcome);
     } catch (err) {
       if (controller.signal.aborted) {

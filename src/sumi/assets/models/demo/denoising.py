@@ -156,6 +156,28 @@ class CanvasLayout:
         return [[self.prompt_len + n, self.prompt_len + n + 1] for n in self.budgets]
 
 
+class RowBudgets:
+    """Each row's answer budget as a progress callback follows it (for displays): `budgets` after the
+    latest step (a sizing job's `info["budgets"]`; otherwise the layout's stay) and `widest`, the most
+    each row has had since its denoising started (from the probe's choice with
+    `max_new_tokens="auto"`), so that a display can show a shrunk row's dropped tail as ended.
+    `budgets` at construction: the layout's (`CanvasLayout.budgets` before any step)."""
+
+    def __init__(self, budgets: list[int]):
+        self.budgets = list(budgets)
+        self.widest: list[int] | None = None  # (set by the first step)
+
+    def update(self, info: dict) -> list[int]:
+        """Follow step `info`; returns each row's budget before that step."""
+        if self.widest is None:  # the first step: it started from the probe's budgets, or the layout's
+            self.budgets = list(info.get("auto_budgets") or self.budgets)
+            self.widest = list(self.budgets)
+        before = self.budgets
+        self.budgets = list(info.get("budgets", before))
+        self.widest = [max(w, n) for w, n in zip(self.widest, self.budgets)]
+        return before
+
+
 def canvas_layout(
     config,
     prompt_lens: list[int],
@@ -597,6 +619,8 @@ class CanvasJob:
         )
         if self.sizing:
             info["budgets"] = list(self.budgets)
+            if self.auto_budgets is not None:  # (what the denoising started from)
+                info["auto_budgets"] = list(self.auto_budgets)
         return info
 
     # ---- canvas sizing
@@ -967,6 +991,7 @@ __all__ = [
     "SumiGenerationOutput",
     "Trajectory",
     "CanvasLayout",
+    "RowBudgets",
     "canvas_layout",
     "frozen_per_row",
     "Move",

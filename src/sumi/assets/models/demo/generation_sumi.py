@@ -306,7 +306,9 @@ class SumiGenerationMixin:
                 the model saw in training).
             trim_at_eos: cut `.sequences` at the first EOS after the prompt.
             progress_callback: called after each step with a dict (step, num_steps, log_snr_t,
-                log_snr_s, z, top1_z, top1_prob, noise_mask, selected_pos).
+                log_snr_s, z, top1_z, top1_prob, noise_mask, selected_pos; a canvas that sizes
+                itself adds each row's current `budgets` and, with auto, the probe's `auto_budgets`;
+                `sumi.denoising.RowBudgets` follows them for a display).
             generation_config: options not given explicitly are taken from it, then from the
                 model's generation config, then from the defaults above.
             top_k / top_p / min_p: truncate the denoiser distribution before sampling.
