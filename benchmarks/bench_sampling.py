@@ -6,6 +6,8 @@ at 8 forwards, the judge perplexity of 128-step ancestral sampling at an entropy
 
     python benchmarks/bench_sampling.py [--samples 8] [--forwards 4,8,16,32,64,128] \\
         [--json benchmarks/results/bench_sampling_cpu2.json] [--plot docs/sampling-frontier.png]
+    python benchmarks/bench_sampling.py --model runs/demo-fast/export --forwards 4,8,16 \\
+        --only "ancestral,ancestral + greedy tail 1" --reference 176.4,3.93     # a distilled student
 
 Definitions (as in demo_quality.py): gen. PPL = exp(mean judge NLL per judge token) of the decoded
 samples (token-pooled); entropy = Shannon entropy (nats) of each sample's own token histogram,
@@ -28,6 +30,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import sumi  # noqa: E402
 from sumi.analysis.quality import ARJudge, token_entropy  # noqa: E402
+
+# options a variant does not name take these values, not the model's generation config (a distilled
+# student's config may set greedy_tail, which would turn "ancestral" into "ancestral + greedy tail")
+NEUTRAL = dict(greedy_tail=0, temperature=1.0, top_k=None, top_p=None, min_p=None)
 
 
 def variants(canvas: int) -> dict[str, tuple[dict, callable]]:
@@ -105,6 +111,13 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--plot", default=None)
     ap.add_argument("--quick", action="store_true", help="2 samples, 4 and 8 forwards, 32 tokens (a smoke run)")
+    ap.add_argument(
+        "--reference",
+        default=None,
+        metavar="PPL,ENTROPY",
+        help="the goal's reference (default: this run's ancestral at its largest budget), e.g. the teacher's "
+        "128-step numbers when scoring a distilled student at few forwards",
+    )
     args = ap.parse_args()
     if args.quick:
         args.samples, args.forwards, args.new_tokens, args.canvas = 2, "4,8", 32, 64
@@ -124,7 +137,7 @@ def main() -> None:
                 max_new_tokens=args.new_tokens,
                 canvas_length=args.canvas,
                 seed=[args.seed + i for i in range(args.samples)],
-                **fixed,
+                **{**NEUTRAL, **fixed},
                 **spend(f),
             )
             seconds = (time.perf_counter() - t0) / args.samples
@@ -150,12 +163,16 @@ def main() -> None:
     ref = next(
         (r for r in rows if r["variant"] == "ancestral" and r["budget"] == max(r["budget"] for r in rows)), rows[0]
     )
+    if args.reference:
+        ppl, entropy = (float(x) for x in args.reference.split(","))
+        ref = dict(variant="given", budget=None, gen_ppl=ppl, entropy=entropy)
+    ref_name = "given (--reference)" if args.reference else f"ancestral at {ref['budget']} forwards"
     print(
         f"\n## The sampling frontier of `{args.model}` ({args.samples} unconditional samples of {args.new_tokens} "
         f"tokens on a {args.canvas}-token canvas per row; judge {judge.path})\n"
     )
     print(
-        f"Reference: ancestral at {ref['budget']} forwards, judge PPL {ref['gen_ppl']:.1f}, entropy "
+        f"Reference: {ref_name}, judge PPL {ref['gen_ppl']:.1f}, entropy "
         f"{ref['entropy']:.2f}. Goal: the same PPL at 8 forwards, entropy within 0.2 nats.\n"
     )
     print(

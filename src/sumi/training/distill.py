@@ -245,6 +245,7 @@ def _write_chunk(path: Path, tensors: dict[str, torch.Tensor], key: str, rows: r
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        os.chmod(tmp, 0o644)  # (safetensors creates it owner-only)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
