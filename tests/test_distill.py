@@ -323,3 +323,28 @@ def test_unknown_distill_key_and_missing_teacher_folder_are_one_line_errors(tmp_
     recipe = _recipe(tmp_path, teacher)
     assert main(["distill", str(recipe), f"distill.teacher={tmp_path / 'nowhere'}", f"out_dir={tmp_path / 'r'}"]) == 2
     assert "is not a model folder" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the bundled student
+def test_bundled_demo_fast_is_the_demo_architecture_with_its_few_step_settings():
+    """`sumi.load("demo-fast")`: the demo model distilled by recipes/demo-fast.yaml (docs/distillation.md),
+    at most 30 MB, bf16 weights, sampling with 8 forwards by default (ancestral + one greedy step)."""
+    import sumi
+    from sumi.loading import BUNDLED_DIR
+
+    folder = BUNDLED_DIR / "demo-fast"
+    assert sum(f.stat().st_size for f in folder.iterdir()) <= 30 * 2**20
+    assert json.loads((folder / "config.json").read_text())["dtype"] == "bfloat16"
+    gc = json.loads((folder / "generation_config.json").read_text())
+    assert {k: gc[k] for k in ("sampler", "num_denoising_steps", "greedy_tail", "canvas_length")} == {
+        "sampler": "ancestral",
+        "num_denoising_steps": 8,
+        "greedy_tail": 1,
+        "canvas_length": 256,
+    }
+    shape = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+    student, teacher = (json.loads((f / "config.json").read_text()) for f in (folder, DEMO))
+    assert [student[k] for k in shape] == [teacher[k] for k in shape]
+    model, tok = sumi.load("demo-fast")
+    out = model.generate(torch.tensor([[tok.bos_token_id]]), max_new_tokens=16, seed=0)
+    assert out.num_forwards == 8 and out.sequences.shape[1] <= 17
