@@ -249,7 +249,11 @@ def alone(model, tok, case: dict) -> list[str]:
 
 
 def test_concurrent_requests_each_equal_the_request_alone(served):
-    url, model, tok = served
+    assert_concurrent_cases_equal_alone(*served)
+
+
+def assert_concurrent_cases_equal_alone(url: str, model, tok) -> None:
+    """BATCH_CASES sent at once each answer as `generate()` alone, sharing forwards."""
     before = metric(url, "sumi_forwards_total")
     with ThreadPoolExecutor(len(BATCH_CASES)) as pool:
         answers = list(pool.map(lambda c: post(url, "/v1/completions", c, api_key=API_KEY), BATCH_CASES))

@@ -3,13 +3,9 @@ different lengths, samplers and step counts each equal `generate()` alone on the
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 import torch
-from test_serve import API_KEY, BATCH_CASES, alone, metric
-
-from sumi.serving.client import post
+from test_serve import API_KEY, assert_concurrent_cases_equal_alone
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +24,7 @@ def test_bf16_server_turns_batch_invariance_on(served_bf16):
 
 
 def test_bf16_concurrent_requests_each_equal_the_request_alone(served_bf16):
-    url, model, tok = served_bf16
-    before = metric(url, "sumi_forwards_total")
-    with ThreadPoolExecutor(len(BATCH_CASES)) as pool:
-        answers = list(pool.map(lambda c: post(url, "/v1/completions", c, api_key=API_KEY), BATCH_CASES))
-    forwards = metric(url, "sumi_forwards_total") - before
-    for case, (status, body) in zip(BATCH_CASES, answers):
-        assert status == 200, body
-        assert [c["text"] for c in body["choices"]] == alone(model, tok, case), case
-    assert forwards < sum(c["steps"] for c in BATCH_CASES), forwards
+    assert_concurrent_cases_equal_alone(*served_bf16)
 
 
 def test_fp32_server_leaves_the_model_as_it_is():
