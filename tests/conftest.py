@@ -24,6 +24,22 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def torchrun_args(module: str, *args: str, nproc: int = 2) -> list[str]:
+    """The arguments after `python` that run `python -m module args` on `nproc` local gloo ranks."""
+    from sumi.training.distributed import free_port
+
+    return [
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={nproc}",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        "-m",
+        module,
+        *args,
+    ]
+
+
 @pytest.fixture
 def tiny_model():
     from sumi import SumiConfig, SumiForMaskGeneration

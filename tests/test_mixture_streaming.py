@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import torchrun_args
 from test_training import _close, _losses, _run
 from tokenizers import Tokenizer
 
 import sumi
 from sumi.data import PackedDataset, StreamedDataset, prepare_dataset, stats
 from sumi.training import ConfigError, TrainConfig, read_jsonl, train
-from sumi.training.distributed import free_port
 from sumi.training.mixture import open_mixture
 from sumi.training.phases import build_plan
 
@@ -397,18 +397,7 @@ def test_two_processes_match_one_with_a_streamed_source(tmp_path):
     recipe = _recipe(tmp_path, _folder_source(tmp_path), steps=4)
     _run(["-m", "sumi.training", recipe.name, "out_dir=one"], cwd=tmp_path)
     _run(
-        [
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_addr=127.0.0.1",
-            f"--master_port={free_port()}",
-            "-m",
-            "sumi.training",
-            recipe.name,
-            "out_dir=two",
-            "batch.micro_batch_size=2",
-        ],
+        torchrun_args("sumi.training", recipe.name, "out_dir=two", "batch.micro_batch_size=2"),
         cwd=tmp_path,
     )
     one, two = read_jsonl(tmp_path / "one" / "train_log.jsonl"), read_jsonl(tmp_path / "two" / "train_log.jsonl")

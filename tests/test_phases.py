@@ -13,10 +13,10 @@ import sys
 import time
 
 import pytest
+from conftest import torchrun_args
 from test_training import _close, _env, _evals, _losses, _run
 
 from sumi.training import ConfigError, TrainConfig, lr_at, read_jsonl, train
-from sumi.training.distributed import free_port
 from sumi.training.phases import build_plan
 
 # Two synthetic "languages"; phase 1 reads only "general", phase 2 is mostly "code" (a mid-training).
@@ -124,18 +124,7 @@ def test_two_processes_match_one_across_a_phase_boundary(tmp_path):
     (tmp_path / "two.yaml").write_text(TWO_PHASES)
     _run(["-m", "sumi.training", "two.yaml", "out_dir=one"], cwd=tmp_path)
     _run(
-        [
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_addr=127.0.0.1",
-            f"--master_port={free_port()}",
-            "-m",
-            "sumi.training",
-            "two.yaml",
-            "out_dir=two",
-            "batch.micro_batch_size=2",
-        ],
+        torchrun_args("sumi.training", "two.yaml", "out_dir=two", "batch.micro_batch_size=2"),
         cwd=tmp_path,
     )
     one, two = read_jsonl(tmp_path / "one" / "train_log.jsonl"), read_jsonl(tmp_path / "two" / "train_log.jsonl")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import torchrun_args
 
 from sumi.training import (
     ConfigError,
@@ -35,7 +36,6 @@ from sumi.training import (
     read_jsonl,
     train,
 )
-from sumi.training.distributed import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -320,18 +320,7 @@ def test_two_processes_match_one_process(baseline, tmp_path):
     """torchrun with 2 gloo ranks, micro-batch 2 and 2 accumulation steps: the same global batch of 8."""
     (tmp_path / "tiny.yaml").write_text(TINY)
     _run(
-        [
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_addr=127.0.0.1",
-            f"--master_port={free_port()}",
-            "-m",
-            "sumi.training",
-            "tiny.yaml",
-            "out_dir=run",
-            "batch.micro_batch_size=2",
-        ],
+        torchrun_args("sumi.training", "tiny.yaml", "out_dir=run", "batch.micro_batch_size=2"),
         cwd=tmp_path,
     )
     one = read_jsonl(baseline / "run" / "train_log.jsonl")
