@@ -111,6 +111,41 @@ def test_suite_is_deterministic_per_seed_and_its_splits_do_not_overlap():
             assert set(inst.user.split(":", 1)[1].split()) <= hw
 
 
+def test_train_broad_widens_the_words_but_keeps_heldout_words_and_instances_out():
+    from sumi.sft_tasks import lexicon
+
+    hw, lex = heldout_words(), set(lexicon())
+    assert len(lex) > 2000 and not lex & hw
+    for task in TASKS:
+        broad = generate_instances(task, "train_broad", 400, seed=1)
+        assert broad == generate_instances(task, "train_broad", 400, seed=1)
+        held = {i.user for i in generate_instances(task, "heldout", 200, seed=1)}
+        assert not {i.user for i in broad} & held
+        if task in WORD_TASKS:
+            words = [w for i in broad for w in i.user.split(":", 1)[1].split()]
+            assert not set(words) & hw
+            seen = {w for i in generate_instances(task, "train", 400, seed=1) for w in i.user.split(":", 1)[1].split()}
+            new = [w for w in words if w not in seen]
+            assert 0.3 < len(new) / len(words) < 0.7  # about BROAD_WORD_FRACTION from the lexicon
+            assert any(w not in lex for w in new)  # glued compounds
+
+
+def test_split_digits_writes_numbers_digit_by_digit_and_round_trips(tmp_path):
+    from sumi.tokenization import split_digits
+
+    tok = load_tokenizer(DEMO)
+    text = "What is 57 plus 138?\n110, 9"
+    before = tok(text)["input_ids"]
+    assert split_digits(split_digits(tok)) is tok  # idempotent
+    ids = tok(text)["input_ids"]
+    pieces = tok.convert_ids_to_tokens(ids)
+    digits = [p.lstrip("\u0120") for p in pieces if any(c.isdigit() for c in p)]
+    assert digits == list("571381109"), pieces
+    assert ids != before and tok.decode(ids) == text
+    tok.save_pretrained(tmp_path / "tok")
+    assert load_tokenizer(str(tmp_path / "tok"))(text)["input_ids"] == ids
+
+
 def test_suite_answers_follow_the_task_definitions():
     for inst in generate_suite("heldout", 20, seed=3):
         body = inst.user.split(":", 1)[-1].strip()
@@ -279,7 +314,10 @@ def test_export_writes_a_chat_ready_folder(tmp_path):
     import sumi
     from sumi.training.sft import export_sft
 
-    train(_recipe(tmp_path, lora_r=4, steps=2, every=0), [f"out_dir={tmp_path / 'run'}", "eval.at_end=false"])
+    train(
+        _recipe(tmp_path, lora_r=4, steps=2, every=0),
+        [f"out_dir={tmp_path / 'run'}", "eval.at_end=false", "sft.split_digits=true"],
+    )
     out = export_sft(
         tmp_path / "run" / "checkpoints",
         tmp_path / "out",
@@ -290,6 +328,7 @@ def test_export_writes_a_chat_ready_folder(tmp_path):
     inputs = tok.apply_chat_template(
         [{"role": "user", "content": "What is 1 plus 2?"}], add_generation_prompt=True, return_tensors="pt"
     )
+    assert tok.convert_ids_to_tokens(tok("What is 57?")["input_ids"])[-3:] == ["5", "7", "?"]  # split_digits saved
     seq = model.generate(**inputs, seed=0).sequences
     assert seq.shape[1] <= inputs["input_ids"].shape[1] + 16
     assert torch.equal(seq[0, : inputs["input_ids"].shape[1]], inputs["input_ids"][0])

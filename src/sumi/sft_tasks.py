@@ -16,10 +16,18 @@ seed) never appears in training: split "heldout_words" builds every word-task in
 alone. The remaining instances of seen words are split by a hash of the instance's exact text:
 `HELDOUT_INSTANCE_FRACTION` go to "heldout", the rest to "train". So the three splits never share
 an instance, for any sampling seed; the numeric tasks have no "heldout_words" split.
+
+Split "train_broad" is "train" with a wider vocabulary for the word tasks: each word is, with
+probability `BROAD_WORD_FRACTION`, drawn from `lexicon()` (2,400 lowercase whole-word tokens of the
+bundled tokenizer, `assets/sft_lexicon.txt`; sometimes two glued together, so that words span
+several tokens as many suite words do) instead of the seen words. A model trained on 188 words can
+memorise each word's tokens; a few thousand force it to learn to copy and upper-case. Held-out
+words (and instances of "heldout") never appear in it either.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from dataclasses import dataclass
@@ -29,10 +37,12 @@ from .seeding import derive_seed
 
 TASKS = ("add", "sort", "upper", "repeat", "last", "count")
 WORD_TASKS = ("upper", "repeat", "last", "count")
-SPLITS = ("train", "heldout", "heldout_words")
+SPLITS = ("train", "heldout", "heldout_words", "train_broad")
 HELDOUT_WORD_FRACTION = 0.2
 HELDOUT_INSTANCE_FRACTION = 0.1
 SPLIT_SEED = "sft-suite-v1"  # fixed: the splits must not depend on the sampling seed
+BROAD_WORD_FRACTION = 0.5
+COMPOUND_FRACTION = 0.25  # of the lexicon draws: two lexicon words glued ("sunlight"-like)
 
 # Common short English words (lowercase, letters only).
 WORDS = tuple(
@@ -78,15 +88,39 @@ def heldout_words() -> frozenset[str]:
     return frozenset(ranked[: round(len(WORDS) * HELDOUT_WORD_FRACTION)])
 
 
+@functools.cache
+def lexicon() -> tuple[str, ...]:
+    """The wider word list of split "train_broad" (`assets/sft_lexicon.txt`), minus held-out words."""
+    path = Path(__file__).parent / "assets" / "sft_lexicon.txt"
+    held = heldout_words()
+    return tuple(w for w in path.read_text(encoding="utf-8").split() if w not in held)
+
+
+class _BroadWords:
+    """A word source for "train_broad": seen suite words, or lexicon words (sometimes two glued)."""
+
+    def __init__(self, seen: list[str]):
+        self.seen, self.lex, self.held = seen, lexicon(), heldout_words()
+
+    def choice(self, rng: random.Random) -> str:
+        if rng.random() >= BROAD_WORD_FRACTION:
+            return rng.choice(self.seen)
+        while True:
+            word = rng.choice(self.lex) + (rng.choice(self.lex) if rng.random() < COMPOUND_FRACTION else "")
+            if word not in self.held:
+                return word
+
+
 def _is_heldout_instance(task: str, user: str) -> bool:
     return derive_seed(SPLIT_SEED, "instance", task, user) % 10_000 < HELDOUT_INSTANCE_FRACTION * 10_000
 
 
-def _text(rng: random.Random, words: list[str], low: int, high: int) -> str:
-    return " ".join(rng.choice(words) for _ in range(rng.randint(low, high)))
+def _text(rng: random.Random, words: list[str] | _BroadWords, low: int, high: int) -> str:
+    pick = words.choice if isinstance(words, _BroadWords) else lambda r: r.choice(words)
+    return " ".join(pick(rng) for _ in range(rng.randint(low, high)))
 
 
-def _draw(task: str, rng: random.Random, words: list[str]) -> Instance:
+def _draw(task: str, rng: random.Random, words: list[str] | _BroadWords) -> Instance:
     if task == "add":
         a, b = rng.randint(0, 99), rng.randint(0, 99)
         return Instance(task, f"What is {a} plus {b}?", str(a + b))
@@ -111,7 +145,7 @@ def _draw(task: str, rng: random.Random, words: list[str]) -> Instance:
 
 
 def generate_instances(task: str, split: str, n: int, *, seed: int = 0) -> list[Instance]:
-    """`n` instances of `task` in `split` ("train", "heldout" or "heldout_words"), drawn from
+    """`n` instances of `task` in `split` ("train", "heldout", "heldout_words", "train_broad"), drawn from
     `random.Random(derive_seed(seed, task, split))`: the same list for the same arguments.
     Instances may repeat within a split (small instance spaces); never across splits."""
     if task not in TASKS:
@@ -121,7 +155,9 @@ def generate_instances(task: str, split: str, n: int, *, seed: int = 0) -> list[
     if split == "heldout_words" and task not in WORD_TASKS:
         raise ValueError(f"task {task!r} has no words: split 'heldout_words' exists for {', '.join(WORD_TASKS)}")
     held = heldout_words()
-    words = sorted(held) if split == "heldout_words" else [w for w in WORDS if w not in held]
+    words: list[str] | _BroadWords = sorted(held) if split == "heldout_words" else [w for w in WORDS if w not in held]
+    if split == "train_broad":
+        words = _BroadWords(words)
     want_heldout = split == "heldout"
     rng = random.Random(derive_seed("sft-suite", seed, task, split))
     out: list[Instance] = []
@@ -193,6 +229,7 @@ __all__ = [
     "WORDS",
     "Instance",
     "heldout_words",
+    "lexicon",
     "generate_instances",
     "generate_suite",
     "write_suite_jsonl",

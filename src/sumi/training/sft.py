@@ -125,12 +125,15 @@ def read_conversations(
 
 
 def load_sft_tokenizer(config) -> Any:
-    """The run's tokenizer (`sft.tokenizer`, else the model folder's) with its chat template
+    """The run's tokenizer (`sft.tokenizer`, else the model folder's; digits split with
+    `sft.split_digits`) with its chat template
     (`sft.chat_template`, else its own, else the default), checked to mark the assistant turn."""
-    from ..tokenization import load_tokenizer
+    from ..tokenization import load_tokenizer, split_digits
 
     name = config.sft.tokenizer or config.model.path
     tok = load_tokenizer(name)
+    if config.sft.split_digits:
+        split_digits(tok)
     if config.sft.chat_template:
         tok.chat_template = Path(config.sft.chat_template).read_text(encoding="utf-8")
     ensure_chat_template(tok)
