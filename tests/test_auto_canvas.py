@@ -615,8 +615,14 @@ def test_bench_auto_canvas_quick(tmp_path):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "| configuration | positions | vs fixed | forwards | exact match | mean budget |" in proc.stdout
-    tables = json.loads(out.read_text())["tables"]
+    assert "| configuration | positions | vs fixed | exact match | mean budget | add |" in proc.stdout
+    assert "| task | best fixed | exact | positions | auto |" in proc.stdout
+    result = json.loads(out.read_text())
+    tables = result["tables"]
+    for checks in result["goals"].values():  # the goal check recomputed from the per-task numbers
+        for g in checks:
+            want = g["auto_exact"] >= g["best_exact"] and g["auto_positions"] <= 0.6 * g["best_positions"]
+            assert g["met"] == (None if g["best_exact"] == 0 else want)
     for rows in tables.values():
         by = {r["config"]: r for r in rows}
         assert by["max_new_tokens=auto"]["positions"] < by["fixed (generation config)"]["positions"]
