@@ -60,7 +60,7 @@ def prompt_ids(tok, text: str) -> list[int]:
 
 
 def metric(url: str, name: str) -> float:
-    for line in get_text(url, "/metrics").splitlines():
+    for line in get_text(url, "/metrics", api_key=API_KEY).splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} is not in /metrics")
@@ -422,7 +422,7 @@ def test_completion_stream_carries_canvas_frames_and_append_only_text(served, cl
 
 def test_metrics_are_prometheus_text(served):
     url, _, _ = served
-    text = get_text(url, "/metrics")
+    text = get_text(url, "/metrics", api_key=API_KEY)
     samples = {}
     for line in text.splitlines():
         if line.startswith("#"):

@@ -185,6 +185,7 @@ BAD_REQUESTS = [
     ),
     ("wrong key", "POST", "/v1/completions", GOOD, {"Authorization": "Bearer sk-wrong"}, 401, None, "invalid_api_key"),
     ("no key", "POST", "/v1/completions", GOOD, {"Authorization": ""}, 401, None, "invalid_api_key"),
+    ("metrics without the key", "GET", "/metrics", None, {"Authorization": ""}, 401, None, "invalid_api_key"),
 ]
 
 
@@ -221,12 +222,13 @@ def test_the_server_still_serves_after_the_bad_requests(url):
     assert status == 200 and answer["choices"][0]["text"] is not None
     status, answer = post(url, "/v1/chat/completions", CHAT, api_key=KEY)
     assert status == 200 and answer["choices"][0]["message"]["role"] == "assistant"
-    metrics = get_text(url, "/metrics")
+    metrics = get_text(url, "/metrics", api_key=KEY)
     assert 'sumi_requests_total{status="500"}' not in metrics
+    assert json.loads(get_text(url, "/health"))["status"] == "ok"  # probes need no key
 
 
 def metric(url: str, name: str) -> float:
-    line = next(line for line in get_text(url, "/metrics").splitlines() if line.startswith(name + " "))
+    line = next(line for line in get_text(url, "/metrics", api_key=KEY).splitlines() if line.startswith(name + " "))
     return float(line.split()[1])
 
 

@@ -209,7 +209,7 @@ def create_app(model, tokenizer, settings: ServeSettings | None = None) -> FastA
     app.state.service = service
     _install_error_handlers(app)
     app.include_router(_api_routes(service), dependencies=[Depends(_key_check(settings.api_key))])
-    _add_plain_routes(app, service)
+    _add_plain_routes(app, service, _key_check(settings.api_key))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=service.metrics)
     return app
@@ -253,7 +253,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return APIError(500, f"internal error ({type(exc).__name__})", code="internal_error").response()
 
 
-def _add_plain_routes(app: FastAPI, service: Service) -> None:
+def _add_plain_routes(app: FastAPI, service: Service, key_check) -> None:
+    """/health and the page stay open (load-balancer probes; the page asks for the key itself);
+    /metrics (traffic numbers) needs the key when the server has one, as Prometheus can send it."""
+
     @app.get("/health")
     async def health() -> JSONResponse:
         s = service.scheduler
@@ -265,7 +268,7 @@ def _add_plain_routes(app: FastAPI, service: Service) -> None:
         }
         return JSONResponse(body, status_code=200 if s.alive else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[Depends(key_check)])
     async def metrics() -> PlainTextResponse:
         s = service.scheduler
         text = service.metrics.render(s.queue_depth, s.live_rows, service.settings.max_batch_rows)

@@ -76,7 +76,8 @@ def post(url: str, path: str, body: dict, *, api_key: str | None = None, timeout
     return status, parsed
 
 
-def get_text(url: str, path: str, timeout: float = 30.0) -> str:
-    with Connection(url, timeout=timeout) as c:
+def get_text(url: str, path: str, *, api_key: str | None = None, timeout: float = 30.0) -> str:
+    """One GET on a fresh connection: the body as text (whatever the status)."""
+    with Connection(url, api_key=api_key, timeout=timeout) as c:
         resp = c.request("GET", path)
         return resp.read().decode("utf-8")
