@@ -422,6 +422,7 @@ def test_completion_stream_carries_canvas_frames_and_append_only_text(served, cl
 
 def test_metrics_are_prometheus_text(served):
     url, _, _ = served
+    assert post(url, "/v1/completions", dict(prompt="x", max_tokens=8, **FAST), api_key=API_KEY)[0] == 200
     text = get_text(url, "/metrics", api_key=API_KEY)
     samples = {}
     for line in text.splitlines():
