@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,31 +97,30 @@ def lexicon() -> tuple[str, ...]:
     return tuple(w for w in path.read_text(encoding="utf-8").split() if w not in held)
 
 
-class _BroadWords:
-    """A word source for "train_broad": seen suite words, or lexicon words (sometimes two glued)."""
+def _broad_picker(seen: list[str]) -> Callable[[random.Random], str]:
+    """The word source of "train_broad": a seen suite word, or a lexicon word (sometimes two glued)."""
+    lex, held = lexicon(), heldout_words()
 
-    def __init__(self, seen: list[str]):
-        self.seen, self.lex, self.held = seen, lexicon(), heldout_words()
-
-    def choice(self, rng: random.Random) -> str:
+    def pick(rng: random.Random) -> str:
         if rng.random() >= BROAD_WORD_FRACTION:
-            return rng.choice(self.seen)
+            return rng.choice(seen)
         while True:
-            word = rng.choice(self.lex) + (rng.choice(self.lex) if rng.random() < COMPOUND_FRACTION else "")
-            if word not in self.held:
+            word = rng.choice(lex) + (rng.choice(lex) if rng.random() < COMPOUND_FRACTION else "")
+            if word not in held:
                 return word
+
+    return pick
 
 
 def _is_heldout_instance(task: str, user: str) -> bool:
     return derive_seed(SPLIT_SEED, "instance", task, user) % 10_000 < HELDOUT_INSTANCE_FRACTION * 10_000
 
 
-def _text(rng: random.Random, words: list[str] | _BroadWords, low: int, high: int) -> str:
-    pick = words.choice if isinstance(words, _BroadWords) else lambda r: r.choice(words)
+def _text(rng: random.Random, pick: Callable[[random.Random], str], low: int, high: int) -> str:
     return " ".join(pick(rng) for _ in range(rng.randint(low, high)))
 
 
-def _draw(task: str, rng: random.Random, words: list[str] | _BroadWords) -> Instance:
+def _draw(task: str, rng: random.Random, pick: Callable[[random.Random], str]) -> Instance:
     if task == "add":
         a, b = rng.randint(0, 99), rng.randint(0, 99)
         return Instance(task, f"What is {a} plus {b}?", str(a + b))
@@ -132,9 +132,9 @@ def _draw(task: str, rng: random.Random, words: list[str] | _BroadWords) -> Inst
             ", ".join(map(str, sorted(nums))),
         )
     if task == "upper":
-        text = _text(rng, words, 2, 5)
+        text = _text(rng, pick, 2, 5)
         return Instance(task, f"Write this in capital letters: {text}", text.upper())
-    text = _text(rng, words, 2, 8)
+    text = _text(rng, pick, 2, 8)
     if task == "repeat":
         return Instance(task, f"Repeat exactly: {text}", text)
     if task == "last":
@@ -155,14 +155,13 @@ def generate_instances(task: str, split: str, n: int, *, seed: int = 0) -> list[
     if split == "heldout_words" and task not in WORD_TASKS:
         raise ValueError(f"task {task!r} has no words: split 'heldout_words' exists for {', '.join(WORD_TASKS)}")
     held = heldout_words()
-    words: list[str] | _BroadWords = sorted(held) if split == "heldout_words" else [w for w in WORDS if w not in held]
-    if split == "train_broad":
-        words = _BroadWords(words)
+    words = sorted(held) if split == "heldout_words" else [w for w in WORDS if w not in held]
+    pick = _broad_picker(words) if split == "train_broad" else lambda r: r.choice(words)
     want_heldout = split == "heldout"
     rng = random.Random(derive_seed("sft-suite", seed, task, split))
     out: list[Instance] = []
     while len(out) < n:
-        inst = _draw(task, rng, words)
+        inst = _draw(task, rng, pick)
         if split == "heldout_words" or _is_heldout_instance(task, inst.user) == want_heldout:
             out.append(inst)
     return out
