@@ -21,8 +21,16 @@ from sumi.atomic import write_text_atomic
 from sumi.generation_sumi import GENERATION_DEFAULTS
 from sumi.sft_tasks import score_suite
 
-SHOWN = ("canvas_length", "max_new_tokens", "sampler", "temperature", "tokens_per_step", "num_denoising_steps")
-SHOWN += ("stop_on_cycle",)
+# the generation settings recorded with the scores
+SHOWN = (
+    "canvas_length",
+    "max_new_tokens",
+    "sampler",
+    "temperature",
+    "tokens_per_step",
+    "num_denoising_steps",
+    "stop_on_cycle",
+)
 
 
 def main() -> None:
