@@ -382,9 +382,9 @@ def test_sumi_chat_settings_max_new_tokens_auto_probes_what_fits(instruct, monke
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "max_new_tokens = 'auto'" and "max_new_tokens=auto" in out[1]
     assert not [line for line in out if line.startswith("error:")], out
-    # auto: the probe's cap is what fits the canvas after the prompt (demo-instruct's generation config: 64)
+    # auto: the probe's cap is what fits the canvas after the prompt (demo-instruct's generation config)
     messages = [{"role": "user", "content": question}]
-    fits = 64 - len(chat_prompt_ids(instruct[1], messages)) - 2
+    fits = instruct[0].generation_config.canvas_length - len(chat_prompt_ids(instruct[1], messages)) - 2
     auto, ref = chat_reference(instruct, messages, max_new_tokens="auto", seed=0)
     capped, _ = chat_reference(instruct, messages, max_new_tokens="auto", auto_max_new_tokens=fits, seed=0)
     assert auto == capped and ref.auto_budgets.item() < fits  # (the model puts EOS early: a smaller canvas)
