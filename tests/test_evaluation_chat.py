@@ -117,7 +117,7 @@ def test_chat_answers_use_the_generation_config_and_only_the_options_given(instr
     gc = model.generation_config
     assert SumiEvaluator(model, tok).chat_options() == {"max_new_tokens": gc.max_new_tokens}
     given = SumiEvaluator(model, tok, num_denoising_steps=4, canvas_length=128, batch_size=3)
-    assert given.chat_options() == {"num_denoising_steps": 4, "canvas_length": 128, "max_new_tokens": 64}
+    assert given.chat_options() == {"num_denoising_steps": 4, "canvas_length": 128, "max_new_tokens": gc.max_new_tokens}
     assert given.chat_options(max_gen_toks=16)["max_new_tokens"] == 16  # a budget given wins
     given.set(max_gen_toks=20)
     assert given.chat_options(default_gen_toks=256)["max_new_tokens"] == 20
@@ -128,7 +128,8 @@ def test_chat_answers_use_the_generation_config_and_only_the_options_given(instr
         gc.max_new_tokens = old
 
 
-def test_sumi_eval_chat_end_to_end(tmp_path, capsys):
+def test_sumi_eval_chat_end_to_end(tmp_path, capsys, instruct):
+    gc = instruct[0].generation_config
     out = tmp_path / "chat"
     args = ["eval", "--offline", "all", "--chat", "--model", "demo-instruct", "--data-dir", str(BENCH)]
     args += ["--limit-gen", "1", "--steps", "4", "--canvas-length", "256", "--allow-code-execution"]
@@ -140,11 +141,12 @@ def test_sumi_eval_chat_end_to_end(tmp_path, capsys):
         assert 0.0 <= r["metrics"][r["primary"]] <= 1.0 and r["n"] == 1, name
         chat = r["settings"]["chat"]
         assert chat["template"] == "tokenizer" and r["settings"]["num_fewshot"] == 0
-        # the generation config (adaptive, T = 0, 4 tokens per step, 64 new tokens), the options given over it
+        # the generation config (sampler, temperature, tokens per step, budget), the options given over it
         g = chat["generation"]
-        assert (g["sampler"], g["temperature"], g["tokens_per_step"], g["max_new_tokens"]) == ("adaptive", 0.0, 4, 64)
+        own = (gc.sampler, gc.temperature, gc.tokens_per_step, gc.max_new_tokens)
+        assert (g["sampler"], g["temperature"], g["tokens_per_step"], g["max_new_tokens"]) == own
         assert (g["num_denoising_steps"], g["canvas_length"]) == (4, 256)
-        assert r["settings"]["max_gen_toks"] == 64
+        assert r["settings"]["max_gen_toks"] == gc.max_new_tokens
         sample = json.loads((out / f"samples_{name}.jsonl").read_text().splitlines()[0])
         assert isinstance(sample["completion"], str)
     assert results["results"]["mbpp"]["settings"]["until"] == []
@@ -157,7 +159,7 @@ def test_few_shot_chat_run_through_the_python_api(evaluator):
     r = evaluate_task(evaluator, "gsm8k", BENCH, num_fewshot=2, chat=True, max_gen_toks=8)
     assert r["n"] == 2 and r["settings"]["num_fewshot"] == 2 and r["settings"]["max_gen_toks"] == 8
     assert r["settings"]["chat"]["generation"]["max_new_tokens"] == 8
-    assert r["settings"]["truncated_inputs"] == 2  # 2-shot prompts overflow demo-instruct's 64-token canvas
+    assert r["settings"]["truncated_inputs"] == 2  # 2-shot prompts overflow demo-instruct's short canvas
     assert all(isinstance(s["completion"], str) for s in r["samples"])
     with pytest.raises(ValueError, match="no chat format"):
         evaluate_task(evaluator, "piqa", BENCH, chat=True)
