@@ -41,14 +41,13 @@ def variants(canvas: int) -> dict[str, tuple[dict, callable]]:
     return {
         "ancestral": (dict(sampler="ancestral"), lambda f: dict(num_denoising_steps=f)),
         "ancestral + greedy tail 1": (dict(sampler="ancestral", greedy_tail=1), lambda f: dict(num_denoising_steps=f)),
-        "ancestral T=0.95 + greedy tail 1": (
-            dict(sampler="ancestral", greedy_tail=1, temperature=0.95),
-            lambda f: dict(num_denoising_steps=f),
-        ),
-        "ancestral T=0.9 + greedy tail 1": (
-            dict(sampler="ancestral", greedy_tail=1, temperature=0.9),
-            lambda f: dict(num_denoising_steps=f),
-        ),
+        **{
+            f"ancestral T={t} + greedy tail 1": (
+                dict(sampler="ancestral", greedy_tail=1, temperature=t),
+                lambda f: dict(num_denoising_steps=f),
+            )
+            for t in (0.95, 0.9)
+        },
         "predictor-corrector c=1": (
             dict(sampler="predictor_corrector", corrector_steps=1),
             lambda f: dict(num_denoising_steps=max(1, f // 2)),
