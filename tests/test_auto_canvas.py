@@ -429,14 +429,22 @@ def test_sumi_eval_chat_with_auto_budget_pays_fewer_positions_and_records_them(t
     for r, samples in ((fixed, fixed_samples), (auto, auto_samples)):
         assert r["n"] == 2 and 0.0 <= r["metrics"]["exact_match"] <= 1.0  # scored as usual
         assert r["settings"]["positions"] == sum(s["positions"] for s in samples) > 0
-    # the generation config's budget (64) is the probe's cap; each answer got what the probe chose
-    assert fixed["settings"]["max_gen_toks"] == 64 and "sizing" not in fixed["settings"]
+    # the generation config's budget is the probe's cap; each answer got what the probe chose
+    import sumi
+
+    budget = sumi.load("demo-instruct")[0].generation_config.max_new_tokens
+    assert fixed["settings"]["max_gen_toks"] == budget and "sizing" not in fixed["settings"]
     s = auto["settings"]
-    assert s["max_gen_toks"] == "auto" and s["auto_max_new_tokens"] == 64
+    assert s["max_gen_toks"] == "auto" and s["auto_max_new_tokens"] == budget
     assert s["sizing"] == {"shrink": True, "shrink_patience": 2} and results["model"]["shrink"] is True
     g = s["chat"]["generation"]
-    assert (g["max_new_tokens"], g["auto_max_new_tokens"], g["shrink"], g["shrink_patience"]) == ("auto", 64, True, 2)
-    assert all(x["budget"] <= x["auto_budget"] <= 64 for x in auto_samples)
+    assert (g["max_new_tokens"], g["auto_max_new_tokens"], g["shrink"], g["shrink_patience"]) == (
+        "auto",
+        budget,
+        True,
+        2,
+    )
+    assert all(x["budget"] <= x["auto_budget"] <= budget for x in auto_samples)
     assert all(x["budget"] < y["budget"] for x, y in zip(auto_samples, fixed_samples))
     assert s["positions"] < fixed["settings"]["positions"]
 
@@ -460,7 +468,7 @@ def test_runner_api_auto_budget_on_plain_prompts(instruct):
     assert results["results"]["gsm8k"]["samples"] == auto["samples"] and results["model"]["max_gen_toks"] == "auto"
     assert SumiEvaluator(model, tok, max_gen_toks="auto").chat_options(default_gen_toks=256) == {
         "max_new_tokens": "auto",
-        "auto_max_new_tokens": 64,  # the generation config's budget, as without auto
+        "auto_max_new_tokens": model.generation_config.max_new_tokens,  # its budget, as without auto
     }
     with pytest.raises(ValueError, match="max_gen_toks must be a positive integer or 'auto'"):
         SumiEvaluator(model, tok, max_gen_toks="lots")
