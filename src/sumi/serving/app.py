@@ -208,8 +208,9 @@ def create_app(model, tokenizer, settings: ServeSettings | None = None) -> FastA
     app = FastAPI(title="sumi", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
     _install_error_handlers(app)
-    app.include_router(_api_routes(service), dependencies=[Depends(_key_check(settings.api_key))])
-    _add_plain_routes(app, service, _key_check(settings.api_key))
+    key_check = _key_check(settings.api_key)
+    app.include_router(_api_routes(service), dependencies=[Depends(key_check)])
+    _add_plain_routes(app, service, key_check)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=service.metrics)
     return app
