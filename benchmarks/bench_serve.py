@@ -267,12 +267,12 @@ def main() -> None:
     # 8-row forward of the server. Sharing a forward saves per-forward overhead and weight reads,
     # not arithmetic: when one row already keeps the cores busy, no scheduler passes this ratio.
     one_row = forward_seconds(model, args.canvas, 1)
-    ceiling = 8 * one_row / forward_seconds(model, args.canvas, 8)
     if invariant:
         # the baseline above is plain generate(), the fastest way to run one request at a time; the
-        # server's answers are compared with generate() in the server's batch-invariant mode
+        # server's answers (and forwards) are generate()'s in the server's batch-invariant mode
         model.set_batch_invariant(ROW_BLOCK)
-        ceiling = 8 * one_row / forward_seconds(model, args.canvas, 8)  # the server's forwards are invariant
+    ceiling = 8 * one_row / forward_seconds(model, args.canvas, 8)
+    if invariant:
         blocked = [generate_alone(model, codec, body) for body in requests]
         expected = [r[0] for r in blocked]
     del model
