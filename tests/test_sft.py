@@ -146,6 +146,28 @@ def test_split_digits_writes_numbers_digit_by_digit_and_round_trips(tmp_path):
     assert load_tokenizer(str(tmp_path / "tok"))(text)["input_ids"] == ids
 
 
+def test_split_letters_spells_words_and_leaves_special_tokens_whole(tmp_path):
+    from sumi.tokenization import split_digits, split_letters
+
+    tok = split_digits(load_tokenizer(DEMO))
+    text = "Write this: cat, HELLO 42"
+    assert split_letters(split_letters(tok)) is tok  # idempotent
+    ids = tok(text)["input_ids"]
+    # one token per character (ASCII: one byte each), whatever the tokenizer's merges
+    assert [tok.decode([i]) for i in ids] == list(text)
+    assert tok.decode(ids) == text
+    assert tok.decode(tok("Élan")["input_ids"]) == "Élan"  # a two-byte letter still round-trips
+    # upper-casing maps token to token: the same number of tokens, position by position
+    low, up = tok("hello world")["input_ids"], tok("HELLO WORLD")["input_ids"]
+    assert len(low) == len(up) == len("hello world")
+    eos = tok.eos_token
+    assert tok.convert_ids_to_tokens(tok(f"ab{eos}")["input_ids"])[-1] == eos  # special token whole
+    tok.save_pretrained(tmp_path / "tok")
+    again = load_tokenizer(str(tmp_path / "tok"))
+    assert again(text)["input_ids"] == ids
+    assert split_letters(again).backend_tokenizer.pre_tokenizer.__repr__().count("Split(") == 1
+
+
 def test_suite_answers_follow_the_task_definitions():
     for inst in generate_suite("heldout", 20, seed=3):
         body = inst.user.split(":", 1)[-1].strip()
@@ -316,7 +338,7 @@ def test_export_writes_a_chat_ready_folder(tmp_path):
 
     train(
         _recipe(tmp_path, lora_r=4, steps=2, every=0),
-        [f"out_dir={tmp_path / 'run'}", "eval.at_end=false", "sft.split_digits=true"],
+        [f"out_dir={tmp_path / 'run'}", "eval.at_end=false", "sft.split_digits=true", "sft.split_letters=true"],
     )
     out = export_sft(
         tmp_path / "run" / "checkpoints",
@@ -329,6 +351,7 @@ def test_export_writes_a_chat_ready_folder(tmp_path):
         [{"role": "user", "content": "What is 1 plus 2?"}], add_generation_prompt=True, return_tensors="pt"
     )
     assert tok.convert_ids_to_tokens(tok("What is 57?")["input_ids"])[-3:] == ["5", "7", "?"]  # split_digits saved
+    assert tok.convert_ids_to_tokens(tok("cat")["input_ids"]) == ["c", "a", "t"]  # split_letters saved
     seq = model.generate(**inputs, seed=0).sequences
     assert seq.shape[1] <= inputs["input_ids"].shape[1] + 16
     assert torch.equal(seq[0, : inputs["input_ids"].shape[1]], inputs["input_ids"][0])

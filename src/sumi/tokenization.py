@@ -98,12 +98,32 @@ def split_digits(tokenizer: Any) -> Any:
     Saved with the tokenizer (tokenizer.json). Idempotent."""
     from tokenizers import pre_tokenizers
 
+    return _prepend_pre_tokenizer(tokenizer, pre_tokenizers.Digits(individual_digits=True), "Digits(")
+
+
+def split_letters(tokenizer: Any) -> Any:
+    """Make `tokenizer` write every letter as its own token (a `Split` on each Unicode letter in
+    front of its own pre-tokenizer), in place; returns it. A word then reads as its spelling, so
+    copying and upper-casing work letter by letter and carry over to words never seen in training
+    ("cat" -> c a t, "CAT" -> C A T; a space is its own token). Special tokens are untouched.
+    Saved with the tokenizer (tokenizer.json). Idempotent."""
+    from tokenizers import Regex, pre_tokenizers
+
+    return _prepend_pre_tokenizer(tokenizer, pre_tokenizers.Split(Regex(LETTER_PATTERN), "isolated"), LETTER_PATTERN)
+
+
+LETTER_PATTERN = r"\p{L}"
+
+
+def _prepend_pre_tokenizer(tokenizer: Any, pre: Any, marker: str) -> Any:
+    """Put `pre` in front of `tokenizer`'s pre-tokenizer unless one whose repr contains `marker` is there."""
+    from tokenizers import pre_tokenizers
+
     backend = _backend(tokenizer)
     current = backend.pre_tokenizer
-    if "Digits(" in repr(current):
+    if marker in repr(current):
         return tokenizer
-    digits = pre_tokenizers.Digits(individual_digits=True)
-    backend.pre_tokenizer = digits if current is None else pre_tokenizers.Sequence([digits, current])
+    backend.pre_tokenizer = pre if current is None else pre_tokenizers.Sequence([pre, current])
     return tokenizer
 
 
@@ -362,6 +382,7 @@ class ByteTokenizer:
 
 __all__ = [
     "split_digits",
+    "split_letters",
     "encode_user_text",
     "DOLMA2",
     "BOS_TOKEN",

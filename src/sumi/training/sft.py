@@ -125,15 +125,17 @@ def read_conversations(
 
 
 def load_sft_tokenizer(config) -> Any:
-    """The run's tokenizer (`sft.tokenizer`, else the model folder's; digits split with
-    `sft.split_digits`) with its chat template
+    """The run's tokenizer (`sft.tokenizer`, else the model folder's; digits and letters split
+    with `sft.split_digits` / `sft.split_letters`) with its chat template
     (`sft.chat_template`, else its own, else the default), checked to mark the assistant turn."""
-    from ..tokenization import load_tokenizer, split_digits
+    from ..tokenization import load_tokenizer, split_digits, split_letters
 
     name = config.sft.tokenizer or config.model.path
     tok = load_tokenizer(name)
     if config.sft.split_digits:
         split_digits(tok)
+    if config.sft.split_letters:
+        split_letters(tok)
     if config.sft.chat_template:
         tok.chat_template = Path(config.sft.chat_template).read_text(encoding="utf-8")
     ensure_chat_template(tok)

@@ -18,7 +18,8 @@ class SFTSection:
     `tokenizer`: a folder or name for `sumi.tokenization.load_tokenizer` (default: the model's
     folder); `chat_template`: a Jinja file replacing the tokenizer's template (default: its own,
     else `sumi.chat_template.DEFAULT_CHAT_TEMPLATE`). `split_digits`: write numbers digit by digit
-    (`sumi.tokenization.split_digits`; saved with the exported tokenizer).
+    (`sumi.tokenization.split_digits`); `split_letters`: write words letter by letter
+    (`sumi.tokenization.split_letters`); both saved with the exported tokenizer.
     The canvas (``data.seq_len`` tokens): clean prompt, answer + EOS, padding, the EOS,BOS anchors
     at ``prompt + answer_tokens`` (0: at the end of the canvas, as `generate()` places them when
     the budget fills the canvas), filler after them. `supervise`: score the "last" assistant turn
@@ -37,6 +38,7 @@ class SFTSection:
     tokenizer: str | None = None
     chat_template: str | None = None
     split_digits: bool = False
+    split_letters: bool = False
     supervise: str = "last"
     padding: str = "eos"
     answer_tokens: int = 0
