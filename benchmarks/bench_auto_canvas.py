@@ -14,8 +14,10 @@ forwards x canvas positions.
 Configurations: fixed budgets (the generation config's; 8, 16 and 32 answer tokens with the canvas
 cut after their anchors by `skip_tail`; the full budget with `skip_tail`) and the self-sizing ones (`max_new_tokens="auto"`, with `shrink`, with
 `grow`). The goal check of issue 16, per task: an auto configuration meets it when its exact match
-is at least that of the best fixed budget (most exact, then fewest positions) at no more than 60 %
-of that budget's positions.
+is at least that of the best fixed budget at no more than 60 % of that budget's positions. Two
+readings of "the best fixed budget", both checked: the one budget a user would pick for the whole
+suite (most exact overall, then fewest positions) and, stricter, an oracle that picks the best
+budget for each task separately (most exact on the task, then fewest positions).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ CONFIGS = {
     "fixed, budget 8": dict(max_new_tokens=8, skip_tail=True),
     "fixed, budget 16": dict(max_new_tokens=16, skip_tail=True),
     "fixed, budget 32": dict(max_new_tokens=32, skip_tail=True),
+    "fixed, budget 64": dict(max_new_tokens=64, skip_tail=True),
     "fixed + skip_tail": dict(skip_tail=True),
     "max_new_tokens=auto": dict(max_new_tokens="auto"),
     "auto + shrink": dict(max_new_tokens="auto", shrink=True),
@@ -98,15 +101,21 @@ def measure(model, tok, instances, prompts, name: str, options: dict) -> dict:
     )
 
 
-def goal_check(rows: list[dict]) -> list[dict]:
-    """Per task: the best fixed budget and, for each auto configuration, whether it meets the goal."""
+def goal_check(rows: list[dict], per_task_oracle: bool = False) -> list[dict]:
+    """Per task: the best fixed budget (the suite's best one, or each task's with `per_task_oracle`)
+    and, for each auto configuration, whether it meets the goal."""
     by = {r["config"]: r for r in rows}
+    fixed = [by[c] for c in FIXED if c in by]
+    if not fixed:
+        return []
+    overall = max(fixed, key=lambda r: (r["exact"], -r["positions"]))
     out = []
     for task in TASKS:
-        fixed = [by[c] for c in FIXED if c in by and task in by[c]["per_task"]]
-        if not fixed:
+        if task not in overall["per_task"]:
             continue
-        best = max(fixed, key=lambda r: (r["per_task"][task]["exact"], -r["per_task"][task]["positions"]))
+        best = overall
+        if per_task_oracle:
+            best = max(fixed, key=lambda r: (r["per_task"][task]["exact"], -r["per_task"][task]["positions"]))
         b = best["per_task"][task]
         for c in AUTO:
             if c not in by or task not in by[c]["per_task"]:
@@ -176,7 +185,8 @@ def main() -> None:
             if args.configs is not None and str(c) not in args.configs.split(","):
                 continue
             rows.append(measure(model, tok, instances, prompts, name, {**base, **options}))
-        tables[base_name], goals[base_name] = rows, goal_check(rows)
+        tables[base_name] = rows
+        goals[base_name] = {"suite's best budget": goal_check(rows), "per-task oracle": goal_check(rows, True)}
         first = rows[0]["positions"]
         print(f"\n{args.model}, {len(instances)} held-out suite instances, {base_name}\n")
         print("| configuration | positions | vs fixed | exact match | mean budget | " + " | ".join(TASKS) + " |")
@@ -190,11 +200,15 @@ def main() -> None:
                 f"| {r['config']} | {r['positions']} | {r['positions'] / first:.2f} | "
                 f"{r['exact']}/{r['instances']} | {r['mean_budget']} | {cells} |"
             )
-        if goals[base_name]:
-            print(f"\ngoal (auto >= best fixed exact at <= {GOAL_FRACTION:.0%} of its positions), {base_name}\n")
+        for reading, checks in goals[base_name].items():
+            if not checks:
+                continue
+            print(
+                f"\ngoal (auto >= best fixed exact at <= {GOAL_FRACTION:.0%} of its positions; {reading}), {base_name}\n"
+            )
             print("| task | best fixed | exact | positions | auto | exact | positions | ratio | met |")
             print("|---|---|---:|---:|---|---:|---:|---:|---|")
-            for g in goals[base_name]:
+            for g in checks:
                 print(
                     f"| {g['task']} | {g['best_fixed']} | {g['best_exact']}/{g['instances']} | {g['best_positions']} | "
                     f"{g['auto']} | {g['auto_exact']}/{g['instances']} | {g['auto_positions']} | {g['ratio']:.2f} | "
