@@ -48,6 +48,14 @@ def variants(canvas: int) -> dict[str, tuple[dict, callable]]:
             )
             for t in (0.95, 0.9)
         },
+        # truncation instead of temperature: drop the unlikely tail of each prediction
+        **{
+            f"ancestral {k}={v} + greedy tail 1": (
+                dict(sampler="ancestral", greedy_tail=1, **{k: v}),
+                lambda f: dict(num_denoising_steps=f),
+            )
+            for k, v in (("top_p", 0.95), ("top_p", 0.9), ("min_p", 0.02), ("min_p", 0.05), ("min_p", 0.1))
+        },
         "predictor-corrector c=1": (
             dict(sampler="predictor_corrector", corrector_steps=1),
             lambda f: dict(num_denoising_steps=max(1, f // 2)),
@@ -114,6 +122,14 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--judge", default="smollm2")
     ap.add_argument("--only", default=None, help="comma-separated variant names (default: all)")
+    ap.add_argument(
+        "--ancestral",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE,...",
+        help="add a variant: ancestral with these generate() options (greedy_tail defaults to 1), e.g. "
+        "'temperature=1.05,min_p=0.02' or 'greedy_tail=0,min_p=0.05' (repeatable)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     ap.add_argument("--plot", default=None)
@@ -135,6 +151,22 @@ def main() -> None:
     chosen = variants(args.canvas)
     if args.only:
         chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
+    for spec in args.ancestral:
+        opts = {k.strip(): float(v) for k, v in (kv.split("=", 1) for kv in spec.split(",") if kv.strip())}
+        bad = sorted(set(opts) - {"temperature", "top_p", "min_p", "top_k", "greedy_tail"})
+        if bad:
+            ap.error(
+                f"--ancestral {spec!r}: options must be temperature, top_p, min_p, top_k or greedy_tail, got {bad}"
+            )
+        opts = {"greedy_tail": 1, **opts}
+        for k in ("top_k", "greedy_tail"):
+            if k in opts:
+                opts[k] = int(opts[k])
+        tail = opts.pop("greedy_tail")
+        name = " ".join(["ancestral", *(f"{k}={v:g}" for k, v in opts.items())])
+        name += f" + greedy tail {tail}" if tail else ""
+        opts["greedy_tail"] = tail
+        chosen[name] = (dict(sampler="ancestral", **opts), lambda f: dict(num_denoising_steps=f))
     rows, started = [], time.time()
     for name, (fixed, spend) in chosen.items():
         for f in [int(x) for x in args.forwards.split(",")]:
