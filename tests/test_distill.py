@@ -328,7 +328,8 @@ def test_unknown_distill_key_and_missing_teacher_folder_are_one_line_errors(tmp_
 # ----------------------------------------------------------------------------- the bundled student
 def test_bundled_demo_fast_is_the_demo_architecture_with_its_few_step_settings():
     """`sumi.load("demo-fast")`: the demo model distilled by recipes/demo-fast.yaml (docs/distillation.md),
-    at most 30 MB, bf16 weights, sampling with 8 forwards by default (ancestral + one greedy step)."""
+    at most 30 MB, bf16 weights, sampling with 8 forwards by default (ancestral, top-p 0.8: the setting
+    that met the 8-forward goal of issue 16 on two seed sets, benchmarks/results/bench_sampling_demo_fast_cpu2.md)."""
     import sumi
     from sumi.loading import BUNDLED_DIR
 
@@ -336,10 +337,11 @@ def test_bundled_demo_fast_is_the_demo_architecture_with_its_few_step_settings()
     assert sum(f.stat().st_size for f in folder.iterdir()) <= 30 * 2**20
     assert json.loads((folder / "config.json").read_text())["dtype"] == "bfloat16"
     gc = json.loads((folder / "generation_config.json").read_text())
-    assert {k: gc[k] for k in ("sampler", "num_denoising_steps", "greedy_tail", "canvas_length")} == {
+    assert {k: gc[k] for k in ("sampler", "num_denoising_steps", "greedy_tail", "top_p", "canvas_length")} == {
         "sampler": "ancestral",
         "num_denoising_steps": 8,
-        "greedy_tail": 1,
+        "greedy_tail": 0,
+        "top_p": 0.8,
         "canvas_length": 256,
     }
     shape = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
