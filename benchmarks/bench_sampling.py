@@ -76,6 +76,25 @@ def variants(canvas: int) -> dict[str, tuple[dict, callable]]:
     }
 
 
+ANCESTRAL_KEYS = {"temperature": float, "top_p": float, "min_p": float, "top_k": int, "greedy_tail": int}
+
+
+def ancestral_variant(spec: str) -> tuple[str, dict]:
+    """`--ancestral "top_p=0.8,greedy_tail=0"` -> (its name, its generate() options); greedy_tail defaults to 1."""
+    options: dict = dict(sampler="ancestral", greedy_tail=1)
+    for item in filter(None, (kv.strip() for kv in spec.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in ANCESTRAL_KEYS:
+            raise ValueError(f"expected KEY=VALUE with KEY in {', '.join(ANCESTRAL_KEYS)}, got {item!r}")
+        try:
+            options[key] = ANCESTRAL_KEYS[key](value)
+        except ValueError:
+            raise ValueError(f"{key} needs a {ANCESTRAL_KEYS[key].__name__}, got {value!r}") from None
+    knobs = [f"{k}={v:g}" for k, v in options.items() if k not in ("sampler", "greedy_tail")]
+    tail = options["greedy_tail"]
+    return " ".join(["ancestral", *knobs]) + (f" + greedy tail {tail}" if tail else ""), options
+
+
 def machine() -> str:
     cpu = next(
         (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
@@ -152,21 +171,11 @@ def main() -> None:
     if args.only:
         chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
     for spec in args.ancestral:
-        opts = {k.strip(): float(v) for k, v in (kv.split("=", 1) for kv in spec.split(",") if kv.strip())}
-        bad = sorted(set(opts) - {"temperature", "top_p", "min_p", "top_k", "greedy_tail"})
-        if bad:
-            ap.error(
-                f"--ancestral {spec!r}: options must be temperature, top_p, min_p, top_k or greedy_tail, got {bad}"
-            )
-        opts = {"greedy_tail": 1, **opts}
-        for k in ("top_k", "greedy_tail"):
-            if k in opts:
-                opts[k] = int(opts[k])
-        tail = opts.pop("greedy_tail")
-        name = " ".join(["ancestral", *(f"{k}={v:g}" for k, v in opts.items())])
-        name += f" + greedy tail {tail}" if tail else ""
-        opts["greedy_tail"] = tail
-        chosen[name] = (dict(sampler="ancestral", **opts), lambda f: dict(num_denoising_steps=f))
+        try:
+            name, options = ancestral_variant(spec)
+        except ValueError as e:
+            ap.error(f"--ancestral {spec!r}: {e}")
+        chosen[name] = (options, lambda f: dict(num_denoising_steps=f))
     rows, started = [], time.time()
     for name, (fixed, spend) in chosen.items():
         for f in [int(x) for x in args.forwards.split(",")]:
