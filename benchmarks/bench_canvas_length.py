@@ -22,7 +22,7 @@ Three parts, in one run:
    with seed + i; judged by the external judge of `benchmarks/bench_sampling.py` (generative
    perplexity, lower is better, with a 95 % bootstrap interval over the samples; sample entropy in
    nats, low = repetitive), with held-out text of the same length as a reference.
-3. Instruct model (`--instruct`, fine-tuned on 64-token canvases), exact match against canvas length
+3. Instruct model (`--instruct`, fine-tuned on 160-token canvases), exact match against canvas length
    on the held-out split of the synthetic suite (`sumi.sft_tasks`, `--per-task` instances per task),
    prompts rendered by the chat template and answered by `sumi.chat_template.answer_prompts` with the
    model's generation config and only `canvas_length` overridden (row i seeded with seed + i, as
@@ -473,7 +473,9 @@ def main() -> None:
     ap.add_argument("--data", default="runs/demo/data", help="prepared data (its validation split is held out)")
     ap.add_argument("--parts", default="nelbo,generation,instruct")
     ap.add_argument("--base-train-length", type=int, default=256, help="recipes/demo-gpu.yaml data.seq_len")
-    ap.add_argument("--instruct-train-length", type=int, default=64, help="recipes/demo-instruct.yaml data.seq_len")
+    ap.add_argument(
+        "--instruct-train-length", type=int, default=160, help="recipes/demo-instruct-stage3.yaml data.seq_len"
+    )
     ap.add_argument("--nelbo-lengths", default="32,64,128,192,256,384,512")
     ap.add_argument("--nelbo-chunks", type=int, default=8, help="held-out chunks of lcm(lengths) tokens")
     ap.add_argument(
@@ -499,7 +501,7 @@ def main() -> None:
     if args.quick:
         args.nelbo_lengths, args.nelbo_chunks, args.nelbo_samples = "32,64", 1, 2
         args.gen_lengths, args.gen_samples, args.gen_steps, args.new_tokens = "19,32", 2, 4, 16
-        args.sft_lengths, args.per_task = "32,64", 1
+        args.sft_lengths, args.per_task = "96,160", 1
     if args.threads:
         torch.set_num_threads(args.threads)
     parts = set(args.parts.split(","))

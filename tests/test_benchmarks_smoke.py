@@ -113,8 +113,8 @@ def test_bench_canvas_length_quick(tmp_path):
     assert [(r["canvas"], r["tail"]) for r in data["generation"]["rows"]] == [(19, 0), (32, 13)]
     assert all(lo <= r["gen_ppl"] <= hi for r in data["generation"]["rows"] for lo, hi in [r["gen_ppl_ci95"]])
     rows = data["instruct"]["rows"]
-    assert {(r["variant"], r["canvas"]) for r in rows} == {(v, L) for v in ("config", "edits scale") for L in (32, 64)}
-    at_64 = [r for r in rows if r["canvas"] == 64]
-    assert all(r["fit"] == r["n"] == 6 for r in at_64) and at_64[0]["accuracy"] == at_64[1]["accuracy"]
+    assert {(r["variant"], r["canvas"]) for r in rows} == {(v, L) for v in ("config", "edits scale") for L in (96, 160)}
+    at_160 = [r for r in rows if r["canvas"] == 160]  # the training length: every prompt fits, edits unscaled
+    assert all(r["fit"] == r["n"] == 6 for r in at_160) and at_160[0]["accuracy"] == at_160[1]["accuracy"]
     assert all(r["forward_positions"] <= r["forwards"] * r["canvas"] for r in rows if r["fit"])
     assert data["weights"]["base"]["sha256"] and plot.stat().st_size > 0
