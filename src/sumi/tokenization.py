@@ -91,6 +91,9 @@ def _is_dolma2_json(d: dict) -> bool:
     )
 
 
+LETTER_PATTERN = r"\p{L}"  # every Unicode letter: what split_letters isolates
+
+
 def split_digits(tokenizer: Any) -> Any:
     """Make `tokenizer` write every number digit by digit (a `Digits` pre-tokenizer in front of its
     own), in place; returns it. "57" and " 57" then share the tokens 5, 7, so a number reads the
@@ -110,9 +113,6 @@ def split_letters(tokenizer: Any) -> Any:
     from tokenizers import Regex, pre_tokenizers
 
     return _prepend_pre_tokenizer(tokenizer, pre_tokenizers.Split(Regex(LETTER_PATTERN), "isolated"), LETTER_PATTERN)
-
-
-LETTER_PATTERN = r"\p{L}"
 
 
 def _prepend_pre_tokenizer(tokenizer: Any, pre: Any, marker: str) -> Any:
