@@ -23,6 +23,12 @@ bundled tokenizer, `assets/sft_lexicon.txt`; sometimes two glued together, so th
 several tokens as many suite words do) instead of the seen words. A model trained on 188 words can
 memorise each word's tokens; a few thousand force it to learn to copy and upper-case. Held-out
 words (and instances of "heldout") never appear in it either.
+
+Split "train_focus" is "train_broad" leaning on what a small model gets wrong: `FOCUS_WEIGHTS` more
+instances of the numeric tasks and counting, and, with probability `FOCUS_HARD_FRACTION`, an instance
+from the hard end of the task (a one-digit operand; one-digit numbers or a repeat among those to
+sort; 6-8 words to count). One-digit numbers are one token where others are two, so the answer's
+length moves with them; uniform draws rarely make them. Held-out instances stay out as above.
 """
 
 from __future__ import annotations
@@ -38,12 +44,14 @@ from .seeding import derive_seed
 
 TASKS = ("add", "sort", "upper", "repeat", "last", "count")
 WORD_TASKS = ("upper", "repeat", "last", "count")
-SPLITS = ("train", "heldout", "heldout_words", "train_broad")
+SPLITS = ("train", "heldout", "heldout_words", "train_broad", "train_focus")
 HELDOUT_WORD_FRACTION = 0.2
 HELDOUT_INSTANCE_FRACTION = 0.1
 SPLIT_SEED = "sft-suite-v1"  # fixed: the splits must not depend on the sampling seed
 BROAD_WORD_FRACTION = 0.5
 COMPOUND_FRACTION = 0.25  # of the lexicon draws: two lexicon words glued ("sunlight"-like)
+FOCUS_WEIGHTS = {"add": 2, "sort": 3, "upper": 1, "repeat": 1, "last": 1, "count": 2}  # instances per round
+FOCUS_HARD_FRACTION = 0.5
 
 # Common short English words (lowercase, letters only).
 WORDS = tuple(
@@ -120,12 +128,19 @@ def _text(rng: random.Random, pick: Callable[[random.Random], str], low: int, hi
     return " ".join(pick(rng) for _ in range(rng.randint(low, high)))
 
 
-def _draw(task: str, rng: random.Random, pick: Callable[[random.Random], str]) -> Instance:
+def _number(rng: random.Random, hard: bool) -> int:
+    return rng.randint(0, 9) if hard and rng.random() < 0.5 else rng.randint(0, 99)
+
+
+def _draw(task: str, rng: random.Random, pick: Callable[[random.Random], str], hard: bool = False) -> Instance:
+    """One instance of `task`; `hard` draws from the hard end of the task (split "train_focus")."""
     if task == "add":
-        a, b = rng.randint(0, 99), rng.randint(0, 99)
+        a, b = (_number(rng, hard), _number(rng, hard)) if hard else (rng.randint(0, 99), rng.randint(0, 99))
         return Instance(task, f"What is {a} plus {b}?", str(a + b))
     if task == "sort":
-        nums = [rng.randint(0, 99) for _ in range(rng.randint(3, 6))]
+        nums = [_number(rng, hard) for _ in range(rng.randint(3, 6))]
+        if hard and rng.random() < 0.25:
+            nums[rng.randrange(len(nums))] = rng.choice(nums)
         return Instance(
             task,
             "Sort these numbers from smallest to largest: " + ", ".join(map(str, nums)),
@@ -134,7 +149,7 @@ def _draw(task: str, rng: random.Random, pick: Callable[[random.Random], str]) -
     if task == "upper":
         text = _text(rng, pick, 2, 5)
         return Instance(task, f"Write this in capital letters: {text}", text.upper())
-    text = _text(rng, pick, 2, 8)
+    text = _text(rng, pick, 6 if hard and task == "count" else 2, 8)
     if task == "repeat":
         return Instance(task, f"Repeat exactly: {text}", text)
     if task == "last":
@@ -145,7 +160,7 @@ def _draw(task: str, rng: random.Random, pick: Callable[[random.Random], str]) -
 
 
 def generate_instances(task: str, split: str, n: int, *, seed: int = 0) -> list[Instance]:
-    """`n` instances of `task` in `split` ("train", "heldout", "heldout_words", "train_broad"), drawn from
+    """`n` instances of `task` in `split` (one of `SPLITS`), drawn from
     `random.Random(derive_seed(seed, task, split))`: the same list for the same arguments.
     Instances may repeat within a split (small instance spaces); never across splits."""
     if task not in TASKS:
@@ -156,24 +171,34 @@ def generate_instances(task: str, split: str, n: int, *, seed: int = 0) -> list[
         raise ValueError(f"task {task!r} has no words: split 'heldout_words' exists for {', '.join(WORD_TASKS)}")
     held = heldout_words()
     words = sorted(held) if split == "heldout_words" else [w for w in WORDS if w not in held]
-    pick = _broad_picker(words) if split == "train_broad" else lambda r: r.choice(words)
+    pick = _broad_picker(words) if split in ("train_broad", "train_focus") else lambda r: r.choice(words)
     want_heldout = split == "heldout"
     rng = random.Random(derive_seed("sft-suite", seed, task, split))
     out: list[Instance] = []
     while len(out) < n:
-        inst = _draw(task, rng, pick)
+        hard = split == "train_focus" and rng.random() < FOCUS_HARD_FRACTION
+        inst = _draw(task, rng, pick, hard)
         if split == "heldout_words" or _is_heldout_instance(task, inst.user) == want_heldout:
             out.append(inst)
     return out
 
 
 def generate_suite(split: str, per_task: int, *, seed: int = 0, tasks: tuple[str, ...] = TASKS) -> list[Instance]:
-    """`per_task` instances of each task in `split` (tasks without that split skipped), interleaved
-    task by task so that any prefix is balanced."""
-    lists = [
-        generate_instances(t, split, per_task, seed=seed) for t in tasks if split != "heldout_words" or t in WORD_TASKS
+    """`per_task` instances of each task in `split` (tasks without that split skipped; "train_focus"
+    takes `FOCUS_WEIGHTS[task]` times as many), interleaved round by round so that any prefix keeps
+    the mix."""
+    weights = {t: FOCUS_WEIGHTS[t] if split == "train_focus" else 1 for t in tasks}
+    lists = {
+        t: generate_instances(t, split, per_task * weights[t], seed=seed)
+        for t in tasks
+        if split != "heldout_words" or t in WORD_TASKS
+    }
+    return [
+        inst
+        for i in range(per_task)
+        for t, insts in lists.items()
+        for inst in insts[i * weights[t] : (i + 1) * weights[t]]
     ]
-    return [inst for group in zip(*lists) for inst in group]
 
 
 def write_suite_jsonl(path: str | Path, split: str, per_task: int, *, seed: int = 0) -> Path:
