@@ -8,6 +8,10 @@ at 8 forwards, the judge perplexity of 128-step ancestral sampling at an entropy
         [--json benchmarks/results/bench_sampling_cpu2.json] [--plot docs/sampling-frontier.png]
     python benchmarks/bench_sampling.py --model runs/demo-fast/export --forwards 4,8,16 \\
         --only "ancestral,ancestral + greedy tail 1" --reference 176.4,3.93     # a distilled student
+    python benchmarks/bench_sampling.py --student demo-fast ...    # the student beside the samplers
+
+`--student MODEL` adds one curve: that model (a distilled student) with its own generation config's
+sampler at each budget, on the same prompts, seeds and judge.
 
 Definitions (as in demo_quality.py): gen. PPL = exp(mean judge NLL per judge token) of the decoded
 samples (token-pooled); entropy = Shannon entropy (nats) of each sample's own token histogram,
@@ -49,6 +53,7 @@ def variants(canvas: int) -> dict[str, tuple[dict, callable]]:
             for t in (0.95, 0.9)
         },
         # truncation instead of temperature: drop the unlikely tail of each prediction
+        "ancestral top_p=0.8": (dict(sampler="ancestral", top_p=0.8), lambda f: dict(num_denoising_steps=f)),
         **{
             f"ancestral {k}={v} + greedy tail 1": (
                 dict(sampler="ancestral", greedy_tail=1, **{k: v}),
@@ -149,6 +154,7 @@ def main() -> None:
         help="add a variant: ancestral with these generate() options (greedy_tail defaults to 1), e.g. "
         "'temperature=1.05,min_p=0.02' or 'greedy_tail=0,min_p=0.05' (repeatable)",
     )
+    ap.add_argument("--student", default=None, help="also a distilled student with its generation config's sampler")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     ap.add_argument("--plot", default=None)
@@ -176,11 +182,21 @@ def main() -> None:
         except ValueError as e:
             ap.error(f"--ancestral {spec!r}: {e}")
         chosen[name] = (options, lambda f: dict(num_denoising_steps=f))
+    runs = [(name, model, fixed, spend) for name, (fixed, spend) in chosen.items()]
+    if args.student:
+        student, _ = sumi.load(args.student)
+        student.eval()
+        cfg = student.generation_config
+        # its own sampler and truncation (what it set, not transformers' defaults such as top_k=50)
+        own = {"sampler": cfg.sampler, **{k: v for k, v in cfg.to_diff_dict().items() if k in NEUTRAL}}
+        runs.append(
+            (f"student {args.student} ({cfg.sampler}, its config)", student, own, lambda f: dict(num_denoising_steps=f))
+        )
     rows, started = [], time.time()
-    for name, (fixed, spend) in chosen.items():
+    for name, net, fixed, spend in runs:
         for f in [int(x) for x in args.forwards.split(",")]:
             t0 = time.perf_counter()
-            out = model.generate(
+            out = net.generate(
                 prompt,
                 max_new_tokens=args.new_tokens,
                 canvas_length=args.canvas,
