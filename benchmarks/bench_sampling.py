@@ -137,6 +137,26 @@ def plot(rows: list[dict], reference: dict, path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
+SAME_RUN = ("model", "samples", "canvas", "new_tokens", "judge", "seed")
+
+
+def earlier_rows(args, ap) -> list[dict]:
+    """The rows of `--extend`'s run, if it was measured under the same settings as this one."""
+    try:
+        with open(args.extend) as f:
+            earlier = json.load(f)
+        differ = [k for k in SAME_RUN if earlier["args"][k] != getattr(args, k)]
+        rows = earlier["rows"]
+    except (OSError, ValueError, KeyError) as e:
+        ap.error(f"--extend {args.extend!r}: not a bench_sampling --json file ({e})")
+    if differ:
+        ap.error(
+            f"--extend {args.extend!r} was measured with other "
+            + ", ".join(f"{k} ({earlier['args'][k]!r}, here {getattr(args, k)!r})" for k in differ)
+        )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="demo")
@@ -155,6 +175,14 @@ def main() -> None:
         "'temperature=1.05,min_p=0.02' or 'greedy_tail=0,min_p=0.05' (repeatable)",
     )
     ap.add_argument("--student", default=None, help="also a distilled student with its generation config's sampler")
+    ap.add_argument(
+        "--extend",
+        default=None,
+        metavar="JSON",
+        help="an earlier run's --json with the same model, samples, canvas, tokens, judge and seed: its rows "
+        "are kept and only the (sampler, forwards) pairs it lacks are measured (the samples are seeded, so a "
+        "pair measured again gives the same numbers)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     ap.add_argument("--plot", default=None)
@@ -192,9 +220,12 @@ def main() -> None:
         runs.append(
             (f"student {args.student} ({cfg.sampler}, its config)", student, own, lambda f: dict(num_denoising_steps=f))
         )
-    rows, started = [], time.time()
+    rows, started = earlier_rows(args, ap) if args.extend else [], time.time()
+    done = {(r["variant"], r["budget"]) for r in rows}
     for name, net, fixed, spend in runs:
         for f in [int(x) for x in args.forwards.split(",")]:
+            if (name, f) in done:
+                continue
             t0 = time.perf_counter()
             out = net.generate(
                 prompt,
@@ -224,6 +255,8 @@ def main() -> None:
                 f"{name} @ {f}: {rows[-1]['forwards']:.1f} forwards, PPL {ppl:.1f}, entropy {rows[-1]['entropy']:.2f}",
                 file=sys.stderr,
             )
+    order = {name: i for i, name in enumerate(dict.fromkeys(r["variant"] for r in rows))}
+    rows.sort(key=lambda r: (order[r["variant"]], r["budget"]))  # an extended run's new budgets in place
     ref = next(
         (r for r in rows if r["variant"] == "ancestral" and r["budget"] == max(r["budget"] for r in rows)), rows[0]
     )
