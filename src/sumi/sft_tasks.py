@@ -129,13 +129,14 @@ def _text(rng: random.Random, pick: Callable[[random.Random], str], low: int, hi
 
 
 def _number(rng: random.Random, hard: bool) -> int:
+    """0-99; from the hard end (`hard`), one digit half the time (uniform draws consume the same randomness)."""
     return rng.randint(0, 9) if hard and rng.random() < 0.5 else rng.randint(0, 99)
 
 
 def _draw(task: str, rng: random.Random, pick: Callable[[random.Random], str], hard: bool = False) -> Instance:
     """One instance of `task`; `hard` draws from the hard end of the task (split "train_focus")."""
     if task == "add":
-        a, b = (_number(rng, hard), _number(rng, hard)) if hard else (rng.randint(0, 99), rng.randint(0, 99))
+        a, b = _number(rng, hard), _number(rng, hard)
         return Instance(task, f"What is {a} plus {b}?", str(a + b))
     if task == "sort":
         nums = [_number(rng, hard) for _ in range(rng.randint(3, 6))]
