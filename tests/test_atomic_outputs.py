@@ -87,15 +87,15 @@ def test_export_replaces_only_a_previous_export(tmp_path, checkpoints):
     size = (out / "model.safetensors").stat().st_size
     export_checkpoint(checkpoints, out)  # a previous export: replaced (float32 now)
     assert (out / "model.safetensors").stat().st_size > size
-    (out / "tokenizer.json").write_text("{}")
-    with pytest.raises(FileExistsError, match=r"holds files an export does not write \(tokenizer.json\)"):
+    (out / "README.md").write_text("{}")
+    with pytest.raises(FileExistsError, match=r"holds files an export does not write \(README.md\)"):
         export_checkpoint(checkpoints, out)
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "todo.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not a model folder"):
         export_checkpoint(checkpoints, notes)
-    assert (notes / "todo.txt").read_text() == "keep me" and (out / "tokenizer.json").is_file()
+    assert (notes / "todo.txt").read_text() == "keep me" and (out / "README.md").is_file()
 
 
 # ----------------------------------------------------------------------------- sumi.atomic

@@ -393,6 +393,42 @@ def test_export_writes_a_chat_ready_folder(tmp_path):
     assert torch.equal(seq[0, : inputs["input_ids"].shape[1]], inputs["input_ids"][0])
 
 
+def test_sumi_export_of_an_sft_checkpoint_is_chat_ready_and_replaces_only_an_export(tmp_path, capsys):
+    """`sumi export` reads the task from the checkpoint: an SFT run gets its tokenizer and its recipe's
+    generation settings, as `sumi sft --export` writes them; it replaces an earlier export, nothing else."""
+    import json
+
+    from sumi.cli import main as sumi_main
+    from sumi.training.sft import export_sft
+
+    generation = {"canvas_length": 48, "max_new_tokens": 16, "num_denoising_steps": 3}
+    train(
+        _recipe(tmp_path, steps=2, every=0),
+        [f"out_dir={tmp_path / 'run'}", "eval.at_end=false", f"sft.generation={json.dumps(generation)}"],
+    )
+    ckpt = tmp_path / "run" / "checkpoints"
+    export_sft(ckpt, tmp_path / "direct", generation=generation)
+    assert sumi_main(["export", str(ckpt), str(tmp_path / "cli"), "--dtype", "bfloat16"]) == 0
+    written = {p.name for p in (tmp_path / "cli").iterdir()}
+    assert written == {p.name for p in (tmp_path / "direct").iterdir()}
+    assert {"tokenizer.json", "tokenizer_config.json", "generation_config.json"} <= written
+    gen = json.loads((tmp_path / "cli" / "generation_config.json").read_text())
+    assert {k: gen[k] for k in generation} == generation
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (tmp_path / "cli" / name).read_text() == (tmp_path / "direct" / name).read_text()
+    tok_config = json.loads((tmp_path / "cli" / "tokenizer_config.json").read_text())
+    assert "local_files_only" not in tok_config and "is_local" not in tok_config  # offline here, not there
+    # again into the same folder: an earlier export is replaced (both ways) ...
+    assert sumi_main(["export", str(ckpt), str(tmp_path / "cli")]) == 0
+    export_sft(ckpt, tmp_path / "cli", generation=generation)
+    # ... a folder holding anything else is not, and says why
+    (tmp_path / "cli" / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert sumi_main(["export", str(ckpt), str(tmp_path / "cli")]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert (tmp_path / "cli" / "notes.txt").read_text() == "mine"
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")

@@ -29,6 +29,9 @@ instances of the numeric tasks and counting, and, with probability `FOCUS_HARD_F
 from the hard end of the task (a one-digit operand; one-digit numbers or a repeat among those to
 sort; 6-8 words to count). One-digit numbers are one token where others are two, so the answer's
 length moves with them; uniform draws rarely make them. Held-out instances stay out as above.
+
+Split "train_sort" draws like "train_focus" with `SORT_WEIGHTS`: six sorts per round against one of
+each other task, for a model that has the other five and still writes a number twice when sorting.
 """
 
 from __future__ import annotations
@@ -44,14 +47,16 @@ from .seeding import derive_seed
 
 TASKS = ("add", "sort", "upper", "repeat", "last", "count")
 WORD_TASKS = ("upper", "repeat", "last", "count")
-SPLITS = ("train", "heldout", "heldout_words", "train_broad", "train_focus")
+SPLITS = ("train", "heldout", "heldout_words", "train_broad", "train_focus", "train_sort")
 HELDOUT_WORD_FRACTION = 0.2
 HELDOUT_INSTANCE_FRACTION = 0.1
 SPLIT_SEED = "sft-suite-v1"  # fixed: the splits must not depend on the sampling seed
 BROAD_WORD_FRACTION = 0.5
 COMPOUND_FRACTION = 0.25  # of the lexicon draws: two lexicon words glued ("sunlight"-like)
 FOCUS_WEIGHTS = {"add": 2, "sort": 3, "upper": 1, "repeat": 1, "last": 1, "count": 2}  # instances per round
-FOCUS_HARD_FRACTION = 0.5
+SORT_WEIGHTS = {"add": 1, "sort": 6, "upper": 1, "repeat": 1, "last": 1, "count": 1}
+SPLIT_WEIGHTS = {"train_focus": FOCUS_WEIGHTS, "train_sort": SORT_WEIGHTS}  # other splits: one of each task
+FOCUS_HARD_FRACTION = 0.5  # of the instances of "train_focus" and "train_sort"
 
 # Common short English words (lowercase, letters only).
 WORDS = tuple(
@@ -172,12 +177,12 @@ def generate_instances(task: str, split: str, n: int, *, seed: int = 0) -> list[
         raise ValueError(f"task {task!r} has no words: split 'heldout_words' exists for {', '.join(WORD_TASKS)}")
     held = heldout_words()
     words = sorted(held) if split == "heldout_words" else [w for w in WORDS if w not in held]
-    pick = _broad_picker(words) if split in ("train_broad", "train_focus") else lambda r: r.choice(words)
+    pick = _broad_picker(words) if split.startswith("train_") else lambda r: r.choice(words)
     want_heldout = split == "heldout"
     rng = random.Random(derive_seed("sft-suite", seed, task, split))
     out: list[Instance] = []
     while len(out) < n:
-        hard = split == "train_focus" and rng.random() < FOCUS_HARD_FRACTION
+        hard = split in SPLIT_WEIGHTS and rng.random() < FOCUS_HARD_FRACTION
         inst = _draw(task, rng, pick, hard)
         if split == "heldout_words" or _is_heldout_instance(task, inst.user) == want_heldout:
             out.append(inst)
@@ -185,10 +190,10 @@ def generate_instances(task: str, split: str, n: int, *, seed: int = 0) -> list[
 
 
 def generate_suite(split: str, per_task: int, *, seed: int = 0, tasks: tuple[str, ...] = TASKS) -> list[Instance]:
-    """`per_task` instances of each task in `split` (tasks without that split skipped; "train_focus"
-    takes `FOCUS_WEIGHTS[task]` times as many), interleaved round by round so that any prefix keeps
-    the mix."""
-    weights = {t: FOCUS_WEIGHTS[t] if split == "train_focus" else 1 for t in tasks}
+    """`per_task` instances of each task in `split` (tasks without that split skipped; a split of
+    `SPLIT_WEIGHTS` takes its weight times as many), interleaved round by round so that any prefix
+    keeps the mix."""
+    weights = {t: SPLIT_WEIGHTS.get(split, {}).get(t, 1) for t in tasks}
     lists = {
         t: generate_instances(t, split, per_task * weights[t], seed=seed)
         for t in tasks

@@ -31,6 +31,8 @@ from typing import Any
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from .atomic import write_text_atomic
+
 DOLMA2 = "dolma2"
 BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, UNK_TOKEN = "<|beginoftext|>", "<|endoftext|>", "<|pad|>", "<|endoftext|>"
 BOS_ID, EOS_ID, PAD_ID = 100256, 100257, 100277
@@ -228,9 +230,22 @@ def make_sumi_tokenizer(tokenizer: Any = DOLMA2) -> PreTrainedTokenizerFast:
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, save_directory: str | os.PathLike) -> tuple[str, ...]:
     """Write `tokenizer.json` + `tokenizer_config.json` into `save_directory` (created if needed), so
     that `AutoTokenizer.from_pretrained(save_directory)` and `load_tokenizer(save_directory)` give
-    the same tokenizer back (for Sumi's: bos 100256, eos 100257, pad 100277)."""
+    the same tokenizer back (for Sumi's: bos 100256, eos 100257, pad 100277). A chat template stays
+    inside `tokenizer_config.json`; how this copy was loaded (offline, from a local folder) is not
+    recorded, so the folder loads the same on a machine with a hub."""
     Path(save_directory).mkdir(parents=True, exist_ok=True)
-    return tuple(tokenizer.save_pretrained(str(save_directory)))
+    files = tuple(tokenizer.save_pretrained(str(save_directory), save_jinja_files=False))
+    config_path = Path(save_directory) / "tokenizer_config.json"
+    if config_path.is_file():
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        kept = {k: v for k, v in config.items() if k not in _LOAD_OPTIONS}
+        if kept != config:
+            write_text_atomic(config_path, json.dumps(kept, indent=2, ensure_ascii=False) + "\n")
+    return files
+
+
+# `from_pretrained` options that transformers copies into tokenizer_config.json on save
+_LOAD_OPTIONS = ("local_files_only", "is_local", "cache_dir", "force_download", "token", "revision", "subfolder")
 
 
 # ----------------------------------------------------------------------------- loading

@@ -4,6 +4,8 @@
     config = TrainConfig.from_yaml("recipes/tiny-cpu.yaml", ["steps=50"])
     result = train(config)                       # 1 process, or under torchrun: N processes
     export_checkpoint(config.checkpoint_dir(), "my-model")   # a normal HF folder
+    export_model(config.checkpoint_dir(), "my-model")        # the same, plus tokenizer and generation
+                                                             # settings for an SFT or distillation run
 
 Command line: ``sumi train RECIPE.yaml [key.sub=value ...] [--resume] [--dry-run]``,
 ``torchrun --nproc_per_node=N -m sumi.training RECIPE.yaml``.
@@ -29,6 +31,7 @@ from .config import (
     TrainConfig,
 )
 from .dryrun import dry_run_report, memory_per_rank, parameter_counts
+from .export import export_model
 from .loss import DiffusionTrainingModule, fused_head_loss
 from .noise import StepNoise, draw_step_noise
 from .optim import build_optimizer, lr_at, param_groups
@@ -50,6 +53,7 @@ __all__ = [
     "TrainResult",
     "read_jsonl",
     "export_checkpoint",
+    "export_model",
     "find_latest_checkpoint",
     "list_checkpoints",
     "verify_checkpoint",

@@ -323,7 +323,7 @@ def export_checkpoint(
     from ..configuration_sumi import SumiConfig
     from ..modeling_sumi import SumiForMaskGeneration
 
-    check_target(Path(out_dir), overwrite=True, may_replace=_why_not_an_export, what=_EXPORT)  # before the work
+    check_target(Path(out_dir), overwrite=True, may_replace=why_not_an_export, what=_EXPORT)  # before the work
     ckpt = Path(ckpt_dir)
     if not (ckpt / MANIFEST).is_file() and not (ckpt / TRAINER_STATE).is_file():
         latest = find_latest_checkpoint(ckpt, checksum=verify)
@@ -345,17 +345,28 @@ def export_checkpoint(
     model.load_state_dict(sd)
     if dtype is not None:
         model = model.to({"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype])
-    with atomic_folder(out_dir, overwrite=True, may_replace=_why_not_an_export, what=_EXPORT) as tmp:
+    with atomic_folder(out_dir, overwrite=True, may_replace=why_not_an_export, what=_EXPORT) as tmp:
         model.save_pretrained(tmp)  # a kill or a full disk leaves no half-written folder
     return Path(out_dir)
 
 
-# what `save_pretrained` writes: an existing folder holding only these may be replaced by an export
-_EXPORT_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json", "*.py")
-_EXPORT = "an exported model folder (config, generation config, safetensors weights and remote code only)"
+# what an export writes (`save_pretrained` of the model, and of the tokenizer for chat / student
+# exports): an existing folder holding only these may be replaced by an export
+_EXPORT_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model*.safetensors",
+    "model.safetensors.index.json",
+    "*.py",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
+_EXPORT = "an exported model folder (config, generation config, safetensors weights, remote code and tokenizer only)"
 
 
-def _why_not_an_export(folder: Path) -> str | None:
+def why_not_an_export(folder: Path) -> str | None:
+    """Why `folder` may not be replaced by an export (None: it holds only an earlier export's files)."""
     if not (folder / "config.json").is_file():
         return "it is not a model folder (no config.json)"
     foreign = sorted(
@@ -376,5 +387,6 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "export_checkpoint",
+    "why_not_an_export",
     "Checkpointer",
 ]

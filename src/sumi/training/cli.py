@@ -59,7 +59,8 @@ def add_parser(subparsers) -> None:
         description="Write a Hugging Face folder from a training checkpoint (a step_XXXXXXX "
         "folder or a\ncheckpoint root, whose newest complete checkpoint is used). "
         "The folder loads with\nsumi or with plain transformers "
-        "(trust_remote_code=True).",
+        "(trust_remote_code=True). A checkpoint of sumi sft or\nsumi distill also gets its "
+        "tokenizer and its recipe's generation settings.",
     )
     e.add_argument("checkpoint", help="checkpoint folder")
     e.add_argument("out", help="output folder")
@@ -89,10 +90,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .checkpoint import CheckpointError, export_checkpoint
+    from .checkpoint import CheckpointError
+    from .export import export_model
 
     try:
-        out = export_checkpoint(args.checkpoint, args.out, dtype=args.dtype)
+        out = export_model(args.checkpoint, args.out, dtype=args.dtype)
     except CheckpointError as e:
         raise CLIError(str(e)) from None
     print(f"exported {args.checkpoint} -> {out}")

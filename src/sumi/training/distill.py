@@ -566,28 +566,6 @@ def evaluate_distill(module, source: DistillSource, config, ctx) -> dict[str, fl
 
 
 # ----------------------------------------------------------------------------- export
-_MODEL_FILES = (
-    "config.json",
-    "generation_config.json",
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-)
-
-
-def _why_not_a_student(folder: Path) -> str | None:
-    if not (folder / "config.json").is_file():
-        return "it is not a model folder (no config.json)"
-    foreign = sorted(
-        p.name
-        for p in folder.iterdir()
-        if p.is_dir() or not (p.name in _MODEL_FILES or p.suffix == ".py" or p.name.startswith("model-"))
-    )
-    return f"it holds files an export does not write ({', '.join(foreign[:5])})" if foreign else None
-
-
 def export_distill(
     ckpt_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -599,9 +577,9 @@ def export_distill(
     """A distillation checkpoint as a model folder (`export_checkpoint`: weights, config, remote
     code), plus the tokenizer of `tokenizer_from` (a model folder or bundled name) and a
     generation_config.json holding `generation`. Atomic; replaces only a previous model folder."""
-    from .checkpoint import export_checkpoint
+    from .checkpoint import export_checkpoint, why_not_an_export
 
-    with atomic_folder(out_dir, overwrite=True, may_replace=_why_not_a_student, what="a model folder") as tmp:
+    with atomic_folder(out_dir, overwrite=True, may_replace=why_not_an_export, what="a model folder") as tmp:
         export_checkpoint(ckpt_dir, tmp / "weights", dtype=dtype)
         for f in (tmp / "weights").iterdir():
             os.replace(f, tmp / f.name)

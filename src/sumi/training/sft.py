@@ -432,7 +432,7 @@ def export_sft(
 ) -> Path:
     """An SFT checkpoint as a model folder: weights (LoRA merged), config, the tokenizer with its
     chat template, and a generation config holding `generation` (generate() keyword -> value).
-    Atomic (written aside and renamed into place)."""
+    Atomic (written aside and renamed into place); replaces only an earlier export."""
     import warnings
 
     import torch.distributed.checkpoint as dcp
@@ -440,7 +440,14 @@ def export_sft(
     from ..atomic import atomic_folder
     from ..configuration_sumi import SumiConfig
     from ..modeling_sumi import SumiForMaskGeneration
-    from .checkpoint import CheckpointError, find_latest_checkpoint, read_trainer_state, verify_checkpoint
+    from ..tokenization import save_tokenizer
+    from .checkpoint import (
+        CheckpointError,
+        find_latest_checkpoint,
+        read_trainer_state,
+        verify_checkpoint,
+        why_not_an_export,
+    )
     from .config import TrainConfig
 
     ckpt = Path(ckpt_dir)
@@ -466,9 +473,9 @@ def export_sft(
     if dtype is not None:
         model = model.to({"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype])
     tok = load_sft_tokenizer(config)
-    with atomic_folder(out_dir, overwrite=True) as tmp:
+    with atomic_folder(out_dir, overwrite=True, may_replace=why_not_an_export, what="a model folder") as tmp:
         model.save_pretrained(tmp)
-        tok.save_pretrained(tmp, save_jinja_files=False)  # the template inside tokenizer_config.json
+        save_tokenizer(tok, tmp)  # the template inside tokenizer_config.json
         # written directly: transformers' GenerationConfig rejects temperature 0 without do_sample,
         # while sumi's generate() reads temperature 0 as the argmax
         gc_path = tmp / "generation_config.json"

@@ -480,7 +480,7 @@ def _choose_resume(config: TrainConfig, ctx: DistContext, resume: bool) -> Path 
                 "error",
                 f"{root} already holds checkpoints (newest {list_checkpoints(root)[0][1].name}); "
                 "pass --resume (checkpoint.resume=true) to continue that run, or set "
-                "out_dir / checkpoint.dir to a new folder",
+                f"out_dir / checkpoint.dir to a new folder; to export it as it is: sumi export {root} OUT_DIR",
             )
     dist.broadcast_object_list(choice, src=0)
     if isinstance(choice[0], (tuple, list)):
