@@ -40,24 +40,29 @@ from sumi.analysis.quality import ARJudge, token_entropy  # noqa: E402
 NEUTRAL = dict(greedy_tail=0, temperature=1.0, top_k=None, top_p=None, min_p=None)
 
 
+def steps(forwards: int) -> dict:
+    """The options that spend `forwards` forwards on a one-forward-per-step sampler."""
+    return dict(num_denoising_steps=forwards)
+
+
 def variants(canvas: int) -> dict[str, tuple[dict, callable]]:
     """name -> (fixed options, forwards -> the options that spend that many forwards)."""
     return {
-        "ancestral": (dict(sampler="ancestral"), lambda f: dict(num_denoising_steps=f)),
-        "ancestral + greedy tail 1": (dict(sampler="ancestral", greedy_tail=1), lambda f: dict(num_denoising_steps=f)),
+        "ancestral": (dict(sampler="ancestral"), steps),
+        "ancestral + greedy tail 1": (dict(sampler="ancestral", greedy_tail=1), steps),
         **{
             f"ancestral T={t} + greedy tail 1": (
                 dict(sampler="ancestral", greedy_tail=1, temperature=t),
-                lambda f: dict(num_denoising_steps=f),
+                steps,
             )
             for t in (0.95, 0.9)
         },
         # truncation instead of temperature: drop the unlikely tail of each prediction
-        "ancestral top_p=0.8": (dict(sampler="ancestral", top_p=0.8), lambda f: dict(num_denoising_steps=f)),
+        "ancestral top_p=0.8": (dict(sampler="ancestral", top_p=0.8), steps),
         **{
             f"ancestral {k}={v} + greedy tail 1": (
                 dict(sampler="ancestral", greedy_tail=1, **{k: v}),
-                lambda f: dict(num_denoising_steps=f),
+                steps,
             )
             for k, v in (("top_p", 0.95), ("top_p", 0.9), ("min_p", 0.02), ("min_p", 0.05), ("min_p", 0.1))
         },
@@ -67,17 +72,17 @@ def variants(canvas: int) -> dict[str, tuple[dict, callable]]:
         ),
         "entropy-bounded H<1 T=1": (
             dict(sampler="entropy_bounded", entropy_bound=1.0, temperature=1.0),
-            lambda f: dict(num_denoising_steps=f),
+            steps,
         ),
         "entropy-bounded H<2 T=0.9": (
             dict(sampler="entropy_bounded", entropy_bound=2.0, temperature=0.9),
-            lambda f: dict(num_denoising_steps=f),
+            steps,
         ),
         "adaptive T=0": (
             dict(sampler="adaptive", temperature=0.0),
             lambda f: dict(num_denoising_steps=f, tokens_per_step=max(1, math.ceil((canvas - 1) / f))),
         ),
-        "greedy": (dict(sampler="greedy"), lambda f: dict(num_denoising_steps=f)),
+        "greedy": (dict(sampler="greedy"), steps),
     }
 
 
@@ -209,7 +214,7 @@ def main() -> None:
             name, options = ancestral_variant(spec)
         except ValueError as e:
             ap.error(f"--ancestral {spec!r}: {e}")
-        chosen[name] = (options, lambda f: dict(num_denoising_steps=f))
+        chosen[name] = (options, steps)
     runs = [(name, model, fixed, spend) for name, (fixed, spend) in chosen.items()]
     if args.student:
         student, _ = sumi.load(args.student)
@@ -217,9 +222,7 @@ def main() -> None:
         cfg = student.generation_config
         # its own sampler and truncation (what it set, not transformers' defaults such as top_k=50)
         own = {"sampler": cfg.sampler, **{k: v for k, v in cfg.to_diff_dict().items() if k in NEUTRAL}}
-        runs.append(
-            (f"student {args.student} ({cfg.sampler}, its config)", student, own, lambda f: dict(num_denoising_steps=f))
-        )
+        runs.append((f"student {args.student} ({cfg.sampler}, its config)", student, own, steps))
     rows, started = earlier_rows(args, ap) if args.extend else [], time.time()
     done = {(r["variant"], r["budget"]) for r in rows}
     for name, net, fixed, spend in runs:

@@ -130,40 +130,43 @@ def test_train_broad_widens_the_words_but_keeps_heldout_words_and_instances_out(
             assert any(w not in lex for w in new)  # glued compounds
 
 
-def test_train_focus_leans_on_hard_instances_and_keeps_heldout_out():
+@pytest.mark.parametrize("split", ["train_focus", "train_sort"])
+def test_weighted_splits_lean_on_hard_instances_and_keep_heldout_out(split):
     import re
     from collections import Counter
 
-    from sumi.sft_tasks import FOCUS_WEIGHTS, generate_suite
+    from sumi.sft_tasks import SPLIT_WEIGHTS, generate_suite
 
-    suite = generate_suite("train_focus", 300, seed=1)
-    assert suite == generate_suite("train_focus", 300, seed=1)
-    assert Counter(i.task for i in suite) == {t: 300 * w for t, w in FOCUS_WEIGHTS.items()}
-    assert Counter(i.task for i in suite[: sum(FOCUS_WEIGHTS.values())]) == FOCUS_WEIGHTS  # every prefix round mixed
+    weights = SPLIT_WEIGHTS[split]
+    assert weights["sort"] > 1 and sum(weights.values()) > len(TASKS)
+    suite = generate_suite(split, 300, seed=1)
+    assert suite == generate_suite(split, 300, seed=1)
+    assert Counter(i.task for i in suite) == {t: 300 * w for t, w in weights.items()}
+    assert Counter(i.task for i in suite[: sum(weights.values())]) == weights  # every prefix round mixed
     hw = heldout_words()
 
-    def share(split: str, task: str, hard) -> float:
-        insts = generate_instances(task, split, 600, seed=1)
+    def share(name: str, task: str, hard) -> float:
+        insts = generate_instances(task, name, 600, seed=1)
         return sum(map(hard, insts)) / len(insts)
 
     def numbers(inst):
         return [int(n) for n in re.findall(r"\d+", inst.user)]
 
     one_digit = lambda i: min(numbers(i)) < 10  # noqa: E731
-    assert share("train_focus", "add", one_digit) > share("train_broad", "add", one_digit) + 0.15
-    assert share("train_focus", "sort", one_digit) > share("train_broad", "sort", one_digit) + 0.15
+    assert share(split, "add", one_digit) > share("train_broad", "add", one_digit) + 0.15
+    assert share(split, "sort", one_digit) > share("train_broad", "sort", one_digit) + 0.15
     long_text = lambda i: int(i.answer) >= 6  # noqa: E731
-    assert share("train_focus", "count", long_text) > share("train_broad", "count", long_text) + 0.2
+    assert share(split, "count", long_text) > share("train_broad", "count", long_text) + 0.2
     for task in TASKS:
-        focus = generate_instances(task, "train_focus", 600, seed=1)
-        for inst in focus:  # the answers are still right
+        drawn = generate_instances(task, split, 600, seed=1)
+        for inst in drawn:  # the answers are still right
             if task == "add":
                 assert int(inst.answer) == sum(numbers(inst))
             if task == "sort":
                 assert inst.answer == ", ".join(map(str, sorted(numbers(inst))))
-        assert not {i.user for i in focus} & {i.user for i in generate_instances(task, "heldout", 200, seed=1)}
+        assert not {i.user for i in drawn} & {i.user for i in generate_instances(task, "heldout", 200, seed=1)}
         if task in WORD_TASKS:
-            assert not {w for i in focus for w in i.user.split(":", 1)[1].split()} & hw
+            assert not {w for i in drawn for w in i.user.split(":", 1)[1].split()} & hw
 
 
 def test_split_digits_writes_numbers_digit_by_digit_and_round_trips(tmp_path):
@@ -549,7 +552,12 @@ def test_demo_instruct_answers_heldout_instances_with_its_own_generation_config(
     model, tok = sumi.load("demo-instruct")
     assert tok.chat_template == DEFAULT_CHAT_TEMPLATE
     assert tok.convert_ids_to_tokens(tok("57 cat")["input_ids"]) == ["5", "7", "\u0120", "c", "a", "t"]
-    for task, split, at_least in (("add", "heldout", 7), ("count", "heldout_words", 7), ("upper", "heldout_words", 7)):
+    for task, split, at_least in (
+        ("add", "heldout", 7),
+        ("sort", "heldout", 7),
+        ("count", "heldout_words", 7),
+        ("upper", "heldout_words", 7),
+    ):
         instances = generate_instances(task, split, 8, seed=0)
         answers = answer_instances(model, tok, instances, seed=0)
         hits = sum(exact_match(a, i.answer) for a, i in zip(answers, instances))
