@@ -276,6 +276,10 @@ def test_export_is_a_loadable_student_with_its_tokenizer_and_few_step_settings(t
     assert seq.num_forwards == 4
     # exporting again replaces the previous export (a model folder with a tokenizer)
     assert main(["distill", str(recipe), f"out_dir={tmp_path / 'run'}", "--resume", "--export", str(out)]) == 0
+    # `sumi export` of the same checkpoint reads the task from it: the same folder
+    assert main(["export", str(tmp_path / "run" / "checkpoints"), str(tmp_path / "again")]) == 0
+    for name in ("generation_config.json", "tokenizer.json", "config.json"):
+        assert (tmp_path / "again" / name).read_text() == (out / name).read_text()
 
 
 def test_teacher_only_fills_the_cache_that_training_then_reads(tmp_path, teacher, capsys):
