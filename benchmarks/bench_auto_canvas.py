@@ -78,11 +78,13 @@ FIXED = tuple(name for name in CONFIGS if name.startswith("fixed") and "shrink" 
 AUTO = tuple(name for name in CONFIGS if "auto" in name)
 
 
-def measure(model, tok, instances, prompts, name: str, options: dict) -> dict:
-    """One configuration over every instance: positions, exact matches and mean budget, overall and per task."""
+def measure(model, tok, instances, prompts, name: str, options: dict, first_seed: int = 0) -> dict:
+    """One configuration over every instance (instance i with seed first_seed + i): positions, exact
+    matches and mean budget, overall and per task."""
     start = time.perf_counter()
     costs: list[dict[str, int]] = []
-    answers = answer_prompts(model, tok, prompts, seeds=list(range(len(prompts))), costs=costs, **options)
+    seeds = list(range(first_seed, first_seed + len(prompts)))
+    answers = answer_prompts(model, tok, prompts, seeds=seeds, costs=costs, **options)
     per_task: dict[str, dict[str, int]] = {}
     for inst, answer, cost in zip(instances, answers, costs):
         t = per_task.setdefault(inst.task, dict(exact=0, positions=0, instances=0))
@@ -153,6 +155,12 @@ def main() -> None:
     )
     ap.add_argument("--no-long-run", action="store_true", help="skip the long ancestral run")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 instance per task, 8 ancestral steps")
+    ap.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="instance i is answered with seed FIRST_SEED + i (another value: the same run on other draws)",
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     bases = dict(BASES)
@@ -185,7 +193,7 @@ def main() -> None:
         for c, (name, options) in enumerate(CONFIGS.items()):
             if args.configs is not None and str(c) not in args.configs.split(","):
                 continue
-            rows.append(measure(model, tok, instances, prompts, name, {**base, **options}))
+            rows.append(measure(model, tok, instances, prompts, name, {**base, **options}, args.first_seed))
         tables[base_name] = rows
         goals[base_name] = {"suite's best budget": goal_check(rows), "per-task oracle": goal_check(rows, True)}
         first = rows[0]["positions"]
