@@ -177,7 +177,7 @@ def generate_instances(task: str, split: str, n: int, *, seed: int = 0) -> list[
         raise ValueError(f"task {task!r} has no words: split 'heldout_words' exists for {', '.join(WORD_TASKS)}")
     held = heldout_words()
     words = sorted(held) if split == "heldout_words" else [w for w in WORDS if w not in held]
-    pick = _broad_picker(words) if split.startswith("train_") else lambda r: r.choice(words)
+    pick = _broad_picker(words) if split == "train_broad" or split in SPLIT_WEIGHTS else lambda r: r.choice(words)
     want_heldout = split == "heldout"
     rng = random.Random(derive_seed("sft-suite", seed, task, split))
     out: list[Instance] = []

@@ -141,6 +141,19 @@ def find_latest_checkpoint(root: str | os.PathLike, *, checksum: bool = True) ->
     return None
 
 
+def resolve_checkpoint(path: str | os.PathLike, *, checksum: bool = True) -> Path:
+    """`path` itself if it is a checkpoint folder (verified), else the newest complete checkpoint
+    under it (a checkpoint root); CheckpointError if there is none."""
+    path = Path(path)
+    if (path / MANIFEST).is_file() or (path / TRAINER_STATE).is_file():
+        verify_checkpoint(path, checksum=checksum)
+        return path
+    latest = find_latest_checkpoint(path, checksum=checksum)
+    if latest is None:
+        raise CheckpointError(f"no complete checkpoint in {str(path)!r}")
+    return latest
+
+
 def read_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads((Path(path) / TRAINER_STATE).read_text(encoding="utf-8"))
 
@@ -324,14 +337,7 @@ def export_checkpoint(
     from ..modeling_sumi import SumiForMaskGeneration
 
     check_target(Path(out_dir), overwrite=True, may_replace=why_not_an_export, what=_EXPORT)  # before the work
-    ckpt = Path(ckpt_dir)
-    if not (ckpt / MANIFEST).is_file() and not (ckpt / TRAINER_STATE).is_file():
-        latest = find_latest_checkpoint(ckpt, checksum=verify)
-        if latest is None:
-            raise CheckpointError(f"no complete checkpoint in {str(ckpt)!r}")
-        ckpt = latest
-    elif verify:
-        verify_checkpoint(ckpt)
+    ckpt = resolve_checkpoint(ckpt_dir, checksum=verify)
     state = read_trainer_state(ckpt)
     config = SumiConfig.from_dict(dict(state["model_config"]))
     config._attn_implementation = "sdpa"
@@ -383,6 +389,7 @@ __all__ = [
     "list_checkpoints",
     "verify_checkpoint",
     "find_latest_checkpoint",
+    "resolve_checkpoint",
     "read_trainer_state",
     "save_checkpoint",
     "load_checkpoint",

@@ -16,31 +16,27 @@ from pathlib import Path
 def export_model(ckpt_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dtype: str | None = None) -> Path:
     """`ckpt_dir` (a ``step_XXXXXXX`` folder or a checkpoint root: its newest complete checkpoint)
     -> the model folder `out_dir`, by the task recorded in the checkpoint's recipe. Atomic."""
-    from .checkpoint import CheckpointError, export_checkpoint, find_latest_checkpoint, read_trainer_state
+    from .checkpoint import export_checkpoint, read_trainer_state, resolve_checkpoint
     from .config import TrainConfig
 
-    ckpt = Path(ckpt_dir)
-    if not (ckpt / "trainer_state.json").is_file():
-        latest = find_latest_checkpoint(ckpt)
-        if latest is None:
-            raise CheckpointError(f"no complete checkpoint in {str(ckpt)!r}")
-        ckpt = latest
-    config = TrainConfig.from_dict(read_trainer_state(ckpt)["config"], where=str(ckpt))
+    # the recipe only (the same in every checkpoint of a run); the export verifies the weights it reads
+    newest = resolve_checkpoint(ckpt_dir, checksum=False)
+    config = TrainConfig.from_dict(read_trainer_state(newest)["config"], where=str(newest))
     if config.task == "sft":
         from .sft import export_sft
 
-        return export_sft(ckpt, out_dir, dtype=dtype, generation=config.sft.generation)
+        return export_sft(ckpt_dir, out_dir, dtype=dtype, generation=config.sft.generation)
     if config.task == "distill":
         from .distill import export_distill
 
         return export_distill(
-            ckpt,
+            ckpt_dir,
             out_dir,
             dtype=dtype,
             generation=config.distill.generation,
             tokenizer_from=config.model.path or config.distill.teacher,
         )
-    return export_checkpoint(ckpt, out_dir, dtype=dtype)
+    return export_checkpoint(ckpt_dir, out_dir, dtype=dtype)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

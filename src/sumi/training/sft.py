@@ -441,20 +441,10 @@ def export_sft(
     from ..configuration_sumi import SumiConfig
     from ..modeling_sumi import SumiForMaskGeneration
     from ..tokenization import save_tokenizer
-    from .checkpoint import (
-        CheckpointError,
-        find_latest_checkpoint,
-        read_trainer_state,
-        verify_checkpoint,
-        why_not_an_export,
-    )
+    from .checkpoint import read_trainer_state, resolve_checkpoint, why_not_an_export
     from .config import TrainConfig
 
-    ckpt = Path(ckpt_dir)
-    latest = find_latest_checkpoint(ckpt) if not (ckpt / "trainer_state.json").is_file() else ckpt
-    if latest is None:
-        raise CheckpointError(f"no complete checkpoint in {str(ckpt)!r}")
-    verify_checkpoint(latest)
+    latest = resolve_checkpoint(ckpt_dir)
     state = read_trainer_state(latest)
     config = TrainConfig.from_dict(state["config"], where=str(latest))
     model_config = SumiConfig.from_dict(dict(state["model_config"]))
