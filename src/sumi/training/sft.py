@@ -437,13 +437,15 @@ def export_sft(
 
     import torch.distributed.checkpoint as dcp
 
-    from ..atomic import atomic_folder
+    from ..atomic import atomic_folder, check_target
     from ..configuration_sumi import SumiConfig
     from ..modeling_sumi import SumiForMaskGeneration
     from ..tokenization import save_tokenizer
     from .checkpoint import read_trainer_state, resolve_checkpoint, why_not_an_export
     from .config import TrainConfig
 
+    # a target it may not replace is refused before the weights are read, not after
+    check_target(Path(out_dir), overwrite=True, may_replace=why_not_an_export, what="a model folder")
     latest = resolve_checkpoint(ckpt_dir)
     state = read_trainer_state(latest)
     config = TrainConfig.from_dict(state["config"], where=str(latest))
