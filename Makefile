@@ -26,9 +26,10 @@ setup-dev: $(BIN)/python
 demo: setup
 	$(BIN)/sumi generate "$(PROMPT)"
 
-# lint and types first (CI fails on them), then every test, slow ones included
+# lint and types first (CI fails on them), then every test, slow ones included, one worker per
+# core (pytest-xdist; a test file stays on one worker, so its module fixtures load once)
 test: setup-dev lint
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # the quick loop while editing: everything but the tests marked slow
 test-fast: setup-dev

@@ -78,6 +78,14 @@ FIXED = tuple(name for name in CONFIGS if name.startswith("fixed") and "shrink" 
 AUTO = tuple(name for name in CONFIGS if "auto" in name)
 
 
+def parse_tasks(ap: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
+    """--tasks: comma-separated names of the suite's tasks (a parser error otherwise)."""
+    tasks = tuple(t for t in text.split(",") if t)
+    if not tasks or any(t not in TASKS for t in tasks):
+        ap.error(f"--tasks: expected some of {', '.join(TASKS)}, got {text!r}")
+    return tasks
+
+
 def measure(model, tok, instances, prompts, name: str, options: dict, first_seed: int = 0) -> dict:
     """One configuration over every instance (instance i with seed first_seed + i): positions, exact
     matches and mean budget, overall and per task."""
@@ -154,21 +162,25 @@ def main() -> None:
         help=f"comma-separated runs to add from {', '.join(SAMPLER_BASES)} ('all': every one)",
     )
     ap.add_argument("--no-long-run", action="store_true", help="skip the long ancestral run")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 instance per task, 8 ancestral steps")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 instance per task, 4 steps on a 96-token canvas")
     ap.add_argument(
         "--first-seed",
         type=int,
         default=0,
         help="instance i is answered with seed FIRST_SEED + i (another value: the same run on other draws)",
     )
+    ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks of the suite (default: all)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    tasks = parse_tasks(ap, args.tasks)
     bases = dict(BASES)
     long_run = list(BASES)[1]
     if args.no_long_run:
         del bases[long_run]
     elif args.quick:  # one instance per task, a short ancestral run
         bases[long_run] = dict(bases[long_run], num_denoising_steps=8, canvas_length=96, max_new_tokens=48)
+    if args.quick:  # and 4 steps on a 96-token canvas for every run
+        bases = {name: dict(base, num_denoising_steps=4, canvas_length=96) for name, base in bases.items()}
     if args.quick:
         args.per_task = 1
     names = list(SAMPLER_BASES) if args.samplers == "all" else [s for s in args.samplers.split(",") if s]
@@ -179,14 +191,17 @@ def main() -> None:
     torch.manual_seed(0)
     model, tok = sumi.load(args.model)
     tok = ensure_chat_template(tok)
-    instances = generate_suite("heldout", args.per_task, seed=0)
+    instances = generate_suite("heldout", args.per_task, seed=0, tasks=tasks)
     prompts = [chat_prompt_ids(tok, inst.messages(with_answer=False)) for inst in instances]
     gen = {
         k: model.generation_config.to_dict().get(k)
         for k in ("sampler", "temperature", "num_denoising_steps", "tokens_per_step", "canvas_length", "stop_on_cycle")
     }
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
-    print(f"{args.model} ({gen}); {len(instances)} held-out instances; {machine}")
+    from sumi import denoising
+
+    rule = dict(min=denoising.AUTO_MIN, margin=denoising.AUTO_MARGIN, share=denoising.AUTO_MARGIN_SHARE)
+    print(f"{args.model} ({gen}); {len(instances)} held-out instances; auto rule {rule}; {machine}")
     tables, goals = {}, {}
     for base_name, base in bases.items():
         rows = []
@@ -226,7 +241,9 @@ def main() -> None:
     if args.json:
         from sumi.atomic import write_text_atomic
 
-        result = dict(model=args.model, generation=gen, machine=machine, per_task=args.per_task, tables=tables)
+        result = dict(
+            model=args.model, generation=gen, auto_rule=rule, machine=machine, per_task=args.per_task, tables=tables
+        )
         write_text_atomic(args.json, json.dumps(dict(result, goals=goals), indent=2) + "\n")
 
 

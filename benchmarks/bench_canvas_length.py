@@ -61,6 +61,7 @@ from bench_sampling import machine  # noqa: E402
 
 import sumi  # noqa: E402
 from sumi.analysis.quality import ARJudge, token_entropy  # noqa: E402
+from sumi.atomic import write_text_atomic  # noqa: E402
 from sumi.chat_template import answer_prompts, chat_prompt_ids, ensure_chat_template  # noqa: E402
 from sumi.checksums import sha256_file  # noqa: E402
 from sumi.evaluation.nelbo import ScoreRequest, nelbo_scores  # noqa: E402
@@ -254,10 +255,11 @@ def instruct_vs_length(model, tok, lengths: list[int], args) -> dict:
     instances = generate_suite("heldout", args.per_task, seed=args.seed)
     prompts = [chat_prompt_ids(tok, inst.messages(with_answer=False)) for inst in instances]
     base_tps = int(getattr(gen, "tokens_per_step", 1) or 1)
-    variants = {"config": lambda L: {}}
+    steps = {} if args.sft_steps is None else dict(num_denoising_steps=args.sft_steps)
+    variants = {"config": lambda L: dict(steps)}
     if "edits-scale" in args.sft_variants and getattr(gen, "sampler", None) == "adaptive":
         variants["edits scale"] = lambda L: dict(
-            tokens_per_step=max(1, round(base_tps * L / args.instruct_train_length))
+            steps, tokens_per_step=max(1, round(base_tps * L / args.instruct_train_length))
         )
     rows = []
     for name, extra in variants.items():
@@ -488,6 +490,7 @@ def main() -> None:
     ap.add_argument("--judge", default="smollm2")
     ap.add_argument("--sft-lengths", default="32,48,64,96,128,256")
     ap.add_argument("--sft-variants", default="config,edits-scale")
+    ap.add_argument("--sft-steps", type=int, default=None, help="denoising steps (default: the generation config's)")
     ap.add_argument("--per-task", type=int, default=12)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
@@ -501,7 +504,7 @@ def main() -> None:
     if args.quick:
         args.nelbo_lengths, args.nelbo_chunks, args.nelbo_samples = "32,64", 1, 2
         args.gen_lengths, args.gen_samples, args.gen_steps, args.new_tokens = "19,32", 2, 4, 16
-        args.sft_lengths, args.per_task = "96,160", 1
+        args.sft_lengths, args.per_task, args.sft_steps = "96,160", 1, 8
     if args.threads:
         torch.set_num_threads(args.threads)
     parts = set(args.parts.split(","))
@@ -526,7 +529,7 @@ def main() -> None:
     def save() -> None:  # after each part, so that a long run that dies keeps what it measured
         if args.json:
             run["seconds"] = time.time() - started
-            Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
+            write_text_atomic(args.json, json.dumps(res, indent=1))
 
     if parts & {"nelbo", "generation"}:
         model, tok = sumi.load(args.base)
@@ -551,7 +554,7 @@ def main() -> None:
     report = markdown(res)
     print(report)
     if args.md:
-        Path(args.md).write_text(report + "\n", encoding="utf-8")
+        write_text_atomic(args.md, report + "\n")
     save()
     if args.plot:
         plot(res, args.plot)

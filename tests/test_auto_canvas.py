@@ -39,7 +39,13 @@ class Toy(SumiForMaskGeneration):
 
 
 @pytest.fixture
-def toy():
+def toy(monkeypatch):
+    """The toy, with the auto rule at its plainest (the probe's first EOS + AUTO_MARGIN, no floor, no
+    share) so that each budget below reads as an answer length plus 4; the default rule has its own test."""
+    import sumi.denoising as denoising
+
+    monkeypatch.setattr(denoising, "AUTO_MIN", 1)
+    monkeypatch.setattr(denoising, "AUTO_MARGIN_SHARE", 0.0)
     torch.manual_seed(0)
     return Toy(SumiConfig.from_preset("sumi-tiny")).eval()
 
@@ -52,6 +58,22 @@ def budgets_seen(model, prompt, **options) -> tuple[list[list[int]], object]:
 
 
 # ----------------------------------------------------------------------------- auto
+@pytest.mark.parametrize(
+    "rule, cases",
+    [
+        ((1, 4, 0.0), [(None, 40, 40), (0, 40, 4), (10, 40, 14), (38, 40, 40)]),
+        # a floor of 16 and a quarter of the answer as room (at least 4): 2 -> 16, 22 -> 22 + 6, capped
+        ((16, 4, 0.25), [(2, 40, 16), (12, 40, 16), (13, 40, 17), (22, 40, 28), (22, 25, 25), (2, 10, 10)]),
+    ],
+)
+def test_auto_budget_rule(monkeypatch, rule, cases):
+    import sumi.denoising as denoising
+
+    for name, value in zip(("AUTO_MIN", "AUTO_MARGIN", "AUTO_MARGIN_SHARE"), rule):
+        monkeypatch.setattr(denoising, name, value)
+    assert [denoising.auto_budget(e, cap) for e, cap, _ in cases] == [want for _, _, want in cases]
+
+
 def test_auto_budget_is_where_the_model_puts_eos_plus_a_margin(toy):
     out = toy.generate(
         torch.tensor([[BOS, 10, 9], [BOS, 25, 9]]),
@@ -68,6 +90,19 @@ def test_auto_budget_is_where_the_model_puts_eos_plus_a_margin(toy):
     # the probe forward counts: 1 probe + 4 steps; each on the row's canvas up to its BOS anchor
     assert out.num_forwards == 5 and out.row_forwards.tolist() == [5, 5]
     assert out.row_positions.tolist() == [(3 + 40 + 2) + 4 * (3 + 14 + 2), (3 + 40 + 2) + 4 * (3 + 29 + 2)]
+
+
+def test_default_auto_rule_floors_short_answers_and_gives_long_ones_a_share(toy, monkeypatch):
+    import sumi.denoising as denoising
+
+    monkeypatch.undo()  # the package's own rule, not the toy fixture's plain one
+    assert (denoising.AUTO_MIN, denoising.AUTO_MARGIN, denoising.AUTO_MARGIN_SHARE) == (16, 4, 1.0)
+    prompts = torch.tensor([[BOS, 2, 9], [BOS, 10, 9], [BOS, 25, 9], [BOS, 40, 9]])
+    options = dict(max_new_tokens="auto", canvas_length=80, num_denoising_steps=3, sampler="greedy", seed=[0, 1, 2, 3])
+    out = toy.generate(prompts, **options)
+    # 2 tokens: the floor, 16; 10 and 25: twice the answer; 40: what fits (80 - 3 - 2)
+    assert out.auto_budgets.tolist() == [16, 20, 50, 75]
+    assert out.lengths.tolist() == [3 + 2, 3 + 10, 3 + 25, 3 + 40]  # the answers still end at the toy's EOS
 
 
 def test_auto_budget_is_capped_and_falls_back_to_the_cap(toy):
@@ -572,10 +607,11 @@ def test_canvas_stream_follows_each_rows_budget(served):
     confidence = frames[0]["rows"][0]["confidence"]  # (noise shows no confidence until a step writes it)
     assert confidence[8:] == [None] * 4 and None not in confidence[:8]
 
-    auto = dict(fast, prompt=[BOS, 10, 9], max_tokens=40, auto_length=True)
+    auto = dict(fast, prompt=[BOS, 12, 9], max_tokens=40, auto_length=True)
     events = canvas_events(url, auto)
     assert len(events[0]["rows"][0]["ids"]) == 40  # the probe's canvas
-    assert all(f["rows"][0]["budget"] == len(f["rows"][0]["ids"]) == 14 for f in events[1:-1])
+    # the server's own rule: a 12-token answer + as much room again = 24
+    assert all(f["rows"][0]["budget"] == len(f["rows"][0]["ids"]) == 24 for f in events[1:-1])
 
 
 def test_live_canvas_and_the_bar_follow_each_rows_budget(toy):
@@ -641,3 +677,38 @@ def test_bench_auto_canvas_quick(tmp_path):
     for rows in tables.values():
         by = {r["config"]: r for r in rows}
         assert by["max_new_tokens=auto"]["positions"] < by["fixed (generation config)"]["positions"]
+
+
+def test_tune_auto_canvas_runs_each_rule_on_training_instances(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sumi.sft_tasks import generate_suite
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "tune.json"
+    script = root / "benchmarks" / "tune_auto_canvas.py"
+    args = ["--per-task", "1", "--steps", "2", "--rules", "1:4:0,16:4:0.25", "--json", str(out)]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=root,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["config"] for r in rows] == [
+        "fixed, budget 96",
+        "auto, min 1, margin 4, share 0",
+        "auto, min 16, margin 4, share 0.25",
+    ]
+    # every budget of the floored rule is at least 16; the plain rule's answers are shorter on average
+    assert rows[2]["mean_budget"] >= 16 and rows[1]["mean_budget"] < rows[2]["mean_budget"]
+    assert all(r["instances"] == 6 for r in rows)
+    held = {i.user for i in generate_suite("heldout", 50)}
+    assert not held & {i.user for i in generate_suite("train", 1, seed=11)}  # the instances are training ones
+    bad = subprocess.run([sys.executable, str(script), "--rules", "16:4"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--rules: expected MIN:MARGIN:SHARE" in bad.stderr

@@ -520,6 +520,10 @@ def test_generate_chat_prints_the_answer_of_one_turn(capsys):
     assert code == 0
     assert capsys.readouterr().out.strip() != ""
     assert main(["generate", "--chat", "hi", "extra prompt"]) == 2
+    # --chat prints text: asking it for JSONL is an error that says so, not a silently plain answer
+    assert main(["generate", "--model", "demo", "--chat", "hi", "--format", "jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert "argument --format: --chat prints the answer as text" in err and "Traceback" not in err
 
 
 def test_sft_config_errors_name_the_key(tmp_path):

@@ -25,6 +25,7 @@ stays batch-invariant.
 Exported verbatim as a checkpoint's remote code: imports only torch, transformers and siblings.
 """
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,9 +50,15 @@ from .sampling import (
 CYCLE_WINDOW = 8
 
 # Canvas sizing (issue 16 §3). auto: the budget is the first answer position where EOS holds at
-# least AUTO_EOS_PROB of the probe's prediction, plus AUTO_MARGIN positions of room (capped).
+# least AUTO_EOS_PROB of the probe's prediction, plus room: AUTO_MARGIN positions or AUTO_MARGIN_SHARE
+# of the answer, whichever is more; never under AUTO_MIN (capped). See `auto_budget`. The floor keeps
+# the BOS anchor of a one-token answer as far off as training canvases had it; the share gives long
+# answers room to shift, as much again as the answer (both chosen on training instances of the
+# instruct suite: benchmarks/tune_auto_canvas.py, benchmarks/results/tune_auto_canvas*_cpu2.md).
 AUTO_EOS_PROB = 0.5
 AUTO_MARGIN = 4
+AUTO_MARGIN_SHARE = 1.0
+AUTO_MIN = 16
 # grow: a row grows when each of its last GROW_WINDOW answer positions is predicted as a non-EOS
 # token with top-1 probability >= GROW_CONFIDENCE; it gains max(GROW_MIN, budget // 4) positions
 # (up to its cap), and only in the first GROW_UNTIL of the run's moves (new tokens need steps to denoise).
@@ -204,6 +211,17 @@ def canvas_layout(
     budgets = [max(1, min(int(max_new_tokens), C - p - reserve)) for p in row_prompt]
     starts = [prompt_len - p for p in row_prompt] if aligned else [0] * len(row_prompt)
     return CanvasLayout(prompt_len, C, row_prompt, budgets, starts, anchors, aligned)
+
+
+def auto_budget(first_eos: int | None, cap: int) -> int:
+    """The answer budget `max_new_tokens="auto"` gives a row whose probe put EOS first at answer
+    position `first_eos` (None: nowhere): that many positions plus room, AUTO_MARGIN or
+    AUTO_MARGIN_SHARE of them, whichever is more, at least AUTO_MIN, at most `cap` (also the budget
+    when the probe saw no EOS)."""
+    if first_eos is None:
+        return cap
+    room = max(AUTO_MARGIN, math.ceil(AUTO_MARGIN_SHARE * first_eos))
+    return max(1, min(cap, max(AUTO_MIN, first_eos + room)))
 
 
 def _per_row(value, B: int) -> list:
@@ -627,8 +645,7 @@ class CanvasJob:
     def _probe(self, logits: torch.Tensor) -> None:
         """A forward of the auto probe on the canvas laid out with the largest budget. Between probe
         forwards the canvas takes the argmax (a draft); after the last, each row's budget becomes the
-        first answer position where EOS holds >= AUTO_EOS_PROB, plus AUTO_MARGIN (capped; no such
-        position: the cap), and the denoising starts from the initial random canvas of that size."""
+        first answer position where EOS holds >= AUTO_EOS_PROB, plus room (`auto_budget`), and the denoising starts from the initial random canvas of that size."""
         self.probes_left -= 1
         if self.probes_left:
             z = self.canvas[:, : self.width]
@@ -643,7 +660,7 @@ class CanvasJob:
         chosen = []
         for i, n in enumerate(list(self.budgets)):
             hits = (p_eos[i, :n] >= AUTO_EOS_PROB).nonzero()
-            budget = n if not hits.numel() else max(1, min(n, int(hits[0]) + AUTO_MARGIN))
+            budget = auto_budget(int(hits[0]) if hits.numel() else None, n)
             chosen.append(budget)
             if budget != n:
                 self._resize(i, budget)
@@ -984,6 +1001,9 @@ __all__ = [
     "CYCLE_WINDOW",
     "AUTO_EOS_PROB",
     "AUTO_MARGIN",
+    "AUTO_MARGIN_SHARE",
+    "AUTO_MIN",
+    "auto_budget",
     "GROW_WINDOW",
     "GROW_CONFIDENCE",
     "GROW_MIN",

@@ -286,8 +286,9 @@ class SumiGenerationMixin:
                 `auto_probe_steps` forwards (counted in `num_forwards`) run on the canvas laid out
                 with the largest budget (`auto_max_new_tokens`, default what fits the canvas), and
                 the budget becomes the first answer position where EOS holds at least half the
-                prediction (`AUTO_EOS_PROB`), plus `AUTO_MARGIN` (4) positions; the denoising then
-                starts from the initial random canvas of that size (`.auto_budgets`).
+                prediction (`AUTO_EOS_PROB`), plus room: as many positions again (at least 4),
+                and at least 16 in all (`sumi.denoising.auto_budget`); the
+                denoising then starts from the initial random canvas of that size (`.auto_budgets`).
             num_denoising_steps: N, one forward each (default 128).
             seed / generator: randomness; `seed` may be a list with one seed per row.
             sampler: "ancestral" (default), "adaptive", "greedy", "predictor_corrector" (each ancestral

@@ -96,6 +96,11 @@ def chat_once(args: argparse.Namespace, message: str) -> int:
     """`sumi generate --chat MESSAGE`: one user turn, the answer on stdout."""
     if args.prompts or args.prompts_file:
         raise CLIError("argument --chat: give the message there, without PROMPT arguments or --prompts-file")
+    if args.format != "text":
+        raise CLIError(
+            "argument --format: --chat prints the answer as text; for JSONL give the conversation as a prompt "
+            "(PROMPT or --prompts-file) in the model's chat format"
+        )
     model, tokenizer = load_chat_model(args)
     print(sanitize(run_turn(model, tokenizer, [{"role": "user", "content": message}], sampling_kwargs(args))))
     return 0

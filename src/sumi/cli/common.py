@@ -555,7 +555,7 @@ SIZING_OPTIONS = (
 
 _AUTO_BUDGET_HELP = (
     "; 'auto': the first forward probes a canvas of --auto-max-new-tokens and each answer is sized to where "
-    "the model puts EOS, plus 4"
+    "the model puts EOS, plus as many positions again (at least 4), at least 16 in all"
 )
 
 

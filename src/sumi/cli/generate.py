@@ -44,8 +44,8 @@ samplers:
 
 canvases that size themselves (each forward pays for every canvas position):
   --max-new-tokens auto   a probe forward on a canvas of --auto-max-new-tokens finds where the model
-                          puts EOS; each answer gets that many positions plus 4 (the probe forward
-                          counts in num_forwards)
+                          puts EOS; each answer gets twice that many positions (at least 4 more,
+                          16 in all; the probe forward counts in num_forwards)
   --grow                  an answer that presses against its EOS anchor gets more positions
   --shrink                an answer whose EOS has settled ends there; later steps skip the rest
   Each implies --skip-tail; --format jsonl reports each row's budget and positions (its cost).
@@ -59,8 +59,8 @@ examples:
   sumi generate --prompts-file prompts.jsonl --format jsonl > out.jsonl
   torchrun --nproc_per_node=8 -m sumi.cli generate --prompts-file prompts.jsonl --format jsonl > out.jsonl
   sumi generate --show-steps --steps 32 "Once upon a time"      # watch the canvas denoise
-  sumi generate --model demo-instruct --max-new-tokens auto --shrink --format jsonl \\
-      $'User:\\nSort: pear apple fig\\nAssistant:\\n'   # sized to the answer: 8 positions, then 2
+  sumi generate --model demo-instruct --max-new-tokens auto --shrink --seed 0 --format jsonl \\
+      $'User:\\nSort these numbers from smallest to largest: 42, 7, 19\\nAssistant:\\n'   # sized: 18, then 9
 
 Without --model the default model is used (see `sumi generate --help`, `--model`). A preset name
 (sumi-tiny, sumi-57m, sumi-1b, sumi-7b) builds a model with RANDOM weights: fine for smoke tests,

@@ -246,7 +246,7 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
         metavar="N|auto",
         help="answer budget (default: the task's: GSM8K 256, code 512; with --chat the generation "
         "config's max_new_tokens, else the task's); 'auto': a probe forward sizes each answer to where the "
-        "model puts EOS, plus 4, up to that budget (or --auto-max-new-tokens)",
+        "model puts EOS, plus room (at least 16 in all), up to that budget (or --auto-max-new-tokens)",
     )
     g.add_argument(
         "--chat",
