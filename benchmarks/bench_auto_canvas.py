@@ -162,7 +162,7 @@ def main() -> None:
         help=f"comma-separated runs to add from {', '.join(SAMPLER_BASES)} ('all': every one)",
     )
     ap.add_argument("--no-long-run", action="store_true", help="skip the long ancestral run")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 instance per task, 4 steps on a 96-token canvas")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 instance per task, 4 steps per run")
     ap.add_argument(
         "--first-seed",
         type=int,
@@ -179,8 +179,8 @@ def main() -> None:
         del bases[long_run]
     elif args.quick:  # one instance per task, a short ancestral run
         bases[long_run] = dict(bases[long_run], num_denoising_steps=8, canvas_length=96, max_new_tokens=48)
-    if args.quick:  # and 4 steps on a 96-token canvas for every run
-        bases = {name: dict(base, num_denoising_steps=4, canvas_length=96) for name, base in bases.items()}
+    if args.quick:  # and 4 steps for every run
+        bases = {name: dict(base, num_denoising_steps=4) for name, base in bases.items()}
     if args.quick:
         args.per_task = 1
     names = list(SAMPLER_BASES) if args.samplers == "all" else [s for s in args.samplers.split(",") if s]
