@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 import sumi  # noqa: E402
+from sumi import denoising  # noqa: E402
 from sumi.chat_template import answer_prompts, chat_prompt_ids, ensure_chat_template  # noqa: E402
 from sumi.sft_tasks import TASKS, exact_match, generate_suite  # noqa: E402
 
@@ -177,11 +178,10 @@ def main() -> None:
     long_run = list(BASES)[1]
     if args.no_long_run:
         del bases[long_run]
-    elif args.quick:  # one instance per task, a short ancestral run
-        bases[long_run] = dict(bases[long_run], num_denoising_steps=8, canvas_length=96, max_new_tokens=48)
-    if args.quick:  # and 4 steps for every run
+    elif args.quick:  # a short ancestral run
+        bases[long_run] = dict(bases[long_run], canvas_length=96, max_new_tokens=48)
+    if args.quick:  # one instance per task, 4 steps for every run
         bases = {name: dict(base, num_denoising_steps=4) for name, base in bases.items()}
-    if args.quick:
         args.per_task = 1
     names = list(SAMPLER_BASES) if args.samplers == "all" else [s for s in args.samplers.split(",") if s]
     for s in names:
@@ -198,8 +198,6 @@ def main() -> None:
         for k in ("sampler", "temperature", "num_denoising_steps", "tokens_per_step", "canvas_length", "stop_on_cycle")
     }
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
-    from sumi import denoising
-
     rule = dict(min=denoising.AUTO_MIN, margin=denoising.AUTO_MARGIN, share=denoising.AUTO_MARGIN_SHARE)
     print(f"{args.model} ({gen}); {len(instances)} held-out instances; auto rule {rule}; {machine}")
     tables, goals = {}, {}

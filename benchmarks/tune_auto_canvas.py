@@ -35,14 +35,15 @@ from sumi.sft_tasks import TASKS, generate_suite  # noqa: E402
 DEFAULT_RULES = "1:4:0,8:4:0,16:4:0,1:4:0.25,16:4:0.25,16:4:0.5"
 
 
-def parse_rules(text: str) -> list[tuple[int, int, float]]:
+def parse_rules(ap: argparse.ArgumentParser, text: str) -> list[tuple[int, int, float]]:
+    """--rules: comma-separated MIN:MARGIN:SHARE (a parser error otherwise)."""
     rules = []
     for item in text.split(","):
         try:
             lo, margin, share = item.split(":")
             rules.append((int(lo), int(margin), float(share)))
         except ValueError:
-            raise SystemExit(f"--rules: expected MIN:MARGIN:SHARE items such as 16:4:0.25, got {item!r}") from None
+            ap.error(f"--rules: expected MIN:MARGIN:SHARE items such as 16:4:0.25, got {item!r}")
     return rules
 
 
@@ -58,7 +59,7 @@ def main() -> None:
     ap.add_argument("--fixed", type=int, default=96, help="the fixed budget shown beside the rules")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    rules = parse_rules(args.rules)
+    rules = parse_rules(ap, args.rules)
     tasks = parse_tasks(ap, args.tasks)
     torch.manual_seed(0)
     model, tok = sumi.load(args.model)

@@ -645,7 +645,8 @@ class CanvasJob:
     def _probe(self, logits: torch.Tensor) -> None:
         """A forward of the auto probe on the canvas laid out with the largest budget. Between probe
         forwards the canvas takes the argmax (a draft); after the last, each row's budget becomes the
-        first answer position where EOS holds >= AUTO_EOS_PROB, plus room (`auto_budget`), and the denoising starts from the initial random canvas of that size."""
+        first answer position where EOS holds >= AUTO_EOS_PROB, plus room (`auto_budget`), and the
+        denoising starts from the initial random canvas of that size."""
         self.probes_left -= 1
         if self.probes_left:
             z = self.canvas[:, : self.width]
