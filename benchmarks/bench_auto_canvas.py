@@ -87,6 +87,15 @@ def parse_tasks(ap: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
     return tasks
 
 
+def task_cells(row: dict) -> str:
+    """A row's exact matches per task as markdown cells ("-" for a task it did not run)."""
+    cells = (
+        f"{row['per_task'][t]['exact']}/{row['per_task'][t]['instances']}" if t in row["per_task"] else "-"
+        for t in TASKS
+    )
+    return " | ".join(cells)
+
+
 def measure(model, tok, instances, prompts, name: str, options: dict, first_seed: int = 0) -> dict:
     """One configuration over every instance (instance i with seed first_seed + i): positions, exact
     matches and mean budget, overall and per task."""
@@ -214,10 +223,7 @@ def main() -> None:
         print("| configuration | positions | vs fixed | exact match | mean budget | " + " | ".join(TASKS) + " |")
         print("|---|---:|---:|---:|---:|" + "---:|" * len(TASKS))
         for r in rows:
-            cells = " | ".join(
-                f"{r['per_task'][t]['exact']}/{r['per_task'][t]['instances']}" if t in r["per_task"] else "-"
-                for t in TASKS
-            )
+            cells = task_cells(r)
             print(
                 f"| {r['config']} | {r['positions']} | {r['positions'] / first:.2f} | "
                 f"{r['exact']}/{r['instances']} | {r['mean_budget']} | {cells} |"

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
-from bench_auto_canvas import measure, parse_tasks  # noqa: E402
+from bench_auto_canvas import measure, parse_tasks, task_cells  # noqa: E402
 
 import sumi  # noqa: E402
 import sumi.denoising as denoising  # noqa: E402
@@ -87,9 +87,7 @@ def main() -> None:
     print("\n| rule | positions | exact match | mean budget | " + " | ".join(TASKS) + " |")
     print("|---|---:|---:|---:|" + "---:|" * len(TASKS))
     for r in rows:
-        cells = " | ".join(
-            f"{r['per_task'][t]['exact']}/{r['per_task'][t]['instances']}" if t in r["per_task"] else "-" for t in TASKS
-        )
+        cells = task_cells(r)
         print(f"| {r['config']} | {r['positions']} | {r['exact']}/{r['instances']} | {r['mean_budget']} | {cells} |")
     if args.json:
         from sumi.atomic import write_text_atomic
