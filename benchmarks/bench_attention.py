@@ -2,10 +2,11 @@
 """The bf16 CPU attention kernel (`sumi.kernels`) against PyTorch SDPA, one attention call, side by side.
 
 For several shapes (batch, query heads, KV heads, canvas, head dim) of Sumi's models: the time of
-`sdpa_sink_attention` on bf16 inputs with sumi's native kernel installed and without it (SDPA with
-an appended zero key/value row), alternating, best of `--repeats`; GFLOP/s counts `4 B h S^2 d`;
-the largest difference between the two outputs. Needs an x86-64 Linux CPU with AVX512-BF16 and
-gcc (the script says so otherwise).
+sumi's native kernel (`kernels.sink_attention`) and of the model's SDPA path (`sdpa_sink_attention`:
+SDPA with an appended zero key/value row) on bf16 inputs, alternating, best of `--repeats`;
+GFLOP/s counts `4 B h S^2 d`; the largest difference between the two outputs; whether the CPU has
+AMX and which of the two the model picks here. Needs an x86-64 Linux CPU with AVX512-BF16 and gcc
+(the script says so otherwise).
 
     python benchmarks/bench_attention.py [--repeats 15] [--threads N] [--json out.json]
     python benchmarks/bench_attention.py --quick      # smoke run: small shapes, 2 repeats
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
             kv = [torch.randn(B, k, S, d, generator=g).bfloat16() for _ in range(2)]
 
             attention = {
-                "sumi": modeling.ALL_ATTENTION_FUNCTIONS[kernels.ATTENTION_NAME],
+                "sumi": kernels.sink_attention,  # the kernel itself, whichever the model would pick
                 "sdpa": modeling.ALL_ATTENTION_FUNCTIONS["sdpa"],
             }
             times = {"sumi": float("inf"), "sdpa": float("inf")}
@@ -107,9 +108,12 @@ def main(argv=None) -> int:
                     max_abs_diff=diff,
                 )
             )
+    amx = kernels.AMX_FLAG in kernels._cpu_flags()
+    default = "SDPA" if kernels.why_not_for(64) else "the sumi kernel"
     print(
-        f"## bench_attention\n\n- machine: {cpu}, {os.cpu_count()} cores, torch threads {args.threads}; torch "
-        f"{torch.__version__}; {time.strftime('%Y-%m-%d')}; best of {args.repeats}, bf16, no mask\n"
+        f"## bench_attention\n\n- machine: {cpu}, {os.cpu_count()} cores ({'with' if amx else 'no'} AMX), torch "
+        f"threads {args.threads}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}; best of {args.repeats}, "
+        f"bf16, no mask; the model's default attention here: {default}\n"
     )
     print("| shape | B, h / KV heads, S, d | SDPA | sumi kernel | ratio | max abs diff |")
     print("|---|---|---:|---:|---:|---:|")
@@ -125,7 +129,9 @@ def main(argv=None) -> int:
         "against float64)."
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(cpu=cpu, threads=args.threads, rows=rows), indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(dict(cpu=cpu, amx=amx, default=default, threads=args.threads, rows=rows), indent=2) + "\n"
+        )
     return 0
 
 

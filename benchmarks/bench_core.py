@@ -171,10 +171,10 @@ def sdpa_backend(
     model: SumiForMaskGeneration, batch: int, canvas: int, dtype: torch.dtype, device: torch.device
 ) -> str:
     """The kernel this model's attention call runs (no padding mask): sumi's native one where it
-    takes the inputs (bf16 on an AVX512-BF16 CPU, `sumi.kernels`), else the SDPA kernel PyTorch picks."""
+    runs it (bf16 on an AVX512-BF16 CPU without AMX, `sumi.kernels`), else the SDPA kernel PyTorch picks."""
     cfg = model.config
     probe = torch.zeros(batch, cfg.num_attention_heads, canvas, cfg.head_dim, dtype=dtype, device=device)
-    if kernels.supports(probe, probe[:, : cfg.num_key_value_heads], probe[:, : cfg.num_key_value_heads]):
+    if kernels.use_kernel(probe, probe[:, : cfg.num_key_value_heads], probe[:, : cfg.num_key_value_heads]):
         return "sumi AVX512-BF16 kernel"
     try:
         from torch.nn.attention import SDPBackend

@@ -79,6 +79,7 @@ def test_kernel_matches_float64_reference(B, H, HK, S, D, masked):
 
 
 def test_the_model_uses_it_for_bf16_inference_only(monkeypatch):
+    monkeypatch.setenv("SUMI_NATIVE_KERNELS", "1")  # the kernel even on a CPU with AMX (see below)
     calls = []
     real = kernels.sink_attention
     monkeypatch.setattr(kernels, "sink_attention", lambda *a: calls.append(1) or real(*a))
@@ -122,3 +123,29 @@ def test_unsupported_inputs_are_refused():
         kernels.sink_attention(
             q, torch.zeros(1, 2, 4, 64, dtype=torch.bfloat16), torch.zeros(1, 2, 4, 64, dtype=torch.bfloat16), None, 1.0
         )
+
+
+def test_the_model_keeps_sdpa_on_cpus_with_amx(monkeypatch):
+    """Where the CPU has AMX, SDPA's bf16 path is the faster one: the model's default attention
+    runs it, says why, and SUMI_NATIVE_KERNELS=1 still picks the kernel."""
+    q = torch.zeros(1, 2, 8, 64, dtype=torch.bfloat16)
+    for flags, env, kernel in (
+        ({"amx_bf16"}, None, False),
+        ({"amx_bf16"}, "1", True),
+        (set(), None, True),
+    ):
+        monkeypatch.setattr(kernels, "_cpu_flags", lambda flags=flags: frozenset(kernels.CPU_FLAGS) | flags)
+        if env is None:
+            monkeypatch.delenv("SUMI_NATIVE_KERNELS", raising=False)
+        else:
+            monkeypatch.setenv("SUMI_NATIVE_KERNELS", env)
+        assert kernels.supports(q, q[:, :1], q[:, :1])  # the kernel can run either way
+        assert kernels.use_kernel(q, q[:, :1], q[:, :1]) is kernel, (flags, env)
+        why = kernels.why_not_for(64)
+        assert (why is None) is kernel and (kernel or "AMX" in why), why
+        calls = []
+        real = kernels.sink_attention
+        monkeypatch.setattr(kernels, "sink_attention", lambda *a, real=real, calls=calls: calls.append(1) or real(*a))
+        out = kernels.native_or_sdpa_attention(q + 0.1, q[:, :1] + 0.2, q[:, :1] - 0.3, None, 0.125)
+        monkeypatch.setattr(kernels, "sink_attention", real)
+        assert len(calls) == int(kernel) and out.shape == q.shape

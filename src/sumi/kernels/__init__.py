@@ -2,24 +2,27 @@
 
 `sink_attention(q, k, v, key_mask, scale)`: the off-by-one softmax attention of the model for bf16
 inference on x86 CPUs with AVX512-BF16 (`sink_attention_avx512bf16.c`). PyTorch's CPU flash kernel
-runs bf16 at about its fp32 speed on such CPUs without AMX; this one uses the bf16 dot-product
-instruction (measured in `benchmarks/bench_core.py`). `register()` (run by `import sumi`) adds it
-to the model's attention registry (`modeling_sumi.ALL_ATTENTION_FUNCTIONS`) as "sumi_native", the
-default attention of Sumi models when sumi is installed: the kernel where `supports` takes the
-inputs, the model's SDPA path elsewhere. The model file (also a checkpoint's standalone remote code)
-only knows the registry.
+runs bf16 at about its fp32 speed on such CPUs when they lack AMX; this one uses the bf16
+dot-product instruction (2.2x SDPA there). On CPUs with AMX, SDPA multiplies on the AMX tiles and is
+the faster one (3.6-6x this kernel), so there the model keeps SDPA (measured in
+`benchmarks/bench_attention.py`). `register()` (run by `import sumi`) adds "sumi_native" to the
+model's attention registry (`modeling_sumi.ALL_ATTENTION_FUNCTIONS`), the default attention of Sumi
+models when sumi is installed: the kernel where `use_kernel` says so, the model's SDPA path
+elsewhere. The model file (also a checkpoint's standalone remote code) only knows the registry.
 
 Everything else falls back to SDPA: other dtypes, gradients, CUDA, head dims that are not a
-multiple of 64, CPUs without the instructions, no compiler (`available()` says why not; set
-`SUMI_NATIVE_KERNELS=0` to turn it off). The shared library is built once into the sumi cache
-directory (`$SUMI_CACHE_DIR`, default `~/.cache/sumi/kernels`), keyed by the source's hash, and
-loaded only from a folder of this user's that no one else can write, with the sha256 it had when
-built (see `_build`).
+multiple of 64, CPUs without the instructions or with AMX, no compiler (`available()` says why the
+kernel cannot run, `why_not_for(head_dim)` why the model would not use it). `SUMI_NATIVE_KERNELS=0`
+turns the kernel off, `SUMI_NATIVE_KERNELS=1` uses it wherever it runs (AMX or not). The shared
+library is built once into the sumi cache directory (`$SUMI_CACHE_DIR`, default
+`~/.cache/sumi/kernels`), keyed by the source's hash, and loaded only from a folder of this user's
+that no one else can write, with the sha256 it had when built (see `_build`).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -36,18 +39,31 @@ from ..modeling_sumi import SinkAttentionInterface, sdpa_sink_attention
 SOURCE = Path(__file__).with_name("sink_attention_avx512bf16.c")
 CFLAGS = ["-O3", "-mavx512f", "-mavx512bf16", "-mavx512bw", "-mavx512vl", "-mfma", "-fopenmp", "-shared", "-fPIC"]
 CPU_FLAGS = ("avx512f", "avx512_bf16", "avx512bw", "avx512vl")
+AMX_FLAG = "amx_bf16"
 
 _lib: ctypes.CDLL | None = None
 _why_not: str | None = None
 
 
-def _cpu_has_flags() -> bool:
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return all(f in flags for f in CPU_FLAGS)
+        return frozenset()
+    return frozenset(
+        next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    )
+
+
+def _cpu_has_flags() -> bool:
+    """Whether the CPU has the instructions the kernel needs."""
+    return all(f in _cpu_flags() for f in CPU_FLAGS)
+
+
+def _sdpa_is_faster() -> bool:
+    """On CPUs with AMX, PyTorch's bf16 SDPA beats the kernel (unless SUMI_NATIVE_KERNELS=1 asks for it)."""
+    return AMX_FLAG in _cpu_flags() and os.environ.get("SUMI_NATIVE_KERNELS") != "1"
 
 
 def _private_folder(path: Path) -> Path | None:
@@ -155,18 +171,29 @@ def why_not_for(head_dim: int) -> str | None:
     """Why bf16 CPU inference of a model with this head dim would not use the kernel here (None: it would)."""
     if head_dim % 64:
         return f"head_dim {head_dim} is not a multiple of 64"
-    return None if available() else why_not()
+    if not available():
+        return why_not()
+    if _sdpa_is_faster():
+        return "PyTorch's SDPA is faster on this CPU (AMX); SUMI_NATIVE_KERNELS=1 uses the kernel anyway"
+    return None
 
 
 def supports(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
-    """Whether `sink_attention` takes these inputs (else use SDPA)."""
+    """Whether `sink_attention` can take these inputs."""
     return (
         q.device.type == "cpu"
         and q.dtype == k.dtype == v.dtype == torch.bfloat16
         and q.dim() == 4
         and not (q.requires_grad or k.requires_grad or v.requires_grad)
-        and why_not_for(q.shape[-1]) is None
+        and q.shape[-1] % 64 == 0
+        and available()
     )
+
+
+def use_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether the model's "sumi_native" attention runs the kernel on these inputs (else SDPA):
+    it `supports` them and is the faster of the two on this CPU."""
+    return supports(q, k, v) and not _sdpa_is_faster()
 
 
 def sink_attention(
@@ -230,9 +257,9 @@ ATTENTION_NAME = "sumi_native"
 def native_or_sdpa_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, scale: float
 ) -> torch.Tensor:
-    """The "sumi_native" attention: `sink_attention` where `supports` takes the inputs (bf16 CPU
-    inference), the model's `sdpa_sink_attention` elsewhere. Shapes as `sink_attention`."""
-    if supports(q, k, v):
+    """The "sumi_native" attention: `sink_attention` where `use_kernel` says so (bf16 CPU inference
+    without AMX), the model's `sdpa_sink_attention` elsewhere. Shapes as `sink_attention`."""
+    if use_kernel(q, k, v):
         return sink_attention(q, k, v, key_mask, scale)
     return sdpa_sink_attention(q, k, v, key_mask, scale)
 
@@ -248,6 +275,7 @@ __all__ = [
     "why_not",
     "why_not_for",
     "supports",
+    "use_kernel",
     "sink_attention",
     "ATTENTION_NAME",
     "native_or_sdpa_attention",
