@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 import sumi  # noqa: E402
-from sumi.serving.app import ROW_BLOCK  # noqa: E402
+from sumi.batch_invariance import make_batch_invariant  # noqa: E402
 from sumi.serving.client import post  # noqa: E402
 from sumi.serving.jobs import TextCodec  # noqa: E402
 
@@ -96,7 +96,9 @@ def generate_alone(model, codec: TextCodec, body: dict) -> tuple[str, int, float
 class ServerProcess:
     """`python -m sumi.serving` on a free port, with its resident memory sampled from /proc."""
 
-    def __init__(self, model: str, dtype: str | None, threads: int, max_batch_rows: int, max_queue: int):
+    def __init__(
+        self, model: str, dtype: str | None, threads: int, max_batch_rows: int, max_queue: int, invariant: bool = True
+    ):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(
             [os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"), env.get("PYTHONPATH", "")]
@@ -117,6 +119,7 @@ class ServerProcess:
                 str(max_batch_rows),
                 "--max-queue",
                 str(max_queue),
+                *([] if invariant else ["--no-batch-invariant"]),
             ],
             stderr=subprocess.PIPE,
             text=True,
@@ -234,6 +237,11 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server and of the sequential run")
     ap.add_argument("--max-batch-rows", type=int, default=16)
+    ap.add_argument(
+        "--no-batch-invariant",
+        action="store_true",
+        help="serve with plain GEMM calls (`sumi serve --no-batch-invariant`): faster, answers not bit-identical",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: sumi-tiny random weights, 6 requests, 1-2 clients")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -261,7 +269,7 @@ def main() -> None:
     seq_wall, seq_cpu = sum(r[2] for r in sequential), sum(r[3] for r in sequential)
     seq_tokens = sum(r[1] for r in sequential)
     print(f"sequential: {seq_tokens / seq_wall:.1f} answer tokens/s", file=sys.stderr)
-    invariant = dtype != "float32"  # what `sumi serve` turns on by default for these weights
+    invariant = not args.no_batch_invariant  # `sumi serve`'s default
     expected = [r[0] for r in sequential]
     # the most step-level batching can gain here: 8 one-row forwards of the baseline against one
     # 8-row forward of the server. Sharing a forward saves per-forward overhead and weight reads,
@@ -270,7 +278,7 @@ def main() -> None:
     if invariant:
         # the baseline above is plain generate(), the fastest way to run one request at a time; the
         # server's answers (and forwards) are generate()'s in the server's batch-invariant mode
-        model.set_batch_invariant(ROW_BLOCK)
+        plan = make_batch_invariant(model)
     ceiling = 8 * one_row / forward_seconds(model, args.canvas, 8)
     if invariant:
         blocked = [generate_alone(model, codec, body) for body in requests]
@@ -307,7 +315,9 @@ def main() -> None:
                 rss=None,
             )
         )
-    server = ServerProcess(args.model, args.dtype, args.threads, args.max_batch_rows, max_queue=max(levels) * 2)
+    server = ServerProcess(
+        args.model, args.dtype, args.threads, args.max_batch_rows, max_queue=max(levels) * 2, invariant=invariant
+    )
     try:
         post(server.url, "/v1/completions", requests[0])  # warm-up
         rss_start = server.rss()
@@ -352,7 +362,8 @@ def main() -> None:
     print(
         f"### bench_serve: `{args.model}` ({dtype}), {args.requests} requests per level ({args.steps} steps, "
         f"canvas "
-        f"{args.canvas}, answer budgets {args.budgets}, every 4th adaptive T=0), max {args.max_batch_rows} rows\n"
+        f"{args.canvas}, answer budgets {args.budgets}, every 4th adaptive T=0), max {args.max_batch_rows} rows, "
+        f"{'batch-invariant GEMM calls ' + json.dumps(plan) if invariant else 'plain GEMM calls'}\n"
     )
     print(
         f"Machine: {machine()}; {args.threads} torch thread(s) per side; torch {torch.__version__}; "
@@ -395,6 +406,7 @@ def main() -> None:
                     rss_start=rss_start,
                     peak_rss=peak_rss,
                     forward_ceiling_8_rows=ceiling,
+                    gemm_plan=plan if invariant else None,
                 ),
                 f,
                 indent=1,

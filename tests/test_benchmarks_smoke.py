@@ -94,8 +94,13 @@ def test_bench_attention_quick(tmp_path):
 def test_bench_serve_quick(tmp_path):
     out, data = run_quick("bench_serve.py", tmp_path, 180)
     assert "| clients | requests | errors | answer tokens/s | vs sequential |" in out and "torch" in out
-    assert [r["clients"] for r in data["rows"]] == ["sequential (generate)", 1, 2]
-    served = data["rows"][1:]
+    assert [r["clients"] for r in data["rows"]] == [
+        "sequential (generate)",
+        "sequential (generate, batch-invariant)",
+        1,
+        2,
+    ]
+    served = data["rows"][2:]
     assert all(r["errors"] == 0 and r["identical"] for r in served)  # batching never changes an answer
     assert all(r["tokens_per_s"] > 0 for r in data["rows"])
 

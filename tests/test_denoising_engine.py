@@ -197,3 +197,32 @@ def test_prepare_rejects_bad_options_before_any_work(tiny_model, kwargs, match):
             num_denoising_steps=2,
             **kwargs,
         )
+
+
+def test_with_batch_invariance_jobs_of_each_width_share_a_forward(tiny_model):
+    """In exact mode (`make_batch_invariant`, here in bf16, where GEMMs and attention otherwise
+    move a row's bits with its batch and its padding) a forward holds the rows of one width only,
+    and every job ends as it does alone."""
+    import copy
+
+    from sumi.batch_invariance import make_batch_invariant
+
+    model = copy.deepcopy(tiny_model).to(torch.bfloat16)
+    make_batch_invariant(model)
+    engine = DenoisingEngine(model)
+    specs = JOBS + [dict(JOBS[0], seed=[11], sampler="greedy"), dict(JOBS[1], seed=[12], num_denoising_steps=3)]
+    calls = []  # (widths, jobs) of each forward
+    real = engine._forward
+    engine._forward = lambda parts: calls.append(({z.shape[1] for z, _, _ in parts}, len(parts))) or real(parts)
+    jobs = [prepare(model, spec) for spec in specs]
+    for job in jobs:
+        engine.add(job)
+    steps = 0
+    while engine.jobs:
+        engine.step()
+        steps += 1
+    assert all(len(widths) == 1 for widths, _ in calls) and engine.forwards == len(calls) > steps
+    assert max(n for _, n in calls) == 2  # the jobs of one width shared their forwards
+    for job, spec in zip(jobs, specs):
+        ref = alone(model, spec)
+        assert torch.equal(job.result().canvas, ref.canvas), spec

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..batch_invariance import make_batch_invariant
 from ..denoising import DenoisingEngine
 from .canvas import CanvasFrames
 from .errors import APIError
@@ -72,23 +72,18 @@ class Run:
     frames: CanvasFrames | None
 
 
-# Token rows per GEMM call in batch-invariant mode. On the 2-core CPU (demo model, bf16, one thread)
-# 128 beat 64 both alone (24 vs 29 ms CPU for one 96-token row) and for 8 rows (115 vs 130 ms);
-# 256 is cheaper per row at 8 rows (99 ms) but pads a lone short canvas 2.7x (31 ms).
-ROW_BLOCK = 128
-
-
 class Service:
     """What the routes share: the model's job builder, the scheduler and the counters."""
 
     def __init__(self, model, tokenizer, settings: ServeSettings):
         model.eval()
         self.settings, self.model = settings, model
-        invariant = settings.batch_invariant
-        if invariant is None:
-            invariant = next(model.parameters()).dtype != torch.float32
-        if hasattr(model, "set_batch_invariant"):
-            model.set_batch_invariant(ROW_BLOCK if invariant else None)
+        # {"in->out dtype": (row_block, row_multiple)}: probed once, under the threads that serve
+        self.gemm_plan = make_batch_invariant(model) if settings.batch_invariant else {}
+        if not settings.batch_invariant and hasattr(model, "set_batch_invariant"):
+            model.set_batch_invariant(None)
+        if self.gemm_plan:
+            logger.info("batch-invariant GEMM calls (rows per call, padded to a multiple of): %s", self.gemm_plan)
         self.builder = JobBuilder(model, tokenizer, settings)
         self.metrics = ServerMetrics()
         self.scheduler = Scheduler(

@@ -88,9 +88,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-invariant",
         action=argparse.BooleanOptionalAction,
-        default=None,
-        help="multiply in fixed row blocks so a seeded request is bit-identical alone or batched "
-        "(default: on for bfloat16/float16 weights, whose CPU GEMMs otherwise change with the batch)",
+        default=True,
+        help="multiply in GEMM calls of sizes probed at start-up to keep every row's bits, so a seeded "
+        "request is bit-identical alone or batched (default: on; CPU GEMMs otherwise change a row's "
+        "last bits with the batch, in bf16 and, with several threads, in fp32)",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))

@@ -18,9 +18,9 @@ class ServeSettings:
     max_steps: most denoising steps per request.
     max_body_bytes: largest request body (413 past it).
     retry_after_s: the Retry-After a 429 suggests.
-    batch_invariant: run the projections in fixed row blocks so a seeded request gets the same
-        answer alone or batched (`SumiPreTrainedModel.set_batch_invariant`); None: on when the
-        weights are not fp32 (fp32 GEMMs are batch-invariant on their own here).
+    batch_invariant: run the projections in GEMM calls of sizes this machine keeps exact, so a
+        seeded request gets the same answer alone or batched
+        (`sumi.batch_invariance.make_batch_invariant`, probed at start-up); False: plain calls.
     """
 
     model_name: str = "demo"
@@ -32,7 +32,7 @@ class ServeSettings:
     max_steps: int = 1024
     max_body_bytes: int = 1 << 20
     retry_after_s: int = 1
-    batch_invariant: bool | None = None
+    batch_invariant: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_batch_rows", "max_queue", "max_steps", "max_body_bytes", "retry_after_s"):

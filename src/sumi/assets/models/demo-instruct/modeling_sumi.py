@@ -67,25 +67,31 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class SumiLinear(nn.Linear):
-    """`nn.Linear` that can multiply in fixed blocks of `row_block` token rows (the last block
-    zero-padded): `x [..., in] -> [..., out]`.
+    """`nn.Linear` that can multiply in blocks of at most `row_block` token rows, each call's rows
+    zero-padded to a multiple of `row_multiple` (default `row_block`: every call the same size):
+    `x [..., in] -> [..., out]`.
 
-    A CPU GEMM library chooses its blocking, and with it the order of each dot product's sum, from
-    the number of rows M, so in bf16 a token's output changes in the last bits with how many other
-    tokens share the call. Blocks of one fixed size give every token the same kernel whatever the
-    batch (measured: the output of a row does not depend on its place in a block or on the other
-    rows), so a canvas row's logits no longer depend on its neighbours. Off (`None`) by default;
-    `SumiPreTrainedModel.set_batch_invariant` turns it on for the whole model."""
+    A GEMM library chooses its blocking, and with it the order of each dot product's sum, from the
+    number of rows M, so in bf16 a token's output changes in the last bits with how many other
+    tokens share the call. Calls of one fixed size give every token the same kernel whatever the
+    batch (measured: the output of a row does not depend on its place in a call or on the other
+    rows). Where the library keeps one kernel for every multiple of `row_multiple` up to
+    `row_block` (`sumi.batch_invariance` probes that), smaller calls are as good and cheaper. Off
+    (`None`) by default; `SumiPreTrainedModel.set_batch_invariant` turns it on for the whole model."""
 
     row_block: int | None = None
+    row_multiple: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.row_block is None:
             return super().forward(x)
         rows = x.reshape(-1, x.shape[-1])
-        n = rows.shape[0]
-        padded = F.pad(rows, (0, 0, 0, -n % self.row_block))
-        out = torch.cat([F.linear(block, self.weight, self.bias) for block in padded.split(self.row_block)])
+        n, pad = rows.shape[0], -rows.shape[0] % (self.row_multiple or self.row_block)
+        if pad == 0 and n <= self.row_block:  # already one call of an allowed size
+            return super().forward(x)
+        if pad:
+            rows = F.pad(rows, (0, 0, 0, pad))
+        out = torch.cat([F.linear(block, self.weight, self.bias) for block in rows.split(self.row_block)])
         return out[:n].view(*x.shape[:-1], self.out_features)
 
 
@@ -275,21 +281,26 @@ class SumiPreTrainedModel(PreTrainedModel):
             )
         return requested_attention
 
-    def set_batch_invariant(self, row_block: int | None = 128) -> None:
-        """Make every projection multiply in blocks of `row_block` token rows (None: off), so that a
-        row's logits are bit-identical alone or batched with any others. Needed in reduced precision
-        on CPUs, where the GEMM's blocking follows the batch size (fp32 is invariant here without
-        it); costs a few small GEMM calls per projection. `sumi serve` turns it on for bf16/fp16."""
-        if row_block is not None and (not isinstance(row_block, int) or row_block < 1):
-            raise ValueError(f"row_block must be a positive int or None, got {row_block!r}")
+    def set_batch_invariant(self, row_block: int | None = 128, row_multiple: int | None = None) -> None:
+        """Make every projection multiply in calls of at most `row_block` token rows, padded to a
+        multiple of `row_multiple` (default `row_block`; None: off), so that a row's logits are
+        bit-identical alone or batched with any others. Needed in reduced precision on CPUs, where
+        the GEMM's blocking follows the batch size; costs a few small GEMM calls per projection.
+        `sumi.batch_invariance.make_batch_invariant` picks the cheapest blocks per projection."""
+        for name, value in (("row_block", row_block), ("row_multiple", row_multiple)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        if row_block is not None and row_multiple is not None and row_block % row_multiple:
+            raise ValueError(f"row_block ({row_block}) must be a multiple of row_multiple ({row_multiple})")
         for module in self.modules():
             if isinstance(module, SumiLinear):
-                module.row_block = row_block
+                module.row_block, module.row_multiple = row_block, row_multiple if row_block else None
 
     @property
-    def batch_invariant(self) -> int | None:
-        """The `row_block` of `set_batch_invariant` (None: off)."""
-        return next((m.row_block for m in self.modules() if isinstance(m, SumiLinear)), None)
+    def batch_invariant(self) -> bool:
+        """Whether every projection multiplies in fixed-size calls (`set_batch_invariant`)."""
+        linears = [m for m in self.modules() if isinstance(m, SumiLinear)]
+        return bool(linears) and all(m.row_block is not None for m in linears)
 
     def save_pretrained(self, save_directory, *args, max_shard_size="5GB", **kwargs):
         self.config.auto_map = dict(AUTO_MAP)

@@ -908,10 +908,14 @@ def cut_at_stop_strings(
 
 # ----------------------------------------------------------------------------- the engine
 class DenoisingEngine:
-    """Runs the jobs it holds one step at a time, all live rows in one forward.
+    """Runs the jobs it holds one step at a time, the live rows of each canvas width in one forward.
 
-    Rows of jobs with different canvas widths are right-padded to the widest and masked out of
-    attention (a masked key adds exactly zero); a job alone runs exactly as `generate()` always has.
+    A job alone runs exactly as `generate()` always has. Jobs of one width share a forward: with the
+    model's batch invariance on (`sumi.batch_invariance`), each row then gets the bits it gets alone.
+    Jobs of different widths run in one forward per width then, since attention kernels sum over
+    the keys in blocks that follow the width: a row right-padded with masked keys moves in its last
+    bits. Without batch invariance nothing is exact anyway, and all rows share one forward,
+    right-padded to the widest and masked (a masked key adds zero up to rounding).
     Not thread-safe: one thread calls `add`, `cancel` and `step`.
     """
 
@@ -949,15 +953,24 @@ class DenoisingEngine:
         try:
             for job in jobs:
                 job.before_forward()
-            logits = self._forward([j.forward_inputs() for j in jobs])
-            self.forwards += 1
-            for job, part in zip(jobs, logits):
-                job.advance(part)
+            for group in self._groups(jobs):
+                for job, part in zip(group, self._forward([j.forward_inputs() for j in group])):
+                    job.advance(part)
+                self.forwards += 1
         finally:
             model.train(was_training)
         finished = [j for j in jobs if j.done]
         self.jobs = [j for j in jobs if not j.done]
         return finished
+
+    def _groups(self, jobs: list[CanvasJob]) -> list[list[CanvasJob]]:
+        """The jobs that share a forward: all of them, or those of each width when exact."""
+        if not getattr(self.model, "batch_invariant", False):
+            return [jobs]
+        by_width: dict[int, list[CanvasJob]] = {}
+        for job in jobs:
+            by_width.setdefault(job.width, []).append(job)
+        return list(by_width.values())
 
     def _forward(self, parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> list[torch.Tensor]:
         """Logits `[b_j, w_j, V']` for each job's (canvas, key mask, position ids), from one forward over
