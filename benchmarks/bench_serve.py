@@ -99,7 +99,7 @@ class ServerProcess:
     def __init__(
         self, model: str, dtype: str | None, threads: int, max_batch_rows: int, max_queue: int, invariant: bool = True
     ):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(
             [os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"), env.get("PYTHONPATH", "")]
         )
@@ -119,6 +119,8 @@ class ServerProcess:
                 str(max_batch_rows),
                 "--max-queue",
                 str(max_queue),
+                "--threads",
+                str(threads),
                 *([] if invariant else ["--no-batch-invariant"]),
             ],
             stderr=subprocess.PIPE,

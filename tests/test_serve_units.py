@@ -271,6 +271,7 @@ def test_settings_reject_non_positive_limits():
     [
         (["--max-batch-rows", "0"], "argument --max-batch-rows: max_batch_rows must be a positive integer, got 0"),
         (["--port", "70000"], "argument --port: must be in [0, 65536), got 70000"),
+        (["--threads", "0"], "argument --threads: must be a positive integer, got 0"),
         (["--device", "banana"], "argument --device: invalid device 'banana'"),
         (["--model", "no/such-model-here", "--port", "0"], "argument --model"),
     ],

@@ -93,6 +93,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "request is bit-identical alone or batched (default: on; CPU GEMMs otherwise change a row's "
         "last bits with the batch, in bf16 and, with several threads, in fp32)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for the forwards (default: torch's, one per core). On a 2-core machine 1 "
+        "served more: the forwards of a few rows are too small to split, and the HTTP thread needs a core",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
 
@@ -123,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         if not 0 <= args.port < 65536:
             raise ValueError(f"argument --port: must be in [0, 65536), got {args.port}")
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"argument --threads: must be a positive integer, got {args.threads}")
         device = resolve_device(args.device)
         from .server import bind
 
@@ -130,9 +139,14 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError, CLIError) as e:
         print(f"sumi serve: error: {e}", file=sys.stderr)
         return 2
+    import torch
+
     import sumi
 
     from .app import create_app
+
+    if args.threads is not None:  # before the batch-invariance probe: GEMM kernels follow the threads
+        torch.set_num_threads(args.threads)
     from .server import uvicorn_server
 
     try:
