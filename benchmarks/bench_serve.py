@@ -1,6 +1,8 @@
 """Serving throughput: concurrent clients against `sumi serve` vs the same requests one after another.
 
     python benchmarks/bench_serve.py [--model demo] [--requests 125] [--clients 1,4,8,16] [--json out.json]
+    python benchmarks/bench_serve.py --model sumi-1b --device cuda --dtype bfloat16 --canvas 2048 \
+        --budgets 256,512,1024 --clients 1,8,16 --requests 48 --forward-rows 1,8,32 --max-batch-rows 32
 
 A bounded load on loopback, in one run:
   * sequential: the request set served one after another through `model.generate()` in this process
@@ -14,8 +16,10 @@ whether every answer equals the sequential one (the server's batch invariance, c
 request), and the server's resident memory after the level (from /proc). The request set mixes
 prompt lengths, answer budgets and samplers (every fourth request adaptive at T = 0). Both sides
 run the model in `--dtype` (default: the checkpoint's, as `sumi serve` does; float32 for the demo
-model on a CPU) with `--threads` torch threads (default 1: on a shared 2-core machine a second OpenMP thread stalls each
-op on a descheduled sibling, and the server's HTTP thread needs a core).
+model on a CPU), on `--device`, with `--threads` torch threads (default 1: on a 2-core machine a
+second OpenMP thread slows the small per-row operations, and the server's HTTP thread needs a core).
+The forward table times one forward of the server's model at `--forward-rows` live rows (forwards/s,
+row-forwards/s, and the gain over one plain row: what step-level batching can buy on the device).
 """
 
 from __future__ import annotations
@@ -81,7 +85,7 @@ def generate_alone(model, codec: TextCodec, body: dict) -> tuple[str, int, float
     options = {k: v for k, v in body.items() if k not in ("prompt", "seed", "max_tokens", "steps")}
     start, cpu = time.perf_counter(), time.process_time()
     out = model.generate(
-        torch.tensor([ids]),
+        torch.tensor([ids], device=model.device),
         seed=[body["seed"]],
         max_new_tokens=body["max_tokens"],
         num_denoising_steps=body["steps"],
@@ -97,7 +101,14 @@ class ServerProcess:
     """`python -m sumi.serving` on a free port, with its resident memory sampled from /proc."""
 
     def __init__(
-        self, model: str, dtype: str | None, threads: int, max_batch_rows: int, max_queue: int, invariant: bool = True
+        self,
+        model: str,
+        dtype: str | None,
+        threads: int,
+        max_batch_rows: int,
+        max_queue: int,
+        invariant: bool = True,
+        device: str = "cpu",
     ):
         env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(
@@ -121,6 +132,8 @@ class ServerProcess:
                 str(max_queue),
                 "--threads",
                 str(threads),
+                "--device",
+                device,
                 *([] if invariant else ["--no-batch-invariant"]),
             ],
             stderr=subprocess.PIPE,
@@ -204,11 +217,14 @@ def percentiles(seconds: list[float]) -> tuple[float, float, float]:
 def forward_seconds(model, canvas: int, rows: int, repeats: int = 7) -> float:
     """The best of `repeats` forwards of `rows` random rows over `canvas` positions (after a warm-up)."""
     ids = torch.randint(3, model.config.vocab_size, (rows, canvas), generator=torch.Generator().manual_seed(0))
+    ids = ids.to(model.device)
     times = []
     with torch.inference_mode():
         for _ in range(repeats + 1):
             t0 = time.perf_counter()
             model(input_ids=ids)
+            if ids.is_cuda:
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
     return min(times[1:])
 
@@ -219,7 +235,8 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} cores"
+    gpu = f"; GPU: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}"
 
 
 def main() -> None:
@@ -236,6 +253,12 @@ def main() -> None:
         choices=("bfloat16", "float32"),
         help="model dtype on both sides (default: the checkpoint's, as `sumi serve`). bfloat16 is "
         "faster on CPUs with AVX512-BF16/AMX, but its matmuls depend on the batch size there",
+    )
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
+    ap.add_argument(
+        "--forward-rows",
+        default="1,8",
+        help="live rows at which to time one forward of the server's model over --canvas positions",
     )
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server and of the sequential run")
     ap.add_argument("--max-batch-rows", type=int, default=16)
@@ -257,11 +280,12 @@ def main() -> None:
             "8,16",
         )
     levels = [int(c) for c in args.clients.split(",")]
+    forward_rows = [int(r) for r in args.forward_rows.split(",")]
     budgets = [int(b) for b in args.budgets.split(",")]
     torch.set_num_threads(args.threads)
     started = time.time()
 
-    model, tok = sumi.load(args.model, dtype=args.dtype)
+    model, tok = sumi.load(args.model, dtype=args.dtype, device=args.device)
     model.eval()
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     codec = TextCodec(tok, model.config)
@@ -281,10 +305,11 @@ def main() -> None:
         # the baseline above is plain generate(), the fastest way to run one request at a time; the
         # server's answers (and forwards) are generate()'s in the server's batch-invariant mode
         plan = make_batch_invariant(model)
-    ceiling = 8 * one_row / forward_seconds(model, args.canvas, 8)
+    forwards = {r: forward_seconds(model, args.canvas, r) for r in sorted({1, 8, *forward_rows})}
+    ceiling = 8 * one_row / forwards[8]
     if invariant:
-        blocked = [generate_alone(model, codec, body) for body in requests]
-        expected = [r[0] for r in blocked]
+        exact = [generate_alone(model, codec, body) for body in requests]
+        expected = [r[0] for r in exact]
     del model
 
     rows = [
@@ -302,7 +327,7 @@ def main() -> None:
         )
     ]
     if invariant:
-        wall, cpu = sum(r[2] for r in blocked), sum(r[3] for r in blocked)
+        wall, cpu = sum(r[2] for r in exact), sum(r[3] for r in exact)
         rows.append(
             dict(
                 clients="sequential (generate, batch-invariant)",
@@ -312,13 +337,19 @@ def main() -> None:
                 speedup=seq_tokens / wall / (seq_tokens / seq_wall),
                 tokens_per_cpu_s=seq_tokens / cpu,
                 cpu_speedup=seq_tokens / cpu / (seq_tokens / seq_cpu),
-                latency=percentiles([r[2] for r in blocked]),
+                latency=percentiles([r[2] for r in exact]),
                 identical=None,
                 rss=None,
             )
         )
     server = ServerProcess(
-        args.model, args.dtype, args.threads, args.max_batch_rows, max_queue=max(levels) * 2, invariant=invariant
+        args.model,
+        args.dtype,
+        args.threads,
+        args.max_batch_rows,
+        max_queue=max(levels) * 2,
+        invariant=invariant,
+        device=args.device,
     )
     try:
         post(server.url, "/v1/completions", requests[0])  # warm-up
@@ -397,6 +428,14 @@ def main() -> None:
         + f"Forward ceiling (8 one-row forwards of the baseline / one 8-row forward of the server, canvas "
         f"{args.canvas}): {ceiling:.2f}×. " + f"_{time.time() - started:.0f} s in all._"
     )
+    print(
+        f"\nOne forward of the server's model over {args.canvas} positions "
+        f"({'exact mode' if invariant else 'plain GEMM calls'}; best of 7):\n"
+    )
+    print("| live rows | forward | forwards/s | row-forwards/s | vs one plain row |")
+    print("|---:|---:|---:|---:|---:|")
+    for r, t in forwards.items():
+        print(f"| {r} | {t * 1e3:.1f} ms | {1 / t:.1f} | {r / t:.1f} | {r * one_row / t:.2f}× |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
@@ -408,6 +447,8 @@ def main() -> None:
                     rss_start=rss_start,
                     peak_rss=peak_rss,
                     forward_ceiling_8_rows=ceiling,
+                    forward_seconds={str(r): t for r, t in forwards.items()},
+                    forward_seconds_one_row_plain=one_row,
                     gemm_plan=plan if invariant else None,
                 ),
                 f,
