@@ -199,30 +199,91 @@ def test_prepare_rejects_bad_options_before_any_work(tiny_model, kwargs, match):
         )
 
 
+def run_recording_logits(model, specs: list[dict], together: bool, spy_groups=None):
+    """The jobs of `specs` stepped to the end, in one engine (`together`) or each in its own; returns
+    the jobs and, per job, the logits each of its steps read (its `advance` inputs)."""
+    jobs = [prepare(model, spec) for spec in specs]
+    seen: list[list[torch.Tensor]] = [[] for _ in jobs]
+    for job, log in zip(jobs, seen):
+        real = job.advance
+        job.advance = lambda logits, real=real, log=log: (
+            log.append(logits[:, : real.__self__.width].clone()) or real(logits)
+        )
+    engines = [DenoisingEngine(model)] if together else [DenoisingEngine(model) for _ in jobs]
+    if spy_groups is not None:
+        for engine in engines:
+            engine._groups = spy_groups(engine._groups)
+    for k, job in enumerate(jobs):
+        engines[0 if together else k].add(job)
+    for engine in engines:
+        while engine.jobs:
+            engine.step()
+    return jobs, seen
+
+
 def test_with_batch_invariance_jobs_of_each_width_share_a_forward(tiny_model):
     """In exact mode (`make_batch_invariant`, here in bf16, where GEMMs and attention otherwise
     move a row's bits with its batch and its padding) a forward holds the rows of one width only,
-    and every job ends as it does alone."""
+    and every logit each job reads is bit-identical to its run alone."""
     import copy
 
     from sumi.batch_invariance import make_batch_invariant
 
     model = copy.deepcopy(tiny_model).to(torch.bfloat16)
     make_batch_invariant(model)
-    engine = DenoisingEngine(model)
     specs = JOBS + [dict(JOBS[0], seed=[11], sampler="greedy"), dict(JOBS[1], seed=[12], num_denoising_steps=3)]
     calls = []  # (widths, jobs) of each forward
-    real = engine._forward
-    engine._forward = lambda parts: calls.append(({z.shape[1] for z, _, _ in parts}, len(parts))) or real(parts)
-    jobs = [prepare(model, spec) for spec in specs]
-    for job in jobs:
-        engine.add(job)
-    steps = 0
-    while engine.jobs:
-        engine.step()
-        steps += 1
-    assert all(len(widths) == 1 for widths, _ in calls) and engine.forwards == len(calls) > steps
+
+    def spy(real):
+        def grouped(jobs):
+            out = real(jobs)
+            calls.extend(({j.forward_width for j in g}, len(g)) for g in out)
+            return out
+
+        return grouped
+
+    jobs, together = run_recording_logits(model, specs, True, spy)
+    assert all(len(widths) == 1 for widths, _ in calls) and len(calls) > max(s["num_denoising_steps"] for s in specs)
     assert max(n for _, n in calls) == 2  # the jobs of one width shared their forwards
-    for job, spec in zip(jobs, specs):
-        ref = alone(model, spec)
-        assert torch.equal(job.result().canvas, ref.canvas), spec
+    alone_jobs, alone_logits = run_recording_logits(model, specs, False)
+    for spec, a, b, job, ref in zip(specs, together, alone_logits, jobs, alone_jobs):
+        assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b)), spec
+        assert torch.equal(job.result().canvas, ref.result().canvas), spec
+
+
+def test_with_batch_invariance_self_sizing_jobs_of_nearby_widths_share_a_padded_forward(tiny_model):
+    """A job whose width moves with its budget (skip_tail, auto, shrink) pads its forward to a multiple
+    of WIDTH_MULTIPLE columns (masked keys) in exact mode, alone as in a batch: jobs of nearby widths
+    then share a forward, and every logit each job reads is bit-identical to its run alone."""
+    import copy
+
+    from sumi.batch_invariance import make_batch_invariant
+    from sumi.denoising import WIDTH_MULTIPLE
+
+    model = copy.deepcopy(tiny_model).to(torch.bfloat16)
+    make_batch_invariant(model)
+    base = dict(prompt=[7], canvas_length=40, num_denoising_steps=6, sampler="ancestral", skip_tail=True)
+    specs = [
+        dict(base, max_new_tokens=5, seed=[1]),  # width 1 + 5 + 2 = 8
+        dict(base, max_new_tokens=9, seed=[2], sampler="greedy"),  # 12
+        dict(base, max_new_tokens=3, seed=[3], num_denoising_steps=4),  # 6
+        dict(base, max_new_tokens=20, seed=[4], skip_tail=False, shrink=True),  # sizing: 23, then shrinks
+        dict(base, max_new_tokens="auto", seed=[5], skip_tail=False, sampler="adaptive", tokens_per_step=2),
+    ]
+    groups = []  # per forward: (its width, the widths of the jobs in it)
+
+    def spy(real):
+        def grouped(jobs):
+            out = real(jobs)
+            groups.extend((g[0].forward_width, sorted(j.width for j in g)) for g in out)
+            return out
+
+        return grouped
+
+    jobs, together = run_recording_logits(model, specs, True, spy)
+    assert all(w % WIDTH_MULTIPLE == 0 or w == 40 for w, _ in groups)  # (40: the whole canvas)
+    assert (WIDTH_MULTIPLE, [6, 8, 12]) in groups  # the three skip_tail jobs in one forward
+    alone_jobs, alone_logits = run_recording_logits(model, specs, False)
+    for spec, a, b, job, ref in zip(specs, together, alone_logits, jobs, alone_jobs):
+        assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b)), spec
+        assert torch.equal(job.result().canvas, ref.result().canvas), spec

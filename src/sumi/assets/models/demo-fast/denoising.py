@@ -316,6 +316,12 @@ def plan_moves(sampler: str, log_snrs: list[float], *, corrector_steps: int = 0,
     return moves
 
 
+# Columns a self-sizing job's forward is padded to a multiple of (masked keys) when the model is
+# batch-invariant: its width moves with its budget, and only jobs of one forward width share a
+# forward exactly, so nearby widths meet in one bucket (at most 15 masked columns per row).
+WIDTH_MULTIPLE = 16
+
+
 # ----------------------------------------------------------------------------- a job
 class CanvasJob:
     """The rows of one `generate()` call, denoised one step at a time by a `DenoisingEngine`.
@@ -393,6 +399,9 @@ class CanvasJob:
         if not self.probes_left:
             self._start_trajectory()
         self._set_width(self.width)
+        self.width_multiple = (
+            WIDTH_MULTIPLE if (o["skip_tail"] or self.sizing) and getattr(model, "batch_invariant", False) else None
+        )
         self._init_exit_rules(o, record_trajectory)
 
     # ---- the initial canvas
@@ -531,13 +540,24 @@ class CanvasJob:
         """The rows still being denoised (indices), or None for all of them."""
         return None if bool(self.active.all()) else self.active.nonzero().squeeze(-1)
 
+    @property
+    def forward_width(self) -> int:
+        """The columns of the next forward: `width`, or with `width_multiple` (a self-sizing job of a
+        batch-invariant model) `width` rounded up to it within the canvas; the columns past `width`
+        are masked keys, their logits dropped."""
+        m, w = self.width_multiple, self.width
+        return w if m is None else min(-(-w // m) * m, self._keys.shape[1])
+
     def forward_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """What this job feeds the next forward: canvas `[b, width]`, key mask `[b, width]` bool and
-        position ids `[b, width]` (None: positions are the columns) for its rows still in."""
-        rows = self.rows_in()
+        """What this job feeds the next forward: canvas `[b, W]`, key mask `[b, W]` bool and position
+        ids `[b, W]` (None: positions are the columns) for its rows still in (W: `forward_width`)."""
+        rows, W = self.rows_in(), self.forward_width
         pick = (lambda x: x) if rows is None else (lambda x: x.index_select(0, rows))
-        pos = None if self.position_ids is None else pick(self.position_ids)
-        return pick(self.canvas[:, : self.width]), pick(self.key_mask), pos
+        pos = None if self._pos is None else pick(self._pos[:, :W])
+        keys = self.key_mask
+        if W > self.width:  # the padding columns: masked keys for every row
+            keys = torch.cat([keys, keys.new_zeros(keys.shape[0], W - self.width)], dim=1)
+        return pick(self.canvas[:, :W]), pick(keys), pos
 
     def before_forward(self) -> None:
         """A corrector move re-noises the canvas of the rows still in before its forward."""
@@ -572,6 +592,7 @@ class CanvasJob:
     def advance(self, logits: torch.Tensor) -> None:
         """Move k of this job from the logits `[b, width, V']` of its rows still in: the sampler,
         the canvas sizing, the records, then the exit rules. (An auto probe's forward moves nothing.)"""
+        logits = logits[:, : self.width]  # (a padded forward's extra columns)
         rows_in = self.rows_in()
         self._count_forward(rows_in)
         if self.probes_left:
@@ -969,7 +990,7 @@ class DenoisingEngine:
             return [jobs]
         by_width: dict[int, list[CanvasJob]] = {}
         for job in jobs:
-            by_width.setdefault(job.width, []).append(job)
+            by_width.setdefault(job.forward_width, []).append(job)
         return list(by_width.values())
 
     def _forward(self, parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> list[torch.Tensor]:
