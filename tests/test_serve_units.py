@@ -294,6 +294,8 @@ def test_python_m_sumi_serving_serves_until_interrupted():
         env=env,
     )
     try:
+        plan = proc.stderr.readline()  # the batch-invariance probe's choice, one line, before the address
+        assert plan.startswith("sumi serve: batch-invariant GEMM calls") and "320->8192 float32: " in plan, plan
         line = proc.stderr.readline()
         url = re.search(r"http://\S+:\d+", line).group(0)
         deadline = time.monotonic() + 60

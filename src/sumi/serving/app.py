@@ -82,8 +82,6 @@ class Service:
         self.gemm_plan = make_batch_invariant(model) if settings.batch_invariant else {}
         if not settings.batch_invariant and hasattr(model, "set_batch_invariant"):
             model.set_batch_invariant(None)
-        if self.gemm_plan:
-            logger.info("batch-invariant GEMM calls (rows per call, padded to a multiple of): %s", self.gemm_plan)
         self.builder = JobBuilder(model, tokenizer, settings)
         self.metrics = ServerMetrics()
         self.scheduler = Scheduler(

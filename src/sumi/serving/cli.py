@@ -155,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
         print(f"sumi serve: error: argument --model: {e}", file=sys.stderr)
         return 2
+    app = create_app(model, tokenizer, settings)
+    plan = app.state.service.gemm_plan
+    if plan:  # what the batch-invariance probe chose: (most rows per GEMM call, padded to a multiple of)
+        calls = ", ".join(f"{shape}: {block}/{multiple}" for shape, (block, multiple) in plan.items())
+        print(f"sumi serve: batch-invariant GEMM calls (rows/multiple): {calls}", file=sys.stderr)
     host, port = sock.getsockname()[:2]
     print(
         f"sumi serve: {settings.model_name} on http://{host}:{port} (page: /, API: /v1, metrics: /metrics)",
@@ -162,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        uvicorn_server(create_app(model, tokenizer, settings), log_level=args.log_level).run(sockets=[sock])
+        uvicorn_server(app, log_level=args.log_level).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: the normal way to stop
         pass
     return 0
