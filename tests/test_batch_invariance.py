@@ -144,6 +144,7 @@ def test_make_batch_invariant_probes_each_shape_once_and_reports_the_plan(monkey
     from sumi import batch_invariance
 
     model, _ = sumi.load("demo")
+    monkeypatch.setattr(batch_invariance, "_PLANS", {})  # (plans found earlier in this process)
     probed = []
     real = batch_invariance.choose_block
     monkeypatch.setattr(batch_invariance, "choose_block", lambda layer, c: probed.append(layer) or real(layer, c))
@@ -154,3 +155,6 @@ def test_make_batch_invariant_probes_each_shape_once_and_reports_the_plan(monkey
     for m in model.modules():
         if isinstance(m, SumiLinear):
             assert (m.row_block, m.row_multiple) == plan[f"{m.in_features}->{m.out_features} float32"]
+    # a second model of the same shapes in this process: the plans found, no probe
+    again, _ = sumi.load("demo")
+    assert batch_invariance.make_batch_invariant(again) == plan and len(probed) == 5

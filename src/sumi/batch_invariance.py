@@ -27,6 +27,10 @@ CANDIDATES = ((1024, 32), (1024, 64), (512, 32), (512, 64), (256, 32), (256, 64)
 FALLBACK_BLOCK = 128  # fixed-size calls: invariant by construction, no probe needed
 PROBE_FLOP_BUDGET = 4e11  # per weight shape (~1 s on a CPU core); larger shapes try smaller blocks
 
+# plans found in this process, by (in, out, bias, dtype, device, torch threads, candidates): the
+# probe's answer depends on those and on the library and machine, which a process does not change
+_PLANS: dict[tuple, tuple[int, int]] = {}
+
 
 def probe_flops(block: int, multiple: int, in_features: int, out_features: int) -> float:
     """Multiply-adds x 2 of `consistent` for one block: the full call plus two windows per size."""
@@ -62,15 +66,18 @@ def choose_block(layer: SumiLinear, candidates=CANDIDATES) -> tuple[int, int]:
 @torch.inference_mode()
 def make_batch_invariant(model: torch.nn.Module, candidates=CANDIDATES) -> dict[str, tuple[int, int]]:
     """Turn on batch invariance in every `SumiLinear` of `model` with the cheapest calls this
-    machine keeps exact (one probe per distinct weight shape and dtype). Returns the plan,
-    `{"in->out dtype": (row_block, row_multiple)}`, for logs."""
+    machine keeps exact (one probe per distinct weight shape, dtype, device and thread count in a
+    process). Returns the plan, `{"in->out dtype": (row_block, row_multiple)}`, for logs."""
     plans: dict[tuple, tuple[int, int]] = {}
     for module in model.modules():
         if isinstance(module, SumiLinear):
             w = module.weight
             key = (module.in_features, module.out_features, module.bias is not None, w.dtype, w.device)
             if key not in plans:
-                plans[key] = choose_block(module, candidates)
+                cached = key + (torch.get_num_threads(), tuple(candidates))
+                if cached not in _PLANS:
+                    _PLANS[cached] = choose_block(module, candidates)
+                plans[key] = _PLANS[cached]
             module.row_block, module.row_multiple = plans[key]
     return {f"{k[0]}->{k[1]} {str(k[3]).removeprefix('torch.')}": plan for k, plan in plans.items()}
 
