@@ -284,8 +284,9 @@ class SumiPreTrainedModel(PreTrainedModel):
     def set_batch_invariant(self, row_block: int | None = 128, row_multiple: int | None = None) -> None:
         """Make every projection multiply in calls of at most `row_block` token rows, padded to a
         multiple of `row_multiple` (default `row_block`; None: off), so that a row's logits are
-        bit-identical alone or batched with any others. Needed in reduced precision on CPUs, where
-        the GEMM's blocking follows the batch size; costs a few small GEMM calls per projection.
+        bit-identical alone or batched with any others. Needed on CPUs, where the GEMM's blocking
+        follows the batch size (in bf16; in fp32 with several threads); costs a few small GEMM calls
+        per projection.
         `sumi.batch_invariance.make_batch_invariant` picks the cheapest blocks per projection."""
         for name, value in (("row_block", row_block), ("row_multiple", row_multiple)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -298,7 +299,7 @@ class SumiPreTrainedModel(PreTrainedModel):
 
     @property
     def batch_invariant(self) -> bool:
-        """Whether every projection multiplies in fixed-size calls (`set_batch_invariant`)."""
+        """Whether every projection multiplies in calls of the sizes `set_batch_invariant` set."""
         linears = [m for m in self.modules() if isinstance(m, SumiLinear)]
         return bool(linears) and all(m.row_block is not None for m in linears)
 
