@@ -174,7 +174,7 @@ def why_not_for(head_dim: int) -> str | None:
     if not available():
         return why_not()
     if _sdpa_is_faster():
-        return "PyTorch's SDPA is faster on this CPU (AMX); SUMI_NATIVE_KERNELS=1 uses the kernel anyway"
+        return "PyTorch's SDPA is faster on this CPU, which has AMX; SUMI_NATIVE_KERNELS=1 uses the kernel anyway"
     return None
 
 
